@@ -1,0 +1,419 @@
+//! Errors: one setup [`Error`] for creating and opening rings, and small enums per
+//! operation in the style of `std::sync::mpsc` and crossbeam-channel.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// An error from creating, opening or removing a ring.
+///
+/// Each variant names the segment and, where it applies, the field or value that was
+/// wrong, so that the message alone tells an operator what to fix.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The segment name is not of the form `/name` (one leading slash, no other,
+    /// 1..=253 bytes after it, no NUL).
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The ring options cannot describe a ring (capacity not a power of two, ...).
+    InvalidOptions {
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// `create` found a segment of that name already there; nothing was changed.
+    AlreadyExists {
+        /// The segment name.
+        name: String,
+    },
+    /// `open` found no segment of that name.
+    NotFound {
+        /// The segment name.
+        name: String,
+    },
+    /// The segment is a valid shmlane segment, but not one this build can use
+    /// (another layout version, another ring kind, another word size, ...).
+    Incompatible {
+        /// The segment name.
+        name: String,
+        /// The header field that differs.
+        field: &'static str,
+        /// The value found in the segment.
+        found: u64,
+        /// What this build expected.
+        expected: String,
+    },
+    /// The segment holds a value no shmlane writer produces: it was corrupted, or it
+    /// is not a shmlane segment at all.
+    Corrupt {
+        /// The segment name.
+        name: String,
+        /// The header field that is wrong.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+        /// Why it cannot be right.
+        reason: &'static str,
+    },
+    /// A size is larger than this platform or the segment allows.
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// The size asked for or found.
+        value: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// The creator has not finished initialising the segment within the wait.
+    NotReady {
+        /// The segment name.
+        name: String,
+        /// The state word found (0 = uninitialised, 1 = initialising, 3 = poisoned).
+        state: u32,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The endpoint role (producer or consumer) is already attached to this ring.
+    Busy {
+        /// The segment name.
+        name: String,
+        /// `"producer"` or `"consumer"`.
+        endpoint: &'static str,
+    },
+    /// A system call failed.
+    Io {
+        /// What we were doing (`"shm_open"`, `"ftruncate"`, `"mmap"`, ...).
+        op: &'static str,
+        /// The segment name.
+        name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            Error::InvalidOptions { reason } => write!(f, "invalid ring options: {reason}"),
+            Error::AlreadyExists { name } => write!(f, "segment {name} already exists"),
+            Error::NotFound { name } => write!(f, "segment {name} does not exist"),
+            Error::Incompatible {
+                name,
+                field,
+                found,
+                expected,
+            } => write!(
+                f,
+                "segment {name} is incompatible: {field} is {found:#x}, expected {expected}"
+            ),
+            Error::Corrupt {
+                name,
+                field,
+                value,
+                reason,
+            } => write!(
+                f,
+                "segment {name} is corrupt: {field} = {value:#x}: {reason}"
+            ),
+            Error::TooLarge { what, value, max } => {
+                write!(f, "{what} of {value} bytes is larger than the maximum {max}")
+            }
+            Error::NotReady {
+                name,
+                state,
+                waited,
+            } => write!(
+                f,
+                "segment {name} did not become ready within {waited:?} (state word {state})"
+            ),
+            Error::Busy { name, endpoint } => {
+                write!(f, "segment {name} already has a {endpoint} attached")
+            }
+            Error::Io { op, name, source } => write!(f, "{op} on segment {name}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A value read from shared memory that the protocol can never produce.
+///
+/// The ring is left as it was; the endpoint that saw it should be dropped. It means the
+/// peer is buggy, or something else wrote into the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// What was read (`"record header"`, `"head cursor"`, ...).
+    pub what: &'static str,
+    /// The value read.
+    pub value: u64,
+    /// The ring position (byte offset, counted from the ring's creation) where it was read.
+    pub position: u64,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shared memory is corrupt: {} = {:#x} at ring position {}",
+            self.what, self.value, self.position
+        )
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+macro_rules! error_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($(#[$vmeta:meta])* $variant:ident $({ $($field:ident : $ty:ty),* })? $(($bind:ident : $inner:ty))? => $msg:literal,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vmeta])* $variant $({ $(#[allow(missing_docs)] $field: $ty),* })? $(($inner))?,)*
+        }
+
+        impl fmt::Display for $name {
+            #[allow(unused_variables)]
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(error_enum!(@pat $name $variant $({ $($field),* })? $(($bind))?) => {
+                        error_enum!(@fmt f, $msg $(, $($field),*)? $(, ($bind))?)
+                    })*
+                }
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
+    (@pat $name:ident $variant:ident { $($field:ident),* }) => { $name::$variant { $($field),* } };
+    (@pat $name:ident $variant:ident ($bind:ident)) => { $name::$variant($bind) };
+    (@pat $name:ident $variant:ident) => { $name::$variant };
+    (@fmt $f:ident, $msg:literal, ($bind:ident)) => { write!($f, "{}: {}", $msg, $bind) };
+    (@fmt $f:ident, $msg:literal $(, $field:ident)*) => { write!($f, $msg) };
+}
+
+error_enum! {
+    /// Error from [`send`](crate::spsc::Producer::send), [`reserve`](crate::spsc::Producer::reserve)
+    /// and [`stream`](crate::spsc::Producer::stream).
+    SendError {
+        /// The consumer has detached; nothing more will be read.
+        Disconnected => "the consumer has disconnected",
+        /// The grant asked for is larger than the largest record (`reserve` only;
+        /// `send` splits any message into fragments).
+        TooLarge { len: u64, max: u64 } => "{len} bytes is more than the largest record ({max} bytes); use send or stream",
+        /// A value read from shared memory is impossible.
+        Corrupt(c: Corruption) => "cannot send",
+    }
+}
+
+error_enum! {
+    /// Error from [`try_send`](crate::spsc::Producer::try_send) and
+    /// [`try_reserve`](crate::spsc::Producer::try_reserve).
+    TrySendError {
+        /// The ring has no room for the message now.
+        Full => "the ring is full",
+        /// The consumer has detached; nothing more will be read.
+        Disconnected => "the consumer has disconnected",
+        /// The message can never fit in the ring at once; send it with `send`,
+        /// `send_timeout` or `stream`, which wait between fragments.
+        TooLarge { len: u64, max: u64 } => "{len} bytes cannot fit in the ring at once (at most {max}); use send or stream",
+        /// A value read from shared memory is impossible.
+        Corrupt(c: Corruption) => "cannot send",
+    }
+}
+
+error_enum! {
+    /// Error from [`send_timeout`](crate::spsc::Producer::send_timeout).
+    SendTimeoutError {
+        /// The deadline passed. A message that was being sent in fragments is
+        /// abandoned: the consumer gets [`RecvError::Truncated`] for it.
+        Timeout => "timed out waiting for room in the ring",
+        /// The consumer has detached; nothing more will be read.
+        Disconnected => "the consumer has disconnected",
+        /// The grant asked for is larger than the largest record.
+        TooLarge { len: u64, max: u64 } => "{len} bytes is more than the largest record ({max} bytes)",
+        /// A value read from shared memory is impossible.
+        Corrupt(c: Corruption) => "cannot send",
+    }
+}
+
+error_enum! {
+    /// Error from [`recv`](crate::spsc::Consumer::recv) and the other blocking receives.
+    RecvError {
+        /// The producer has detached and every message it sent has been received.
+        Disconnected => "the producer has disconnected and the ring is empty",
+        /// The next message is longer than the consumer's `max_message`. It is left
+        /// in the ring, not allocated for: read it with `recv_stream` (which needs no
+        /// buffer of its size) or raise the limit.
+        TooLarge { len: u64, max: u64 } => "the next message is {len} bytes, more than max_message ({max})",
+        /// `recv_ref` only: the next message travels in fragments, so it is not one
+        /// contiguous slice. It is left in the ring: read it with `recv` or `recv_stream`.
+        Fragmented { len: u64 } => "the next message ({len} bytes) travels in fragments; use recv or recv_stream",
+        /// The producer abandoned a message partway (its writer was dropped, it timed
+        /// out, or a new producer started over it). The partial message has been
+        /// discarded; the next call receives the next message.
+        Truncated => "the producer abandoned the message partway",
+        /// `recv_pod` only: the message (now consumed) had another size than the type.
+        SizeMismatch { expected: u64, found: u64 } => "expected a message of {expected} bytes, got {found}",
+        /// A value read from shared memory is impossible.
+        Corrupt(c: Corruption) => "cannot receive",
+    }
+}
+
+error_enum! {
+    /// Error from [`try_recv`](crate::spsc::Consumer::try_recv) and the other non-blocking receives.
+    TryRecvError {
+        /// No whole message is available now.
+        Empty => "the ring is empty",
+        /// See [`RecvError::Disconnected`].
+        Disconnected => "the producer has disconnected and the ring is empty",
+        /// See [`RecvError::TooLarge`].
+        TooLarge { len: u64, max: u64 } => "the next message is {len} bytes, more than max_message ({max})",
+        /// See [`RecvError::Fragmented`].
+        Fragmented { len: u64 } => "the next message ({len} bytes) travels in fragments; use recv or recv_stream",
+        /// See [`RecvError::Truncated`].
+        Truncated => "the producer abandoned the message partway",
+        /// See [`RecvError::SizeMismatch`].
+        SizeMismatch { expected: u64, found: u64 } => "expected a message of {expected} bytes, got {found}",
+        /// A value read from shared memory is impossible.
+        Corrupt(c: Corruption) => "cannot receive",
+    }
+}
+
+error_enum! {
+    /// Error from [`recv_timeout`](crate::spsc::Consumer::recv_timeout) and the other timed receives.
+    RecvTimeoutError {
+        /// The deadline passed before a whole message arrived. Fragments already read
+        /// are kept; the next receive goes on with the same message.
+        Timeout => "timed out waiting for a message",
+        /// See [`RecvError::Disconnected`].
+        Disconnected => "the producer has disconnected and the ring is empty",
+        /// See [`RecvError::TooLarge`].
+        TooLarge { len: u64, max: u64 } => "the next message is {len} bytes, more than max_message ({max})",
+        /// See [`RecvError::Fragmented`].
+        Fragmented { len: u64 } => "the next message ({len} bytes) travels in fragments; use recv or recv_stream",
+        /// See [`RecvError::Truncated`].
+        Truncated => "the producer abandoned the message partway",
+        /// See [`RecvError::SizeMismatch`].
+        SizeMismatch { expected: u64, found: u64 } => "expected a message of {expected} bytes, got {found}",
+        /// A value read from shared memory is impossible.
+        Corrupt(c: Corruption) => "cannot receive",
+    }
+}
+
+/// Error from [`WriteGrant::commit_len`](crate::spsc::WriteGrant::commit_len): more
+/// bytes were committed than the grant holds. Nothing was published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitError {
+    /// The length asked to commit.
+    pub len: usize,
+    /// The length of the grant.
+    pub granted: usize,
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot commit {} bytes of a {}-byte grant",
+            self.len, self.granted
+        )
+    }
+}
+
+impl std::error::Error for CommitError {}
+
+// Conversions from the blocking error, which carries every failure that is not
+// "would block", to the try and timeout forms.
+macro_rules! from_recv_error {
+    ($target:ident) => {
+        impl From<RecvError> for $target {
+            fn from(e: RecvError) -> Self {
+                match e {
+                    RecvError::Disconnected => $target::Disconnected,
+                    RecvError::TooLarge { len, max } => $target::TooLarge { len, max },
+                    RecvError::Fragmented { len } => $target::Fragmented { len },
+                    RecvError::Truncated => $target::Truncated,
+                    RecvError::SizeMismatch { expected, found } => {
+                        $target::SizeMismatch { expected, found }
+                    }
+                    RecvError::Corrupt(c) => $target::Corrupt(c),
+                }
+            }
+        }
+    };
+}
+from_recv_error!(TryRecvError);
+from_recv_error!(RecvTimeoutError);
+
+macro_rules! from_send_error {
+    ($target:ident) => {
+        impl From<SendError> for $target {
+            fn from(e: SendError) -> Self {
+                match e {
+                    SendError::Disconnected => $target::Disconnected,
+                    SendError::TooLarge { len, max } => $target::TooLarge { len, max },
+                    SendError::Corrupt(c) => $target::Corrupt(c),
+                }
+            }
+        }
+    };
+}
+from_send_error!(TrySendError);
+from_send_error!(SendTimeoutError);
+
+impl From<Corruption> for SendError {
+    fn from(c: Corruption) -> Self {
+        SendError::Corrupt(c)
+    }
+}
+
+impl From<Corruption> for RecvTimeoutError {
+    fn from(c: Corruption) -> Self {
+        RecvTimeoutError::Corrupt(c)
+    }
+}
+
+impl From<Corruption> for RecvError {
+    fn from(c: Corruption) -> Self {
+        RecvError::Corrupt(c)
+    }
+}
+
+impl From<RecvError> for io::Error {
+    fn from(e: RecvError) -> Self {
+        let kind = match e {
+            RecvError::Disconnected | RecvError::Truncated => io::ErrorKind::UnexpectedEof,
+            RecvError::Corrupt(_) => io::ErrorKind::InvalidData,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+impl From<SendError> for io::Error {
+    fn from(e: SendError) -> Self {
+        let kind = match e {
+            SendError::Disconnected => io::ErrorKind::BrokenPipe,
+            SendError::Corrupt(_) => io::ErrorKind::InvalidData,
+            SendError::TooLarge { .. } => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,505 @@
+//! The fixed 4096-byte header at the start of every segment.
+//!
+//! Construction follows "size it, place it, init it": [`SegmentLayout`] sizes the
+//! segment from the options, the backing places zeroed memory, and
+//! [`Header::init`] fills the fields and finally publishes `state = READY` with a
+//! Release store. [`Header::validate`] is the mirror on open: every field is read once,
+//! checked, and copied into a private [`RingParams`] that the protocol trusts from then
+//! on, so a peer that scribbles over the header later cannot change what we index with.
+//!
+//! Every field is an atomic, so that a peer writing the header while we read it is an
+//! ordinary (if wrong) race between atomics rather than undefined behaviour.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// `b"SHMLANE\0"` read as a little-endian u64.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANE\0");
+/// Bumped whenever the meaning of any header field or record bit changes.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Size of the header; the data region starts here (page aligned).
+pub(crate) const HEADER_SIZE: usize = 4096;
+/// Byte ring with one producer and one consumer.
+pub(crate) const KIND_SPSC: u32 = 1;
+/// Cell ring with many producers and consumers (reserved for the MPMC ring).
+pub(crate) const KIND_MPMC: u32 = 2;
+/// Smallest ring capacity: room for a few records of any header size.
+pub const MIN_CAPACITY: usize = 64;
+/// Largest ring capacity (1 TiB). Record lengths are 32-bit, and
+/// `max_record` is capped at 2^31 below.
+pub const MAX_CAPACITY: usize = 1 << 40;
+/// How many endpoint slots the header has (SPSC uses 0 = producer, 1 = consumer;
+/// the rest is room for the MPMC ring and crash detection).
+pub(crate) const ENDPOINT_SLOTS: usize = 16;
+
+// `state` 0: nothing written yet (a freshly truncated segment is all zero).
+/// `state` while the creator fills the header.
+pub(crate) const STATE_INIT: u32 = 1;
+/// `state` once every field is written; stored with Release last.
+pub(crate) const STATE_READY: u32 = 2;
+/// `state` of a segment that must no longer be used.
+pub(crate) const STATE_POISONED: u32 = 3;
+
+/// `EndpointSlot::state`: the slot has never been used.
+pub(crate) const ENDPOINT_VACANT: u32 = 0;
+/// `EndpointSlot::state`: an endpoint is attached.
+pub(crate) const ENDPOINT_ATTACHED: u32 = 1;
+/// `EndpointSlot::state`: the endpoint that was attached has detached cleanly.
+pub(crate) const ENDPOINT_DETACHED: u32 = 2;
+
+/// `abi` field: pointer width in bytes in the low byte, bit 8 set on little-endian.
+pub(crate) const ABI: u32 =
+    (std::mem::size_of::<usize>() as u32) | if cfg!(target_endian = "little") { 1 << 8 } else { 0 };
+
+/// One entry of the endpoint table. 32 bytes.
+#[repr(C)]
+pub(crate) struct EndpointSlot {
+    /// `ENDPOINT_VACANT`, `ENDPOINT_ATTACHED` or `ENDPOINT_DETACHED`.
+    pub(crate) state: AtomicU32,
+    /// Process id of the attached endpoint (information only: never trusted alone).
+    pub(crate) pid: AtomicU32,
+    /// Incremented on every attach, so an observer can tell two lives apart.
+    pub(crate) generation: AtomicU64,
+    /// Reserved for crash detection (process start time, lock byte).
+    _reserved: [AtomicU64; 2],
+}
+
+/// The segment header. `#[repr(C)]`, 4096 bytes; the layout is pinned by the
+/// assertions below and summarised in [`layout_hash`].
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) magic: AtomicU64,
+    pub(crate) version: AtomicU32,
+    pub(crate) header_size: AtomicU32,
+    pub(crate) layout_hash: AtomicU64,
+    pub(crate) abi: AtomicU32,
+    pub(crate) kind: AtomicU32,
+    /// Data region size in bytes; a power of two in `MIN_CAPACITY..=MAX_CAPACITY`.
+    pub(crate) capacity: AtomicU64,
+    /// Cell size for the MPMC ring; 0 for SPSC.
+    pub(crate) cell_size: AtomicU64,
+    /// Largest record (header + payload + padding) in bytes: `capacity / 2`, at most 2^31.
+    pub(crate) max_record: AtomicU64,
+    /// Default cap on a message the consumer reassembles in memory.
+    pub(crate) max_message: AtomicU64,
+    /// Creation flags (notifier kind in bits 0..4: 0 = futex event counts).
+    pub(crate) flags: AtomicU64,
+    pub(crate) creator_pid: AtomicU32,
+    pub(crate) creator_uid: AtomicU32,
+    /// Creator's start time in clock ticks since boot (`/proc/self/stat` field 22).
+    pub(crate) creator_start_time: AtomicU64,
+    /// Offset of the data region from the segment start (= `HEADER_SIZE`).
+    pub(crate) data_offset: AtomicU64,
+    /// Total segment length the creator sized (= `data_offset + capacity`).
+    pub(crate) segment_len: AtomicU64,
+    _reserved0: [AtomicU64; 3],
+    /// `STATE_*`; written last with Release by the creator.
+    pub(crate) state: AtomicU32,
+    _pad0: [u8; 124],
+    _reserved1: [AtomicU64; 32],
+    pub(crate) endpoints: [EndpointSlot; ENDPOINT_SLOTS],
+    /// Event count "data available": epoch in the high half, waiters in the low half.
+    pub(crate) data_ready: AtomicU64,
+    _pad1: [u8; 120],
+    /// Event count "space available".
+    pub(crate) space_ready: AtomicU64,
+    _pad2: [u8; 120],
+    /// Producer's published position (bytes written since creation). Only grows.
+    pub(crate) tail: AtomicU64,
+    _pad3: [u8; 120],
+    /// Consumer's published position (bytes released since creation). Only grows;
+    /// `tail - head <= capacity`.
+    pub(crate) head: AtomicU64,
+    _pad4: [u8; 120],
+    _reserved2: [u8; 2560],
+}
+
+#[cfg(not(loom))]
+mod layout_asserts {
+    use super::*;
+    use static_assertions::{const_assert, const_assert_eq};
+    use std::mem::{align_of, offset_of, size_of};
+
+    const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
+    const_assert!(align_of::<Header>() == 8);
+    const_assert_eq!(size_of::<EndpointSlot>(), 32);
+    const_assert_eq!(offset_of!(Header, magic), 0);
+    const_assert_eq!(offset_of!(Header, version), 8);
+    const_assert_eq!(offset_of!(Header, header_size), 12);
+    const_assert_eq!(offset_of!(Header, layout_hash), 16);
+    const_assert_eq!(offset_of!(Header, abi), 24);
+    const_assert_eq!(offset_of!(Header, kind), 28);
+    const_assert_eq!(offset_of!(Header, capacity), 32);
+    const_assert_eq!(offset_of!(Header, cell_size), 40);
+    const_assert_eq!(offset_of!(Header, max_record), 48);
+    const_assert_eq!(offset_of!(Header, max_message), 56);
+    const_assert_eq!(offset_of!(Header, flags), 64);
+    const_assert_eq!(offset_of!(Header, creator_pid), 72);
+    const_assert_eq!(offset_of!(Header, creator_uid), 76);
+    const_assert_eq!(offset_of!(Header, creator_start_time), 80);
+    const_assert_eq!(offset_of!(Header, data_offset), 88);
+    const_assert_eq!(offset_of!(Header, segment_len), 96);
+    const_assert_eq!(offset_of!(Header, state), 128);
+    const_assert_eq!(offset_of!(Header, endpoints), 512);
+    const_assert_eq!(offset_of!(Header, data_ready), 1024);
+    const_assert_eq!(offset_of!(Header, space_ready), 1152);
+    const_assert_eq!(offset_of!(Header, tail), 1280);
+    const_assert_eq!(offset_of!(Header, head), 1408);
+    // Each cursor and event count has a 128-byte line of its own (two 64-byte lines,
+    // so that adjacent-line prefetch does not pair them either).
+    const_assert_eq!(offset_of!(Header, data_ready) % 128, 0);
+    const_assert_eq!(offset_of!(Header, tail) % 128, 0);
+    const_assert_eq!(offset_of!(Header, head) % 128, 0);
+}
+
+/// FNV-1a over the offset and size of every header field, so that two builds that
+/// disagree on the layout (a field added without a version bump) refuse each other.
+pub(crate) const fn layout_hash() -> u64 {
+    #[cfg(not(loom))]
+    {
+        use std::mem::offset_of;
+        let fields: [(usize, usize); 26] = [
+            (offset_of!(Header, magic), 8),
+            (offset_of!(Header, version), 4),
+            (offset_of!(Header, header_size), 4),
+            (offset_of!(Header, layout_hash), 8),
+            (offset_of!(Header, abi), 4),
+            (offset_of!(Header, kind), 4),
+            (offset_of!(Header, capacity), 8),
+            (offset_of!(Header, cell_size), 8),
+            (offset_of!(Header, max_record), 8),
+            (offset_of!(Header, max_message), 8),
+            (offset_of!(Header, flags), 8),
+            (offset_of!(Header, creator_pid), 4),
+            (offset_of!(Header, creator_uid), 4),
+            (offset_of!(Header, creator_start_time), 8),
+            (offset_of!(Header, data_offset), 8),
+            (offset_of!(Header, segment_len), 8),
+            (offset_of!(Header, state), 4),
+            (offset_of!(Header, endpoints), std::mem::size_of::<EndpointSlot>()),
+            (ENDPOINT_SLOTS, 0),
+            (offset_of!(Header, data_ready), 8),
+            (offset_of!(Header, space_ready), 8),
+            (offset_of!(Header, tail), 8),
+            (offset_of!(Header, head), 8),
+            (HEADER_SIZE, 0),
+            // The record format is part of the layout too.
+            (crate::frame::RECORD_HEADER, crate::frame::BEGIN_PREFIX),
+            (crate::frame::FLAG_BITS as usize, 0),
+        ];
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut i = 0;
+        while i < fields.len() {
+            let mut v = ((fields[i].0 as u64) << 32) | fields[i].1 as u64;
+            let mut b = 0;
+            while b < 8 {
+                h ^= v & 0xff;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+                v >>= 8;
+                b += 1;
+            }
+            i += 1;
+        }
+        h
+    }
+    #[cfg(loom)]
+    {
+        0x5348_4d4c_414e_4531
+    }
+}
+
+/// The ring parameters, read once from a header and validated. The protocol indexes
+/// only with these private copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RingParams {
+    pub(crate) kind: u32,
+    /// Power of two, `MIN_CAPACITY..=MAX_CAPACITY`.
+    pub(crate) capacity: usize,
+    /// `capacity / 2`, at most 2^31; a multiple of 8.
+    pub(crate) max_record: usize,
+    pub(crate) max_message: u64,
+}
+
+impl RingParams {
+    /// Checks options and derives the parameters of a new ring.
+    pub(crate) fn new(kind: u32, capacity: usize, max_message: u64) -> Result<Self, String> {
+        if !capacity.is_power_of_two() {
+            return Err(format!("capacity {capacity} is not a power of two"));
+        }
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(format!(
+                "capacity {capacity} is outside {MIN_CAPACITY}..={MAX_CAPACITY}"
+            ));
+        }
+        Ok(RingParams {
+            kind,
+            capacity,
+            max_record: (capacity / 2).min(1 << 31),
+            max_message,
+        })
+    }
+}
+
+/// Why a header did not validate: the field, the value, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeaderFault {
+    Incompatible {
+        field: &'static str,
+        found: u64,
+        expected: String,
+    },
+    Corrupt {
+        field: &'static str,
+        value: u64,
+        reason: &'static str,
+    },
+    NotReady {
+        state: u32,
+    },
+}
+
+impl Header {
+    /// Writes every field of a zeroed header and publishes it with `state = READY`.
+    pub(crate) fn init(&self, params: &RingParams, segment_len: u64) {
+        // Relaxed stores: nobody may read them before the Release store of READY.
+        self.state.store(STATE_INIT, Ordering::Relaxed);
+        self.magic.store(MAGIC, Ordering::Relaxed);
+        self.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        self.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
+        self.layout_hash.store(layout_hash(), Ordering::Relaxed);
+        self.abi.store(ABI, Ordering::Relaxed);
+        self.kind.store(params.kind, Ordering::Relaxed);
+        self.capacity
+            .store(params.capacity as u64, Ordering::Relaxed);
+        self.cell_size.store(0, Ordering::Relaxed);
+        self.max_record
+            .store(params.max_record as u64, Ordering::Relaxed);
+        self.max_message.store(params.max_message, Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
+        self.creator_pid.store(std::process::id(), Ordering::Relaxed);
+        #[cfg(not(loom))]
+        self.creator_uid
+            .store(nix::unistd::getuid().as_raw(), Ordering::Relaxed);
+        self.creator_start_time
+            .store(process_start_time().unwrap_or(0), Ordering::Relaxed);
+        self.data_offset.store(HEADER_SIZE as u64, Ordering::Relaxed);
+        self.segment_len.store(segment_len, Ordering::Relaxed);
+        self.tail.store(0, Ordering::Relaxed);
+        self.head.store(0, Ordering::Relaxed);
+        // SYNC POINT: pairs with the Acquire load of `state` in `validate`; every field
+        // above is visible to whoever sees READY.
+        self.state.store(STATE_READY, Ordering::Release);
+    }
+
+    /// Reads `state` with Acquire (pairs with the Release store in `init`).
+    pub(crate) fn state(&self) -> u32 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Validates a READY header against what this build and the caller expect.
+    /// `file_len` is the size of the backing object from fstat.
+    pub(crate) fn validate(&self, expected_kind: u32, file_len: u64) -> Result<RingParams, HeaderFault> {
+        let state = self.state();
+        if state != STATE_READY {
+            return Err(HeaderFault::NotReady { state });
+        }
+        let magic = self.magic.load(Ordering::Relaxed);
+        if magic != MAGIC {
+            return Err(HeaderFault::Corrupt {
+                field: "magic",
+                value: magic,
+                reason: "not a shmlane segment (magic is not \"SHMLANE\\0\")",
+            });
+        }
+        let version = self.version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(HeaderFault::Incompatible {
+                field: "version",
+                found: version.into(),
+                expected: LAYOUT_VERSION.to_string(),
+            });
+        }
+        let header_size = self.header_size.load(Ordering::Relaxed);
+        if header_size as usize != HEADER_SIZE {
+            return Err(HeaderFault::Incompatible {
+                field: "header_size",
+                found: header_size.into(),
+                expected: HEADER_SIZE.to_string(),
+            });
+        }
+        let hash = self.layout_hash.load(Ordering::Relaxed);
+        if hash != layout_hash() {
+            return Err(HeaderFault::Incompatible {
+                field: "layout_hash",
+                found: hash,
+                expected: format!("{:#x}", layout_hash()),
+            });
+        }
+        let abi = self.abi.load(Ordering::Relaxed);
+        if abi != ABI {
+            return Err(HeaderFault::Incompatible {
+                field: "abi (word size and endianness)",
+                found: abi.into(),
+                expected: format!("{ABI:#x}"),
+            });
+        }
+        let kind = self.kind.load(Ordering::Relaxed);
+        if kind != expected_kind {
+            return Err(match kind {
+                KIND_SPSC | KIND_MPMC => HeaderFault::Incompatible {
+                    field: "kind",
+                    found: kind.into(),
+                    expected: kind_name(expected_kind).to_string(),
+                },
+                _ => HeaderFault::Corrupt {
+                    field: "kind",
+                    value: kind.into(),
+                    reason: "not a known ring kind",
+                },
+            });
+        }
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        if !capacity.is_power_of_two()
+            || capacity < MIN_CAPACITY as u64
+            || capacity > MAX_CAPACITY as u64
+        {
+            return Err(HeaderFault::Corrupt {
+                field: "capacity",
+                value: capacity,
+                reason: "not a power of two within the supported range",
+            });
+        }
+        let data_offset = self.data_offset.load(Ordering::Relaxed);
+        if data_offset != HEADER_SIZE as u64 {
+            return Err(HeaderFault::Corrupt {
+                field: "data_offset",
+                value: data_offset,
+                reason: "the data region must start right after the 4096-byte header",
+            });
+        }
+        let segment_len = self.segment_len.load(Ordering::Relaxed);
+        if segment_len != data_offset + capacity {
+            return Err(HeaderFault::Corrupt {
+                field: "segment_len",
+                value: segment_len,
+                reason: "does not equal header size + capacity",
+            });
+        }
+        if file_len < segment_len {
+            return Err(HeaderFault::Corrupt {
+                field: "capacity",
+                value: capacity,
+                reason: "the segment file is smaller than header + capacity",
+            });
+        }
+        let capacity = capacity as usize;
+        let expected_max_record = (capacity / 2).min(1 << 31);
+        let max_record = self.max_record.load(Ordering::Relaxed);
+        if max_record != expected_max_record as u64 {
+            return Err(HeaderFault::Corrupt {
+                field: "max_record",
+                value: max_record,
+                reason: "must be capacity / 2 (at most 2^31)",
+            });
+        }
+        let cell_size = self.cell_size.load(Ordering::Relaxed);
+        if kind == KIND_SPSC && cell_size != 0 {
+            return Err(HeaderFault::Corrupt {
+                field: "cell_size",
+                value: cell_size,
+                reason: "an SPSC ring has no cells",
+            });
+        }
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags != 0 {
+            return Err(HeaderFault::Incompatible {
+                field: "flags",
+                found: flags,
+                expected: "0 (futex event counts)".to_string(),
+            });
+        }
+        let max_message = self.max_message.load(Ordering::Relaxed);
+        Ok(RingParams {
+            kind,
+            capacity,
+            max_record: expected_max_record,
+            max_message,
+        })
+    }
+}
+
+pub(crate) fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        KIND_SPSC => "spsc",
+        KIND_MPMC => "mpmc",
+        _ => "unknown",
+    }
+}
+
+/// The calling process's start time in clock ticks since boot, from
+/// `/proc/self/stat` (field 22). With the pid it names one process life.
+pub(crate) fn process_start_time() -> Option<u64> {
+    #[cfg(any(loom, miri))]
+    {
+        None
+    }
+    #[cfg(not(any(loom, miri)))]
+    {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) is in parentheses and may contain spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split(' ').nth(19)?.parse().ok()
+    }
+}
+
+#[cfg(loom)]
+impl Header {
+    /// A zeroed header on the heap, with loom's atomics.
+    pub(crate) fn new_zeroed() -> Self {
+        fn z64() -> AtomicU64 {
+            AtomicU64::new(0)
+        }
+        fn z32() -> AtomicU32 {
+            AtomicU32::new(0)
+        }
+        fn slot() -> EndpointSlot {
+            EndpointSlot {
+                state: z32(),
+                pid: z32(),
+                generation: z64(),
+                _reserved: [z64(), z64()],
+            }
+        }
+        Header {
+            magic: z64(),
+            version: z32(),
+            header_size: z32(),
+            layout_hash: z64(),
+            abi: z32(),
+            kind: z32(),
+            capacity: z64(),
+            cell_size: z64(),
+            max_record: z64(),
+            max_message: z64(),
+            flags: z64(),
+            creator_pid: z32(),
+            creator_uid: z32(),
+            creator_start_time: z64(),
+            data_offset: z64(),
+            segment_len: z64(),
+            _reserved0: [z64(), z64(), z64()],
+            state: z32(),
+            _pad0: [0; 124],
+            _reserved1: std::array::from_fn(|_| z64()),
+            endpoints: std::array::from_fn(|_| slot()),
+            data_ready: z64(),
+            _pad1: [0; 120],
+            space_ready: z64(),
+            _pad2: [0; 120],
+            tail: z64(),
+            _pad3: [0; 120],
+            head: z64(),
+            _pad4: [0; 120],
+            _reserved2: [0; 2560],
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! shmlane moves bytes between processes on one Linux host through lock-free rings in
+//! shared memory.
+//!
+//! - **SPSC byte ring** ([`spsc`]): one producer process, one consumer process.
+//!   Zero-copy on both sides ([`spsc::Producer::reserve`], [`spsc::Consumer::recv_ref`]),
+//!   messages of any size (those larger than half the ring travel in fragments, and
+//!   can be streamed with [`std::io::Write`] / [`std::io::Read`]).
+//! - **Waiting without system calls** while nobody sleeps: the default
+//!   [`Wait::Adaptive`] spins, then yields, then parks on a futex event count; a
+//!   sender makes the wake-up system call only when the receiver really sleeps.
+//! - **Untrusted memory**: every cursor, length and flag read from the segment is
+//!   validated before use; an impossible value is an error ([`Corruption`]), never
+//!   undefined behaviour.
+//!
+//! # Two processes
+//!
+//! ```no_run
+//! use shmlane::{spsc, RingOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Process A: create the ring (64 KiB) and send.
+//! let mut tx = spsc::Producer::create("/quotes", &RingOptions::new(64 << 10))?;
+//! tx.send(b"EURUSD 1.0842")?;
+//!
+//! // Process B: open it and receive.
+//! let mut rx = spsc::Consumer::open("/quotes")?;
+//! let mut buf = Vec::new();
+//! rx.recv(&mut buf)?;
+//! assert_eq!(buf, b"EURUSD 1.0842");
+//! # Ok(()) }
+//! ```
+//!
+//! Either side may create the ring; [`spsc::Producer::create_or_open`] lets the first
+//! one to arrive create it. [`remove`] deletes the name (or set
+//! [`RingOptions::unlink_on_drop`]).
+//!
+//! # Trust model
+//!
+//! Peers are cooperative but may be buggy or die at any instruction: whatever they
+//! write into the segment makes our calls return an error, never panic, read out of
+//! bounds or hang without a timeout. Payload bytes are the peer's business. A peer
+//! that shrinks the segment file (`ftruncate`) makes accesses past the new end raise
+//! SIGBUS: give the segment only to processes you trust with its file.
+//!
+//! # Layout
+//!
+//! A segment is a 4096-byte header (magic, version, layout hash, parameters, endpoint
+//! table, event counts, cursors on their own 128-byte lines) followed by the data
+//! region, a power of two in size. See `DESIGN.md` in the repository.
+
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    missing_debug_implementations,
+    rust_2018_idioms
+)]
+
+mod error;
+pub(crate) mod frame;
+pub(crate) mod header;
+mod options;
+pub(crate) mod region;
+pub(crate) mod segment;
+pub mod spsc;
+pub(crate) mod stream;
+pub(crate) mod sync;
+pub mod wait;
+
+pub use error::{
+    CommitError, Corruption, Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+pub use header::{MAX_CAPACITY, MIN_CAPACITY};
+pub use options::{RingOptions, DEFAULT_MAX_MESSAGE};
+pub use stream::{MessageReader, MessageWriter};
+pub use wait::Wait;
+
+#[cfg(not(loom))]
+pub use segment::posix::validate_name;
+
+/// Removes the ring `name` from the system. Endpoints that have it open keep working;
+/// the memory is freed when the last of them is dropped. Fails with
+/// [`Error::NotFound`] if there is no such name.
+///
+/// ```
+/// # let name = format!("/shmlane-doc-remove-{}", std::process::id());
+/// let tx = shmlane::spsc::Producer::create(&name, &shmlane::RingOptions::new(4096))?;
+/// shmlane::remove(&name)?;
+/// assert!(matches!(shmlane::remove(&name), Err(shmlane::Error::NotFound { .. })));
+/// # drop(tx);
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+#[cfg(not(loom))]
+pub fn remove(name: &str) -> Result<(), Error> {
+    segment::posix::remove(name)
+}

@@ -1,0 +1,68 @@
+//! Options for creating a ring.
+
+use crate::wait::Wait;
+
+/// Default cap on a message the consumer reassembles in memory: 1 GiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
+
+/// How to create a ring: its capacity and the defaults of the endpoints that use it.
+///
+/// ```
+/// use shmlane::{RingOptions, Wait};
+///
+/// let opts = RingOptions::new(1 << 20)   // 1 MiB data region
+///     .max_message(64 << 20)             // recv reassembles at most 64 MiB
+///     .wait(Wait::Adaptive)
+///     .unlink_on_drop(true);
+/// assert_eq!(opts.capacity_bytes(), 1 << 20);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingOptions {
+    pub(crate) capacity: usize,
+    pub(crate) max_message: u64,
+    pub(crate) wait: Wait,
+    pub(crate) unlink_on_drop: bool,
+}
+
+impl RingOptions {
+    /// A ring whose data region is `capacity_bytes` long: a power of two from 64 bytes
+    /// to 1 TiB (checked when the ring is created). A single record holds up to
+    /// `capacity_bytes / 2 - 8` bytes; larger messages travel in fragments.
+    pub fn new(capacity_bytes: usize) -> Self {
+        RingOptions {
+            capacity: capacity_bytes,
+            max_message: DEFAULT_MAX_MESSAGE,
+            wait: Wait::default(),
+            unlink_on_drop: false,
+        }
+    }
+
+    /// The largest message `recv` will reassemble into a `Vec` (default 1 GiB). A longer
+    /// one gives [`RecvError::TooLarge`](crate::RecvError::TooLarge) without allocating;
+    /// `recv_stream` reads messages of any length. Stored in the segment, so it is also
+    /// the default of consumers that open the ring.
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// How the creating endpoint waits (default [`Wait::Adaptive`]). Each endpoint can
+    /// change its own with `set_wait`.
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Whether the creating endpoint removes the segment's name when it is dropped
+    /// (default `false`). Endpoints that have it open keep working; the memory is freed
+    /// when the last one unmaps it.
+    pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
+        self.unlink_on_drop = unlink;
+        self
+    }
+
+    /// The capacity asked for.
+    pub fn capacity_bytes(&self) -> usize {
+        self.capacity
+    }
+}

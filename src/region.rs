@@ -1,0 +1,165 @@
+//! The data region: `capacity` bytes reached only through a base pointer.
+//!
+//! Record header words are accessed as atomics ([`DataRegion::word`]); payload bytes
+//! are copied through raw pointers, and handed out as slices only inside a grant that
+//! the protocol gives one endpoint alone. Under `cfg(loom)` the region is a heap
+//! buffer plus a shadow: one loom `AtomicU64` per 8-byte word for header accesses and
+//! one loom `UnsafeCell` per word whose accesses are registered around every payload
+//! read and write, so that loom reports a payload access that races the write it
+//! should follow.
+
+use crate::sync::AtomicU64;
+
+/// A view of the data region. Copyable; valid while the segment that made it is alive
+/// (every holder also holds that segment).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DataRegion {
+    /// Start of the region; page aligned.
+    base: *mut u8,
+    /// Power of two; the region is `capacity` bytes long.
+    capacity: usize,
+    #[cfg(loom)]
+    shadow: *const Shadow,
+}
+
+/// Loom's view of the region's words (see the module docs).
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct Shadow {
+    words: Box<[AtomicU64]>,
+    cells: Box<[loom::cell::UnsafeCell<()>]>,
+}
+
+#[cfg(loom)]
+impl Shadow {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Shadow {
+            words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
+            cells: (0..capacity / 8)
+                .map(|_| loom::cell::UnsafeCell::new(()))
+                .collect(),
+        }
+    }
+}
+
+impl DataRegion {
+    /// # Safety
+    ///
+    /// - `base` is 8-byte aligned and valid for reads and writes of `capacity` bytes
+    ///   for as long as any copy of the returned value is used;
+    /// - `capacity` is a power of two.
+    pub(crate) unsafe fn new(base: *mut u8, capacity: usize, #[cfg(loom)] shadow: *const Shadow) -> Self {
+        debug_assert!(capacity.is_power_of_two() && base as usize % 8 == 0);
+        DataRegion {
+            base,
+            capacity,
+            #[cfg(loom)]
+            shadow,
+        }
+    }
+
+    /// Index in the region of ring position `position`.
+    #[inline]
+    pub(crate) fn index(&self, position: u64) -> usize {
+        (position & (self.capacity as u64 - 1)) as usize
+    }
+
+    /// The 8-byte word at `index` as an atomic. `index` must be a multiple of 8 below
+    /// `capacity` (checked in debug builds; every caller derives it from a position
+    /// with [`index`](Self::index) and the 8-byte record alignment).
+    #[inline]
+    pub(crate) fn word(&self, index: usize) -> &AtomicU64 {
+        debug_assert!(index % 8 == 0 && index < self.capacity);
+        let index = index & (self.capacity - 8);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `index` is masked to a multiple of 8 below `capacity`, the base is
+            // 8-byte aligned and valid for the region's life (constructor contract);
+            // plain accesses to this word (payload bytes of another lap) are ordered
+            // against these atomic ones by the ring protocol.
+            unsafe { crate::sync::atomic_u64_at(self.base.add(index).cast::<u64>()) }
+        }
+        #[cfg(loom)]
+        {
+            // SAFETY: the shadow lives as long as the segment (constructor contract).
+            unsafe { &(*self.shadow).words[index / 8] }
+        }
+    }
+
+    /// Pointer to byte `index`; `index + len <= capacity` is the caller's to keep.
+    #[inline]
+    pub(crate) fn ptr(&self, index: usize) -> *mut u8 {
+        debug_assert!(index <= self.capacity);
+        self.base.wrapping_add(index)
+    }
+
+    /// Copies `src` into the region at `index`.
+    ///
+    /// # Safety
+    ///
+    /// `index + src.len() <= capacity`, and the protocol gives this endpoint those
+    /// bytes alone (the producer's claimed, unpublished space).
+    #[inline]
+    pub(crate) unsafe fn write(&self, index: usize, src: &[u8]) {
+        debug_assert!(index + src.len() <= self.capacity);
+        self.track_write(index, src.len());
+        // SAFETY: in bounds and exclusively ours by the caller's contract; `src` is a
+        // Rust slice, so it cannot overlap the raw shared region we write.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr(index), src.len()) }
+    }
+
+    /// Copies `dst.len()` bytes at `index` out of the region.
+    ///
+    /// # Safety
+    ///
+    /// `index + dst.len() <= capacity`, and the bytes were published to this endpoint
+    /// (an Acquire load of the record header that covers them) and not yet released.
+    #[inline]
+    pub(crate) unsafe fn read(&self, index: usize, dst: &mut [u8]) {
+        debug_assert!(index + dst.len() <= self.capacity);
+        self.track_read(index, dst.len());
+        // SAFETY: in bounds and published to us by the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr(index), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// Reads the little-endian u64 at `index` (the BEGIN prefix).
+    ///
+    /// # Safety
+    ///
+    /// As for [`read`](Self::read) with 8 bytes.
+    #[inline]
+    pub(crate) unsafe fn read_u64(&self, index: usize) -> u64 {
+        let mut b = [0u8; 8];
+        // SAFETY: forwarded contract.
+        unsafe { self.read(index, &mut b) };
+        u64::from_le_bytes(b)
+    }
+
+    /// Registers a write of `len` bytes at `index` with loom (no-op otherwise).
+    #[inline]
+    pub(crate) fn track_write(&self, index: usize, len: usize) {
+        #[cfg(loom)]
+        {
+            // SAFETY: the shadow lives as long as the segment.
+            let shadow = unsafe { &*self.shadow };
+            for w in index / 8..(index + len).div_ceil(8) {
+                shadow.cells[w].with_mut(|_| ());
+            }
+        }
+        let _ = (index, len);
+    }
+
+    /// Registers a read of `len` bytes at `index` with loom (no-op otherwise).
+    #[inline]
+    pub(crate) fn track_read(&self, index: usize, len: usize) {
+        #[cfg(loom)]
+        {
+            // SAFETY: the shadow lives as long as the segment.
+            let shadow = unsafe { &*self.shadow };
+            for w in index / 8..(index + len).div_ceil(8) {
+                shadow.cells[w].with(|_| ());
+            }
+        }
+        let _ = (index, len);
+    }
+}

@@ -1,0 +1,50 @@
+//! The one place that names atomics, `UnsafeCell`-like tracking and spin hints.
+//!
+//! Normal builds use `std`; under `cfg(loom)` the same names come from loom, so the
+//! protocol code in `spsc`, `frame` and `wait` is model-checked unchanged. Nothing
+//! else in the crate imports `std::sync::atomic` (clippy's `disallowed-types` in
+//! `clippy.toml` enforces it).
+
+#[cfg(not(loom))]
+#[allow(clippy::disallowed_types)]
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// A hint to the CPU that we are in a spin loop; under loom, a yield so the model
+/// checker can schedule the thread we wait for.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Gives up the CPU to another runnable thread or process.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Views an 8-byte-aligned word of a shared mapping as an `AtomicU64`.
+///
+/// # Safety
+///
+/// - `ptr` is non-null, 8-byte aligned and valid for reads and writes of 8 bytes
+///   for the whole lifetime `'a` (the mapping outlives every reference handed out);
+/// - every access to those 8 bytes that may race with this one is atomic; plain
+///   (non-atomic) accesses happen only where the ring protocol orders them with a
+///   Release/Acquire pair.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) unsafe fn atomic_u64_at<'a>(ptr: *mut u64) -> &'a AtomicU64 {
+    debug_assert!(!ptr.is_null() && ptr as usize % 8 == 0);
+    // SAFETY: the caller guarantees alignment, validity for 'a and the absence of
+    // racing non-atomic accesses, which is what `from_ptr` requires.
+    unsafe { AtomicU64::from_ptr(ptr) }
+}

@@ -1,0 +1,313 @@
+//! Waiting and waking: spin → yield → park, with event counts on shared futex words.
+//!
+//! An event count (folly's `EventCount`) is one 64-bit word per direction ("data
+//! available", "space available"): the epoch in the high 32 bits, the number of
+//! registered waiters in the low 32 bits.
+//!
+//! - A waiter registers ([`EventCount::prepare_wait`]: fetch_add on the count, which
+//!   also returns the epoch), issues a SeqCst fence, re-checks the ring, then
+//!   futex-waits on the epoch half while it still holds that epoch, and deregisters
+//!   when it wakes.
+//! - A notifier, after its Release store that publishes (a record header or a cursor),
+//!   issues a SeqCst fence and loads the word ([`EventCount::notify`]). Only when the
+//!   waiter count is non-zero does it bump the epoch and make the futex-wake system
+//!   call. So no system call while nobody sleeps.
+//!
+//! No lost wake-up: the two fences order "publish, then look for waiters" against
+//! "register, then look at the ring". In the single total order of SeqCst fences one
+//! of them comes first: if the notifier's fence is first, the waiter's re-check sees
+//! the published value (and does not sleep); if the waiter's is first, the notifier
+//! sees the waiter (and bumps the epoch, so the futex wait either returns at once with
+//! EAGAIN or is woken). `loom-tests/tests/event_count.rs` checks this.
+//!
+//! The futex calls are shared (never `FUTEX_PRIVATE_FLAG`): the word lives in memory
+//! mapped by several processes. Every park is bounded ([`PARK_SLICE`]) and the caller
+//! re-checks the ring and the peer's liveness each time it wakes.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{fence, AtomicU64, Ordering};
+
+/// How an endpoint waits when the ring is full (producer) or empty (consumer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Wait {
+    /// Busy-poll on the CPU. Lowest latency; burns a core; never sleeps.
+    Spin,
+    /// Poll, giving the CPU away (`sched_yield`) between polls. Never sleeps in the
+    /// kernel's wait queue, so the peer never needs a wake-up system call.
+    Yield,
+    /// Sleep on the event count (futex) at once. Frees the CPU; every wake-up costs the
+    /// peer a system call and the sleeper the kernel's wake-up latency (10–30 µs).
+    Park,
+    /// Spin for [`SPIN_FOR`], then yield until [`YIELD_UNTIL`], then park. The default:
+    /// round trips stay in the spinning phase while the peer keeps up, and an idle
+    /// endpoint costs no CPU.
+    #[default]
+    Adaptive,
+}
+
+/// How long `Wait::Adaptive` spins before it starts to yield.
+pub const SPIN_FOR: Duration = Duration::from_micros(20);
+/// How long after the start of a wait `Wait::Adaptive` yields before it parks.
+pub const YIELD_UNTIL: Duration = Duration::from_micros(200);
+/// The longest single sleep: a parked endpoint wakes at least this often to check
+/// that its peer is still attached.
+pub const PARK_SLICE: Duration = Duration::from_millis(50);
+
+const WAITERS_MASK: u64 = 0xffff_ffff;
+const EPOCH_ONE: u64 = 1 << 32;
+
+/// An event count over one shared 64-bit word.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventCount<'a> {
+    word: &'a AtomicU64,
+}
+
+/// A waiter's registration: the epoch it saw when it registered.
+#[derive(Clone, Copy, Debug)]
+#[must_use]
+pub(crate) struct WaitKey {
+    epoch: u32,
+}
+
+impl<'a> EventCount<'a> {
+    pub(crate) fn new(word: &'a AtomicU64) -> Self {
+        EventCount { word }
+    }
+
+    /// Called after the Release store that publishes. Wakes every sleeper, and makes a
+    /// system call only if someone is registered. Returns whether it woke anyone.
+    #[inline]
+    pub(crate) fn notify(&self) -> bool {
+        // SeqCst fence: orders our earlier publishing store before the load below (a
+        // store-load order, which Release/Acquire cannot give). Pairs with the fence in
+        // `prepare_wait`; see the module docs for why no wake-up is lost.
+        fence(Ordering::SeqCst);
+        let v = self.word.load(Ordering::Relaxed);
+        if v & WAITERS_MASK == 0 {
+            return false;
+        }
+        self.notify_slow();
+        true
+    }
+
+    #[cold]
+    fn notify_slow(&self) {
+        // Bumping the epoch is an RMW on the word the waiter futex-waits on: a waiter
+        // that registered with the old epoch either sees the new one before it sleeps
+        // (futex returns EAGAIN) or is in the futex queue and is woken below.
+        self.word.fetch_add(EPOCH_ONE, Ordering::Release);
+        futex::wake_all(self.word);
+    }
+
+    /// Registers as a waiter. The caller must re-check its condition after this and
+    /// then call [`wait`](Self::wait) or [`cancel_wait`](Self::cancel_wait).
+    pub(crate) fn prepare_wait(&self) -> WaitKey {
+        let v = self.word.fetch_add(1, Ordering::SeqCst);
+        // SeqCst fence: orders the registration before the caller's re-check of the
+        // ring (store-load). Pairs with the fence in `notify`.
+        fence(Ordering::SeqCst);
+        WaitKey {
+            epoch: (v >> 32) as u32,
+        }
+    }
+
+    /// Deregisters without sleeping (the re-check found the condition true).
+    pub(crate) fn cancel_wait(&self, _key: WaitKey) {
+        self.word.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sleeps until the epoch moves on from `key` or `timeout` passes (or a spurious
+    /// wake-up), then deregisters.
+    pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
+        futex::wait_while_epoch(self.word, key.epoch, timeout);
+        self.word.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(not(loom))]
+mod futex {
+    //! Thin wrappers over the futex system call on the epoch half of an event count.
+    use super::*;
+
+    /// Counts of futex system calls made by this process, for tests and `inspect`.
+    pub(super) static WAKE_CALLS: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
+    pub(super) static WAIT_CALLS: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
+
+    /// The address of the high (epoch) half of the word.
+    fn epoch_half(word: &AtomicU64) -> *const u32 {
+        let base = (word as *const AtomicU64).cast::<u32>();
+        if cfg!(target_endian = "little") {
+            base.wrapping_add(1)
+        } else {
+            base
+        }
+    }
+
+    pub(super) fn wake_all(word: &AtomicU64) {
+        WAKE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
+        // it is a valid, 4-byte aligned address inside the word.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                epoch_half(word),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+        debug_assert!(r >= 0, "FUTEX_WAKE failed: {}", std::io::Error::last_os_error());
+    }
+
+    pub(super) fn wait_while_epoch(word: &AtomicU64, epoch: u32, timeout: Duration) {
+        WAIT_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: the address is a valid, aligned u32 inside a live shared word; the
+        // kernel reads it atomically and compares it with `epoch`. `ts` outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                epoch_half(word),
+                libc::FUTEX_WAIT,
+                epoch,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        };
+        if r != 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            // EAGAIN: the epoch had already moved; ETIMEDOUT: slice over; EINTR: signal.
+            debug_assert!(
+                matches!(errno, Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)),
+                "unexpected FUTEX_WAIT error {errno:?}"
+            );
+        }
+    }
+}
+
+#[cfg(loom)]
+mod futex {
+    //! Under loom the futex is a yield loop on the epoch; a lost wake-up shows up as
+    //! a model that never terminates, which loom reports.
+    use super::*;
+
+    pub(super) fn wake_all(_word: &AtomicU64) {}
+
+    pub(super) fn wait_while_epoch(word: &AtomicU64, epoch: u32, _timeout: Duration) {
+        while (word.load(Ordering::Acquire) >> 32) as u32 == epoch {
+            loom::thread::yield_now();
+        }
+    }
+}
+
+/// How many futex system calls this process has made: `(wake, wait)`. Each call site
+/// counts itself, so a test can assert that a hot path made none.
+#[cfg(not(loom))]
+pub fn futex_calls() -> (u64, u64) {
+    (
+        futex::WAKE_CALLS.load(std::sync::atomic::Ordering::Relaxed),
+        futex::WAIT_CALLS.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// Blocks until `poll` returns `Some`, an error, or `deadline` passes (`Ok(None)`),
+/// waiting in the manner of `strategy` and parking on `ec`.
+///
+/// `poll` must check everything that ends the wait (the ring, the peer's liveness)
+/// and is called again after every wake-up; it may be called while registered on `ec`.
+pub(crate) fn block_on<T, E>(
+    strategy: Wait,
+    deadline: Option<Instant>,
+    ec: EventCount<'_>,
+    mut poll: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    let started = now();
+    let expired = |t: Instant| deadline.is_some_and(|d| t >= d);
+    let mut spins: u32 = 0;
+    // Spin phase (Spin for ever; Adaptive for SPIN_FOR).
+    if matches!(strategy, Wait::Spin | Wait::Adaptive) {
+        loop {
+            if let Some(v) = poll()? {
+                return Ok(Some(v));
+            }
+            spins = spins.wrapping_add(1);
+            for _ in 0..(1u32 << (spins.min(6))) {
+                crate::sync::spin_hint();
+            }
+            // Reading the clock costs ~20 ns: do it every 16 polls.
+            if spins % 16 == 0 || cfg!(loom) {
+                let t = now();
+                if expired(t) {
+                    return Ok(None);
+                }
+                if strategy == Wait::Adaptive && (cfg!(loom) || t - started >= SPIN_FOR) {
+                    break;
+                }
+            }
+        }
+    }
+    // Yield phase (Yield for ever; Adaptive until YIELD_UNTIL).
+    if matches!(strategy, Wait::Yield | Wait::Adaptive) {
+        loop {
+            if let Some(v) = poll()? {
+                return Ok(Some(v));
+            }
+            let t = now();
+            if expired(t) {
+                return Ok(None);
+            }
+            if strategy == Wait::Adaptive && (cfg!(loom) || t - started >= YIELD_UNTIL) {
+                break;
+            }
+            crate::sync::yield_now();
+        }
+    }
+    // Park phase.
+    loop {
+        let key = ec.prepare_wait();
+        match poll() {
+            Ok(None) => {}
+            other => {
+                ec.cancel_wait(key);
+                return other;
+            }
+        }
+        let slice = match deadline {
+            Some(d) => {
+                let t = now();
+                if t >= d {
+                    ec.cancel_wait(key);
+                    return Ok(None);
+                }
+                (d - t).min(PARK_SLICE)
+            }
+            None => PARK_SLICE,
+        };
+        ec.wait(key, slice);
+    }
+}
+
+/// `Instant::now()`; under loom a fixed instant, so models stay deterministic (they
+/// use no deadlines).
+#[inline]
+fn now() -> Instant {
+    #[cfg(not(loom))]
+    {
+        Instant::now()
+    }
+    #[cfg(loom)]
+    {
+        thread_local!(static EPOCH: Instant = Instant::now());
+        EPOCH.with(|e| *e)
+    }
+}
