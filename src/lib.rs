@@ -54,6 +54,8 @@
     missing_debug_implementations,
     rust_2018_idioms
 )]
+// Under loom only the heap backing is built; the open/validate paths are unused.
+#![cfg_attr(loom, allow(dead_code))]
 
 mod error;
 pub(crate) mod frame;
@@ -93,4 +95,41 @@ pub use segment::posix::validate_name;
 #[cfg(not(loom))]
 pub fn remove(name: &str) -> Result<(), Error> {
     segment::posix::remove(name)
+}
+
+/// Internals exposed to the loom models in `loom-tests/` only; not an API.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_internals {
+    use std::time::Duration;
+
+    /// The event count of [`crate::wait`], over a loom atomic.
+    #[derive(Debug)]
+    pub struct EventCount<'a>(crate::wait::EventCount<'a>);
+    /// A waiter's registration.
+    #[derive(Debug)]
+    pub struct WaitKey(crate::wait::WaitKey);
+
+    impl<'a> EventCount<'a> {
+        /// Wraps `word`.
+        pub fn new(word: &'a loom::sync::atomic::AtomicU64) -> Self {
+            EventCount(crate::wait::EventCount::new(word))
+        }
+        /// See `wait::EventCount::notify`.
+        pub fn notify(&self) -> bool {
+            self.0.notify()
+        }
+        /// See `wait::EventCount::prepare_wait`.
+        pub fn prepare_wait(&self) -> WaitKey {
+            WaitKey(self.0.prepare_wait())
+        }
+        /// See `wait::EventCount::cancel_wait`.
+        pub fn cancel_wait(&self, key: WaitKey) {
+            self.0.cancel_wait(key.0)
+        }
+        /// Sleeps until notified (under loom, until the epoch moves).
+        pub fn wait(&self, key: WaitKey) {
+            self.0.wait(key.0, Duration::from_secs(1))
+        }
+    }
 }

@@ -6,7 +6,6 @@ use crate::header::{Header, RingParams};
 use crate::region::DataRegion;
 
 /// Heap memory laid out like a shared segment.
-#[derive(Debug)]
 pub(crate) struct HeapSegment {
     #[cfg(not(loom))]
     base: std::ptr::NonNull<u8>,
@@ -19,6 +18,14 @@ pub(crate) struct HeapSegment {
     #[cfg(loom)]
     shadow: Box<crate::region::Shadow>,
     capacity: usize,
+}
+
+impl std::fmt::Debug for HeapSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeapSegment")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 // SAFETY: the segment owns its allocation; all shared access goes through atomics or
