@@ -123,7 +123,10 @@ impl fmt::Display for Error {
                 "segment {name} is corrupt: {field} = {value:#x}: {reason}"
             ),
             Error::TooLarge { what, value, max } => {
-                write!(f, "{what} of {value} bytes is larger than the maximum {max}")
+                write!(
+                    f,
+                    "{what} of {value} bytes is larger than the maximum {max}"
+                )
             }
             Error::NotReady {
                 name,

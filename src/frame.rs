@@ -209,7 +209,10 @@ mod tests {
         assert_eq!(decode(0, 64, cap, max), Ok(None));
         // Pad must end exactly at the end of the region.
         let pad = encode(4000, (cap - 4000 - 8) as u32, FLAG_PAD);
-        assert_eq!(decode(pad, 4000, cap, max), Ok(Some(Record::Pad { size: 96 })));
+        assert_eq!(
+            decode(pad, 4000, cap, max),
+            Ok(Some(Record::Pad { size: 96 }))
+        );
         let bad_pad = encode(4000, 8, FLAG_PAD);
         assert!(decode(bad_pad, 4000, cap, max).is_err());
         assert!(decode(encode(0, (cap - 8) as u32, FLAG_PAD), 0, cap, max).is_err());

@@ -47,8 +47,12 @@ pub(crate) const ENDPOINT_ATTACHED: u32 = 1;
 pub(crate) const ENDPOINT_DETACHED: u32 = 2;
 
 /// `abi` field: pointer width in bytes in the low byte, bit 8 set on little-endian.
-pub(crate) const ABI: u32 =
-    (std::mem::size_of::<usize>() as u32) | if cfg!(target_endian = "little") { 1 << 8 } else { 0 };
+pub(crate) const ABI: u32 = (std::mem::size_of::<usize>() as u32)
+    | if cfg!(target_endian = "little") {
+        1 << 8
+    } else {
+        0
+    };
 
 /// One entry of the endpoint table. 32 bytes.
 #[repr(C)]
@@ -175,7 +179,10 @@ pub(crate) const fn layout_hash() -> u64 {
             (offset_of!(Header, data_offset), 8),
             (offset_of!(Header, segment_len), 8),
             (offset_of!(Header, state), 4),
-            (offset_of!(Header, endpoints), std::mem::size_of::<EndpointSlot>()),
+            (
+                offset_of!(Header, endpoints),
+                std::mem::size_of::<EndpointSlot>(),
+            ),
             (ENDPOINT_SLOTS, 0),
             (offset_of!(Header, data_ready), 8),
             (offset_of!(Header, space_ready), 8),
@@ -264,7 +271,8 @@ impl Header {
         self.state.store(STATE_INIT, Ordering::Relaxed);
         self.magic.store(MAGIC, Ordering::Relaxed);
         self.version.store(LAYOUT_VERSION, Ordering::Relaxed);
-        self.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
+        self.header_size
+            .store(HEADER_SIZE as u32, Ordering::Relaxed);
         self.layout_hash.store(layout_hash(), Ordering::Relaxed);
         self.abi.store(ABI, Ordering::Relaxed);
         self.kind.store(params.kind, Ordering::Relaxed);
@@ -273,15 +281,18 @@ impl Header {
         self.cell_size.store(0, Ordering::Relaxed);
         self.max_record
             .store(params.max_record as u64, Ordering::Relaxed);
-        self.max_message.store(params.max_message, Ordering::Relaxed);
+        self.max_message
+            .store(params.max_message, Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
-        self.creator_pid.store(std::process::id(), Ordering::Relaxed);
+        self.creator_pid
+            .store(std::process::id(), Ordering::Relaxed);
         #[cfg(not(loom))]
         self.creator_uid
             .store(nix::unistd::getuid().as_raw(), Ordering::Relaxed);
         self.creator_start_time
             .store(process_start_time().unwrap_or(0), Ordering::Relaxed);
-        self.data_offset.store(HEADER_SIZE as u64, Ordering::Relaxed);
+        self.data_offset
+            .store(HEADER_SIZE as u64, Ordering::Relaxed);
         self.segment_len.store(segment_len, Ordering::Relaxed);
         self.tail.store(0, Ordering::Relaxed);
         self.head.store(0, Ordering::Relaxed);
@@ -297,7 +308,11 @@ impl Header {
 
     /// Validates a READY header against what this build and the caller expect.
     /// `file_len` is the size of the backing object from fstat.
-    pub(crate) fn validate(&self, expected_kind: u32, file_len: u64) -> Result<RingParams, HeaderFault> {
+    pub(crate) fn validate(
+        &self,
+        expected_kind: u32,
+        file_len: u64,
+    ) -> Result<RingParams, HeaderFault> {
         let state = self.state();
         if state != STATE_READY {
             return Err(HeaderFault::NotReady { state });

@@ -48,7 +48,11 @@ impl DataRegion {
     /// - `base` is 8-byte aligned and valid for reads and writes of `capacity` bytes
     ///   for as long as any copy of the returned value is used;
     /// - `capacity` is a power of two.
-    pub(crate) unsafe fn new(base: *mut u8, capacity: usize, #[cfg(loom)] shadow: *const Shadow) -> Self {
+    pub(crate) unsafe fn new(
+        base: *mut u8,
+        capacity: usize,
+        #[cfg(loom)] shadow: *const Shadow,
+    ) -> Self {
         debug_assert!(capacity.is_power_of_two() && base as usize % 8 == 0);
         DataRegion {
             base,

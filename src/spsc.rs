@@ -77,7 +77,9 @@ impl Mode {
 /// ```
 pub fn channel(opts: &RingOptions) -> Result<(Producer, Consumer), Error> {
     let params = params_for(opts)?;
-    let seg = Arc::new(Segment::Heap(crate::segment::heap::HeapSegment::new(&params)?));
+    let seg = Arc::new(Segment::Heap(crate::segment::heap::HeapSegment::new(
+        &params,
+    )?));
     let producer = Producer::attach(seg.clone(), params, opts.wait)?;
     let consumer = Consumer::attach(seg, params, opts.wait)?;
     Ok((producer, consumer))
@@ -408,7 +410,11 @@ impl Producer {
         debug_assert!(size % 8 == 0 && size <= self.params.max_record);
         let cap = self.params.capacity as u64;
         let index = self.tail & (cap - 1);
-        let pad = if index + size as u64 > cap { cap - index } else { 0 };
+        let pad = if index + size as u64 > cap {
+            cap - index
+        } else {
+            0
+        };
         // The record, the padding before it, and the word after it (zeroed at publish).
         let need = pad + size as u64 + 8;
         if self.tail + need - self.cached_head > cap {
@@ -662,7 +668,11 @@ impl Producer {
         self.send(bytemuck::bytes_of(value))
     }
 
-    fn reserve_with(&mut self, len: usize, mode: Mode) -> Result<Option<WriteGrant<'_>>, SendError> {
+    fn reserve_with(
+        &mut self,
+        len: usize,
+        mode: Mode,
+    ) -> Result<Option<WriteGrant<'_>>, SendError> {
         self.check_connected()?;
         if len > self.max_record_payload() {
             return Err(SendError::TooLarge {
@@ -996,7 +1006,12 @@ impl Consumer {
             // SYNC POINT: Acquire pairs with the producer's Release store of this header
             // in `Producer::publish_raw`: the payload is visible once we see the header.
             let word = self.data.word(index).load(Ordering::Acquire);
-            match frame::decode(word, self.head, self.params.capacity, self.params.max_record)? {
+            match frame::decode(
+                word,
+                self.head,
+                self.params.capacity,
+                self.params.max_record,
+            )? {
                 None => return Ok(None),
                 // A PAD never starts at index 0 (decode checks), so this loops at most once.
                 Some(Record::Pad { size }) => self.release(size),
@@ -1080,7 +1095,10 @@ impl Consumer {
         debug_assert!(rec.is_begin() && !rec.is_end());
         // SAFETY: the prefix is the first 8 payload bytes of a published record we have
         // not released (decode checked that the record is at least that long).
-        let total = unsafe { self.data.read_u64(self.data.index(self.head) + RECORD_HEADER) };
+        let total = unsafe {
+            self.data
+                .read_u64(self.data.index(self.head) + RECORD_HEADER)
+        };
         if total <= rec.content_len() as u64 {
             return Err(Corruption {
                 what: "message total length",
@@ -1100,8 +1118,10 @@ impl Consumer {
         // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the bytes are published to
         // us (Acquire on the header) and inside the region (decode checked the length).
         unsafe {
-            self.data
-                .read(index, std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), n));
+            self.data.read(
+                index,
+                std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), n),
+            );
             buf.set_len(buf.len() + n);
         }
         self.release(rec.size);
@@ -1202,7 +1222,8 @@ impl Consumer {
     /// [`RecvError::TooLarge`] before anything is allocated, and left in the ring for
     /// [`recv_stream`](Self::recv_stream). On an error, `buf`'s contents are unspecified.
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.recv_with(buf, Mode::Block(None)).map_err(into_recv_error)
+        self.recv_with(buf, Mode::Block(None))
+            .map_err(into_recv_error)
     }
 
     /// Receives one whole message if one is there now; never waits for the producer.
@@ -1268,7 +1289,8 @@ impl Consumer {
     /// [`recv_stream`](Self::recv_stream). Messages up to
     /// [`Producer::max_record_payload`] never do.
     pub fn recv_ref(&mut self) -> Result<ReadGrant<'_>, RecvError> {
-        self.recv_ref_with(Mode::Block(None)).map_err(into_recv_error)
+        self.recv_ref_with(Mode::Block(None))
+            .map_err(into_recv_error)
     }
 
     /// Like [`recv_ref`](Self::recv_ref), without waiting.
@@ -1277,7 +1299,10 @@ impl Consumer {
     }
 
     /// Like [`recv_ref`](Self::recv_ref), waiting at most `timeout`.
-    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>, RecvTimeoutError> {
+    pub fn recv_ref_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<ReadGrant<'_>, RecvTimeoutError> {
         self.recv_ref_with(Mode::timeout(timeout))
     }
 
@@ -1334,7 +1359,10 @@ impl Consumer {
 
     /// Like [`recv_stream`](Self::recv_stream), waiting at most `timeout` for the
     /// message to begin.
-    pub fn recv_stream_timeout(&mut self, timeout: Duration) -> Result<MessageReader<'_>, RecvTimeoutError> {
+    pub fn recv_stream_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<MessageReader<'_>, RecvTimeoutError> {
         MessageReader::new(self, Mode::timeout(timeout))
     }
 }

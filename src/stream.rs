@@ -11,7 +11,9 @@
 use std::io;
 
 use crate::error::{RecvTimeoutError, SendTimeoutError};
-use crate::frame::{self, DataRecord, BEGIN_PREFIX, FLAGS_WHOLE, FLAG_BEGIN, FLAG_END, RECORD_HEADER};
+use crate::frame::{
+    self, DataRecord, BEGIN_PREFIX, FLAGS_WHOLE, FLAG_BEGIN, FLAG_END, RECORD_HEADER,
+};
 use crate::spsc::{Consumer, Mode, Producer};
 
 /// A fragment claimed in the ring and being filled.
@@ -91,10 +93,18 @@ impl<'a> MessageWriter<'a> {
         let (room, prefix, flags) = if !self.began && self.total <= max_whole {
             (self.total as usize, 0, FLAGS_WHOLE)
         } else if !self.began {
-            (frag - RECORD_HEADER - BEGIN_PREFIX, BEGIN_PREFIX, FLAG_BEGIN)
+            (
+                frag - RECORD_HEADER - BEGIN_PREFIX,
+                BEGIN_PREFIX,
+                FLAG_BEGIN,
+            )
         } else {
             let room = ((frag - RECORD_HEADER) as u64).min(remaining) as usize;
-            let flags = if room as u64 == remaining { FLAG_END } else { 0 };
+            let flags = if room as u64 == remaining {
+                FLAG_END
+            } else {
+                0
+            };
             (room, 0, flags)
         };
         let size = frame::record_size(room + prefix);
@@ -211,7 +221,10 @@ impl io::Write for MessageWriter<'_> {
         if self.written == self.total {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("the message's {} declared bytes are all written", self.total),
+                format!(
+                    "the message's {} declared bytes are all written",
+                    self.total
+                ),
             ));
         }
         let n = buf.len().min((self.total - self.written) as usize);
@@ -337,12 +350,8 @@ impl<'a> MessageReader<'a> {
 
     /// Takes the next fragment of this message from the ring, waiting for it.
     fn next_fragment(&mut self) -> io::Result<()> {
-        let truncated = || {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                crate::RecvError::Truncated,
-            )
-        };
+        let truncated =
+            || io::Error::new(io::ErrorKind::UnexpectedEof, crate::RecvError::Truncated);
         let rec = match self.consumer.next_record(Mode::Block(None)) {
             Ok(r) => r,
             Err(RecvTimeoutError::Disconnected) => return Err(truncated()),

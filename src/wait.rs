@@ -130,12 +130,11 @@ impl<'a> EventCount<'a> {
 mod futex {
     //! Thin wrappers over the futex system call on the epoch half of an event count.
     use super::*;
+    use crate::sync::{count, ProcessCounter};
 
     /// Counts of futex system calls made by this process, for tests and `inspect`.
-    pub(super) static WAKE_CALLS: std::sync::atomic::AtomicU64 =
-        std::sync::atomic::AtomicU64::new(0);
-    pub(super) static WAIT_CALLS: std::sync::atomic::AtomicU64 =
-        std::sync::atomic::AtomicU64::new(0);
+    pub(super) static WAKE_CALLS: ProcessCounter = ProcessCounter::new(0);
+    pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
 
     /// The address of the high (epoch) half of the word.
     fn epoch_half(word: &AtomicU64) -> *const u32 {
@@ -148,7 +147,7 @@ mod futex {
     }
 
     pub(super) fn wake_all(word: &AtomicU64) {
-        WAKE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count(&WAKE_CALLS);
         // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
         // it is a valid, 4-byte aligned address inside the word.
         let r = unsafe {
@@ -162,11 +161,15 @@ mod futex {
                 0u32,
             )
         };
-        debug_assert!(r >= 0, "FUTEX_WAKE failed: {}", std::io::Error::last_os_error());
+        debug_assert!(
+            r >= 0,
+            "FUTEX_WAKE failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     pub(super) fn wait_while_epoch(word: &AtomicU64, epoch: u32, timeout: Duration) {
-        WAIT_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        count(&WAIT_CALLS);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -215,8 +218,8 @@ mod futex {
 #[cfg(not(loom))]
 pub fn futex_calls() -> (u64, u64) {
     (
-        futex::WAKE_CALLS.load(std::sync::atomic::Ordering::Relaxed),
-        futex::WAIT_CALLS.load(std::sync::atomic::Ordering::Relaxed),
+        crate::sync::read_count(&futex::WAKE_CALLS),
+        crate::sync::read_count(&futex::WAIT_CALLS),
     )
 }
 

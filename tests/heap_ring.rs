@@ -22,7 +22,9 @@ impl Rng {
 
 /// Message `seq` of length `len`: the sequence number, then bytes derived from it.
 fn message(seq: u64, len: usize) -> Vec<u8> {
-    let mut m: Vec<u8> = (0..len).map(|i| (seq as usize * 31 + i * 7) as u8).collect();
+    let mut m: Vec<u8> = (0..len)
+        .map(|i| (seq as usize * 31 + i * 7) as u8)
+        .collect();
     if len >= 8 {
         m[..8].copy_from_slice(&seq.to_le_bytes());
     }
@@ -35,11 +37,13 @@ fn random_sizes_in_order_and_intact() {
     let (mut tx, mut rx) = spsc::channel(&RingOptions::new(cap)).unwrap();
     let sizes: Vec<usize> = {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        (0..N).map(|_| match rng.next() % 10 {
-            0 => (rng.next() % (3 * cap as u64)) as usize,
-            1..=3 => (rng.next() % 2048) as usize,
-            _ => (rng.next() % 64) as usize,
-        }).collect()
+        (0..N)
+            .map(|_| match rng.next() % 10 {
+                0 => (rng.next() % (3 * cap as u64)) as usize,
+                1..=3 => (rng.next() % 2048) as usize,
+                _ => (rng.next() % 64) as usize,
+            })
+            .collect()
     };
     let sizes2 = sizes.clone();
     let t = thread::spawn(move || {
@@ -72,7 +76,10 @@ fn try_semantics_and_disconnect() {
         }
     }
     assert_eq!(sent, 3);
-    assert!(matches!(tx.try_send(&[0; 1000]), Err(TrySendError::TooLarge { .. })));
+    assert!(matches!(
+        tx.try_send(&[0; 1000]),
+        Err(TrySendError::TooLarge { .. })
+    ));
     for i in 0..sent {
         assert_eq!(rx.try_recv(&mut buf), Ok(56));
         assert_eq!(buf, [i as u8; 56]);
@@ -128,7 +135,10 @@ fn grants_commit_len_and_abort() {
     let mut g = tx.reserve(100).unwrap();
     g[..3].copy_from_slice(b"xyz");
     g.commit_len(3).unwrap();
-    assert!(matches!(tx.reserve(600), Err(shmlane::SendError::TooLarge { .. })));
+    assert!(matches!(
+        tx.reserve(600),
+        Err(shmlane::SendError::TooLarge { .. })
+    ));
     assert_eq!(&*rx.recv_ref().unwrap(), b"xyz");
     assert!(matches!(rx.try_recv_ref(), Err(TryRecvError::Empty)));
 }
@@ -162,7 +172,10 @@ fn max_message_refuses_without_consuming() {
     let mut buf = Vec::new();
     assert_eq!(
         rx.recv(&mut buf),
-        Err(RecvError::TooLarge { len: 5000, max: 1000 })
+        Err(RecvError::TooLarge {
+            len: 5000,
+            max: 1000
+        })
     );
     assert_eq!(buf.capacity(), 0, "nothing allocated for a refused message");
     let mut r = rx.recv_stream().unwrap();
@@ -185,7 +198,10 @@ fn stream_writer_and_reader() {
         for chunk in data.chunks(333) {
             w.write_all(chunk).unwrap();
         }
-        assert!(w.write(b"x").is_err(), "writing past the declared length fails");
+        assert!(
+            w.write(b"x").is_err(),
+            "writing past the declared length fails"
+        );
         w.finish().unwrap();
         // A writer finished early abandons its message.
         let mut w = tx.stream(10_000).unwrap();
@@ -218,13 +234,20 @@ fn pod_round_trip_and_mismatch() {
         venue: u32,
     }
     let (mut tx, mut rx) = spsc::channel(&RingOptions::new(256)).unwrap();
-    let q = Quote { price: 1.5, qty: 7, venue: 3 };
+    let q = Quote {
+        price: 1.5,
+        qty: 7,
+        venue: 3,
+    };
     tx.send_pod(&q).unwrap();
     assert_eq!(rx.recv_pod::<Quote>().unwrap(), q);
     tx.send(b"short").unwrap();
     assert_eq!(
         rx.recv_pod::<Quote>(),
-        Err(RecvError::SizeMismatch { expected: 16, found: 5 })
+        Err(RecvError::SizeMismatch {
+            expected: 16,
+            found: 5
+        })
     );
 }
 

@@ -103,13 +103,7 @@ impl HeapSegment {
         {
             // SAFETY: `bytes` is 8-aligned, `capacity` bytes long, alive as long as `self`,
             // and reached only through raw pointers (UnsafeCell).
-            unsafe {
-                DataRegion::new(
-                    self.bytes.as_ptr() as *mut u8,
-                    self.capacity,
-                    &*self.shadow,
-                )
-            }
+            unsafe { DataRegion::new(self.bytes.as_ptr() as *mut u8, self.capacity, &*self.shadow) }
         }
     }
 }

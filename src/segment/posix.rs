@@ -177,8 +177,11 @@ pub(crate) fn open(
     ready_wait: Duration,
 ) -> Result<(PosixSegment, RingParams), Error> {
     validate_name(name)?;
-    let fd = match shm_open(name, OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-    {
+    let fd = match shm_open(
+        name,
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
             return Err(Error::NotFound {
