@@ -561,10 +561,15 @@ impl Producer {
             }
         };
         let mut writer = MessageWriter::new(self, msg.len() as u64, mode);
-        match writer.write_content(msg) {
-            Ok(_) => {}
-            Err(SendTimeoutError::Timeout) => return Ok(None),
-            Err(e) => return Err(into_send_error(e)),
+        let mut rest = msg;
+        while !rest.is_empty() {
+            // A short write means the deadline passed after some fragments went out;
+            // the next call reports the timeout. Dropping the writer abandons the message.
+            match writer.write_content(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(SendTimeoutError::Timeout) => return Ok(None),
+                Err(e) => return Err(into_send_error(e)),
+            }
         }
         match writer.finish_content() {
             Ok(()) => Ok(Some(())),
@@ -1314,7 +1319,7 @@ impl Consumer {
             expected: size as u64,
             found: found as u64,
         };
-        if size < self.params.max_record - RECORD_HEADER {
+        if size <= self.params.max_record - RECORD_HEADER {
             let grant = self.recv_ref()?;
             if grant.len() != size {
                 return Err(mismatch(grant.len()));

@@ -260,3 +260,53 @@ fn bad_options_are_errors() {
         ));
     }
 }
+
+#[test]
+fn send_timeout_mid_message_abandons_it() {
+    let (mut tx, mut rx) = spsc::channel(&RingOptions::new(1024)).unwrap();
+    // 5000 bytes cannot fit in a 1 KiB ring: the consumer is not reading, so the
+    // deadline passes after the first fragments.
+    assert_eq!(
+        tx.send_timeout(&message(1, 5000), Duration::from_millis(20)),
+        Err(shmlane::SendTimeoutError::Timeout)
+    );
+    let mut buf = Vec::new();
+    // The partial message is reported as truncated (the ABORT or the next BEGIN
+    // closes it), then the next message arrives whole.
+    let t = thread::spawn(move || {
+        tx.send(&message(2, 3000)).unwrap();
+        tx
+    });
+    assert_eq!(rx.recv(&mut buf), Err(RecvError::Truncated));
+    assert_eq!(rx.recv(&mut buf).unwrap(), 3000);
+    assert_eq!(buf, message(2, 3000));
+    drop(t.join().unwrap());
+}
+
+#[test]
+fn recv_timeout_keeps_a_partial_message() {
+    let (mut tx, mut rx) = spsc::channel(&RingOptions::new(1024)).unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let t = thread::spawn(move || {
+        use std::io::Write as _;
+        let msg = message(5, 2000);
+        let mut w = tx.stream(2000).unwrap();
+        // The first fragment (496 bytes in a 1 KiB ring) is published; the rest waits.
+        w.write_all(&msg[..600]).unwrap();
+        go_rx.recv().unwrap();
+        w.write_all(&msg[600..]).unwrap();
+        w.finish().unwrap();
+        tx
+    });
+    let mut buf = Vec::new();
+    // Only the first fragment is out: not a whole message yet.
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(20)),
+        Err(shmlane::RecvTimeoutError::Timeout)
+    );
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    go_tx.send(()).unwrap();
+    assert_eq!(rx.recv(&mut buf), Ok(2000));
+    assert_eq!(buf, message(5, 2000));
+    drop(t.join().unwrap());
+}

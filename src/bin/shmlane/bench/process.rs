@@ -1,0 +1,534 @@
+//! The processes of a measurement: shared anonymous memory that forked children
+//! inherit, `fork` with CPU pinning, a supervisor that bounds every wait and kills the
+//! children on any error, and the removal of segment names.
+//!
+//! The bench process itself starts no threads, so a forked child may run any code
+//! (allocate, open segments) before it `_exit`s.
+
+use std::cell::UnsafeCell;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::BenchError;
+
+// ---------------------------------------------------------------------------------
+// Clock
+// ---------------------------------------------------------------------------------
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock behind `Instant`, read through the
+/// vDSO (no system call), and comparable between processes.
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The median cost of one clock read, in ns (the difference of back-to-back reads).
+pub(crate) fn clock_overhead_ns() -> f64 {
+    let mut d: Vec<u64> = (0..2001)
+        .map(|_| {
+            let a = now_ns();
+            let b = now_ns();
+            b - a
+        })
+        .collect();
+    d.sort_unstable();
+    d[d.len() / 2] as f64
+}
+
+// ---------------------------------------------------------------------------------
+// Shared memory between the parent and its children
+// ---------------------------------------------------------------------------------
+
+/// A `MAP_SHARED | MAP_ANONYMOUS` mapping, zero-filled. Made before `fork`, it is the
+/// same memory in the parent and in every child.
+#[derive(Debug)]
+pub(crate) struct SharedMap {
+    /// Page aligned; `len` bytes, readable and writable.
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl SharedMap {
+    pub(crate) fn new(len: usize) -> Result<Self, String> {
+        let len = len.max(1);
+        // SAFETY: an anonymous mapping at an address the kernel chooses touches no
+        // memory of ours.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "mmap of {len} shared bytes: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(SharedMap { ptr: p.cast(), len })
+    }
+
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are the mapping made in `new`, unmapped only here; no
+        // reference into it outlives `self` in this process (children have their own
+        // address space).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Room for a child's error message.
+const ERROR_BYTES: usize = 1000;
+
+/// The control block at the start of a [`ControlMap`]: start barrier, phase flag,
+/// timestamps, and each child's error message.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Control {
+    /// Endpoints that have arrived at the start barrier.
+    ready: AtomicU32,
+    /// Set by the consumer once it has taken every warm-up message.
+    warm_done: AtomicU32,
+    /// `now_ns()` when the producer started the timed transfer.
+    pub(crate) t_start: AtomicU64,
+    /// `now_ns()` when the consumer had checked the last byte.
+    pub(crate) t_end: AtomicU64,
+    /// Length of the message in `error_text[slot]`; written last (Release).
+    error_len: [AtomicU32; 2],
+    error_text: [UnsafeCell<[u8; ERROR_BYTES]>; 2],
+}
+
+/// Bytes before the latency samples in a [`ControlMap`].
+const CONTROL_BYTES: usize = 4096;
+const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);
+
+impl Control {
+    /// The start barrier: counts us in, then waits (yielding, so a peer not yet
+    /// scheduled can run) until `parties` endpoints are in.
+    pub(crate) fn barrier(&self, parties: u32, deadline_ns: u64) -> Result<(), String> {
+        // AcqRel / Acquire: what each party did before arriving (opening its endpoint)
+        // happens before the others leave the barrier.
+        self.ready.fetch_add(1, Ordering::AcqRel);
+        while self.ready.load(Ordering::Acquire) < parties {
+            if now_ns() > deadline_ns {
+                return Err("timed out at the start barrier (peer never arrived)".into());
+            }
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    /// The consumer has taken every warm-up message.
+    pub(crate) fn set_warm_done(&self) {
+        self.warm_done.store(1, Ordering::Release);
+    }
+
+    /// Spins until the consumer has taken every warm-up message.
+    pub(crate) fn wait_warm_done(&self, deadline_ns: u64) -> Result<(), String> {
+        let mut spins = 0u32;
+        while self.warm_done.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % 1024 == 0 && now_ns() > deadline_ns {
+                return Err("timed out waiting for the consumer to finish the warm-up".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn set_error(&self, slot: usize, text: &str) {
+        let n = text.len().min(ERROR_BYTES);
+        // SAFETY: only the child of slot `slot` writes this text, once, before it exits;
+        // the parent reads it only after reaping that child.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), self.error_text[slot].get().cast(), n)
+        };
+        // Release: pairs with the Acquire in `error`; the text is written first.
+        self.error_len[slot].store(n as u32, Ordering::Release);
+    }
+
+    fn error(&self, slot: usize) -> Option<String> {
+        let n = self.error_len[slot].load(Ordering::Acquire) as usize;
+        if n == 0 {
+            return None;
+        }
+        let mut bytes = vec![0u8; n.min(ERROR_BYTES)];
+        // SAFETY: the writer (a reaped child) is gone; `n <= ERROR_BYTES`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.error_text[slot].get().cast::<u8>(),
+                bytes.as_mut_ptr(),
+                bytes.len(),
+            )
+        };
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// A shared [`Control`] block followed by room for `samples` latency samples.
+#[derive(Debug)]
+pub(crate) struct ControlMap {
+    map: SharedMap,
+    samples: usize,
+}
+
+impl ControlMap {
+    pub(crate) fn new(samples: usize) -> Result<Self, String> {
+        let map = SharedMap::new(CONTROL_BYTES + samples * 8)?;
+        // Touch every page now, in the parent: the children then take no page fault
+        // when they write their samples.
+        for off in (0..map.len()).step_by(4096) {
+            // SAFETY: `off < len`; the children are not forked yet.
+            unsafe { map.ptr().add(off).write_volatile(0) };
+        }
+        Ok(ControlMap { map, samples })
+    }
+
+    pub(crate) fn control(&self) -> &Control {
+        // SAFETY: the mapping is page aligned, at least CONTROL_BYTES long, lives as long
+        // as `self`, and all-zero bytes (as mmap gives) are a valid `Control`: atomics
+        // and byte arrays.
+        unsafe { &*self.map.ptr().cast::<Control>() }
+    }
+
+    /// Stores the latency samples (called by the pinger child).
+    pub(crate) fn write_samples(&self, samples: &[u64]) -> Result<(), String> {
+        if samples.len() > self.samples {
+            return Err(format!("{} samples, room for {}", samples.len(), self.samples));
+        }
+        // SAFETY: the sample area is `self.samples * 8` bytes after CONTROL_BYTES, 8-byte
+        // aligned; only the pinger writes it, and the parent reads it after reaping it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                samples.as_ptr(),
+                self.map.ptr().add(CONTROL_BYTES).cast::<u64>(),
+                samples.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// The latency samples (read by the parent after the children exited).
+    pub(crate) fn samples(&self) -> Vec<u64> {
+        let mut v = vec![0u64; self.samples];
+        // SAFETY: as in `write_samples`; the writer has exited.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.ptr().add(CONTROL_BYTES).cast::<u64>(),
+                v.as_mut_ptr(),
+                v.len(),
+            )
+        };
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// CPUs
+// ---------------------------------------------------------------------------------
+
+/// The CPUs this process may run on.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size we pass.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if r != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c < CPU_SETSIZE`, inside the set.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Pins the calling process to `cpu`.
+fn pin_to(cpu: usize) -> Result<(), String> {
+    // SAFETY: as in `allowed_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` comes from `allowed_cpus`, so it is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size we pass.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if r != 0 {
+        return Err(format!(
+            "sched_setaffinity(CPU {cpu}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------------
+
+/// The signals the parent takes synchronously (with `sigtimedwait`) while it runs
+/// the bench: a child's exit, and the requests to stop.
+fn handled_signals() -> libc::sigset_t {
+    // SAFETY: `sigemptyset` initialises the set; `sigaddset` adds valid signals to it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+fn mask(how: libc::c_int) {
+    let set = handled_signals();
+    // SAFETY: a valid set; the process is single-threaded, so sigprocmask is the
+    // process's mask.
+    unsafe { libc::sigprocmask(how, &set, std::ptr::null_mut()) };
+}
+
+/// Blocks SIGCHLD, SIGINT, SIGTERM and SIGHUP while it lives, so that the supervisor
+/// takes them with `sigtimedwait`: Ctrl-C kills the children (they get it too) and
+/// lets the parent remove the segments before it exits.
+#[derive(Debug)]
+pub(crate) struct SignalBlock(());
+
+impl SignalBlock {
+    pub(crate) fn new() -> Self {
+        mask(libc::SIG_BLOCK);
+        SignalBlock(())
+    }
+}
+
+impl Drop for SignalBlock {
+    fn drop(&mut self) {
+        mask(libc::SIG_UNBLOCK);
+    }
+}
+
+/// Waits up to `timeout` for one of the handled signals.
+fn wait_signal(timeout: Duration) -> Option<libc::c_int> {
+    let set = handled_signals();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: valid set and timespec; a null siginfo pointer is allowed.
+    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (r > 0).then_some(r)
+}
+
+// ---------------------------------------------------------------------------------
+// Children
+// ---------------------------------------------------------------------------------
+
+/// A forked child. Dropped while still running, it is killed and reaped.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pid: libc::pid_t,
+    role: &'static str,
+    /// Its error slot in the [`Control`] block.
+    slot: usize,
+    /// `waitpid` status once reaped.
+    status: Option<libc::c_int>,
+}
+
+impl Child {
+    fn kill(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        let mut st = 0;
+        // SAFETY: `pid` is our unreaped child, so the pid cannot have been reused.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            if libc::waitpid(self.pid, &mut st, 0) == self.pid {
+                self.status = Some(st);
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Forks a child that pins itself to `cpu`, runs `body`, and exits: status 0 if
+/// `body` returns `Ok`, 1 with the message in `ctl` if it returns an error, 101 if it
+/// panics. In the parent, `body` is dropped unrun (closing whatever it captured).
+pub(crate) fn fork_child<F>(
+    role: &'static str,
+    slot: usize,
+    cpu: Option<usize>,
+    ctl: &Control,
+    body: F,
+) -> Result<Child, String>
+where
+    F: FnOnce() -> Result<(), String>,
+{
+    // Whatever is buffered would otherwise be written twice.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: this process is single-threaded (the bench starts no threads), so the
+    // child inherits no lock held by another thread; the child never returns from
+    // this function: it leaves through `_exit`.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            mask(libc::SIG_UNBLOCK);
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu)?;
+                }
+                body()
+            }));
+            let code = match result {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) => {
+                    ctl.set_error(slot, &e);
+                    1
+                }
+                Err(_) => {
+                    ctl.set_error(slot, "panicked (see stderr)");
+                    101
+                }
+            };
+            let _ = std::io::stderr().flush();
+            // SAFETY: `_exit` ends the child at once, without running the parent's
+            // destructors or exit handlers, which are not the child's to run.
+            unsafe { libc::_exit(code) }
+        }
+        pid => Ok(Child {
+            pid,
+            role,
+            slot,
+            status: None,
+        }),
+    }
+}
+
+fn describe_status(st: libc::c_int) -> String {
+    if libc::WIFEXITED(st) {
+        format!("exited with status {}", libc::WEXITSTATUS(st))
+    } else if libc::WIFSIGNALED(st) {
+        format!("was killed by signal {}", libc::WTERMSIG(st))
+    } else {
+        format!("stopped (status {st:#x})")
+    }
+}
+
+/// Waits for every child to exit with status 0, for at most `timeout`. On a child's
+/// failure, a timeout or a stop signal, kills the others and returns the error.
+pub(crate) fn supervise(
+    children: &mut [Child],
+    ctl: &Control,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut failed = None;
+        for (i, c) in children.iter_mut().enumerate() {
+            if c.status.is_some() {
+                continue;
+            }
+            let mut st = 0;
+            // SAFETY: `pid` is our unreaped child; `st` is writable.
+            let r = unsafe { libc::waitpid(c.pid, &mut st, libc::WNOHANG) };
+            if r == c.pid {
+                c.status = Some(st);
+                if !(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {
+                    failed = Some(i);
+                }
+            } else if r < 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(BenchError::Failed(format!("{what}: waitpid: {e}")));
+            }
+        }
+        if let Some(i) = failed {
+            for c in children.iter_mut() {
+                c.kill();
+            }
+            let c = &children[i];
+            let status = describe_status(c.status.unwrap_or_default());
+            let msg = match ctl.error(c.slot) {
+                Some(e) => format!("{what}: the {} {status}: {e}", c.role),
+                None => format!("{what}: the {} {status}", c.role),
+            };
+            return Err(BenchError::Failed(msg));
+        }
+        if children.iter().all(|c| c.status.is_some()) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            for c in children.iter_mut() {
+                c.kill();
+            }
+            return Err(BenchError::Failed(format!(
+                "{what}: did not finish within {} s; children killed",
+                timeout.as_secs()
+            )));
+        }
+        match wait_signal(deadline - now) {
+            Some(s) if s != libc::SIGCHLD => {
+                for c in children.iter_mut() {
+                    c.kill();
+                }
+                return Err(BenchError::Interrupted(s));
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Segment names
+// ---------------------------------------------------------------------------------
+
+/// The shared-memory names this run created; removed by [`remove_all`] and on drop
+/// (so also when the run fails or panics).
+///
+/// [`remove_all`]: ShmNames::remove_all
+#[derive(Debug, Default)]
+pub(crate) struct ShmNames(Vec<String>);
+
+impl ShmNames {
+    pub(crate) fn add(&mut self, name: String) {
+        self.0.push(name);
+    }
+
+    pub(crate) fn remove_all(&mut self) {
+        for name in self.0.drain(..) {
+            // NotFound is fine: nothing left to remove.
+            let _ = shmlane::remove(&name);
+        }
+    }
+}
+
+impl Drop for ShmNames {
+    fn drop(&mut self) {
+        self.remove_all();
+    }
+}

@@ -1,0 +1,102 @@
+//! Percentiles of latency samples, and medians across rounds.
+
+/// Summary of a set of round-trip times, in ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Percentiles {
+    pub(crate) min: u64,
+    pub(crate) p50: u64,
+    pub(crate) p99: u64,
+    pub(crate) p999: u64,
+    pub(crate) max: u64,
+    pub(crate) mean: f64,
+}
+
+/// Nearest-rank percentile `p` (0 < p <= 100) of sorted, non-empty `sorted`.
+fn rank(sorted: &[u64], p: f64) -> u64 {
+    let n = sorted.len();
+    let k = ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n);
+    sorted[k - 1]
+}
+
+impl Percentiles {
+    /// Summarises `samples` (sorting them). `None` if there are none.
+    pub(crate) fn of(mut samples: Vec<u64>) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let sum: u128 = samples.iter().map(|&s| s as u128).sum();
+        Some(Percentiles {
+            min: samples[0],
+            p50: rank(&samples, 50.0),
+            p99: rank(&samples, 99.0),
+            p999: rank(&samples, 99.9),
+            max: samples[samples.len() - 1],
+            mean: sum as f64 / samples.len() as f64,
+        })
+    }
+
+    /// Each figure's median across `rounds` (each field on its own).
+    pub(crate) fn median_of(rounds: &[Percentiles]) -> Option<Self> {
+        if rounds.is_empty() {
+            return None;
+        }
+        let m = |f: fn(&Percentiles) -> u64| {
+            median(&rounds.iter().map(|r| f(r) as f64).collect::<Vec<_>>()).round() as u64
+        };
+        Some(Percentiles {
+            min: m(|r| r.min),
+            p50: m(|r| r.p50),
+            p99: m(|r| r.p99),
+            p999: m(|r| r.p999),
+            max: m(|r| r.max),
+            mean: median(&rounds.iter().map(|r| r.mean).collect::<Vec<_>>()),
+        })
+    }
+}
+
+/// The median of non-empty `values` (the mean of the middle two for an even count).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank() {
+        let p = Percentiles::of((1..=1000).collect()).unwrap();
+        assert_eq!((p.min, p.p50, p.p99, p.p999, p.max), (1, 500, 990, 999, 1000));
+        assert_eq!(p.mean, 500.5);
+        let one = Percentiles::of(vec![7]).unwrap();
+        assert_eq!((one.p50, one.p999), (7, 7));
+        assert!(Percentiles::of(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+        let a = Percentiles {
+            p50: 10,
+            ..Default::default()
+        };
+        let b = Percentiles {
+            p50: 30,
+            ..Default::default()
+        };
+        let c = Percentiles {
+            p50: 20,
+            ..Default::default()
+        };
+        assert_eq!(Percentiles::median_of(&[a, b, c]).unwrap().p50, 20);
+    }
+}
