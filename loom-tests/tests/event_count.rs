@@ -1,0 +1,135 @@
+#![cfg(loom)]
+//! The event count's no-lost-wake-up property under loom, alone and inside the ring.
+//!
+//! Under loom the futex wait is a yield loop that returns only once the epoch has
+//! moved on from the waiter's key. A lost wake-up (the waiter sleeps on an epoch that
+//! nobody will bump, although its condition is already true) is then a thread that
+//! yields for ever: loom reports it as a model that exceeds its branch limit. So every
+//! model here passing means that, in every interleaving loom explores, each waiter
+//! either saw the condition on its re-check or was woken.
+
+use std::sync::atomic::Ordering;
+
+use loom::sync::atomic::{AtomicBool, AtomicU64};
+use loom::sync::Arc;
+use loom::thread;
+use shmlane::loom_internals::EventCount;
+use shmlane::{spsc, RecvError, RingOptions, SendError, Wait};
+
+const WAITERS_MASK: u64 = 0xffff_ffff;
+
+/// The waiter's side of the protocol: check, register, re-check, sleep.
+fn wait_until(ec: &EventCount<'_>, condition: impl Fn() -> bool) {
+    loop {
+        if condition() {
+            return;
+        }
+        let key = ec.prepare_wait();
+        if condition() {
+            ec.cancel_wait(key);
+            return;
+        }
+        ec.wait(key);
+    }
+}
+
+/// One notifier, one waiter: the notifier sets the condition (Release) and notifies;
+/// the waiter always ends, and leaves the waiter count at 0.
+#[test]
+fn no_lost_wakeup() {
+    loom::model(|| {
+        let word = Arc::new(AtomicU64::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
+        let notifier = thread::spawn({
+            let (word, ready) = (word.clone(), ready.clone());
+            move || {
+                ready.store(true, Ordering::Release);
+                EventCount::new(&word).notify();
+            }
+        });
+        wait_until(&EventCount::new(&word), || ready.load(Ordering::Acquire));
+        notifier.join().unwrap();
+        assert_eq!(word.load(Ordering::Relaxed) & WAITERS_MASK, 0);
+    });
+}
+
+/// Two events in a row: the waiter waits for the first, then for the second, with a
+/// fresh key each time, so a key taken after the first bump must still be woken by the
+/// second (the epoch only moves forward).
+#[test]
+fn no_lost_wakeup_twice() {
+    loom::model(|| {
+        let word = Arc::new(AtomicU64::new(0));
+        let events = Arc::new(AtomicU64::new(0));
+        let notifier = thread::spawn({
+            let (word, events) = (word.clone(), events.clone());
+            move || {
+                for _ in 0..2 {
+                    events.fetch_add(1, Ordering::Release);
+                    EventCount::new(&word).notify();
+                }
+            }
+        });
+        let ec = EventCount::new(&word);
+        wait_until(&ec, || events.load(Ordering::Acquire) >= 1);
+        wait_until(&ec, || events.load(Ordering::Acquire) >= 2);
+        notifier.join().unwrap();
+        assert_eq!(word.load(Ordering::Relaxed) & WAITERS_MASK, 0);
+    });
+}
+
+/// Through the ring: a consumer parked on an empty ring is woken by the producer's
+/// record, then by the producer's leaving.
+#[test]
+fn consumer_parks_in_recv() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::channel(&RingOptions::new(64)).unwrap();
+        tx.set_wait(Wait::Park);
+        rx.set_wait(Wait::Park);
+        let producer = thread::spawn(move || tx.send(b"wake up").unwrap());
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf).unwrap(), 7);
+        assert_eq!(buf, b"wake up");
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+        producer.join().unwrap();
+    });
+}
+
+/// Through the ring: a producer parked on a full ring is woken by the consumer's
+/// `head`. Two 24-byte messages (32-byte records) do not fit in 64 bytes at once (the
+/// second claim needs 32 + 40 - head <= 64), so the second `send` waits until the
+/// consumer, parked too, has read the first.
+#[test]
+fn producer_parks_in_send() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::channel(&RingOptions::new(64)).unwrap();
+        tx.set_wait(Wait::Park);
+        rx.set_wait(Wait::Park);
+        let producer = thread::spawn(move || {
+            tx.send(&[1; 24]).unwrap();
+            tx.send(&[2; 24]).unwrap();
+        });
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf).unwrap(), 24);
+        assert_eq!(buf, [1; 24]);
+        assert_eq!(rx.recv(&mut buf).unwrap(), 24);
+        assert_eq!(buf, [2; 24]);
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+        producer.join().unwrap();
+    });
+}
+
+/// Through the ring: a producer parked on a full ring is woken by the consumer's
+/// leaving, and gets `Disconnected` instead of sleeping for ever.
+#[test]
+fn producer_parked_sees_consumer_leave() {
+    loom::model(|| {
+        let (mut tx, rx) = spsc::channel(&RingOptions::new(64)).unwrap();
+        tx.set_wait(Wait::Park);
+        let consumer = thread::spawn(move || drop(rx));
+        let first = tx.send(&[1; 24]);
+        assert!(matches!(first, Ok(()) | Err(SendError::Disconnected)));
+        assert_eq!(tx.send(&[2; 24]), Err(SendError::Disconnected));
+        consumer.join().unwrap();
+    });
+}
