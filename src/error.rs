@@ -13,7 +13,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The segment name is not of the form `/name` (one leading slash, no other,
-    /// 1..=253 bytes after it, no NUL).
+    /// 1..=255 bytes after it, no NUL).
     InvalidName {
         /// The name as given.
         name: String,

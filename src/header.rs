@@ -314,6 +314,13 @@ impl Header {
         file_len: u64,
     ) -> Result<RingParams, HeaderFault> {
         let state = self.state();
+        if state > STATE_POISONED {
+            return Err(HeaderFault::Corrupt {
+                field: "state",
+                value: state.into(),
+                reason: "not a known segment state",
+            });
+        }
         if state != STATE_READY {
             return Err(HeaderFault::NotReady { state });
         }
@@ -393,10 +400,20 @@ impl Header {
         }
         let segment_len = self.segment_len.load(Ordering::Relaxed);
         if segment_len != data_offset + capacity {
-            return Err(HeaderFault::Corrupt {
-                field: "segment_len",
-                value: segment_len,
-                reason: "does not equal header size + capacity",
+            // The creator sized the file to segment_len: if that still holds, the
+            // capacity is what changed.
+            return Err(if segment_len == file_len {
+                HeaderFault::Corrupt {
+                    field: "capacity",
+                    value: capacity,
+                    reason: "header size + capacity does not equal the segment length",
+                }
+            } else {
+                HeaderFault::Corrupt {
+                    field: "segment_len",
+                    value: segment_len,
+                    reason: "does not equal header size + capacity",
+                }
             });
         }
         if file_len < segment_len {

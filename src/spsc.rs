@@ -40,7 +40,7 @@ use crate::region::DataRegion;
 use crate::segment::Segment;
 use crate::stream::{MessageReader, MessageWriter};
 use crate::sync::Ordering;
-use crate::wait::{block_on, EventCount, Wait};
+use crate::wait::{block_on, EventCount, Spinner, Wait};
 use crate::Error;
 
 /// Endpoint-table slot of the producer.
@@ -239,6 +239,7 @@ pub struct Producer {
     /// Record size of a fragment of a large message.
     fragment_record: usize,
     wait: Wait,
+    spinner: Spinner,
     /// A message in fragments was begun and not closed: the next message first
     /// publishes an ABORT record for it.
     pub(crate) open_message: bool,
@@ -344,6 +345,7 @@ impl Producer {
             cached_head: head,
             fragment_record,
             wait,
+            spinner: Spinner::default(),
             open_message: false,
             seg,
         })
@@ -439,8 +441,10 @@ impl Producer {
             return Ok(None);
         };
         let header = self.header();
-        block_on(
+        let mut spinner = self.spinner;
+        let result = block_on(
             self.wait,
+            &mut spinner,
             deadline,
             EventCount::new(&header.space_ready),
             || {
@@ -449,7 +453,9 @@ impl Producer {
                 }
                 Ok(self.try_claim(size)?)
             },
-        )
+        );
+        self.spinner = spinner;
+        result
     }
 
     /// Publishes the record at `pos` (claimed by `try_claim`) with Release, after
@@ -879,6 +885,7 @@ pub struct Consumer {
     /// Publish `head` once this many bytes are unpublished.
     publish_every: u64,
     wait: Wait,
+    spinner: Spinner,
     max_message: u64,
     /// A message being reassembled by `recv` across calls (after a timeout or Empty).
     pub(crate) partial: Option<Partial>,
@@ -952,6 +959,7 @@ impl Consumer {
             published_head: head,
             publish_every: (params.capacity / 4) as u64,
             wait,
+            spinner: Spinner::default(),
             max_message: params.max_message,
             partial: None,
             seg,
@@ -1075,13 +1083,16 @@ impl Consumer {
             return Err(RecvTimeoutError::Timeout);
         };
         let header = self.header();
-        block_on(
+        let mut spinner = self.spinner;
+        let result = block_on(
             self.wait,
+            &mut spinner,
             deadline,
             EventCount::new(&header.data_ready),
             || self.poll_record(),
-        )?
-        .ok_or(RecvTimeoutError::Timeout)
+        );
+        self.spinner = spinner;
+        result?.ok_or(RecvTimeoutError::Timeout)
     }
 
     /// Index of the first content byte of `rec` (at `head`).

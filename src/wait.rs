@@ -40,9 +40,10 @@ pub enum Wait {
     /// Sleep on the event count (futex) at once. Frees the CPU; every wake-up costs the
     /// peer a system call and the sleeper the kernel's wake-up latency (10–30 µs).
     Park,
-    /// Spin for [`SPIN_FOR`], then yield until [`YIELD_UNTIL`], then park. The default:
-    /// round trips stay in the spinning phase while the peer keeps up, and an idle
-    /// endpoint costs no CPU.
+    /// Spin (at most [`SPIN_FOR`], less when recent spins were in vain), then yield until
+    /// [`YIELD_UNTIL`], then park. The default: round trips stay in the spinning phase
+    /// while the peer keeps up, an endpoint sharing its core with the peer soon stops
+    /// spinning, and an idle endpoint costs no CPU.
     #[default]
     Adaptive,
 }
@@ -223,6 +224,36 @@ pub fn futex_calls() -> (u64, u64) {
     )
 }
 
+/// What an endpoint's waits have learnt: how long `Wait::Adaptive` spins before it
+/// yields. A wait that ends while spinning doubles the budget (up to [`SPIN_FOR`]);
+/// one that spins in vain halves it (down to [`MIN_SPIN`]). So when producer and
+/// consumer run on cores of their own the budget stays at its maximum, and when they
+/// share a core (more processes than cores) spinning, which only delays the peer we
+/// wait for, shrinks to almost nothing after a few waits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spinner {
+    /// In `MIN_SPIN..=SPIN_FOR`.
+    spin_for: Duration,
+}
+
+/// The least `Wait::Adaptive` spins before yielding.
+pub const MIN_SPIN: Duration = Duration::from_micros(1);
+
+impl Default for Spinner {
+    fn default() -> Self {
+        Spinner { spin_for: SPIN_FOR }
+    }
+}
+
+impl Spinner {
+    fn succeeded_spinning(&mut self) {
+        self.spin_for = (self.spin_for * 2).min(SPIN_FOR);
+    }
+    fn spun_in_vain(&mut self) {
+        self.spin_for = (self.spin_for / 2).max(MIN_SPIN);
+    }
+}
+
 /// Blocks until `poll` returns `Some`, an error, or `deadline` passes (`Ok(None)`),
 /// waiting in the manner of `strategy` and parking on `ec`.
 ///
@@ -230,30 +261,35 @@ pub fn futex_calls() -> (u64, u64) {
 /// and is called again after every wake-up; it may be called while registered on `ec`.
 pub(crate) fn block_on<T, E>(
     strategy: Wait,
+    spinner: &mut Spinner,
     deadline: Option<Instant>,
     ec: EventCount<'_>,
     mut poll: impl FnMut() -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     let started = now();
     let expired = |t: Instant| deadline.is_some_and(|d| t >= d);
-    let mut spins: u32 = 0;
-    // Spin phase (Spin for ever; Adaptive for SPIN_FOR).
+    let mut polls: u32 = 0;
+    // Spin phase (Spin for ever; Adaptive for the spinner's budget).
     if matches!(strategy, Wait::Spin | Wait::Adaptive) {
         loop {
             if let Some(v) = poll()? {
+                spinner.succeeded_spinning();
                 return Ok(Some(v));
             }
-            spins = spins.wrapping_add(1);
-            for _ in 0..(1u32 << (spins.min(6))) {
+            polls = polls.wrapping_add(1);
+            // A short pause between polls: polling a line nobody wrote is an L1 hit,
+            // and a long backoff would add to the latency we are here to avoid.
+            for _ in 0..(1u32 << polls.min(2)) {
                 crate::sync::spin_hint();
             }
             // Reading the clock costs ~20 ns: do it every 16 polls.
-            if spins % 16 == 0 || cfg!(loom) {
+            if polls % 16 == 0 || cfg!(loom) {
                 let t = now();
                 if expired(t) {
                     return Ok(None);
                 }
-                if strategy == Wait::Adaptive && (cfg!(loom) || t - started >= SPIN_FOR) {
+                if strategy == Wait::Adaptive && (cfg!(loom) || t - started >= spinner.spin_for) {
+                    spinner.spun_in_vain();
                     break;
                 }
             }

@@ -287,3 +287,11 @@ impl Duplex for RawEnd {
         Ok(())
     }
 }
+
+/// The capacity of the pipe `f` (F_GETPIPE_SZ), if the kernel says.
+pub(crate) fn pipe_buffer(f: &File) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETPIPE_SZ takes no argument; the descriptor is ours and open.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    (r > 0).then_some(r as usize)
+}

@@ -103,8 +103,8 @@ impl Config {
                 round_trips: 20_000,
                 warmup_round_trips: 2_000,
                 latency_ring: 64 << 10,
-                small_volume: 16 << 20,
-                volume: 64 << 20,
+                small_volume: 32 << 20,
+                volume: 256 << 20,
                 stream_len: 256 << 20,
                 stream_warmup: 16 << 20,
                 timeout: Duration::from_secs(20),
@@ -117,7 +117,7 @@ impl Config {
                 warmup_round_trips: 10_000,
                 latency_ring: 64 << 10,
                 small_volume: 128 << 20,
-                volume: 256 << 20,
+                volume: 1 << 30,
                 stream_len: 256 << 20,
                 stream_warmup: 32 << 20,
                 timeout: Duration::from_secs(60),
@@ -133,7 +133,10 @@ impl Config {
             self.volume
         };
         let n = (volume / len as u64).max(1);
-        ((n / 8).max(1), n)
+        // An eighth of the volume, at most 32 MiB: enough to fault in and cycle every
+        // buffer (two laps of the largest ring) before the timed part.
+        let warm = (n / 8).min((32 << 20) / len as u64).max(1);
+        (warm, n)
     }
 }
 
@@ -355,7 +358,10 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     };
     for round in 0..config.rounds {
         for row in &mut results.latency {
-            runner.progress.step(round, &format!("round trip {} {}", report::size(row.size), row.mech.label()));
+            runner.progress.step(
+                round,
+                &format!("round trip {} {}", report::size(row.size), row.mech.label()),
+            );
             if row.skipped.is_some() {
                 continue;
             }
@@ -366,7 +372,14 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
             }
         }
         for row in &mut results.throughput {
-            runner.progress.step(round, &format!("throughput {} {}", report::load(row.load, &config), row.mech.label()));
+            runner.progress.step(
+                round,
+                &format!(
+                    "throughput {} {}",
+                    report::load(row.load, &config),
+                    row.mech.label()
+                ),
+            );
             if row.skipped.is_some() {
                 continue;
             }
@@ -420,7 +433,12 @@ impl Progress {
     fn step(&mut self, round: usize, what: &str) {
         self.done += 1;
         if self.on {
-            eprint!("\r\x1b[2K[{}/{}] round {}: {what}", self.done, self.total, round + 1);
+            eprint!(
+                "\r\x1b[2K[{}/{}] round {}: {what}",
+                self.done,
+                self.total,
+                round + 1
+            );
         }
     }
 

@@ -215,7 +215,11 @@ impl ControlMap {
     /// Stores the latency samples (called by the pinger child).
     pub(crate) fn write_samples(&self, samples: &[u64]) -> Result<(), String> {
         if samples.len() > self.samples {
-            return Err(format!("{} samples, room for {}", samples.len(), self.samples));
+            return Err(format!(
+                "{} samples, room for {}",
+                samples.len(),
+                self.samples
+            ));
         }
         // SAFETY: the sample area is `self.samples * 8` bytes after CONTROL_BYTES, 8-byte
         // aligned; only the pinger writes it, and the parent reads it after reaping it.

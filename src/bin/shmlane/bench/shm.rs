@@ -28,8 +28,7 @@ pub(crate) fn create_ring(
         }
         other => other,
     };
-    let producer =
-        created.map_err(|e| BenchError::Failed(format!("creating ring {name}: {e}")))?;
+    let producer = created.map_err(|e| BenchError::Failed(format!("creating ring {name}: {e}")))?;
     names.add(name.to_string());
     drop(producer);
     Ok(())

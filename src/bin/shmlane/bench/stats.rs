@@ -11,10 +11,11 @@ pub(crate) struct Percentiles {
     pub(crate) mean: f64,
 }
 
-/// Nearest-rank percentile `p` (0 < p <= 100) of sorted, non-empty `sorted`.
-fn rank(sorted: &[u64], p: f64) -> u64 {
+/// Nearest-rank percentile of sorted, non-empty `sorted`, the percentile given in
+/// thousandths (500 = p50, 999 = p99.9); integer arithmetic, so no rounding surprise.
+fn rank(sorted: &[u64], per_mille: usize) -> u64 {
     let n = sorted.len();
-    let k = ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n);
+    let k = (per_mille * n).div_ceil(1000).clamp(1, n);
     sorted[k - 1]
 }
 
@@ -28,9 +29,9 @@ impl Percentiles {
         let sum: u128 = samples.iter().map(|&s| s as u128).sum();
         Some(Percentiles {
             min: samples[0],
-            p50: rank(&samples, 50.0),
-            p99: rank(&samples, 99.0),
-            p999: rank(&samples, 99.9),
+            p50: rank(&samples, 500),
+            p99: rank(&samples, 990),
+            p999: rank(&samples, 999),
             max: samples[samples.len() - 1],
             mean: sum as f64 / samples.len() as f64,
         })
@@ -74,7 +75,10 @@ mod tests {
     #[test]
     fn nearest_rank() {
         let p = Percentiles::of((1..=1000).collect()).unwrap();
-        assert_eq!((p.min, p.p50, p.p99, p.p999, p.max), (1, 500, 990, 999, 1000));
+        assert_eq!(
+            (p.min, p.p50, p.p99, p.p999, p.max),
+            (1, 500, 990, 999, 1000)
+        );
         assert_eq!(p.mean, 500.5);
         let one = Percentiles::of(vec![7]).unwrap();
         assert_eq!((one.p50, one.p999), (7, 7));

@@ -141,7 +141,8 @@ pub(crate) fn produce<T: Tx>(
         t.send(&msg)?;
     }
     ctl.wait_warm_done(deadline_ns)?;
-    ctl.t_start.store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+    ctl.t_start
+        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
     for seq in warm..warm + n {
         stamp(&mut msg, seq);
         t.send(&msg)?;
@@ -167,7 +168,8 @@ pub(crate) fn consume<R: Rx>(
         r.recv(&mut buf, len)?;
         check(&buf, len, seq)?;
     }
-    ctl.t_end.store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+    ctl.t_end
+        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
@@ -208,7 +210,8 @@ pub(crate) fn produce_stream<T: Tx>(
 ) -> Result<(), String> {
     write_chunks(t, warm)?;
     ctl.wait_warm_done(deadline_ns)?;
-    ctl.t_start.store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+    ctl.t_start
+        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
     write_chunks(t, total)
 }
 
@@ -222,7 +225,8 @@ pub(crate) fn consume_stream<R: Rx>(
     read_chunks(r, warm)?;
     ctl.set_warm_done();
     read_chunks(r, total)?;
-    ctl.t_end.store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+    ctl.t_end
+        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
