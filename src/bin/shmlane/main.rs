@@ -50,7 +50,7 @@ checked by its receiver:
     1 MiB buffer, a UNIX socket;
 
 then the targets, as ratios within the run. A full run repeats everything three
-times, interleaved, and reports medians (about a minute).
+times, interleaved, and reports medians (one to two minutes).
 
 Options:
   --quick       One round, fewer round trips and bytes (well under 30 s)

@@ -28,7 +28,7 @@ use workload::{Duplex, Rx, Tx};
 /// Command-line options of `shmlane bench`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Options {
-    /// A short run (about 10 s) with fewer round trips and bytes, one round.
+    /// A short run (well under 30 s) with fewer round trips and bytes, one round.
     pub(crate) quick: bool,
     /// Every figure as JSON on stdout instead of the table.
     pub(crate) json: bool,
@@ -488,6 +488,7 @@ impl Runner<'_> {
         let what = format!("round trip, {}, {}", mech.label(), report::size(len));
         let mut children = match mech {
             Mech::RawLine => {
+                // The children keep the mapping after the parent's `lines` unmaps it.
                 let lines = baselines::RawLines::new(len)?;
                 let (a, b) = lines.ends(deadline);
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?

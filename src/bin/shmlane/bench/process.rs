@@ -32,7 +32,7 @@ pub(crate) fn now_ns() -> u64 {
 
 /// The median cost of one clock read, in ns (the difference of back-to-back reads).
 pub(crate) fn clock_overhead_ns() -> f64 {
-    let mut d: Vec<u64> = (0..2001)
+    let mut d: Vec<u64> = (0..20001)
         .map(|_| {
             let a = now_ns();
             let b = now_ns();
