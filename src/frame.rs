@@ -135,7 +135,7 @@ impl DataRecord {
 /// combination, the tag matches the position, a PAD runs exactly to the end of the
 /// data region (and never starts at index 0), a data record fits within
 /// `max_record` and before the end of the region.
-#[inline]
+#[inline(always)]
 pub(crate) fn decode(
     word: u64,
     position: u64,
@@ -145,11 +145,16 @@ pub(crate) fn decode(
     if word == 0 {
         return Ok(None);
     }
-    let corrupt = |what| Corruption {
-        what,
-        value: word,
-        position,
-    };
+    #[cold]
+    #[inline(never)]
+    fn corrupt_at(what: &'static str, value: u64, position: u64) -> Corruption {
+        Corruption {
+            what,
+            value,
+            position,
+        }
+    }
+    let corrupt = |what| corrupt_at(what, word, position);
     let len = (word & 0xffff_ffff) as usize;
     let flags = ((word >> 32) & 0xff) as u8;
     if flags & FLAG_VALID == 0 || flags & !FLAG_BITS != 0 {

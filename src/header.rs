@@ -39,6 +39,13 @@ pub(crate) const STATE_READY: u32 = 2;
 /// `state` of a segment that must no longer be used.
 pub(crate) const STATE_POISONED: u32 = 3;
 
+/// `Header::flags`: notifiers issue no fence; waiters issue
+/// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` instead (see `wait.rs`). Every
+/// endpoint of such a ring must be registered for expedited membarriers.
+pub(crate) const FLAG_ASYMMETRIC_FENCES: u64 = 1 << 4;
+/// Every flag this build understands.
+pub(crate) const KNOWN_FLAGS: u64 = FLAG_ASYMMETRIC_FENCES;
+
 /// `EndpointSlot::state`: the slot has never been used.
 pub(crate) const ENDPOINT_VACANT: u32 = 0;
 /// `EndpointSlot::state`: an endpoint is attached.
@@ -85,7 +92,7 @@ pub(crate) struct Header {
     pub(crate) max_record: AtomicU64,
     /// Default cap on a message the consumer reassembles in memory.
     pub(crate) max_message: AtomicU64,
-    /// Creation flags (notifier kind in bits 0..4: 0 = futex event counts).
+    /// Creation flags: `FLAG_ASYMMETRIC_FENCES` or 0.
     pub(crate) flags: AtomicU64,
     pub(crate) creator_pid: AtomicU32,
     pub(crate) creator_uid: AtomicU32,
@@ -224,11 +231,18 @@ pub(crate) struct RingParams {
     /// `capacity / 2`, at most 2^31; a multiple of 8.
     pub(crate) max_record: usize,
     pub(crate) max_message: u64,
+    /// `Header::flags`, validated against `KNOWN_FLAGS`.
+    pub(crate) flags: u64,
 }
 
 impl RingParams {
     /// Checks options and derives the parameters of a new ring.
-    pub(crate) fn new(kind: u32, capacity: usize, max_message: u64) -> Result<Self, String> {
+    pub(crate) fn new(
+        kind: u32,
+        capacity: usize,
+        max_message: u64,
+        flags: u64,
+    ) -> Result<Self, String> {
         if !capacity.is_power_of_two() {
             return Err(format!("capacity {capacity} is not a power of two"));
         }
@@ -242,7 +256,13 @@ impl RingParams {
             capacity,
             max_record: (capacity / 2).min(1 << 31),
             max_message,
+            flags,
         })
+    }
+
+    /// Whether the ring's event counts use asymmetric fences.
+    pub(crate) fn asymmetric_fences(&self) -> bool {
+        self.flags & FLAG_ASYMMETRIC_FENCES != 0
     }
 }
 
@@ -283,7 +303,7 @@ impl Header {
             .store(params.max_record as u64, Ordering::Relaxed);
         self.max_message
             .store(params.max_message, Ordering::Relaxed);
-        self.flags.store(0, Ordering::Relaxed);
+        self.flags.store(params.flags, Ordering::Relaxed);
         self.creator_pid
             .store(std::process::id(), Ordering::Relaxed);
         #[cfg(not(loom))]
@@ -442,11 +462,11 @@ impl Header {
             });
         }
         let flags = self.flags.load(Ordering::Relaxed);
-        if flags != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(HeaderFault::Incompatible {
                 field: "flags",
                 found: flags,
-                expected: "0 (futex event counts)".to_string(),
+                expected: format!("only bits of {KNOWN_FLAGS:#x}"),
             });
         }
         let max_message = self.max_message.load(Ordering::Relaxed);
@@ -455,6 +475,7 @@ impl Header {
             capacity,
             max_record: expected_max_record,
             max_message,
+            flags,
         })
     }
 }

@@ -113,7 +113,7 @@ pub mod loom_internals {
     impl<'a> EventCount<'a> {
         /// Wraps `word`.
         pub fn new(word: &'a loom::sync::atomic::AtomicU64) -> Self {
-            EventCount(crate::wait::EventCount::new(word))
+            EventCount(crate::wait::EventCount::new(word, false))
         }
         /// See `wait::EventCount::notify`.
         pub fn notify(&self) -> bool {

@@ -22,6 +22,7 @@ pub struct RingOptions {
     pub(crate) max_message: u64,
     pub(crate) wait: Wait,
     pub(crate) unlink_on_drop: bool,
+    pub(crate) asymmetric_fences: bool,
 }
 
 impl RingOptions {
@@ -34,6 +35,7 @@ impl RingOptions {
             max_message: DEFAULT_MAX_MESSAGE,
             wait: Wait::default(),
             unlink_on_drop: false,
+            asymmetric_fences: true,
         }
     }
 
@@ -58,6 +60,19 @@ impl RingOptions {
     /// when the last one unmaps it.
     pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
         self.unlink_on_drop = unlink;
+        self
+    }
+
+    /// Whether wake-ups use asymmetric fences (default `true`, where the kernel has
+    /// `membarrier`): a sender then checks for sleepers with no fence at all, and a
+    /// receiver about to sleep pays instead, with one `membarrier` system call (a few
+    /// microseconds, beside the tens a sleep costs). This is worth about half the
+    /// throughput of small messages. Every process that opens such a ring must be able
+    /// to use `membarrier` (a seccomp sandbox may forbid it; opening then fails with
+    /// [`Error::Incompatible`](crate::Error::Incompatible)); `false` makes each send pay
+    /// one full fence instead.
+    pub fn asymmetric_fences(mut self, asymmetric: bool) -> Self {
+        self.asymmetric_fences = asymmetric;
         self
     }
 

@@ -10,7 +10,7 @@
 //! - The **record header is the commit word**. The producer copies the payload, stores 0
 //!   into the word right after the record (where the next header will go), then stores
 //!   the header with Release. The consumer polls the header word at its own position
-//!   with Acquire: 0 means nothing yet (see [`frame`](crate::frame)). One cache line
+//!   with Acquire: 0 means nothing yet (see `frame.rs`). One cache line
 //!   carries both the signal and a small payload.
 //! - `head` is published lazily: every `capacity / 4` bytes, whenever the consumer
 //!   finds the ring empty (before it waits), and on drop. The producer re-reads it
@@ -33,14 +33,15 @@ use crate::error::{
 };
 use crate::frame::{self, DataRecord, Record, FLAGS_ABORTED, FLAGS_WHOLE, RECORD_HEADER};
 use crate::header::{
-    Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT, KIND_SPSC,
+    Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT,
+    FLAG_ASYMMETRIC_FENCES, KIND_SPSC,
 };
 use crate::options::RingOptions;
 use crate::region::DataRegion;
 use crate::segment::Segment;
 use crate::stream::{MessageReader, MessageWriter};
 use crate::sync::Ordering;
-use crate::wait::{block_on, EventCount, Spinner, Wait};
+use crate::wait::{block_on, membarrier, EventCount, Spinner, Wait};
 use crate::Error;
 
 /// Endpoint-table slot of the producer.
@@ -86,8 +87,29 @@ pub fn channel(opts: &RingOptions) -> Result<(Producer, Consumer), Error> {
 }
 
 fn params_for(opts: &RingOptions) -> Result<RingParams, Error> {
-    RingParams::new(KIND_SPSC, opts.capacity, opts.max_message)
+    let flags = if opts.asymmetric_fences && membarrier::register() {
+        FLAG_ASYMMETRIC_FENCES
+    } else {
+        0
+    };
+    RingParams::new(KIND_SPSC, opts.capacity, opts.max_message, flags)
         .map_err(|reason| Error::InvalidOptions { reason })
+}
+
+/// An endpoint of a ring with asymmetric fences must be registered for membarrier
+/// before it can notify (see `wait::membarrier`).
+fn check_fences(params: &RingParams, name: &str) -> Result<(), Error> {
+    if params.asymmetric_fences() && !membarrier::register() {
+        return Err(Error::Incompatible {
+            name: name.to_string(),
+            field: "flags",
+            found: params.flags,
+            expected: "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) to work in this process \
+                       (it does not: create the ring with asymmetric_fences(false))"
+                .to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(not(loom))]
@@ -95,6 +117,29 @@ fn create_segment(name: &str, opts: &RingOptions) -> Result<(Arc<Segment>, RingP
     let params = params_for(opts)?;
     let seg = crate::segment::posix::create(name, &params, opts.unlink_on_drop)?;
     Ok((Arc::new(Segment::Posix(seg)), params))
+}
+
+/// Creates the ring `name` without attaching an endpoint: both the producer and the
+/// consumer then `open` it, in any order. (A ring whose creating endpoint was dropped
+/// is different: its peer sees that endpoint as gone, `Disconnected`, until a new one
+/// attaches.) `opts.unlink_on_drop` does not apply: remove the ring with
+/// [`remove`](crate::remove).
+///
+/// ```
+/// # let name = format!("/shmlane-doc-create-ring-{}", std::process::id());
+/// use shmlane::{spsc, RingOptions};
+/// spsc::create_ring(&name, &RingOptions::new(4096))?;
+/// let mut rx = spsc::Consumer::open(&name)?;
+/// assert_eq!(rx.try_recv(&mut Vec::new()), Err(shmlane::TryRecvError::Empty));
+/// let mut tx = spsc::Producer::open(&name)?;
+/// tx.send(b"hi")?;
+/// # shmlane::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub fn create_ring(name: &str, opts: &RingOptions) -> Result<(), Error> {
+    let opts = opts.clone().unlink_on_drop(false);
+    create_segment(name, &opts).map(drop)
 }
 
 #[cfg(not(loom))]
@@ -288,6 +333,7 @@ impl Producer {
     }
 
     fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
+        check_fences(&params, seg.name())?;
         let header: *const Header = seg.header();
         // SAFETY: `seg` is alive for this function and we hold it.
         let h = unsafe { &*header };
@@ -446,7 +492,7 @@ impl Producer {
             self.wait,
             &mut spinner,
             deadline,
-            EventCount::new(&header.space_ready),
+            EventCount::new(&header.space_ready, self.params.asymmetric_fences()),
             || {
                 if slot_detached(header, CONSUMER_SLOT) {
                     return Err(SendError::Disconnected);
@@ -486,7 +532,7 @@ impl Producer {
     #[inline]
     pub(crate) fn publish(&mut self, pos: u64, len: usize, flags: u8) {
         self.publish_raw(pos, len as u32, flags, frame::record_size(len));
-        EventCount::new(&self.header().data_ready).notify();
+        EventCount::new(&self.header().data_ready, self.params.asymmetric_fences()).notify();
     }
 
     /// Index of the payload of the record at `pos`.
@@ -786,7 +832,7 @@ impl Drop for Producer {
         let header = self.header();
         detach_slot(header, PRODUCER_SLOT);
         // Wake a consumer parked on an empty ring, so it sees us gone.
-        EventCount::new(&header.data_ready).notify();
+        EventCount::new(&header.data_ready, self.params.asymmetric_fences()).notify();
     }
 }
 
@@ -940,6 +986,7 @@ impl Consumer {
     }
 
     fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
+        check_fences(&params, seg.name())?;
         let header: *const Header = seg.header();
         // SAFETY: `seg` is alive for this function and we hold it.
         let h = unsafe { &*header };
@@ -1012,7 +1059,7 @@ impl Consumer {
     // --- reading records ----------------------------------------------------------
 
     /// The record at `head`, if one is published, skipping a PAD.
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> Result<Option<DataRecord>, Corruption> {
         loop {
             let index = self.data.index(self.head);
@@ -1048,13 +1095,13 @@ impl Consumer {
         // our reads of the released bytes happen before it overwrites them.
         self.header().head.store(self.head, Ordering::Release);
         self.published_head = self.head;
-        EventCount::new(&self.header().space_ready).notify();
+        EventCount::new(&self.header().space_ready, self.params.asymmetric_fences()).notify();
     }
 
     /// The next record, or `None` if the ring is empty; `Disconnected` if it is empty
     /// and the producer has detached. Publishes `head` when the ring is empty, so a
     /// producer waiting for room sees everything we have read before we wait.
-    #[inline]
+    #[inline(always)]
     fn poll_record(&mut self) -> Result<Option<DataRecord>, RecvError> {
         if let Some(r) = self.peek()? {
             return Ok(Some(r));
@@ -1075,6 +1122,7 @@ impl Consumer {
 
     /// Waits for the next record as `mode` allows. `Err(Timeout)`: none arrived (at
     /// once, for `Mode::Try`).
+    #[inline]
     pub(crate) fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
         if let Some(r) = self.poll_record()? {
             return Ok(r);
@@ -1088,7 +1136,7 @@ impl Consumer {
             self.wait,
             &mut spinner,
             deadline,
-            EventCount::new(&header.data_ready),
+            EventCount::new(&header.data_ready, self.params.asymmetric_fences()),
             || self.poll_record(),
         );
         self.spinner = spinner;
@@ -1412,7 +1460,7 @@ impl Drop for Consumer {
         header.head.store(self.head, Ordering::Release);
         detach_slot(header, CONSUMER_SLOT);
         // Wake a producer parked on a full ring, so it sees us gone.
-        EventCount::new(&header.space_ready).notify();
+        EventCount::new(&header.space_ready, self.params.asymmetric_fences()).notify();
     }
 }
 

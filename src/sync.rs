@@ -6,10 +6,14 @@
 //! clippy's `disallowed-types` cannot tell the shim's re-export from the original).
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// Under loom rings are always symmetric, so the compiler fence is never used.
+#[cfg(loom)]
+pub(crate) fn compiler_fence(_: Ordering) {}
 
 /// A process-local statistic (futex call counts): always std's atomic, also under
 /// loom, because it is no part of any protocol between endpoints.

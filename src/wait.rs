@@ -4,12 +4,12 @@
 //! available", "space available"): the epoch in the high 32 bits, the number of
 //! registered waiters in the low 32 bits.
 //!
-//! - A waiter registers ([`EventCount::prepare_wait`]: fetch_add on the count, which
+//! - A waiter registers (`EventCount::prepare_wait`: fetch_add on the count, which
 //!   also returns the epoch), issues a SeqCst fence, re-checks the ring, then
 //!   futex-waits on the epoch half while it still holds that epoch, and deregisters
 //!   when it wakes.
 //! - A notifier, after its Release store that publishes (a record header or a cursor),
-//!   issues a SeqCst fence and loads the word ([`EventCount::notify`]). Only when the
+//!   issues a SeqCst fence and loads the word (`EventCount::notify`). Only when the
 //!   waiter count is non-zero does it bump the epoch and make the futex-wake system
 //!   call. So no system call while nobody sleeps.
 //!
@@ -63,6 +63,9 @@ const EPOCH_ONE: u64 = 1 << 32;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EventCount<'a> {
     word: &'a AtomicU64,
+    /// Asymmetric fences: `notify` orders its store and load with a compiler fence
+    /// only, and `prepare_wait` pays with `membarrier` (see [`membarrier`]).
+    asymmetric: bool,
 }
 
 /// A waiter's registration: the epoch it saw when it registered.
@@ -73,18 +76,28 @@ pub(crate) struct WaitKey {
 }
 
 impl<'a> EventCount<'a> {
-    pub(crate) fn new(word: &'a AtomicU64) -> Self {
-        EventCount { word }
+    /// An event count over `word`. `asymmetric` must be the ring's
+    /// `FLAG_ASYMMETRIC_FENCES`, the same for every endpoint, and this process must be
+    /// registered ([`membarrier::register`]) if it is set.
+    pub(crate) fn new(word: &'a AtomicU64, asymmetric: bool) -> Self {
+        EventCount { word, asymmetric }
     }
 
     /// Called after the Release store that publishes. Wakes every sleeper, and makes a
     /// system call only if someone is registered. Returns whether it woke anyone.
     #[inline]
     pub(crate) fn notify(&self) -> bool {
-        // SeqCst fence: orders our earlier publishing store before the load below (a
-        // store-load order, which Release/Acquire cannot give). Pairs with the fence in
-        // `prepare_wait`; see the module docs for why no wake-up is lost.
-        fence(Ordering::SeqCst);
+        if self.asymmetric {
+            // Only the compiler is kept from moving the load above our publishing store;
+            // the CPU may still reorder them, and the waiter's membarrier makes up for it
+            // (see `membarrier`).
+            crate::sync::compiler_fence(Ordering::SeqCst);
+        } else {
+            // SeqCst fence: orders our earlier publishing store before the load below (a
+            // store-load order, which Release/Acquire cannot give). Pairs with the fence
+            // in `prepare_wait`; see the module docs for why no wake-up is lost.
+            fence(Ordering::SeqCst);
+        }
         let v = self.word.load(Ordering::Relaxed);
         if v & WAITERS_MASK == 0 {
             return false;
@@ -106,9 +119,16 @@ impl<'a> EventCount<'a> {
     /// then call [`wait`](Self::wait) or [`cancel_wait`](Self::cancel_wait).
     pub(crate) fn prepare_wait(&self) -> WaitKey {
         let v = self.word.fetch_add(1, Ordering::SeqCst);
-        // SeqCst fence: orders the registration before the caller's re-check of the
-        // ring (store-load). Pairs with the fence in `notify`.
-        fence(Ordering::SeqCst);
+        if self.asymmetric {
+            // A full barrier on every CPU that runs a registered process: a notifier
+            // either published before it (we see its store below) or loads the waiter
+            // count after it (it sees our registration).
+            membarrier::heavy_barrier();
+        } else {
+            // SeqCst fence: orders the registration before the caller's re-check of the
+            // ring (store-load). Pairs with the fence in `notify`.
+            fence(Ordering::SeqCst);
+        }
         WaitKey {
             epoch: (v >> 32) as u32,
         }
@@ -127,6 +147,89 @@ impl<'a> EventCount<'a> {
     }
 }
 
+/// Asymmetric fences through `membarrier(2)`.
+///
+/// The store-load order that an event count needs on both sides ("publish, then look
+/// for waiters" against "register, then look at the ring") is usually bought with a
+/// full fence on each side. The notifier runs once per message, the waiter once per
+/// sleep, so shmlane moves the whole cost to the waiter: notifiers keep only a
+/// compiler fence, and a waiter, after registering, calls
+/// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which runs a full memory barrier on
+/// every CPU that is running a thread of a registered process (and a context switch
+/// is one for those that are not). In the order of the notifier's own instructions,
+/// that barrier falls either before its load of the waiter count (which then sees our
+/// registration, made before the call) or after its publishing store (which is then
+/// visible to our re-check, made after the call). Either way no wake-up is lost. This
+/// is the pattern of folly's `asymmetricHeavyBarrier` and of liburcu.
+///
+/// For it to hold, every endpoint process must be registered
+/// (`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`) before it notifies; endpoints refuse
+/// to attach to an asymmetric ring otherwise. Under loom there is no membarrier and
+/// rings are always symmetric: the loom models check the symmetric protocol, and the
+/// fork tests the asymmetric one.
+pub(crate) mod membarrier {
+    #[cfg(not(loom))]
+    const CMD_QUERY: libc::c_int = 0;
+    #[cfg(not(loom))]
+    const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+    #[cfg(not(loom))]
+    const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+    #[cfg(not(loom))]
+    fn membarrier(cmd: libc::c_int) -> libc::c_long {
+        // SAFETY: membarrier takes no pointers; an unknown command fails with EINVAL.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_uint,
+                0 as libc::c_int,
+            )
+        }
+    }
+
+    /// Registers this process for expedited global membarriers (once per process) and
+    /// checks that the barrier itself works. `false` if the kernel or a seccomp
+    /// filter does not allow it.
+    pub(crate) fn register() -> bool {
+        #[cfg(not(loom))]
+        {
+            static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *REGISTERED.get_or_init(|| {
+                let supported = membarrier(CMD_QUERY);
+                let needed = (CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED) as libc::c_long;
+                supported >= 0
+                    && supported & needed == needed
+                    && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0
+                    && membarrier(CMD_GLOBAL_EXPEDITED) == 0
+            })
+        }
+        #[cfg(loom)]
+        {
+            false
+        }
+    }
+
+    /// A full memory barrier on every CPU running a registered process.
+    pub(crate) fn heavy_barrier() {
+        #[cfg(not(loom))]
+        {
+            let r = membarrier(CMD_GLOBAL_EXPEDITED);
+            if r != 0 {
+                // `register` succeeded in this process, so this cannot fail short of the
+                // kernel revoking the command. Stay correct for the notifiers that are
+                // registered... there is no weaker fallback, so make it loud.
+                panic!(
+                    "membarrier(GLOBAL_EXPEDITED) failed after registration: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        #[cfg(loom)]
+        unreachable!("rings are symmetric under loom");
+    }
+}
+
 #[cfg(not(loom))]
 mod futex {
     //! Thin wrappers over the futex system call on the epoch half of an event count.
@@ -136,6 +239,7 @@ mod futex {
     /// Counts of futex system calls made by this process, for tests and `inspect`.
     pub(super) static WAKE_CALLS: ProcessCounter = ProcessCounter::new(0);
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
+    pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
     /// The address of the high (epoch) half of the word.
     fn epoch_half(word: &AtomicU64) -> *const u32 {
@@ -191,6 +295,9 @@ mod futex {
         if r != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error();
             // EAGAIN: the epoch had already moved; ETIMEDOUT: slice over; EINTR: signal.
+            if errno == Some(libc::ETIMEDOUT) {
+                count(&WAIT_TIMEOUTS);
+            }
             debug_assert!(
                 matches!(errno, Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)),
                 "unexpected FUTEX_WAIT error {errno:?}"
@@ -254,6 +361,14 @@ impl Spinner {
     }
 }
 
+/// How many of this process's futex waits ended because their time slice ran out
+/// rather than by a wake-up. While both peers are alive and busy this stays 0: a
+/// wait that times out with work pending would be a lost wake-up.
+#[cfg(not(loom))]
+pub fn futex_timeouts() -> u64 {
+    crate::sync::read_count(&futex::WAIT_TIMEOUTS)
+}
+
 /// Blocks until `poll` returns `Some`, an error, or `deadline` passes (`Ok(None)`),
 /// waiting in the manner of `strategy` and parking on `ec`.
 ///
@@ -266,7 +381,10 @@ pub(crate) fn block_on<T, E>(
     ec: EventCount<'_>,
     mut poll: impl FnMut() -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
-    let started = now();
+    // The clock is read lazily (~20 ns a read): a wait that ends within the first
+    // polls, as every wait of a round trip does, never reads it.
+    let mut started: Option<Instant> = None;
+    let mut elapsed = |t: Instant| t - *started.get_or_insert(t);
     let expired = |t: Instant| deadline.is_some_and(|d| t >= d);
     let mut polls: u32 = 0;
     // Spin phase (Spin for ever; Adaptive for the spinner's budget).
@@ -277,18 +395,16 @@ pub(crate) fn block_on<T, E>(
                 return Ok(Some(v));
             }
             polls = polls.wrapping_add(1);
-            // A short pause between polls: polling a line nobody wrote is an L1 hit,
-            // and a long backoff would add to the latency we are here to avoid.
-            for _ in 0..(1u32 << polls.min(2)) {
-                crate::sync::spin_hint();
-            }
-            // Reading the clock costs ~20 ns: do it every 16 polls.
+            // One pause between polls: polling a line nobody wrote is an L1 hit, and a
+            // longer backoff adds straight to the latency we spin to avoid (a PAUSE
+            // takes ~25 ns on recent AMD cores).
+            crate::sync::spin_hint();
             if polls % 16 == 0 || cfg!(loom) {
                 let t = now();
                 if expired(t) {
                     return Ok(None);
                 }
-                if strategy == Wait::Adaptive && (cfg!(loom) || t - started >= spinner.spin_for) {
+                if strategy == Wait::Adaptive && (cfg!(loom) || elapsed(t) >= spinner.spin_for) {
                     spinner.spun_in_vain();
                     break;
                 }
@@ -305,7 +421,7 @@ pub(crate) fn block_on<T, E>(
             if expired(t) {
                 return Ok(None);
             }
-            if strategy == Wait::Adaptive && (cfg!(loom) || t - started >= YIELD_UNTIL) {
+            if strategy == Wait::Adaptive && (cfg!(loom) || elapsed(t) >= YIELD_UNTIL) {
                 break;
             }
             crate::sync::yield_now();

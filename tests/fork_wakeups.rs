@@ -1,0 +1,132 @@
+//! No lost wake-up between processes, with symmetric fences (a fence on each side) and
+//! with asymmetric ones (no fence on the sender, `membarrier` on the sleeper).
+//!
+//! Both ends of a ping-pong park on every message (`Wait::Park`), so every message
+//! needs a wake-up through the futex. A lost wake-up would leave a sleeper waiting
+//! out its whole 50 ms park slice with a message pending: the futex wait would end by
+//! timeout. So each process counts its timed-out futex waits, which must stay 0, and
+//! its wake-up calls, which must be at least one per message (the check cannot pass
+//! without the parking it is about).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{seg_name, Procs, SegGuard};
+use shmlane::{spsc, RingOptions, Wait};
+
+const ROUND_TRIPS: u64 = 5_000;
+
+fn ping_pong_parked(test: &str, asymmetric: bool, pong_wait: Wait) {
+    let _serial = common::heavy();
+    let ping = SegGuard::new(&seg_name(&format!("{test}-ping")));
+    let pong = SegGuard::new(&seg_name(&format!("{test}-pong")));
+    let opts = RingOptions::new(4096).asymmetric_fences(asymmetric);
+    // Create both rings, with no endpoint attached, before forking.
+    spsc::create_ring(ping.name(), &opts).unwrap();
+    spsc::create_ring(pong.name(), &opts).unwrap();
+    let (ping_name, pong_name) = (ping.name().to_string(), pong.name().to_string());
+    let mut procs = Procs::new(test, Duration::from_secs(60));
+    let (p1, p2) = (ping_name.clone(), pong_name.clone());
+    let echo = procs.spawn("echo", move || {
+        let mut rx = spsc::Consumer::open(&p1).map_err(|e| e.to_string())?;
+        let mut tx = spsc::Producer::open(&p2).map_err(|e| e.to_string())?;
+        rx.set_wait(pong_wait);
+        tx.set_wait(pong_wait);
+        let mut buf = Vec::new();
+        for i in 0..ROUND_TRIPS {
+            rx.recv(&mut buf)
+                .map_err(|e| format!("echo recv {i}: {e}"))?;
+            tx.send(&buf).map_err(|e| format!("echo send {i}: {e}"))?;
+        }
+        let timeouts = shmlane::wait::futex_timeouts();
+        if timeouts != 0 {
+            return Err(format!(
+                "{timeouts} futex waits timed out: a wake-up was lost"
+            ));
+        }
+        // The pinger parks for every reply, so the echo must have found it registered
+        // as a sleeper (and made the wake-up call) about once per round trip:
+        // otherwise this test did not test parking.
+        let (wakes, waits) = shmlane::wait::futex_calls();
+        if wakes < ROUND_TRIPS / 2 {
+            return Err(format!(
+                "only {wakes} wake-up calls in {ROUND_TRIPS} round trips"
+            ));
+        }
+        Ok(format!("futex wakes {wakes}, waits {waits}"))
+    });
+    let pinger = procs.spawn("pinger", move || {
+        let mut tx = spsc::Producer::open(&ping_name).map_err(|e| e.to_string())?;
+        let mut rx = spsc::Consumer::open(&pong_name).map_err(|e| e.to_string())?;
+        tx.set_wait(Wait::Park);
+        rx.set_wait(Wait::Park);
+        let mut buf = Vec::new();
+        for i in 0..ROUND_TRIPS {
+            tx.send(&i.to_le_bytes())
+                .map_err(|e| format!("ping send {i}: {e}"))?;
+            rx.recv(&mut buf)
+                .map_err(|e| format!("ping recv {i}: {e}"))?;
+            if buf != i.to_le_bytes() {
+                return Err(format!("round trip {i} came back as {buf:?}"));
+            }
+        }
+        let (wakes, waits) = shmlane::wait::futex_calls();
+        let timeouts = shmlane::wait::futex_timeouts();
+        if timeouts != 0 {
+            return Err(format!(
+                "{timeouts} futex waits timed out: a wake-up was lost"
+            ));
+        }
+        Ok(format!(
+            "futex wakes {wakes}, waits {waits}, timeouts {timeouts}"
+        ))
+    });
+    procs.wait_ok(pinger);
+    procs.wait_ok(echo);
+}
+
+#[test]
+fn parked_round_trips_lose_no_wake_up_with_asymmetric_fences() {
+    ping_pong_parked("wake-asym", true, Wait::Park);
+}
+
+#[test]
+fn parked_round_trips_lose_no_wake_up_with_symmetric_fences() {
+    ping_pong_parked("wake-sym", false, Wait::Park);
+}
+
+#[test]
+fn adaptive_echo_wakes_a_parked_pinger() {
+    ping_pong_parked("wake-adaptive", true, Wait::Adaptive);
+}
+
+#[test]
+fn flags_are_recorded_and_checked() {
+    let name = SegGuard::new(&seg_name("wake-flags"));
+    let tx = spsc::Producer::create(name.name(), &RingOptions::new(4096)).unwrap();
+    // This kernel has membarrier (CI runs on Linux >= 4.16): the default ring is asymmetric.
+    assert_eq!(
+        common::peek_u64(name.name(), common::offsets::FLAGS),
+        1 << 4
+    );
+    drop(tx);
+    let name2 = SegGuard::new(&seg_name("wake-flags2"));
+    let tx = spsc::Producer::create(
+        name2.name(),
+        &RingOptions::new(4096).asymmetric_fences(false),
+    )
+    .unwrap();
+    assert_eq!(common::peek_u64(name2.name(), common::offsets::FLAGS), 0);
+    drop(tx);
+    // An unknown flag bit is refused by name.
+    common::poke(
+        name2.name(),
+        common::offsets::FLAGS,
+        &(1u64 << 9).to_le_bytes(),
+    );
+    match spsc::Consumer::open(name2.name()) {
+        Err(shmlane::Error::Incompatible { field: "flags", .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
