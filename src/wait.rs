@@ -397,7 +397,9 @@ pub(crate) fn block_on<T, E>(
             polls = polls.wrapping_add(1);
             // One pause between polls: polling a line nobody wrote is an L1 hit, and a
             // longer backoff adds straight to the latency we spin to avoid (a PAUSE
-            // takes ~25 ns on recent AMD cores).
+            // takes ~25 ns on recent AMD cores). No pause at all is worse: the polls
+            // then keep pulling the line away from the writer we wait for (measured:
+            // 8 B round trip 150 ns with one pause, 170 with none, 210-230 with two).
             crate::sync::spin_hint();
             if polls % 16 == 0 || cfg!(loom) {
                 let t = now();
