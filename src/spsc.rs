@@ -172,54 +172,136 @@ fn create_or_open_segment(
     }))
 }
 
-/// Attaches to endpoint slot `slot`: vacant or detached becomes attached.
-fn attach_slot(header: &Header, slot: usize, name: &str, role: &'static str) -> Result<(), Error> {
-    let s = &header.endpoints[slot];
-    let mut cur = s.state.load(Ordering::Acquire);
-    loop {
-        match cur {
-            ENDPOINT_VACANT | ENDPOINT_DETACHED => {}
-            ENDPOINT_ATTACHED => {
-                return Err(Error::Busy {
-                    name: name.to_string(),
-                    endpoint: role,
-                })
+/// One endpoint's hold on a ring: the mapping (kept alive), views into it, the
+/// validated parameters, and its attachment to an endpoint-table slot. Dropping it
+/// detaches the slot and wakes the peer, so that the peer sees us gone.
+struct RingView {
+    /// Keeps the mapping alive; `header` and `data` point into it.
+    seg: Arc<Segment>,
+    header: *const Header,
+    data: DataRegion,
+    params: RingParams,
+    /// `PRODUCER_SLOT` or `CONSUMER_SLOT`; attached while this view lives.
+    slot: usize,
+}
+
+impl RingView {
+    /// Attaches to endpoint slot `slot`: vacant or detached becomes attached.
+    fn attach(seg: Arc<Segment>, params: RingParams, slot: usize) -> Result<Self, Error> {
+        let role = if slot == PRODUCER_SLOT {
+            "producer"
+        } else {
+            "consumer"
+        };
+        check_fences(&params, seg.name())?;
+        let s = &seg.header().endpoints[slot];
+        let mut cur = s.state.load(Ordering::Acquire);
+        loop {
+            match cur {
+                ENDPOINT_VACANT | ENDPOINT_DETACHED => {}
+                ENDPOINT_ATTACHED => {
+                    return Err(Error::Busy {
+                        name: seg.name().to_string(),
+                        endpoint: role,
+                    })
+                }
+                other => {
+                    return Err(Error::Corrupt {
+                        name: seg.name().to_string(),
+                        field: "endpoint state",
+                        value: other.into(),
+                        reason: "not vacant, attached or detached",
+                    })
+                }
             }
-            other => {
-                return Err(Error::Corrupt {
-                    name: name.to_string(),
-                    field: "endpoint state",
-                    value: other.into(),
-                    reason: "not vacant, attached or detached",
-                })
+            // Acquire pairs with the Release of a previous endpoint's detach, so we see
+            // the cursors it published.
+            match s.state.compare_exchange(
+                cur,
+                ENDPOINT_ATTACHED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
             }
         }
-        // AcqRel: Acquire pairs with the Release of a previous endpoint's detach, so
-        // we see the cursors it published; Release publishes our pid below... to
-        // whoever next reads the state.
-        match s
-            .state
-            .compare_exchange(cur, ENDPOINT_ATTACHED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => break,
-            Err(now) => cur = now,
+        s.pid.store(std::process::id(), Ordering::Relaxed);
+        s.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(RingView {
+            header: seg.header(),
+            data: seg.data(),
+            params,
+            slot,
+            seg,
+        })
+    }
+
+    #[inline]
+    fn header<'h>(&self) -> &'h Header {
+        // SAFETY: `self.seg` keeps the segment mapped for as long as `self` lives, and
+        // callers use the reference only within a method of the endpoint holding `self`.
+        unsafe { &*self.header }
+    }
+
+    /// The event count over `word` (a field of this ring's header), with the ring's
+    /// fence mode.
+    #[inline]
+    fn event_count<'h>(&self, word: &'h crate::sync::AtomicU64) -> EventCount<'h> {
+        EventCount::new(word, self.params.asymmetric_fences())
+    }
+
+    /// Whether the endpoint in `slot` has detached.
+    #[inline]
+    fn detached(&self, slot: usize) -> bool {
+        self.header().endpoints[slot].state.load(Ordering::Acquire) == ENDPOINT_DETACHED
+    }
+
+    fn corrupt(&self, field: &'static str, value: u64, reason: &'static str) -> Error {
+        Error::Corrupt {
+            name: self.seg.name().to_string(),
+            field,
+            value,
+            reason,
         }
     }
-    s.pid.store(std::process::id(), Ordering::Relaxed);
-    s.generation.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+
+    /// Reads and checks the published cursors: `head <= tail <= head + capacity`, both
+    /// 8-byte aligned.
+    fn published_cursors(&self) -> Result<(u64, u64), Error> {
+        // Acquire: pairs with the Release stores of the cursors by earlier endpoints.
+        let head = self.header().head.load(Ordering::Acquire);
+        let tail = self.header().tail.load(Ordering::Acquire);
+        if head % 8 != 0 {
+            return Err(self.corrupt("head", head, "not 8-byte aligned"));
+        }
+        if tail % 8 != 0 {
+            return Err(self.corrupt("tail", tail, "not 8-byte aligned"));
+        }
+        if head > tail || tail - head > self.params.capacity as u64 {
+            return Err(self.corrupt("tail", tail, "not within head..=head + capacity"));
+        }
+        Ok((head, tail))
+    }
 }
 
-/// Marks slot `slot` detached. Release: pairs with the peer's Acquire load of the
-/// state, so everything we published before is visible to a peer that sees us gone.
-fn detach_slot(header: &Header, slot: usize) {
-    header.endpoints[slot]
-        .state
-        .store(ENDPOINT_DETACHED, Ordering::Release);
-}
-
-fn slot_detached(header: &Header, slot: usize) -> bool {
-    header.endpoints[slot].state.load(Ordering::Acquire) == ENDPOINT_DETACHED
+impl Drop for RingView {
+    fn drop(&mut self) {
+        let header = self.header();
+        // SYNC POINT: Release pairs with the peer's Acquire load of our state, so
+        // everything we published before is visible to a peer that sees us gone.
+        header.endpoints[self.slot]
+            .state
+            .store(ENDPOINT_DETACHED, Ordering::Release);
+        // Wake the peer if it sleeps waiting for us: a consumer on "data available", a
+        // producer on "space available".
+        let peer_waits_on = if self.slot == PRODUCER_SLOT {
+            &header.data_ready
+        } else {
+            &header.space_ready
+        };
+        self.event_count(peer_waits_on).notify();
+    }
 }
 
 fn corrupt_cursor(what: &'static str, value: u64, position: u64) -> Corruption {
@@ -228,30 +310,6 @@ fn corrupt_cursor(what: &'static str, value: u64, position: u64) -> Corruption {
         value,
         position,
     }
-}
-
-/// Reads and checks the published cursors: `head <= tail <= head + capacity`, both
-/// 8-byte aligned.
-fn published_cursors(header: &Header, capacity: usize, name: &str) -> Result<(u64, u64), Error> {
-    // Acquire: pairs with the Release stores of the cursors by earlier endpoints.
-    let head = header.head.load(Ordering::Acquire);
-    let tail = header.tail.load(Ordering::Acquire);
-    let bad = |field, value, reason| Error::Corrupt {
-        name: name.to_string(),
-        field,
-        value,
-        reason,
-    };
-    if head % 8 != 0 {
-        return Err(bad("head", head, "not 8-byte aligned"));
-    }
-    if tail % 8 != 0 {
-        return Err(bad("tail", tail, "not 8-byte aligned"));
-    }
-    if head > tail || tail - head > capacity as u64 {
-        return Err(bad("tail", tail, "not within head..=head + capacity"));
-    }
-    Ok((head, tail))
 }
 
 // ---------------------------------------------------------------------------------
@@ -271,11 +329,7 @@ fn published_cursors(header: &Header, capacity: usize, name: &str) -> Result<(u6
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Producer {
-    /// Keeps the mapping alive; `header` and `data` point into it.
-    seg: Arc<Segment>,
-    header: *const Header,
-    data: DataRegion,
-    params: RingParams,
+    ring: RingView,
     /// Next write position. Invariant: `cached_head <= tail <= cached_head + capacity`,
     /// a multiple of 8, and the word at `tail` holds 0.
     tail: u64,
@@ -290,15 +344,15 @@ pub struct Producer {
     pub(crate) open_message: bool,
 }
 
-// SAFETY: the raw pointers point into the segment that `seg` keeps alive, and the
+// SAFETY: the raw pointers in `ring` point into the segment it keeps alive, and the
 // producer's private state moves with it; shared state is reached through atomics.
 unsafe impl Send for Producer {}
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
-            .field("name", &self.seg.name())
-            .field("capacity", &self.params.capacity)
+            .field("name", &self.ring.seg.name())
+            .field("capacity", &self.ring.params.capacity)
             .field("tail", &self.tail)
             .field("cached_head", &self.cached_head)
             .field("wait", &self.wait)
@@ -333,91 +387,65 @@ impl Producer {
     }
 
     fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
-        check_fences(&params, seg.name())?;
-        let header: *const Header = seg.header();
-        // SAFETY: `seg` is alive for this function and we hold it.
-        let h = unsafe { &*header };
-        attach_slot(h, PRODUCER_SLOT, seg.name(), "producer")?;
-        let data = seg.data();
-        let result = (|| {
-            let (head, tail) = published_cursors(h, params.capacity, seg.name())?;
-            // A producer that stopped between publishing a record and storing `tail`
-            // leaves published records past `tail`: walk over them, so we never write
-            // over a record the consumer may be reading.
-            let mut tail = tail;
-            loop {
-                let word = data.word(data.index(tail)).load(Ordering::Acquire);
-                match frame::decode(word, tail, params.capacity, params.max_record) {
-                    Ok(None) => break,
-                    Ok(Some(Record::Pad { size })) => tail += size as u64,
-                    Ok(Some(Record::Data(d))) => tail += d.size as u64,
-                    Err(c) => {
-                        return Err(Error::Corrupt {
-                            name: seg.name().to_string(),
-                            field: "record header at tail",
-                            value: c.value,
-                            reason: "neither 0 nor a record written for this position",
-                        })
-                    }
-                }
-                if tail - head > params.capacity as u64 {
-                    return Err(Error::Corrupt {
-                        name: seg.name().to_string(),
-                        field: "tail",
-                        value: tail,
-                        reason: "published records run past head + capacity",
-                    });
+        // On an error below, dropping `ring` detaches again.
+        let ring = RingView::attach(seg, params, PRODUCER_SLOT)?;
+        let (head, mut tail) = ring.published_cursors()?;
+        // A producer that stopped between publishing a record and storing `tail`
+        // leaves published records past `tail`: walk over them, so we never write over
+        // a record the consumer may be reading.
+        let data = ring.data;
+        loop {
+            let word = data.word(data.index(tail)).load(Ordering::Acquire);
+            match frame::decode(word, tail, params.capacity, params.max_record) {
+                Ok(None) => break,
+                Ok(Some(Record::Pad { size })) => tail += size as u64,
+                Ok(Some(Record::Data(d))) => tail += d.size as u64,
+                Err(c) => {
+                    return Err(ring.corrupt(
+                        "record header at tail",
+                        c.value,
+                        "neither 0 nor a record written for this position",
+                    ))
                 }
             }
-            Ok((head, tail))
-        })();
-        let (head, tail) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                detach_slot(h, PRODUCER_SLOT);
-                return Err(e);
+            if tail - head > params.capacity as u64 {
+                return Err(ring.corrupt(
+                    "tail",
+                    tail,
+                    "published records run past head + capacity",
+                ));
             }
-        };
+        }
         let fragment_record = if params.capacity >= 4096 {
             (params.capacity / 4).min(params.max_record)
         } else {
             params.max_record
         };
         Ok(Producer {
-            header,
-            data,
-            params,
+            ring,
             tail,
             cached_head: head,
             fragment_record,
             wait,
             spinner: Spinner::default(),
             open_message: false,
-            seg,
         })
-    }
-
-    #[inline]
-    fn header<'h>(&self) -> &'h Header {
-        // SAFETY: `self.seg` keeps the segment mapped for as long as `self` lives, and
-        // callers use the reference only within a method of `self`.
-        unsafe { &*self.header }
     }
 
     /// The ring's data-region size in bytes.
     pub fn capacity(&self) -> usize {
-        self.params.capacity
+        self.ring.params.capacity
     }
 
     /// The largest message that travels in one record (and so the largest
     /// [`reserve`](Self::reserve)): `capacity / 2 - 8`.
     pub fn max_record_payload(&self) -> usize {
-        self.params.max_record - RECORD_HEADER
+        self.ring.params.max_record - RECORD_HEADER
     }
 
     /// The segment's name.
     pub fn name(&self) -> &str {
-        self.seg.name()
+        self.ring.seg.name()
     }
 
     /// The wait strategy of this endpoint.
@@ -432,7 +460,7 @@ impl Producer {
 
     /// Whether the consumer has detached (it has dropped its endpoint).
     pub fn is_disconnected(&self) -> bool {
-        slot_detached(self.header(), CONSUMER_SLOT)
+        self.ring.detached(CONSUMER_SLOT)
     }
 
     // --- claiming space -----------------------------------------------------------
@@ -442,7 +470,7 @@ impl Producer {
     fn refresh_head(&mut self) -> Result<(), Corruption> {
         // SYNC POINT: Acquire pairs with the consumer's Release store of `head`: its
         // reads of the bytes it released happen before we overwrite them.
-        let head = self.header().head.load(Ordering::Acquire);
+        let head = self.ring.header().head.load(Ordering::Acquire);
         if head < self.cached_head || head > self.tail || head % 8 != 0 {
             return Err(corrupt_cursor("head cursor", head, self.tail));
         }
@@ -455,8 +483,8 @@ impl Producer {
     /// straddle the end. Returns the record's position.
     #[inline]
     fn try_claim(&mut self, size: usize) -> Result<Option<u64>, Corruption> {
-        debug_assert!(size % 8 == 0 && size <= self.params.max_record);
-        let cap = self.params.capacity as u64;
+        debug_assert!(size % 8 == 0 && size <= self.ring.params.max_record);
+        let cap = self.ring.params.capacity as u64;
         let index = self.tail & (cap - 1);
         let pad = if index + size as u64 > cap {
             cap - index
@@ -486,15 +514,15 @@ impl Producer {
         let Mode::Block(deadline) = mode else {
             return Ok(None);
         };
-        let header = self.header();
+        let header = self.ring.header();
         let mut spinner = self.spinner;
         let result = block_on(
             self.wait,
             &mut spinner,
             deadline,
-            EventCount::new(&header.space_ready, self.params.asymmetric_fences()),
+            self.ring.event_count(&header.space_ready),
             || {
-                if slot_detached(header, CONSUMER_SLOT) {
+                if self.ring.detached(CONSUMER_SLOT) {
                     return Err(SendError::Disconnected);
                 }
                 Ok(self.try_claim(size)?)
@@ -510,40 +538,43 @@ impl Producer {
     fn publish_raw(&mut self, pos: u64, len: u32, flags: u8, size: usize) {
         debug_assert_eq!(pos, self.tail);
         let end = pos + size as u64;
-        let index = self.data.index(pos);
-        let next = self.data.index(end);
-        self.data.track_write(next, 8);
+        let index = self.ring.data.index(pos);
+        let next = self.ring.data.index(end);
+        self.ring.data.track_write(next, 8);
         // The next header slot must read 0 until we publish a record there: a consumer
         // that has read this record (Acquire) sees this store or a later one.
-        self.data.word(next).store(0, Ordering::Relaxed);
-        self.data.track_write(index, 8);
+        self.ring.data.word(next).store(0, Ordering::Relaxed);
+        self.ring.data.track_write(index, 8);
         // SYNC POINT: Release pairs with the consumer's Acquire load of this header word
         // in `Consumer::peek`: the payload and the zeroed next word are visible to a
         // consumer that sees this header. Relaxed would let it see the header first.
-        self.data
+        self.ring
+            .data
             .word(index)
             .store(frame::encode(pos, len, flags), Ordering::Release);
         self.tail = end;
         // For re-attaching producers and inspection only; the consumer never reads it.
-        self.header().tail.store(end, Ordering::Release);
+        self.ring.header().tail.store(end, Ordering::Release);
     }
 
     /// Publishes a data record and wakes a sleeping consumer (no system call if none).
     #[inline]
     pub(crate) fn publish(&mut self, pos: u64, len: usize, flags: u8) {
         self.publish_raw(pos, len as u32, flags, frame::record_size(len));
-        EventCount::new(&self.header().data_ready, self.params.asymmetric_fences()).notify();
+        self.ring
+            .event_count(&self.ring.header().data_ready)
+            .notify();
     }
 
     /// Index of the payload of the record at `pos`.
     #[inline]
     pub(crate) fn payload_index(&self, pos: u64) -> usize {
-        self.data.index(pos) + RECORD_HEADER
+        self.ring.data.index(pos) + RECORD_HEADER
     }
 
     #[inline]
     pub(crate) fn data(&self) -> DataRegion {
-        self.data
+        self.ring.data
     }
 
     /// Record size of the fragments of a large message.
@@ -568,7 +599,7 @@ impl Producer {
     }
 
     fn check_connected(&self) -> Result<(), SendError> {
-        if slot_detached(self.header(), CONSUMER_SLOT) {
+        if self.ring.detached(CONSUMER_SLOT) {
             return Err(SendError::Disconnected);
         }
         Ok(())
@@ -587,7 +618,7 @@ impl Producer {
             };
             // SAFETY: `claim` gave us the record at `pos`: its payload bytes are inside
             // the region and ours alone until we publish.
-            unsafe { self.data.write(self.payload_index(pos), msg) };
+            unsafe { self.ring.data.write(self.payload_index(pos), msg) };
             self.publish(pos, msg.len(), FLAGS_WHOLE);
             return Ok(Some(()));
         }
@@ -596,7 +627,7 @@ impl Producer {
             Mode::Try => {
                 // All or nothing: send only if every fragment fits now.
                 let need = self.fragmented_size(msg.len() as u64);
-                let cap = self.params.capacity as u64;
+                let cap = self.ring.params.capacity as u64;
                 let max = self.max_try_send_len();
                 if need + self.fragment_record as u64 + 8 > cap {
                     return Err(SendError::TooLarge {
@@ -647,7 +678,7 @@ impl Producer {
 
     /// The longest message `try_send` accepts.
     fn max_try_send_len(&self) -> u64 {
-        let cap = self.params.capacity as u64;
+        let cap = self.ring.params.capacity as u64;
         let budget = cap - self.fragment_record as u64 - 8;
         // fragmented_size is monotonic: binary search the largest len within budget.
         let (mut lo, mut hi) = (self.max_record_payload() as u64, cap);
@@ -744,7 +775,7 @@ impl Producer {
             return Ok(None);
         };
         let index = self.payload_index(pos);
-        self.data.track_write(index, len);
+        self.ring.data.track_write(index, len);
         Ok(Some(WriteGrant {
             producer: self,
             pos,
@@ -828,11 +859,8 @@ pub(crate) fn into_send_error(e: SendTimeoutError) -> SendError {
 
 impl Drop for Producer {
     fn drop(&mut self) {
+        // Then `ring` drops: it detaches and wakes the consumer.
         let _ = self.close_open_message(Mode::Try);
-        let header = self.header();
-        detach_slot(header, PRODUCER_SLOT);
-        // Wake a consumer parked on an empty ring, so it sees us gone.
-        EventCount::new(&header.data_ready, self.params.asymmetric_fences()).notify();
     }
 }
 
@@ -892,14 +920,14 @@ impl std::ops::Deref for WriteGrant<'_> {
         // SAFETY: the grant's bytes are inside the region (claimed by `try_claim`) and
         // belong to this producer alone until it publishes them; the grant borrows the
         // producer mutably, so nothing else writes them meanwhile.
-        unsafe { std::slice::from_raw_parts(self.producer.data.ptr(self.index), self.len) }
+        unsafe { std::slice::from_raw_parts(self.producer.ring.data.ptr(self.index), self.len) }
     }
 }
 
 impl std::ops::DerefMut for WriteGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only slice over them.
-        unsafe { std::slice::from_raw_parts_mut(self.producer.data.ptr(self.index), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.producer.ring.data.ptr(self.index), self.len) }
     }
 }
 
@@ -920,10 +948,7 @@ impl std::ops::DerefMut for WriteGrant<'_> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Consumer {
-    seg: Arc<Segment>,
-    header: *const Header,
-    data: DataRegion,
-    params: RingParams,
+    ring: RingView,
     /// Next read position; a multiple of 8; `published_head <= head`.
     head: u64,
     /// Last value stored to the shared `head`.
@@ -951,8 +976,8 @@ unsafe impl Send for Consumer {}
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
-            .field("name", &self.seg.name())
-            .field("capacity", &self.params.capacity)
+            .field("name", &self.ring.seg.name())
+            .field("capacity", &self.ring.params.capacity)
             .field("head", &self.head)
             .field("published_head", &self.published_head)
             .field("wait", &self.wait)
@@ -986,22 +1011,11 @@ impl Consumer {
     }
 
     fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
-        check_fences(&params, seg.name())?;
-        let header: *const Header = seg.header();
-        // SAFETY: `seg` is alive for this function and we hold it.
-        let h = unsafe { &*header };
-        attach_slot(h, CONSUMER_SLOT, seg.name(), "consumer")?;
-        let (head, _tail) = match published_cursors(h, params.capacity, seg.name()) {
-            Ok(v) => v,
-            Err(e) => {
-                detach_slot(h, CONSUMER_SLOT);
-                return Err(e);
-            }
-        };
+        // On an error below, dropping `ring` detaches again.
+        let ring = RingView::attach(seg, params, CONSUMER_SLOT)?;
+        let (head, _tail) = ring.published_cursors()?;
         Ok(Consumer {
-            data: seg.data(),
-            header,
-            params,
+            ring,
             head,
             published_head: head,
             publish_every: (params.capacity / 4) as u64,
@@ -1009,25 +1023,17 @@ impl Consumer {
             spinner: Spinner::default(),
             max_message: params.max_message,
             partial: None,
-            seg,
         })
-    }
-
-    #[inline]
-    fn header<'h>(&self) -> &'h Header {
-        // SAFETY: `self.seg` keeps the segment mapped for as long as `self` lives, and
-        // callers use the reference only within a method of `self`.
-        unsafe { &*self.header }
     }
 
     /// The ring's data-region size in bytes.
     pub fn capacity(&self) -> usize {
-        self.params.capacity
+        self.ring.params.capacity
     }
 
     /// The segment's name.
     pub fn name(&self) -> &str {
-        self.seg.name()
+        self.ring.seg.name()
     }
 
     /// The wait strategy of this endpoint.
@@ -1053,7 +1059,7 @@ impl Consumer {
 
     /// Whether the producer has detached. Messages it sent may still be in the ring.
     pub fn is_disconnected(&self) -> bool {
-        slot_detached(self.header(), PRODUCER_SLOT)
+        self.ring.detached(PRODUCER_SLOT)
     }
 
     // --- reading records ----------------------------------------------------------
@@ -1062,15 +1068,15 @@ impl Consumer {
     #[inline(always)]
     fn peek(&mut self) -> Result<Option<DataRecord>, Corruption> {
         loop {
-            let index = self.data.index(self.head);
+            let index = self.ring.data.index(self.head);
             // SYNC POINT: Acquire pairs with the producer's Release store of this header
             // in `Producer::publish_raw`: the payload is visible once we see the header.
-            let word = self.data.word(index).load(Ordering::Acquire);
+            let word = self.ring.data.word(index).load(Ordering::Acquire);
             match frame::decode(
                 word,
                 self.head,
-                self.params.capacity,
-                self.params.max_record,
+                self.ring.params.capacity,
+                self.ring.params.max_record,
             )? {
                 None => return Ok(None),
                 // A PAD never starts at index 0 (decode checks), so this loops at most once.
@@ -1093,9 +1099,11 @@ impl Consumer {
     fn publish_head(&mut self) {
         // SYNC POINT: Release pairs with the producer's Acquire load in `refresh_head`:
         // our reads of the released bytes happen before it overwrites them.
-        self.header().head.store(self.head, Ordering::Release);
+        self.ring.header().head.store(self.head, Ordering::Release);
         self.published_head = self.head;
-        EventCount::new(&self.header().space_ready, self.params.asymmetric_fences()).notify();
+        self.ring
+            .event_count(&self.ring.header().space_ready)
+            .notify();
     }
 
     /// The next record, or `None` if the ring is empty; `Disconnected` if it is empty
@@ -1111,7 +1119,7 @@ impl Consumer {
         }
         // Acquire load of the producer's state first, then look again: a producer that
         // published and then detached (Release) has its last record visible to us here.
-        if slot_detached(self.header(), PRODUCER_SLOT) {
+        if self.ring.detached(PRODUCER_SLOT) {
             if let Some(r) = self.peek()? {
                 return Ok(Some(r));
             }
@@ -1130,13 +1138,13 @@ impl Consumer {
         let Mode::Block(deadline) = mode else {
             return Err(RecvTimeoutError::Timeout);
         };
-        let header = self.header();
+        let header = self.ring.header();
         let mut spinner = self.spinner;
         let result = block_on(
             self.wait,
             &mut spinner,
             deadline,
-            EventCount::new(&header.data_ready, self.params.asymmetric_fences()),
+            self.ring.event_count(&header.data_ready),
             || self.poll_record(),
         );
         self.spinner = spinner;
@@ -1146,12 +1154,12 @@ impl Consumer {
     /// Index of the first content byte of `rec` (at `head`).
     #[inline]
     pub(crate) fn content_index(&self, rec: &DataRecord) -> usize {
-        self.data.index(self.head) + rec.content_offset()
+        self.ring.data.index(self.head) + rec.content_offset()
     }
 
     #[inline]
     pub(crate) fn data(&self) -> DataRegion {
-        self.data
+        self.ring.data
     }
 
     /// Reads and checks the total length of the BEGIN-only fragment `rec` at `head`.
@@ -1160,8 +1168,9 @@ impl Consumer {
         // SAFETY: the prefix is the first 8 payload bytes of a published record we have
         // not released (decode checked that the record is at least that long).
         let total = unsafe {
-            self.data
-                .read_u64(self.data.index(self.head) + RECORD_HEADER)
+            self.ring
+                .data
+                .read_u64(self.ring.data.index(self.head) + RECORD_HEADER)
         };
         if total <= rec.content_len() as u64 {
             return Err(Corruption {
@@ -1182,7 +1191,7 @@ impl Consumer {
         // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the bytes are published to
         // us (Acquire on the header) and inside the region (decode checked the length).
         unsafe {
-            self.data.read(
+            self.ring.data.read(
                 index,
                 std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), n),
             );
@@ -1335,7 +1344,7 @@ impl Consumer {
                 });
             }
             let index = self.content_index(&rec);
-            self.data.track_read(index, rec.len);
+            self.ring.data.track_read(index, rec.len);
             return Ok(ReadGrant {
                 consumer: self,
                 index,
@@ -1378,7 +1387,7 @@ impl Consumer {
             expected: size as u64,
             found: found as u64,
         };
-        if size <= self.params.max_record - RECORD_HEADER {
+        if size <= self.ring.params.max_record - RECORD_HEADER {
             let grant = self.recv_ref()?;
             if grant.len() != size {
                 return Err(mismatch(grant.len()));
@@ -1455,12 +1464,11 @@ fn into_try_recv_error(e: RecvTimeoutError) -> TryRecvError {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        let header = self.header();
         // Publish everything we read, so a consumer that attaches next starts after it.
-        header.head.store(self.head, Ordering::Release);
-        detach_slot(header, CONSUMER_SLOT);
-        // Wake a producer parked on a full ring, so it sees us gone.
-        EventCount::new(&header.space_ready, self.params.asymmetric_fences()).notify();
+        // SYNC POINT: Release pairs with the Acquire loads of `head` by the producer and
+        // by a consumer that attaches next. Then `ring` drops: it detaches and wakes the
+        // producer.
+        self.ring.header().head.store(self.head, Ordering::Release);
     }
 }
 
@@ -1491,13 +1499,13 @@ impl std::ops::Deref for ReadGrant<'_> {
         // SAFETY: the bytes are inside the region (decode checked the record against
         // the capacity), were published to us (Acquire on the header), and are not
         // released (so not rewritten by the producer) until this grant drops.
-        unsafe { std::slice::from_raw_parts(self.consumer.data.ptr(self.index), self.len) }
+        unsafe { std::slice::from_raw_parts(self.consumer.ring.data.ptr(self.index), self.len) }
     }
 }
 
 impl Drop for ReadGrant<'_> {
     fn drop(&mut self) {
-        self.consumer.data.track_read(self.index, self.len);
+        self.consumer.ring.data.track_read(self.index, self.len);
         self.consumer.release(self.size);
     }
 }
