@@ -77,10 +77,10 @@ impl DataRegion {
         let index = index & (self.capacity - 8);
         #[cfg(not(loom))]
         {
-            // SAFETY: `index` is masked to a multiple of 8 below `capacity`, the base is
-            // 8-byte aligned and valid for the region's life (constructor contract);
-            // plain accesses to this word (payload bytes of another lap) are ordered
+            // Plain accesses to this word (payload bytes of another lap) are ordered
             // against these atomic ones by the ring protocol.
+            // SAFETY: `index` is masked to a multiple of 8 below `capacity`; the base
+            // is 8-byte aligned and valid for the region's life (constructor contract).
             unsafe { crate::sync::atomic_u64_at(self.base.add(index).cast::<u64>()) }
         }
         #[cfg(loom)]

@@ -282,10 +282,10 @@ impl Procs {
     /// child's index.
     pub fn spawn(&mut self, role: &str, f: impl FnOnce() -> Result<String, String>) -> usize {
         let (r, w) = pipe();
-        // SAFETY: the child runs only `run_child`, which ends in `_exit`; it uses the
-        // allocator (fork-safe in glibc) and no lock another parent thread may hold,
-        // other than those of a panic (then the test fails anyway, bounded by the
-        // deadline).
+        // The child uses the allocator (fork-safe in glibc) and no lock another parent
+        // thread may hold, other than those of a panic (then the test fails anyway,
+        // bounded by the deadline).
+        // SAFETY: the child runs only `run_child`, which ends in `_exit`.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 drop(r);
