@@ -2,7 +2,7 @@
 //! round-trip time percentiles.
 //!
 //! ```text
-//! cargo run --release --example pingpong [ROUND_TRIPS] [MESSAGE_BYTES]
+//! cargo run --release --example pingpong [ROUND_TRIPS] [MESSAGE_BYTES] [RING_BYTES]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -19,7 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(8);
     let ping_name = format!("/shmlane-example-ping-{}", std::process::id());
     let pong_name = format!("/shmlane-example-pong-{}", std::process::id());
-    let opts = RingOptions::new(64 << 10).unlink_on_drop(true);
+    let ring: usize = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(64 << 10);
+    let opts = RingOptions::new(ring).unlink_on_drop(true);
 
     // Create both rings before forking, so neither side waits for the other to create.
     let mut ping_tx = spsc::Producer::create(&ping_name, &opts)?;
