@@ -304,14 +304,6 @@ impl Drop for RingView {
     }
 }
 
-fn corrupt_cursor(what: &'static str, value: u64, position: u64) -> Corruption {
-    Corruption {
-        what,
-        value,
-        position,
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // Producer
 // ---------------------------------------------------------------------------------
@@ -472,7 +464,11 @@ impl Producer {
         // reads of the bytes it released happen before we overwrite them.
         let head = self.ring.header().head.load(Ordering::Acquire);
         if head < self.cached_head || head > self.tail || head % 8 != 0 {
-            return Err(corrupt_cursor("head cursor", head, self.tail));
+            return Err(Corruption {
+                what: "head cursor",
+                value: head,
+                position: self.tail,
+            });
         }
         self.cached_head = head;
         Ok(())
