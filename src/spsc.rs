@@ -391,7 +391,7 @@ impl Producer {
             match frame::decode(word, tail, params.capacity, params.max_record) {
                 Ok(None) => break,
                 Ok(Some(Record::Pad { size })) => tail += size as u64,
-                Ok(Some(Record::Data(d))) => tail += d.size as u64,
+                Ok(Some(Record::Data(d))) => tail += d.size() as u64,
                 Err(c) => {
                     return Err(ring.corrupt(
                         "record header at tail",
@@ -603,6 +603,7 @@ impl Producer {
 
     // --- sending ------------------------------------------------------------------
 
+    #[inline]
     fn send_with(&mut self, msg: &[u8], mode: Mode) -> Result<Option<()>, SendError> {
         self.check_connected()?;
         if self.open_message && !self.close_open_message(mode)? {
@@ -704,6 +705,7 @@ impl Producer {
     /// t.join().unwrap()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_with(msg, Mode::Block(None))
             .map(|r| debug_assert!(r.is_some()))
@@ -721,6 +723,7 @@ impl Producer {
     /// assert_eq!(tx.try_send(&[2; 24]), Err(TrySendError::Full));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         match self.send_with(msg, Mode::Try) {
             Ok(Some(())) => Ok(()),
@@ -752,6 +755,7 @@ impl Producer {
         self.send(bytemuck::bytes_of(value))
     }
 
+    #[inline(always)]
     fn reserve_with(
         &mut self,
         len: usize,
@@ -792,6 +796,7 @@ impl Producer {
     /// assert_eq!(&*rx.recv_ref()?, b"hello");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError> {
         // `Block(None)` never reports "would block".
         self.reserve_with(len, Mode::Block(None))
@@ -799,6 +804,7 @@ impl Producer {
     }
 
     /// Like [`reserve`](Self::reserve), without waiting.
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError> {
         match self.reserve_with(len, Mode::Try) {
             Ok(Some(g)) => Ok(g),
@@ -884,6 +890,7 @@ impl std::fmt::Debug for WriteGrant<'_> {
 
 impl WriteGrant<'_> {
     /// Publishes the whole grant as one message.
+    #[inline]
     pub fn commit(self) {
         let len = self.len;
         self.publish(len);
@@ -891,6 +898,7 @@ impl WriteGrant<'_> {
 
     /// Publishes the first `len` bytes of the grant as one message. Fails, publishing
     /// nothing, if `len` is longer than the grant.
+    #[inline]
     pub fn commit_len(self, len: usize) -> Result<(), crate::CommitError> {
         if len > self.len {
             return Err(crate::CommitError {
@@ -902,6 +910,7 @@ impl WriteGrant<'_> {
         Ok(())
     }
 
+    #[inline(always)]
     fn publish(self, len: usize) {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again; we move the `&mut` out.
@@ -1193,7 +1202,7 @@ impl Consumer {
             );
             buf.set_len(buf.len() + n);
         }
-        self.release(rec.size);
+        self.release(rec.size());
     }
 
     // --- receiving messages --------------------------------------------------------
@@ -1231,18 +1240,18 @@ impl Consumer {
                 if !rec.is_begin() {
                     // The rest of a message whose start we never saw (we attached, or a
                     // reader was dropped, in its middle), or a stray ABORT: skip it.
-                    self.release(rec.size);
+                    self.release(rec.size());
                     continue;
                 }
                 if rec.is_whole() {
-                    if rec.len as u64 > self.max_message {
+                    if rec.len() as u64 > self.max_message {
                         return Err(RecvTimeoutError::TooLarge {
-                            len: rec.len as u64,
+                            len: rec.len() as u64,
                             max: self.max_message,
                         });
                     }
                     self.take_into(&rec, buf);
-                    return Ok(rec.len);
+                    return Ok(rec.len());
                 }
                 let t = self.message_total(&rec)?;
                 if t > self.max_message || usize::try_from(t).is_err() {
@@ -1266,14 +1275,14 @@ impl Consumer {
                 return Err(RecvTimeoutError::Truncated);
             }
             if rec.is_abort() {
-                self.release(rec.size);
+                self.release(rec.size());
                 return Err(RecvTimeoutError::Truncated);
             }
             let received = buf.len() as u64 + rec.content_len() as u64;
             if received > expected || (received == expected) != rec.is_end() {
                 return Err(RecvTimeoutError::Corrupt(Corruption {
                     what: "fragment length (does not add up to the message total)",
-                    value: rec.len as u64,
+                    value: rec.len() as u64,
                     position: self.head,
                 }));
             }
@@ -1290,6 +1299,7 @@ impl Consumer {
     /// A message longer than [`max_message`](Self::max_message) is refused with
     /// [`RecvError::TooLarge`] before anything is allocated, and left in the ring for
     /// [`recv_stream`](Self::recv_stream). On an error, `buf`'s contents are unspecified.
+    #[inline]
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         self.recv_with(buf, Mode::Block(None))
             .map_err(into_recv_error)
@@ -1311,6 +1321,7 @@ impl Consumer {
     /// assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Disconnected));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         self.recv_with(buf, Mode::Try).map_err(into_try_recv_error)
     }
@@ -1324,6 +1335,7 @@ impl Consumer {
         self.recv_with(buf, Mode::timeout(timeout))
     }
 
+    #[inline]
     fn recv_ref_with(&mut self, mode: Mode) -> Result<ReadGrant<'_>, RecvTimeoutError> {
         if let Some(p) = &self.partial {
             return Err(RecvTimeoutError::Fragmented { len: p.total });
@@ -1331,7 +1343,7 @@ impl Consumer {
         loop {
             let rec = self.next_record(mode)?;
             if !rec.is_begin() {
-                self.release(rec.size);
+                self.release(rec.size());
                 continue;
             }
             if !rec.is_whole() {
@@ -1340,12 +1352,12 @@ impl Consumer {
                 });
             }
             let index = self.content_index(&rec);
-            self.ring.data.track_read(index, rec.len);
+            self.ring.data.track_read(index, rec.len());
             return Ok(ReadGrant {
                 consumer: self,
                 index,
-                len: rec.len,
-                size: rec.size,
+                len: rec.len(),
+                size: rec.size(),
             });
         }
     }
@@ -1357,12 +1369,14 @@ impl Consumer {
     /// [`RecvError::Fragmented`] and stays in the ring for [`recv`](Self::recv) or
     /// [`recv_stream`](Self::recv_stream). Messages up to
     /// [`Producer::max_record_payload`] never do.
+    #[inline]
     pub fn recv_ref(&mut self) -> Result<ReadGrant<'_>, RecvError> {
         self.recv_ref_with(Mode::Block(None))
             .map_err(into_recv_error)
     }
 
     /// Like [`recv_ref`](Self::recv_ref), without waiting.
+    #[inline]
     pub fn try_recv_ref(&mut self) -> Result<ReadGrant<'_>, TryRecvError> {
         self.recv_ref_with(Mode::Try).map_err(into_try_recv_error)
     }

@@ -305,11 +305,11 @@ impl<'a> MessageReader<'a> {
             let rec = consumer.next_record(mode)?;
             if !rec.is_begin() {
                 // The rest of a message whose start we never saw: skip it.
-                consumer.release(rec.size);
+                consumer.release(rec.size());
                 continue;
             }
             let total = if rec.is_whole() {
-                rec.len as u64
+                rec.len() as u64
             } else {
                 consumer.message_total(&rec)?
             };
@@ -333,7 +333,7 @@ impl<'a> MessageReader<'a> {
             index,
             len: rec.content_len(),
             read: 0,
-            size: rec.size,
+            size: rec.size(),
             end: rec.is_end(),
         }
     }
@@ -363,7 +363,7 @@ impl<'a> MessageReader<'a> {
             return Err(truncated());
         }
         if rec.is_abort() {
-            self.consumer.release(rec.size);
+            self.consumer.release(rec.size());
             self.done = true;
             return Err(truncated());
         }
@@ -374,7 +374,7 @@ impl<'a> MessageReader<'a> {
                 io::ErrorKind::InvalidData,
                 crate::Corruption {
                     what: "fragment length (does not add up to the message total)",
-                    value: rec.len as u64,
+                    value: rec.len() as u64,
                     position: 0,
                 },
             ));
