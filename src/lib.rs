@@ -59,6 +59,9 @@
 
 mod error;
 pub(crate) mod frame;
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub mod fuzzing;
 pub(crate) mod header;
 mod options;
 pub(crate) mod region;
