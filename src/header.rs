@@ -43,7 +43,12 @@ pub(crate) const STATE_POISONED: u32 = 3;
 /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` instead (see `wait.rs`). Every
 /// endpoint of such a ring must be registered for expedited membarriers.
 pub(crate) const FLAG_ASYMMETRIC_FENCES: u64 = 1 << 4;
-/// Every flag this build understands.
+/// `Header::flags` bits 0..4: the notifier kind.
+pub(crate) const NOTIFIER_MASK: u64 = 0xf;
+/// Notifier kind: process-shared POSIX semaphores in the header (`sem_init(pshared=1)`),
+/// with the event counts' waiter counting in front of them. (Kind 0: futex event counts.)
+pub(crate) const NOTIFIER_SEMAPHORE: u64 = 1;
+/// Every flag this build understands (besides the notifier kind).
 pub(crate) const KNOWN_FLAGS: u64 = FLAG_ASYMMETRIC_FENCES;
 
 /// `EndpointSlot::state`: the slot has never been used.
@@ -60,6 +65,36 @@ pub(crate) const ABI: u32 = (std::mem::size_of::<usize>() as u32)
     } else {
         0
     };
+
+/// Room for one process-shared POSIX semaphore (`sem_t`, 32 bytes on Linux), on a
+/// cache line of its own. Only libc touches the bytes, through a raw pointer, and only
+/// on rings whose notifier is `NOTIFIER_SEMAPHORE`.
+#[repr(C, align(64))]
+pub(crate) struct SemSlot(std::cell::UnsafeCell<[u64; 8]>);
+
+// SAFETY: the bytes are only reached through `sem_ptr`, by the semaphore functions,
+// which are safe to call concurrently from any thread or process (pshared = 1).
+unsafe impl Sync for SemSlot {}
+
+impl std::fmt::Debug for SemSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SemSlot")
+    }
+}
+
+impl SemSlot {
+    /// The semaphore, for libc.
+    #[cfg(not(loom))]
+    pub(crate) fn sem_ptr(&self) -> *mut libc::sem_t {
+        self.0.get().cast()
+    }
+}
+
+#[cfg(not(loom))]
+static_assertions::const_assert!(
+    std::mem::size_of::<libc::sem_t>() <= std::mem::size_of::<SemSlot>()
+        && std::mem::align_of::<libc::sem_t>() <= std::mem::align_of::<SemSlot>()
+);
 
 /// One entry of the endpoint table. 32 bytes.
 #[repr(C)]
@@ -106,7 +141,11 @@ pub(crate) struct Header {
     /// `STATE_*`; written last with Release by the creator.
     pub(crate) state: AtomicU32,
     _pad0: [u8; 124],
-    _reserved1: [AtomicU64; 32],
+    /// The "data available" semaphore (notifier `NOTIFIER_SEMAPHORE` only).
+    pub(crate) sem_data_ready: SemSlot,
+    /// The "space available" semaphore (notifier `NOTIFIER_SEMAPHORE` only).
+    pub(crate) sem_space_ready: SemSlot,
+    _reserved1: [AtomicU64; 16],
     pub(crate) endpoints: [EndpointSlot; ENDPOINT_SLOTS],
     /// Event count "data available": epoch in the high half, waiters in the low half.
     pub(crate) data_ready: AtomicU64,
@@ -131,7 +170,7 @@ mod layout_asserts {
     use std::mem::{align_of, offset_of, size_of};
 
     const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
-    const_assert!(align_of::<Header>() == 8);
+    const_assert!(align_of::<Header>() == 64);
     const_assert_eq!(size_of::<EndpointSlot>(), 32);
     const_assert_eq!(offset_of!(Header, magic), 0);
     const_assert_eq!(offset_of!(Header, version), 8);
@@ -150,6 +189,8 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(Header, data_offset), 88);
     const_assert_eq!(offset_of!(Header, segment_len), 96);
     const_assert_eq!(offset_of!(Header, state), 128);
+    const_assert_eq!(offset_of!(Header, sem_data_ready), 256);
+    const_assert_eq!(offset_of!(Header, sem_space_ready), 320);
     const_assert_eq!(offset_of!(Header, endpoints), 512);
     const_assert_eq!(offset_of!(Header, data_ready), 1024);
     const_assert_eq!(offset_of!(Header, space_ready), 1152);
@@ -168,7 +209,7 @@ pub(crate) const fn layout_hash() -> u64 {
     #[cfg(not(loom))]
     {
         use std::mem::offset_of;
-        let fields: [(usize, usize); 26] = [
+        let fields: [(usize, usize); 28] = [
             (offset_of!(Header, magic), 8),
             (offset_of!(Header, version), 4),
             (offset_of!(Header, header_size), 4),
@@ -186,6 +227,8 @@ pub(crate) const fn layout_hash() -> u64 {
             (offset_of!(Header, data_offset), 8),
             (offset_of!(Header, segment_len), 8),
             (offset_of!(Header, state), 4),
+            (offset_of!(Header, sem_data_ready), 64),
+            (offset_of!(Header, sem_space_ready), 64),
             (
                 offset_of!(Header, endpoints),
                 std::mem::size_of::<EndpointSlot>(),
@@ -264,6 +307,11 @@ impl RingParams {
     pub(crate) fn asymmetric_fences(&self) -> bool {
         self.flags & FLAG_ASYMMETRIC_FENCES != 0
     }
+
+    /// Whether the ring's sleepers use the header's semaphores instead of futexes.
+    pub(crate) fn semaphores(&self) -> bool {
+        self.flags & NOTIFIER_MASK == NOTIFIER_SEMAPHORE
+    }
 }
 
 /// Why a header did not validate: the field, the value, and what was expected.
@@ -316,6 +364,17 @@ impl Header {
         self.segment_len.store(segment_len, Ordering::Relaxed);
         self.tail.store(0, Ordering::Relaxed);
         self.head.store(0, Ordering::Relaxed);
+        #[cfg(not(loom))]
+        if params.semaphores() {
+            for slot in [&self.sem_data_ready, &self.sem_space_ready] {
+                // SAFETY: the slot is 64 aligned bytes of the segment, big enough for a
+                // sem_t (asserted above); nobody uses it before READY is published.
+                let r = unsafe { libc::sem_init(slot.sem_ptr(), 1, 0) };
+                // sem_init fails only for a value above SEM_VALUE_MAX or without pshared
+                // support, which Linux has.
+                debug_assert_eq!(r, 0, "sem_init: {}", std::io::Error::last_os_error());
+            }
+        }
         // SYNC POINT: pairs with the Acquire load of `state` in `validate`; every field
         // above is visible to whoever sees READY.
         self.state.store(STATE_READY, Ordering::Release);
@@ -462,11 +521,14 @@ impl Header {
             });
         }
         let flags = self.flags.load(Ordering::Relaxed);
-        if flags & !KNOWN_FLAGS != 0 {
+        if flags & !(KNOWN_FLAGS | NOTIFIER_MASK) != 0 || flags & NOTIFIER_MASK > NOTIFIER_SEMAPHORE
+        {
             return Err(HeaderFault::Incompatible {
                 field: "flags",
                 found: flags,
-                expected: format!("only bits of {KNOWN_FLAGS:#x}"),
+                expected: format!(
+                    "only bits of {KNOWN_FLAGS:#x}, and notifier kind 0 (futex) or 1 (semaphore)"
+                ),
             });
         }
         let max_message = self.max_message.load(Ordering::Relaxed);
@@ -542,6 +604,8 @@ impl Header {
             _reserved0: [z64(), z64(), z64()],
             state: z32(),
             _pad0: [0; 124],
+            sem_data_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
+            sem_space_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
             _reserved1: std::array::from_fn(|_| z64()),
             endpoints: std::array::from_fn(|_| slot()),
             data_ready: z64(),

@@ -76,7 +76,7 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 pub use header::{MAX_CAPACITY, MIN_CAPACITY};
-pub use options::{RingOptions, DEFAULT_MAX_MESSAGE};
+pub use options::{Notifier, RingOptions, DEFAULT_MAX_MESSAGE};
 pub use stream::{MessageReader, MessageWriter};
 pub use wait::Wait;
 
@@ -116,7 +116,7 @@ pub mod loom_internals {
     impl<'a> EventCount<'a> {
         /// Wraps `word`.
         pub fn new(word: &'a loom::sync::atomic::AtomicU64) -> Self {
-            EventCount(crate::wait::EventCount::new(word, false))
+            EventCount(crate::wait::EventCount::new(word, false, None))
         }
         /// See `wait::EventCount::notify`.
         pub fn notify(&self) -> bool {

@@ -23,6 +23,25 @@ pub struct RingOptions {
     pub(crate) wait: Wait,
     pub(crate) unlink_on_drop: bool,
     pub(crate) asymmetric_fences: bool,
+    pub(crate) notifier: Notifier,
+}
+
+/// What a sleeping endpoint sleeps on, chosen when the ring is created and recorded
+/// in its header (a build that does not know the kind refuses the ring with
+/// [`Error::Incompatible`](crate::Error::Incompatible)).
+///
+/// Either way a sender checks a waiter count first and makes no system call while
+/// nobody sleeps; the choice only matters for the sleeps themselves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Notifier {
+    /// A futex on a word of the header (Linux). The default: the cheapest wake-up.
+    #[default]
+    Futex,
+    /// Process-shared POSIX semaphores (`sem_init(pshared = 1)`) in the header, for
+    /// comparison, and for systems or sandboxes without futex. Sleeps are bounded with
+    /// `sem_timedwait`.
+    Semaphore,
 }
 
 impl RingOptions {
@@ -36,6 +55,7 @@ impl RingOptions {
             wait: Wait::default(),
             unlink_on_drop: false,
             asymmetric_fences: true,
+            notifier: Notifier::Futex,
         }
     }
 
@@ -73,6 +93,12 @@ impl RingOptions {
     /// one full fence instead.
     pub fn asymmetric_fences(mut self, asymmetric: bool) -> Self {
         self.asymmetric_fences = asymmetric;
+        self
+    }
+
+    /// What sleeping endpoints sleep on (default [`Notifier::Futex`]).
+    pub fn notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
         self
     }
 

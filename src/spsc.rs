@@ -34,7 +34,7 @@ use crate::error::{
 use crate::frame::{self, DataRecord, Record, FLAGS_ABORTED, FLAGS_WHOLE, RECORD_HEADER};
 use crate::header::{
     Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT,
-    FLAG_ASYMMETRIC_FENCES, KIND_SPSC,
+    FLAG_ASYMMETRIC_FENCES, KIND_SPSC, NOTIFIER_SEMAPHORE,
 };
 use crate::options::RingOptions;
 use crate::region::DataRegion;
@@ -92,7 +92,12 @@ fn params_for(opts: &RingOptions) -> Result<RingParams, Error> {
     } else {
         0
     };
-    RingParams::new(KIND_SPSC, opts.capacity, opts.max_message, flags)
+    // Under loom there is no semaphore: the models run the futex event count.
+    let notifier = match opts.notifier {
+        crate::Notifier::Semaphore if !cfg!(loom) => NOTIFIER_SEMAPHORE,
+        _ => 0,
+    };
+    RingParams::new(KIND_SPSC, opts.capacity, opts.max_message, flags | notifier)
         .map_err(|reason| Error::InvalidOptions { reason })
 }
 
@@ -244,11 +249,21 @@ impl RingView {
         unsafe { &*self.header }
     }
 
-    /// The event count over `word` (a field of this ring's header), with the ring's
-    /// fence mode.
+    /// The "data available" event count (the consumer sleeps on it), with the ring's
+    /// fence mode and notifier kind.
     #[inline]
-    fn event_count<'h>(&self, word: &'h crate::sync::AtomicU64) -> EventCount<'h> {
-        EventCount::new(word, self.params.asymmetric_fences())
+    fn data_ready<'h>(&self) -> EventCount<'h> {
+        let h = self.header();
+        let sem = self.params.semaphores().then_some(&h.sem_data_ready);
+        EventCount::new(&h.data_ready, self.params.asymmetric_fences(), sem)
+    }
+
+    /// The "space available" event count (the producer sleeps on it).
+    #[inline]
+    fn space_ready<'h>(&self) -> EventCount<'h> {
+        let h = self.header();
+        let sem = self.params.semaphores().then_some(&h.sem_space_ready);
+        EventCount::new(&h.space_ready, self.params.asymmetric_fences(), sem)
     }
 
     /// Whether the endpoint in `slot` has detached.
@@ -296,11 +311,11 @@ impl Drop for RingView {
         // Wake the peer if it sleeps waiting for us: a consumer on "data available", a
         // producer on "space available".
         let peer_waits_on = if self.slot == PRODUCER_SLOT {
-            &header.data_ready
+            self.data_ready()
         } else {
-            &header.space_ready
+            self.space_ready()
         };
-        self.event_count(peer_waits_on).notify();
+        peer_waits_on.notify();
     }
 }
 
@@ -510,13 +525,12 @@ impl Producer {
         let Mode::Block(deadline) = mode else {
             return Ok(None);
         };
-        let header = self.ring.header();
         let mut spinner = self.spinner;
         let result = block_on(
             self.wait,
             &mut spinner,
             deadline,
-            self.ring.event_count(&header.space_ready),
+            self.ring.space_ready(),
             || {
                 if self.ring.detached(CONSUMER_SLOT) {
                     return Err(SendError::Disconnected);
@@ -557,9 +571,7 @@ impl Producer {
     #[inline]
     pub(crate) fn publish(&mut self, pos: u64, len: usize, flags: u8) {
         self.publish_raw(pos, len as u32, flags, frame::record_size(len));
-        self.ring
-            .event_count(&self.ring.header().data_ready)
-            .notify();
+        self.ring.data_ready().notify();
     }
 
     /// Index of the payload of the record at `pos`.
@@ -1106,9 +1118,7 @@ impl Consumer {
         // our reads of the released bytes happen before it overwrites them.
         self.ring.header().head.store(self.head, Ordering::Release);
         self.published_head = self.head;
-        self.ring
-            .event_count(&self.ring.header().space_ready)
-            .notify();
+        self.ring.space_ready().notify();
     }
 
     /// The next record, or `None` if the ring is empty; `Disconnected` if it is empty
@@ -1143,13 +1153,12 @@ impl Consumer {
         let Mode::Block(deadline) = mode else {
             return Err(RecvTimeoutError::Timeout);
         };
-        let header = self.ring.header();
         let mut spinner = self.spinner;
         let result = block_on(
             self.wait,
             &mut spinner,
             deadline,
-            self.ring.event_count(&header.data_ready),
+            self.ring.data_ready(),
             || self.poll_record(),
         );
         self.spinner = spinner;

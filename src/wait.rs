@@ -26,6 +26,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::header::SemSlot;
 use crate::sync::{fence, AtomicU64, Ordering};
 
 /// How an endpoint waits when the ring is full (producer) or empty (consumer).
@@ -66,6 +67,9 @@ pub(crate) struct EventCount<'a> {
     /// Asymmetric fences: `notify` orders its store and load with a compiler fence
     /// only, and `prepare_wait` pays with `membarrier` (see [`membarrier`]).
     asymmetric: bool,
+    /// The sleeping primitive: `None` for the futex on the epoch half of `word`, or a
+    /// process-shared semaphore in the header (see [`semaphore`]).
+    sem: Option<&'a SemSlot>,
 }
 
 /// A waiter's registration: the epoch it saw when it registered.
@@ -79,8 +83,13 @@ impl<'a> EventCount<'a> {
     /// An event count over `word`. `asymmetric` must be the ring's
     /// `FLAG_ASYMMETRIC_FENCES`, the same for every endpoint, and this process must be
     /// registered ([`membarrier::register`]) if it is set.
-    pub(crate) fn new(word: &'a AtomicU64, asymmetric: bool) -> Self {
-        EventCount { word, asymmetric }
+    /// `sem`: sleep on that semaphore instead of the futex (the ring's notifier kind).
+    pub(crate) fn new(word: &'a AtomicU64, asymmetric: bool, sem: Option<&'a SemSlot>) -> Self {
+        EventCount {
+            word,
+            asymmetric,
+            sem,
+        }
     }
 
     /// Called after the Release store that publishes. Wakes every sleeper, and makes a
@@ -112,7 +121,10 @@ impl<'a> EventCount<'a> {
         // that registered with the old epoch either sees the new one before it sleeps
         // (futex returns EAGAIN) or is in the futex queue and is woken below.
         self.word.fetch_add(EPOCH_ONE, Ordering::Release);
-        futex::wake_all(self.word);
+        match self.sem {
+            Some(sem) => semaphore::post(sem),
+            None => futex::wake_all(self.word),
+        }
     }
 
     /// Registers as a waiter. The caller must re-check its condition after this and
@@ -142,8 +154,81 @@ impl<'a> EventCount<'a> {
     /// Sleeps until the epoch moves on from `key` or `timeout` passes (or a spurious
     /// wake-up), then deregisters.
     pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
-        futex::wait_while_epoch(self.word, key.epoch, timeout);
+        match self.sem {
+            Some(sem) => semaphore::wait(sem, timeout),
+            None => futex::wait_while_epoch(self.word, key.epoch, timeout),
+        }
         self.word.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The semaphore notifier: process-shared POSIX semaphores (`sem_init(pshared = 1)`)
+/// in the header, for platforms or policies without futex.
+///
+/// The event count's waiter counting stays in front of them, so a sender still makes
+/// no system call while nobody sleeps. A semaphore keeps its token, so no epoch check
+/// is needed: a post that comes between the waiter's re-check and its `sem_wait` makes
+/// that wait return at once. `post` adds a token only when the count is 0, so a waiter
+/// that cancels (its re-check succeeded) leaves at most one stale token behind, which
+/// costs its next wait one spurious wake-up and a re-check, never a lost one. Waits
+/// are bounded (`sem_timedwait`).
+pub(crate) mod semaphore {
+    use super::*;
+
+    /// Adds a token if there is none, waking one sleeper.
+    pub(super) fn post(sem: &SemSlot) {
+        #[cfg(not(loom))]
+        {
+            crate::sync::count(&futex::WAKE_CALLS);
+            let mut value: libc::c_int = 0;
+            // SAFETY: the slot holds a semaphore initialised (pshared) before the ring
+            // became READY; `value` outlives the call.
+            let r = unsafe { libc::sem_getvalue(sem.sem_ptr(), &mut value) };
+            if r != 0 || value <= 0 {
+                // SAFETY: as above.
+                let r = unsafe { libc::sem_post(sem.sem_ptr()) };
+                debug_assert_eq!(r, 0, "sem_post: {}", std::io::Error::last_os_error());
+            }
+        }
+        #[cfg(loom)]
+        let _ = sem;
+    }
+
+    /// Takes a token, waiting at most `timeout` for one.
+    pub(super) fn wait(sem: &SemSlot, timeout: Duration) {
+        #[cfg(not(loom))]
+        {
+            crate::sync::count(&futex::WAIT_CALLS);
+            // sem_timedwait takes an absolute CLOCK_REALTIME deadline.
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid out-parameter.
+            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+            let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
+            let deadline = libc::timespec {
+                tv_sec: now.tv_sec
+                    + timeout.as_secs().min(i32::MAX as u64) as libc::time_t
+                    + (nanos / 1_000_000_000) as libc::time_t,
+                tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+            };
+            // SAFETY: the slot holds an initialised process-shared semaphore;
+            // `deadline` outlives the call.
+            let r = unsafe { libc::sem_timedwait(sem.sem_ptr(), &deadline) };
+            if r != 0 {
+                let errno = std::io::Error::last_os_error().raw_os_error();
+                if errno == Some(libc::ETIMEDOUT) {
+                    crate::sync::count(&futex::WAIT_TIMEOUTS);
+                }
+                debug_assert!(
+                    matches!(errno, Some(libc::ETIMEDOUT | libc::EINTR)),
+                    "unexpected sem_timedwait error {errno:?}"
+                );
+            }
+        }
+        #[cfg(loom)]
+        let _ = (sem, timeout);
     }
 }
 
@@ -321,8 +406,9 @@ mod futex {
     }
 }
 
-/// How many futex system calls this process has made: `(wake, wait)`. Each call site
-/// counts itself, so a test can assert that a hot path made none.
+/// How many wake-up system calls this process has made: `(wake, wait)`, futex or, on
+/// rings with the semaphore notifier, `sem_post`/`sem_timedwait`. Each call site counts
+/// itself, so a test can assert that a hot path made none.
 #[cfg(not(loom))]
 pub fn futex_calls() -> (u64, u64) {
     (

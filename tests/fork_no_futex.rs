@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{check_message, fill_message, seg_name, Gate, Outcome, Procs, Rng, SegGuard};
 use nix::sys::signal::Signal;
-use shmlane::{spsc, RingOptions, Wait};
+use shmlane::{spsc, Notifier, RingOptions, Wait};
 
 const N: u64 = 200_000;
 const RING: usize = 64 << 10;
@@ -109,13 +109,24 @@ fn len_of(rng: &mut Rng) -> usize {
 
 #[test]
 fn spinning_sender_makes_no_futex_call() {
-    let test = "nofutex";
+    sender_makes_no_futex_call("nofutex", Notifier::Futex);
+}
+
+/// The same with the semaphore notifier: `sem_post` is a futex call underneath, so the
+/// filter proves that no semaphore is posted either.
+#[test]
+fn spinning_sender_makes_no_semaphore_call() {
+    sender_makes_no_futex_call("nofutex-sem", Notifier::Semaphore);
+}
+
+fn sender_makes_no_futex_call(test: &str, notifier: Notifier) {
     let name = seg_name(test);
     let _seg = SegGuard::new(&name);
     let (created, ready) = (Gate::new(), Gate::new());
     let mut procs = Procs::new(test, DEADLINE);
     procs.spawn("consumer", || {
-        let mut rx = spsc::Consumer::create(&name, &RingOptions::new(RING).wait(Wait::Spin))
+        let opts = RingOptions::new(RING).wait(Wait::Spin).notifier(notifier);
+        let mut rx = spsc::Consumer::create(&name, &opts)
             .map_err(|e| format!("create: {e}"))?;
         assert_eq!(rx.wait_strategy(), Wait::Spin);
         let mut sizes = Rng::new(7);

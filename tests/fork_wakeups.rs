@@ -13,15 +13,17 @@ mod common;
 use std::time::Duration;
 
 use common::{seg_name, Procs, SegGuard};
-use shmlane::{spsc, RingOptions, Wait};
+use shmlane::{spsc, Notifier, RingOptions, Wait};
 
 const ROUND_TRIPS: u64 = 5_000;
 
-fn ping_pong_parked(test: &str, asymmetric: bool, pong_wait: Wait) {
+fn ping_pong_parked(test: &str, asymmetric: bool, notifier: Notifier, pong_wait: Wait) {
     let _serial = common::heavy();
     let ping = SegGuard::new(&seg_name(&format!("{test}-ping")));
     let pong = SegGuard::new(&seg_name(&format!("{test}-pong")));
-    let opts = RingOptions::new(4096).asymmetric_fences(asymmetric);
+    let opts = RingOptions::new(4096)
+        .asymmetric_fences(asymmetric)
+        .notifier(notifier);
     // Create both rings, with no endpoint attached, before forking.
     spsc::create_ring(ping.name(), &opts).unwrap();
     spsc::create_ring(pong.name(), &opts).unwrap();
@@ -88,17 +90,37 @@ fn ping_pong_parked(test: &str, asymmetric: bool, pong_wait: Wait) {
 
 #[test]
 fn parked_round_trips_lose_no_wake_up_with_asymmetric_fences() {
-    ping_pong_parked("wake-asym", true, Wait::Park);
+    ping_pong_parked("wake-asym", true, Notifier::Futex, Wait::Park);
 }
 
 #[test]
 fn parked_round_trips_lose_no_wake_up_with_symmetric_fences() {
-    ping_pong_parked("wake-sym", false, Wait::Park);
+    ping_pong_parked("wake-sym", false, Notifier::Futex, Wait::Park);
 }
 
 #[test]
 fn adaptive_echo_wakes_a_parked_pinger() {
-    ping_pong_parked("wake-adaptive", true, Wait::Adaptive);
+    ping_pong_parked("wake-adaptive", true, Notifier::Futex, Wait::Adaptive);
+}
+
+#[test]
+fn semaphore_notifier_loses_no_wake_up_with_asymmetric_fences() {
+    ping_pong_parked("wake-sem-asym", true, Notifier::Semaphore, Wait::Park);
+}
+
+#[test]
+fn semaphore_notifier_loses_no_wake_up_with_symmetric_fences() {
+    ping_pong_parked("wake-sem-sym", false, Notifier::Semaphore, Wait::Park);
+}
+
+#[test]
+fn semaphore_notifier_with_an_adaptive_echo() {
+    ping_pong_parked(
+        "wake-sem-adaptive",
+        true,
+        Notifier::Semaphore,
+        Wait::Adaptive,
+    );
 }
 
 #[test]
@@ -119,6 +141,23 @@ fn flags_are_recorded_and_checked() {
     .unwrap();
     assert_eq!(common::peek_u64(name2.name(), common::offsets::FLAGS), 0);
     drop(tx);
+    let name3 = SegGuard::new(&seg_name("wake-flags3"));
+    let tx = spsc::Producer::create(
+        name3.name(),
+        &RingOptions::new(4096).notifier(Notifier::Semaphore),
+    )
+    .unwrap();
+    assert_eq!(
+        common::peek_u64(name3.name(), common::offsets::FLAGS),
+        (1 << 4) | 1
+    );
+    drop(tx);
+    // A notifier kind this build does not know is refused by name.
+    common::poke(name3.name(), common::offsets::FLAGS, &2u64.to_le_bytes());
+    match spsc::Consumer::open(name3.name()) {
+        Err(shmlane::Error::Incompatible { field: "flags", .. }) => {}
+        other => panic!("{other:?}"),
+    }
     // An unknown flag bit is refused by name.
     common::poke(
         name2.name(),

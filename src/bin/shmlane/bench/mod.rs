@@ -19,7 +19,7 @@ mod workload;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use shmlane::Wait;
+use shmlane::{Notifier, Wait};
 
 use process::{fork_child, now_ns, Child, ControlMap, ShmNames, SignalBlock};
 use stats::Percentiles;
@@ -145,8 +145,9 @@ impl Config {
 pub(crate) enum Mech {
     /// Two processes spinning on a shared cache line: the floor.
     RawLine,
-    /// shmlane's SPSC ring, with this wait strategy on both endpoints.
-    Shmlane(Wait),
+    /// shmlane's SPSC ring, with this wait strategy on both endpoints and this
+    /// notifier for their sleeps.
+    Shmlane(Wait, Notifier),
     /// A pipe with the default buffer (a pair of them for round trips).
     Pipe,
     /// A pipe whose buffer is raised to 1 MiB with F_SETPIPE_SZ.
@@ -160,10 +161,11 @@ impl Mech {
     pub(crate) fn id(self) -> &'static str {
         match self {
             Mech::RawLine => "raw-cache-line",
-            Mech::Shmlane(Wait::Spin) => "shmlane-spin",
-            Mech::Shmlane(Wait::Yield) => "shmlane-yield",
-            Mech::Shmlane(Wait::Park) => "shmlane-park",
-            Mech::Shmlane(_) => "shmlane-adaptive",
+            Mech::Shmlane(Wait::Spin, _) => "shmlane-spin",
+            Mech::Shmlane(Wait::Yield, _) => "shmlane-yield",
+            Mech::Shmlane(Wait::Park, Notifier::Semaphore) => "shmlane-park-semaphore",
+            Mech::Shmlane(Wait::Park, _) => "shmlane-park",
+            Mech::Shmlane(_, _) => "shmlane-adaptive",
             Mech::Pipe => "pipe",
             Mech::PipeBig => "pipe-1mib",
             Mech::UnixSocket => "unix-socket",
@@ -174,10 +176,11 @@ impl Mech {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Mech::RawLine => "raw shared cache line (floor)",
-            Mech::Shmlane(Wait::Spin) => "shmlane SPSC, Wait::Spin",
-            Mech::Shmlane(Wait::Yield) => "shmlane SPSC, Wait::Yield",
-            Mech::Shmlane(Wait::Park) => "shmlane SPSC, Wait::Park",
-            Mech::Shmlane(_) => "shmlane SPSC, Wait::Adaptive",
+            Mech::Shmlane(Wait::Spin, _) => "shmlane SPSC, Wait::Spin",
+            Mech::Shmlane(Wait::Yield, _) => "shmlane SPSC, Wait::Yield",
+            Mech::Shmlane(Wait::Park, Notifier::Semaphore) => "shmlane, Park, semaphore",
+            Mech::Shmlane(Wait::Park, _) => "shmlane, Park, futex",
+            Mech::Shmlane(_, _) => "shmlane SPSC, Wait::Adaptive",
             Mech::Pipe => "pipe",
             Mech::PipeBig => "pipe, 1 MiB buffer",
             Mech::UnixSocket => "UNIX stream socket",
@@ -186,16 +189,19 @@ impl Mech {
 
     /// Whether both sides busy-poll (hopeless on one CPU).
     fn spins(self) -> bool {
-        matches!(self, Mech::RawLine | Mech::Shmlane(Wait::Spin))
+        matches!(self, Mech::RawLine | Mech::Shmlane(Wait::Spin, _))
     }
 }
 
 /// The round-trip rows, in order, for each size.
 pub(crate) const LATENCY_SIZES: [usize; 2] = [8, 1024];
-const LATENCY_MECHS: [Mech; 5] = [
+const LATENCY_MECHS: [Mech; 7] = [
     Mech::RawLine,
-    Mech::Shmlane(Wait::Spin),
-    Mech::Shmlane(Wait::Adaptive),
+    Mech::Shmlane(Wait::Spin, Notifier::Futex),
+    Mech::Shmlane(Wait::Adaptive, Notifier::Futex),
+    // Parked round trips: every message wakes a sleeper, through each notifier.
+    Mech::Shmlane(Wait::Park, Notifier::Futex),
+    Mech::Shmlane(Wait::Park, Notifier::Semaphore),
     Mech::Pipe,
     Mech::UnixSocket,
 ];
@@ -217,8 +223,11 @@ const LOADS: [Load; 5] = [
     Load::Messages(1 << 20),
     Load::Stream,
 ];
-const THROUGHPUT_MECHS: [Mech; 4] = [
-    Mech::Shmlane(Wait::Adaptive),
+const THROUGHPUT_MECHS: [Mech; 6] = [
+    Mech::Shmlane(Wait::Adaptive, Notifier::Futex),
+    // Both endpoints sleep whenever they would wait: the notifiers under load.
+    Mech::Shmlane(Wait::Park, Notifier::Futex),
+    Mech::Shmlane(Wait::Park, Notifier::Semaphore),
     Mech::Pipe,
     Mech::PipeBig,
     Mech::UnixSocket,
@@ -327,7 +336,15 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
         throughput: LOADS
             .iter()
             .flat_map(|&load| {
-                THROUGHPUT_MECHS.iter().map(move |&mech| ThroughputRow {
+                THROUGHPUT_MECHS
+                    .iter()
+                    // The sleeping rows only where messages are small and many, so
+                    // that the consumer sleeps often.
+                    .filter(move |&&mech| {
+                        !matches!(mech, Mech::Shmlane(Wait::Park, _))
+                            || matches!(load, Load::Messages(n) if n <= 4 << 10)
+                    })
+                    .map(move |&mech| ThroughputRow {
                     mech,
                     load,
                     buffer: None,
@@ -493,10 +510,11 @@ impl Runner<'_> {
                 let (a, b) = lines.ends(deadline);
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
             }
-            Mech::Shmlane(wait) => {
+            Mech::Shmlane(wait, notifier) => {
                 let (ab, ba) = (self.name("ping"), self.name("pong"));
-                shm::create_ring(&ab, self.config.latency_ring, &mut self.names)?;
-                shm::create_ring(&ba, self.config.latency_ring, &mut self.names)?;
+                let ring = self.config.latency_ring;
+                shm::create_ring(&ab, ring, notifier, &mut self.names)?;
+                shm::create_ring(&ba, ring, notifier, &mut self.names)?;
                 let (ab2, ba2) = (ab.clone(), ba.clone());
                 self.ping_pong(
                     &map,
@@ -558,10 +576,10 @@ impl Runner<'_> {
             report::load(load, self.config)
         );
         let (mut children, buffer) = match mech {
-            Mech::Shmlane(wait) => {
+            Mech::Shmlane(wait, notifier) => {
                 let ring = ring_for(load);
                 let name = self.name("oneway");
-                shm::create_ring(&name, ring, &mut self.names)?;
+                shm::create_ring(&name, ring, notifier, &mut self.names)?;
                 let name2 = name.clone();
                 let children = self.transfer(
                     &map,

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use shmlane::Wait;
+use shmlane::{Notifier, Wait};
 
 use super::stats::{median, Percentiles};
 use super::{Config, LatencyRow, Load, Mech, Results, ThroughputRow};
@@ -173,13 +173,13 @@ fn summarize(r: &Results) -> Summary<'_> {
             .find(|t| t.row.mech == mech && t.row.load == load)
             .and_then(pick)
     };
-    let shm = Mech::Shmlane(Wait::Adaptive);
+    let shm = Mech::Shmlane(Wait::Adaptive, Notifier::Futex);
     let small = Load::Messages(64);
     let big = Load::Messages(1 << 20);
     let targets = vec![
         Target {
             name: "shmlane 8 B round trip p50 / raw floor p50, Wait::Spin".into(),
-            value: lat(Mech::Shmlane(Wait::Spin), 8),
+            value: lat(Mech::Shmlane(Wait::Spin, Notifier::Futex), 8),
             at_most: true,
             threshold: 1.3,
         },

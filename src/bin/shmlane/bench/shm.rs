@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 
 use shmlane::spsc::{Consumer, Producer};
-use shmlane::{RingOptions, Wait};
+use shmlane::{Notifier, RingOptions, Wait};
 
 use super::process::ShmNames;
 use super::workload::{Duplex, Rx, Tx};
@@ -17,9 +17,10 @@ use super::BenchError;
 pub(crate) fn create_ring(
     name: &str,
     capacity: usize,
+    notifier: Notifier,
     names: &mut ShmNames,
 ) -> Result<(), BenchError> {
-    let opts = RingOptions::new(capacity);
+    let opts = RingOptions::new(capacity).notifier(notifier);
     let created = match Producer::create(name, &opts) {
         // Our names hold our pid, so an existing one was left by a dead process.
         Err(shmlane::Error::AlreadyExists { .. }) => {
