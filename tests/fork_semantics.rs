@@ -1059,7 +1059,12 @@ fn corrupted_header_fields_are_named() {
             Want::Corrupt(&["max_record"]),
         ),
         case("flags", FLAGS, &u64b(1 << 9), Want::Incompatible("flags")),
-        case("flags: notifier kind", FLAGS, &u64b(7), Want::Incompatible("flags")),
+        case(
+            "flags: notifier kind",
+            FLAGS,
+            &u64b(7),
+            Want::Incompatible("flags"),
+        ),
         case(
             "data_offset",
             DATA_OFFSET,

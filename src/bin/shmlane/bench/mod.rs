@@ -345,14 +345,14 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
                             || matches!(load, Load::Messages(n) if n <= 4 << 10)
                     })
                     .map(move |&mech| ThroughputRow {
-                    mech,
-                    load,
-                    buffer: None,
-                    bytes: 0,
-                    messages: 0,
-                    rounds: Vec::new(),
-                    skipped: None,
-                })
+                        mech,
+                        load,
+                        buffer: None,
+                        bytes: 0,
+                        messages: 0,
+                        rounds: Vec::new(),
+                        skipped: None,
+                    })
             })
             .collect(),
         config: config.clone(),
