@@ -13,7 +13,8 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The segment name is not of the form `/name` (one leading slash, no other,
-    /// 1..=255 bytes after it, no NUL).
+    /// 1..=255 bytes after it, no NUL); or a memfd label is too long (over 249 bytes)
+    /// or holds a NUL; or a SysV key is 0 (`IPC_PRIVATE`, which no peer can open).
     InvalidName {
         /// The name as given.
         name: String,
@@ -36,7 +37,9 @@ pub enum Error {
         name: String,
     },
     /// The segment is a valid shmlane segment, but not one this build can use
-    /// (another layout version, another ring kind, another word size, ...).
+    /// (another layout version, another ring kind, another word size, ...), or not one
+    /// it may use safely: a memfd without the seals shmlane puts on it (field
+    /// `"seals"`).
     Incompatible {
         /// The segment name.
         name: String,
@@ -86,7 +89,8 @@ pub enum Error {
     },
     /// A system call failed.
     Io {
-        /// What we were doing (`"shm_open"`, `"ftruncate"`, `"mmap"`, ...).
+        /// What we were doing (`"shm_open"`, `"shmget"`, `"memfd_create"`,
+        /// `"fcntl(F_ADD_SEALS)"`, `"ftruncate"`, `"mmap"`, `"mlock"`, ...).
         op: &'static str,
         /// The segment name.
         name: String,

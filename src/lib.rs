@@ -34,13 +34,25 @@
 //! one to arrive create it. [`remove`] deletes the name (or set
 //! [`RingOptions::unlink_on_drop`]).
 //!
+//! # Backings
+//!
+//! The same ring, with the same API once open, lives in one of three kinds of shared
+//! memory ([`Backing`]): a POSIX shared-memory object found by name (the default), a
+//! System V segment found by a key ([`spsc::Producer::create_sysv`], [`ftok`],
+//! [`remove_sysv`]), or a sealed memfd that has no name at all and is handed to the
+//! peer as a file descriptor ([`spsc::Producer::create_memfd`],
+//! [`spsc::Consumer::open_fd`], [`send_fd`] / [`recv_fd`]). [`RingOptions`] also asks
+//! for huge pages, pre-faulting and locked memory.
+//!
 //! # Trust model
 //!
 //! Peers are cooperative but may be buggy or die at any instruction: whatever they
 //! write into the segment makes our calls return an error, never panic, read out of
 //! bounds or hang without a timeout. Payload bytes are the peer's business. A peer
-//! that shrinks the segment file (`ftruncate`) makes accesses past the new end raise
-//! SIGBUS: give the segment only to processes you trust with its file.
+//! that shrinks a POSIX segment's file (`ftruncate`) makes accesses past the new end
+//! raise SIGBUS: give the segment only to processes you trust with its file, or use a
+//! memfd ring, which is sealed against any change of size (a SysV segment cannot
+//! change size either).
 //!
 //! # Layout
 //!
@@ -77,11 +89,16 @@ pub use error::{
 };
 pub use header::{MAX_CAPACITY, MIN_CAPACITY};
 pub use options::{Notifier, RingOptions, DEFAULT_MAX_MESSAGE};
+pub use segment::backing::Backing;
 pub use stream::{MessageReader, MessageWriter};
 pub use wait::Wait;
 
 #[cfg(not(loom))]
+pub use segment::memfd::{recv_fd, send_fd};
+#[cfg(not(loom))]
 pub use segment::posix::validate_name;
+#[cfg(not(loom))]
+pub use segment::sysv::ftok;
 
 /// Removes the ring `name` from the system. Endpoints that have it open keep working;
 /// the memory is freed when the last of them is dropped. Fails with
@@ -98,6 +115,33 @@ pub use segment::posix::validate_name;
 #[cfg(not(loom))]
 pub fn remove(name: &str) -> Result<(), Error> {
     segment::posix::remove(name)
+}
+
+/// Removes the SysV ring with `key` (`shmctl(IPC_RMID)`). The key is free for a new
+/// ring at once, and no process can open the removed one any more; but a removed
+/// segment lives on, and endpoints that have it attached keep working, until the last
+/// of them detaches (process exit included): only then is its memory freed. Fails with
+/// [`Error::NotFound`] if no segment has that key.
+///
+/// Until it is removed, a SysV segment outlives every process that used it (`ipcs -m`
+/// lists it): remove it when done, or create it with
+/// [`RingOptions::unlink_on_drop`].
+///
+/// ```
+/// # let key = 0x5100_0000 | (std::process::id() as i32 & 0xff_ffff);
+/// use shmlane::{spsc, RingOptions};
+/// let mut tx = spsc::Producer::create_sysv(key, &RingOptions::new(4096))?;
+/// let mut rx = spsc::Consumer::open_sysv(key)?;
+/// shmlane::remove_sysv(key)?;
+/// // Gone for new openers, alive for the endpoints that have it.
+/// assert!(matches!(spsc::Consumer::open_sysv(key), Err(shmlane::Error::NotFound { .. })));
+/// tx.send(b"still here")?;
+/// assert_eq!(rx.recv(&mut Vec::new())?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub fn remove_sysv(key: i32) -> Result<(), Error> {
+    segment::sysv::remove(key)
 }
 
 /// Internals exposed to the loom models in `loom-tests/` only; not an API.

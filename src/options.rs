@@ -24,6 +24,8 @@ pub struct RingOptions {
     pub(crate) unlink_on_drop: bool,
     pub(crate) asymmetric_fences: bool,
     pub(crate) notifier: Notifier,
+    /// Backing, huge pages, pre-faulting, locking.
+    pub(crate) memory: crate::segment::backing::MemoryOptions,
 }
 
 /// What a sleeping endpoint sleeps on, chosen when the ring is created and recorded
@@ -56,6 +58,7 @@ impl RingOptions {
             unlink_on_drop: false,
             asymmetric_fences: true,
             notifier: Notifier::Futex,
+            memory: Default::default(),
         }
     }
 
@@ -99,6 +102,50 @@ impl RingOptions {
     /// What sleeping endpoints sleep on (default [`Notifier::Futex`]).
     pub fn notifier(mut self, notifier: Notifier) -> Self {
         self.notifier = notifier;
+        self
+    }
+
+    /// The kind of shared memory the ring is created in (default [`Backing::Posix`]).
+    /// `create`, `create_or_open` and `spsc::create_ring` follow it; see [`Backing`]
+    /// for how each kind is found and removed.
+    ///
+    /// [`Backing`]: crate::Backing
+    /// [`Backing::Posix`]: crate::Backing::Posix
+    pub fn backing(mut self, backing: crate::Backing) -> Self {
+        self.memory.backing = backing;
+        self
+    }
+
+    /// Whether the segment is backed by huge pages (default `false`): fewer TLB misses
+    /// on large rings. POSIX rings then live in a hugetlbfs mount (found in
+    /// /proc/mounts, of the default huge page size), SysV rings use `SHM_HUGETLB`, memfd
+    /// rings `MFD_HUGETLB`. The capacity must be a multiple of the huge page size
+    /// ([`Error::InvalidOptions`](crate::Error::InvalidOptions) otherwise), and the
+    /// segment takes one more huge page for the header. Where the system has no huge
+    /// pages to give (none reserved in `vm.nr_hugepages`, no hugetlbfs mount for a POSIX
+    /// ring), creating fails with an [`Error::Io`](crate::Error::Io) that says so.
+    /// Processes that open the ring map it with huge pages too, without asking.
+    pub fn huge_pages(mut self, huge: bool) -> Self {
+        self.memory.huge_pages = huge;
+        self
+    }
+
+    /// Whether the creator pre-faults the whole segment when it maps it (default
+    /// `false`): `MAP_POPULATE`, or `madvise(MADV_POPULATE_WRITE)` for SysV. The memory
+    /// is allocated at creation rather than on first touch, for every process, since it
+    /// is shared; processes that open the ring still take one minor fault per page the
+    /// first time they touch it.
+    pub fn populate(mut self, populate: bool) -> Self {
+        self.memory.populate = populate;
+        self
+    }
+
+    /// Whether the creator `mlock`s the segment (default `false`): its pages then stay
+    /// in memory, never swapped, for as long as the creating endpoint has it mapped.
+    /// Needs a large enough `RLIMIT_MEMLOCK` (`ulimit -l`) or `CAP_IPC_LOCK`; creating
+    /// fails with an [`Error::Io`](crate::Error::Io) that says so otherwise.
+    pub fn lock_memory(mut self, lock: bool) -> Self {
+        self.memory.lock_memory = lock;
         self
     }
 

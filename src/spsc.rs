@@ -38,11 +38,17 @@ use crate::header::{
 };
 use crate::options::RingOptions;
 use crate::region::DataRegion;
+#[cfg(not(loom))]
+use crate::segment::Location;
 use crate::segment::Segment;
 use crate::stream::{MessageReader, MessageWriter};
 use crate::sync::Ordering;
 use crate::wait::{block_on, membarrier, EventCount, Spinner, Wait};
+#[cfg(not(loom))]
+use crate::Backing;
 use crate::Error;
+#[cfg(not(loom))]
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Endpoint-table slot of the producer.
 const PRODUCER_SLOT: usize = 0;
@@ -117,11 +123,28 @@ fn check_fences(params: &RingParams, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Creates the segment `opts.backing` says (see [`crate::segment::create`]).
 #[cfg(not(loom))]
 fn create_segment(name: &str, opts: &RingOptions) -> Result<(Arc<Segment>, RingParams), Error> {
     let params = params_for(opts)?;
-    let seg = crate::segment::posix::create(name, &params, opts.unlink_on_drop)?;
-    Ok((Arc::new(Segment::Posix(seg)), params))
+    let seg = crate::segment::create(name, &params, &opts.memory, opts.unlink_on_drop)?;
+    Ok((Arc::new(seg), params))
+}
+
+/// Creates a memfd segment labelled `shmlane`; returns it with a duplicate of its memfd.
+#[cfg(not(loom))]
+fn create_memfd_segment(opts: &RingOptions) -> Result<(Arc<Segment>, RingParams, OwnedFd), Error> {
+    let (seg, params) = create_segment("shmlane", &opts.clone().backing(Backing::Memfd))?;
+    let fd = seg
+        .memfd()
+        .expect("a memfd segment")
+        .try_clone_to_owned()
+        .map_err(|source| Error::Io {
+            op: "fcntl(F_DUPFD_CLOEXEC)",
+            name: seg.name().to_string(),
+            source,
+        })?;
+    Ok((seg, params, fd))
 }
 
 /// Creates the ring `name` without attaching an endpoint: both the producer and the
@@ -129,6 +152,11 @@ fn create_segment(name: &str, opts: &RingOptions) -> Result<(Arc<Segment>, RingP
 /// is different: its peer sees that endpoint as gone, `Disconnected`, until a new one
 /// attaches.) `opts.unlink_on_drop` does not apply: remove the ring with
 /// [`remove`](crate::remove).
+///
+/// With [`Backing::SysV`] the ring is made with that key (`name` is not used; see
+/// [`create_ring_sysv`]) and removed with [`remove_sysv`](crate::remove_sysv). A memfd
+/// ring made here would be closed at once: use [`create_ring_memfd`]. Nobody has the
+/// segment mapped when this returns, so `lock_memory` has no lasting effect here.
 ///
 /// ```
 /// # let name = format!("/shmlane-doc-create-ring-{}", std::process::id());
@@ -143,15 +171,61 @@ fn create_segment(name: &str, opts: &RingOptions) -> Result<(Arc<Segment>, RingP
 /// ```
 #[cfg(not(loom))]
 pub fn create_ring(name: &str, opts: &RingOptions) -> Result<(), Error> {
+    if opts.memory.backing == Backing::Memfd {
+        return Err(Error::InvalidOptions {
+            reason: "create_ring with Backing::Memfd would close the memfd at once: use \
+                     create_ring_memfd, which returns it"
+                .to_string(),
+        });
+    }
     let opts = opts.clone().unlink_on_drop(false);
     create_segment(name, &opts).map(drop)
 }
 
+/// Creates a SysV ring with `key` without attaching an endpoint: [`create_ring`] with
+/// `opts.backing(Backing::SysV { key })`. Both ends then `open_sysv(key)`; remove it
+/// with [`remove_sysv`](crate::remove_sysv).
+///
+/// ```
+/// # let key = 0x5200_0000 | (std::process::id() as i32 & 0xff_ffff);
+/// use shmlane::{spsc, RingOptions};
+/// spsc::create_ring_sysv(key, &RingOptions::new(4096))?;
+/// let mut rx = spsc::Consumer::open_sysv(key)?;
+/// let mut tx = spsc::Producer::open_sysv(key)?;
+/// # shmlane::remove_sysv(key)?;
+/// tx.send(b"hi")?;
+/// assert_eq!(rx.recv(&mut Vec::new())?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(not(loom))]
-fn open_segment(name: &str) -> Result<(Arc<Segment>, RingParams), Error> {
-    let (seg, params) =
-        crate::segment::posix::open(name, KIND_SPSC, crate::segment::posix::READY_WAIT)?;
-    Ok((Arc::new(Segment::Posix(seg)), params))
+pub fn create_ring_sysv(key: i32, opts: &RingOptions) -> Result<(), Error> {
+    create_ring("", &opts.clone().backing(Backing::SysV { key }))
+}
+
+/// Creates a ring in a sealed memfd without attaching an endpoint, and returns the
+/// memfd: hand it (or duplicates of it: [`OwnedFd::try_clone`]) to the producer and the
+/// consumer, by `fork` or with [`send_fd`](crate::send_fd), and each opens it with
+/// `open_fd`, in any order. The memory is freed when the last descriptor and the last
+/// endpoint are gone.
+///
+/// ```
+/// use shmlane::{spsc, RingOptions};
+/// let fd = spsc::create_ring_memfd(&RingOptions::new(4096))?;
+/// let mut rx = spsc::Consumer::open_fd(fd.try_clone()?)?;
+/// let mut tx = spsc::Producer::open_fd(fd)?;
+/// tx.send(b"hi")?;
+/// assert_eq!(rx.recv(&mut Vec::new())?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub fn create_ring_memfd(opts: &RingOptions) -> Result<OwnedFd, Error> {
+    create_memfd_segment(opts).map(|(_, _, fd)| fd)
+}
+
+#[cfg(not(loom))]
+fn open_segment(location: Location<'_>) -> Result<(Arc<Segment>, RingParams), Error> {
+    let (seg, params) = crate::segment::open(location, KIND_SPSC)?;
+    Ok((Arc::new(seg), params))
 }
 
 #[cfg(not(loom))]
@@ -159,15 +233,25 @@ fn create_or_open_segment(
     name: &str,
     opts: &RingOptions,
 ) -> Result<(Arc<Segment>, RingParams), Error> {
-    // One creator is elected by O_EXCL. If the segment vanishes between our failed
-    // create and our open (its creator removed it), try again.
+    let location = || match opts.memory.backing {
+        Backing::Posix => Ok(Location::Posix(name)),
+        Backing::SysV { key } => Ok(Location::SysV(key)),
+        Backing::Memfd => Err(Error::InvalidOptions {
+            reason: "create_or_open with Backing::Memfd: a memfd has no name to open; \
+                     use create_memfd and hand the descriptor over"
+                .to_string(),
+        }),
+    };
+    location()?;
+    // One creator is elected by O_EXCL (IPC_EXCL for SysV). If the segment vanishes
+    // between our failed create and our open (its creator removed it), try again.
     let mut last = None;
     for _ in 0..8 {
         match create_segment(name, opts) {
             Err(Error::AlreadyExists { .. }) => {}
             other => return other,
         }
-        match open_segment(name) {
+        match open_segment(location()?) {
             Err(e @ Error::NotFound { .. }) => last = Some(e),
             other => return other,
         }
@@ -296,6 +380,11 @@ impl RingView {
         if head > tail || tail - head > self.params.capacity as u64 {
             return Err(self.corrupt("tail", tail, "not within head..=head + capacity"));
         }
+        // Positions count bytes from 0: at 100 GB/s they pass 2^63 after ~3 years. A
+        // cursor beyond is corruption, and the position arithmetic would overflow.
+        if tail > 1 << 63 {
+            return Err(self.corrupt("tail", tail, "beyond 2^63, where no ring gets"));
+        }
         Ok((head, tail))
     }
 }
@@ -371,29 +460,113 @@ impl Producer {
     /// Creates the ring `name` (a POSIX shared-memory name such as `"/my-ring"`) and
     /// attaches as its producer. Fails with [`Error::AlreadyExists`] if the name is
     /// taken: an existing segment is never truncated or reused.
+    ///
+    /// The ring is made in the memory [`RingOptions::backing`] says: with
+    /// [`Backing::SysV`] it gets that key, and `name` is not used (prefer
+    /// [`create_sysv`](Self::create_sysv)); with [`Backing::Memfd`] `name` is the
+    /// memfd's label (prefer [`create_memfd`](Self::create_memfd), which also returns the
+    /// descriptor).
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &RingOptions) -> Result<Self, Error> {
         let (seg, params) = create_segment(name, opts)?;
         Producer::attach(seg, params, opts.wait)
     }
 
-    /// Opens the existing ring `name` and attaches as its producer. Waits up to 2 s for
-    /// a creator that is still initialising it; validates every header field.
+    /// Opens the existing ring `name` (POSIX) and attaches as its producer. Waits up to
+    /// 2 s for a creator that is still initialising it; validates every header field.
     #[cfg(not(loom))]
     pub fn open(name: &str) -> Result<Self, Error> {
-        let (seg, params) = open_segment(name)?;
+        let (seg, params) = open_segment(Location::Posix(name))?;
         Producer::attach(seg, params, Wait::default())
     }
 
     /// Creates the ring if it does not exist, else opens it (`opts` then only sets the
-    /// wait strategy). Of several processes racing, exactly one creates.
+    /// wait strategy). Of several processes racing, exactly one creates. Works with
+    /// [`Backing::Posix`] and [`Backing::SysV`] (then by key, `name` unused); a memfd
+    /// has nothing to open by ([`Error::InvalidOptions`]).
     #[cfg(not(loom))]
     pub fn create_or_open(name: &str, opts: &RingOptions) -> Result<Self, Error> {
         let (seg, params) = create_or_open_segment(name, opts)?;
         Producer::attach(seg, params, opts.wait)
     }
 
-    fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
+    /// Creates a System V ring with `key` (`shmget`, permissions 0600) and attaches as
+    /// its producer: [`create`](Self::create) with `opts.backing(Backing::SysV { key })`.
+    /// Fails with [`Error::AlreadyExists`] if a segment has the key. The segment stays
+    /// until [`remove_sysv`](crate::remove_sysv) (or `unlink_on_drop`) and the last
+    /// detach.
+    ///
+    /// ```
+    /// # let key = 0x5300_0000 | (std::process::id() as i32 & 0xff_ffff);
+    /// use shmlane::{spsc, RingOptions};
+    /// let opts = RingOptions::new(4096).unlink_on_drop(true);
+    /// let mut tx = spsc::Producer::create_sysv(key, &opts)?;
+    /// let mut rx = spsc::Consumer::open_sysv(key)?; // in another process
+    /// tx.send(b"hi")?;
+    /// assert_eq!(rx.recv(&mut Vec::new())?, 2);
+    /// assert_eq!(tx.name(), format!("sysv:{key:#010x}"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
+        Producer::create("", &opts.clone().backing(Backing::SysV { key }))
+    }
+
+    /// Opens the existing System V ring with `key` and attaches as its producer. Checks
+    /// the segment's size (`shmctl(IPC_STAT)`) before attaching, waits up to 2 s for a
+    /// creator that is still initialising it, and validates every header field.
+    #[cfg(not(loom))]
+    pub fn open_sysv(key: i32) -> Result<Self, Error> {
+        let (seg, params) = open_segment(Location::SysV(key))?;
+        Producer::attach(seg, params, Wait::default())
+    }
+
+    /// Creates the System V ring with `key` if there is none, else opens it. Of several
+    /// processes racing, exactly one creates (`IPC_EXCL`).
+    #[cfg(not(loom))]
+    pub fn create_or_open_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
+        Producer::create_or_open("", &opts.clone().backing(Backing::SysV { key }))
+    }
+
+    /// Creates a ring in a new sealed memfd and attaches as its producer. Returns the
+    /// producer and a descriptor of the memfd to hand to the consumer's process (by
+    /// `fork`, or over a UNIX socket with [`send_fd`](crate::send_fd)), which opens it
+    /// with [`Consumer::open_fd`]. The memfd has no name: the memory is freed when the
+    /// last descriptor and mapping are gone.
+    ///
+    /// ```
+    /// use shmlane::{spsc, RingOptions};
+    /// let (mut tx, fd) = spsc::Producer::create_memfd(&RingOptions::new(4096))?;
+    /// let mut rx = spsc::Consumer::open_fd(fd)?; // in another process
+    /// tx.send(b"hi")?;
+    /// assert_eq!(rx.recv(&mut Vec::new())?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create_memfd(opts: &RingOptions) -> Result<(Self, OwnedFd), Error> {
+        let (seg, params, fd) = create_memfd_segment(opts)?;
+        Ok((Producer::attach(seg, params, opts.wait)?, fd))
+    }
+
+    /// Opens the ring in the memfd `fd` and attaches as its producer. The memfd must
+    /// carry the seals shmlane puts on it (`F_SEAL_SHRINK | F_SEAL_GROW |
+    /// F_SEAL_SEAL`), so that nobody can truncate it under us; a descriptor without them
+    /// is refused with [`Error::Incompatible`] (field `"seals"`). Validates every header
+    /// field, as [`open`](Self::open) does.
+    #[cfg(not(loom))]
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, Error> {
+        let (seg, params) = open_segment(Location::Fd(fd))?;
+        Producer::attach(seg, params, Wait::default())
+    }
+
+    /// The memfd of a memfd ring (`None` for POSIX and SysV rings), to hand to more
+    /// processes.
+    #[cfg(not(loom))]
+    pub fn memfd(&self) -> Option<BorrowedFd<'_>> {
+        self.ring.seg.memfd()
+    }
+
+    pub(crate) fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
         // On an error below, dropping `ring` detaches again.
         let ring = RingView::attach(seg, params, PRODUCER_SLOT)?;
         let (head, mut tail) = ring.published_cursors()?;
@@ -1015,7 +1188,7 @@ impl Consumer {
     /// [`Producer::open`].
     #[cfg(not(loom))]
     pub fn open(name: &str) -> Result<Self, Error> {
-        let (seg, params) = open_segment(name)?;
+        let (seg, params) = open_segment(Location::Posix(name))?;
         Consumer::attach(seg, params, Wait::default())
     }
 
@@ -1027,7 +1200,51 @@ impl Consumer {
         Consumer::attach(seg, params, opts.wait)
     }
 
-    fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
+    /// Creates a System V ring with `key` and attaches as its consumer. See
+    /// [`Producer::create_sysv`].
+    #[cfg(not(loom))]
+    pub fn create_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
+        Consumer::create("", &opts.clone().backing(Backing::SysV { key }))
+    }
+
+    /// Opens the existing System V ring with `key` and attaches as its consumer. See
+    /// [`Producer::open_sysv`].
+    #[cfg(not(loom))]
+    pub fn open_sysv(key: i32) -> Result<Self, Error> {
+        let (seg, params) = open_segment(Location::SysV(key))?;
+        Consumer::attach(seg, params, Wait::default())
+    }
+
+    /// Creates the System V ring with `key` if there is none, else opens it. See
+    /// [`Producer::create_or_open_sysv`].
+    #[cfg(not(loom))]
+    pub fn create_or_open_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
+        Consumer::create_or_open("", &opts.clone().backing(Backing::SysV { key }))
+    }
+
+    /// Creates a ring in a new sealed memfd and attaches as its consumer; returns a
+    /// descriptor of the memfd for the producer. See [`Producer::create_memfd`].
+    #[cfg(not(loom))]
+    pub fn create_memfd(opts: &RingOptions) -> Result<(Self, OwnedFd), Error> {
+        let (seg, params, fd) = create_memfd_segment(opts)?;
+        Ok((Consumer::attach(seg, params, opts.wait)?, fd))
+    }
+
+    /// Opens the ring in the memfd `fd` and attaches as its consumer. See
+    /// [`Producer::open_fd`].
+    #[cfg(not(loom))]
+    pub fn open_fd(fd: OwnedFd) -> Result<Self, Error> {
+        let (seg, params) = open_segment(Location::Fd(fd))?;
+        Consumer::attach(seg, params, Wait::default())
+    }
+
+    /// The memfd of a memfd ring (`None` for POSIX and SysV rings).
+    #[cfg(not(loom))]
+    pub fn memfd(&self) -> Option<BorrowedFd<'_>> {
+        self.ring.seg.memfd()
+    }
+
+    pub(crate) fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
         // On an error below, dropping `ring` detaches again.
         let ring = RingView::attach(seg, params, CONSUMER_SLOT)?;
         let (head, _tail) = ring.published_cursors()?;

@@ -31,6 +31,22 @@ pub(crate) fn read_count(counter: &ProcessCounter) -> u64 {
     counter.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// A process-local flag (the membarrier registration state): std's atomic also under
+/// loom, for the same reason as [`ProcessCounter`].
+pub(crate) type ProcessFlag = std::sync::atomic::AtomicU8;
+
+/// Reads a [`ProcessFlag`] (Acquire: pairs with `set_flag`).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn read_flag(flag: &ProcessFlag) -> u8 {
+    flag.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Sets a [`ProcessFlag`] (Release: what was done before is visible to its readers).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn set_flag(flag: &ProcessFlag, value: u8) {
+    flag.store(value, std::sync::atomic::Ordering::Release);
+}
+
 /// A hint to the CPU that we are in a spin loop; under loom, a yield so the model
 /// checker can schedule the thread we wait for.
 #[inline]

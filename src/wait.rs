@@ -279,15 +279,23 @@ pub(crate) mod membarrier {
     pub(crate) fn register() -> bool {
         #[cfg(not(loom))]
         {
-            static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            *REGISTERED.get_or_init(|| {
-                let supported = membarrier(CMD_QUERY);
-                let needed = (CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED) as libc::c_long;
-                supported >= 0
-                    && supported & needed == needed
-                    && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0
-                    && membarrier(CMD_GLOBAL_EXPEDITED) == 0
-            })
+            // No lock (a OnceLock would leave a child forked while another thread held
+            // it blocked for ever): the steps are idempotent, so threads that race
+            // here all do them, and agree. 0 = not yet known, 1 = yes, 2 = no.
+            static REGISTERED: crate::sync::ProcessFlag = crate::sync::ProcessFlag::new(0);
+            match crate::sync::read_flag(&REGISTERED) {
+                1 => return true,
+                2 => return false,
+                _ => {}
+            }
+            let supported = membarrier(CMD_QUERY);
+            let needed = (CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED) as libc::c_long;
+            let ok = supported >= 0
+                && supported & needed == needed
+                && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0
+                && membarrier(CMD_GLOBAL_EXPEDITED) == 0;
+            crate::sync::set_flag(&REGISTERED, if ok { 1 } else { 2 });
+            ok
         }
         #[cfg(loom)]
         {

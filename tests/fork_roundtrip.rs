@@ -5,6 +5,11 @@
 //! The producer and the consumer are both children; the parent only supervises, with
 //! a deadline. Both sides use the default adaptive wait (the machine may have only two
 //! cores, shared with other tests).
+//!
+//! Every backing (POSIX, SysV, memfd) with every notifier (futex, semaphore) runs a
+//! round trip through a small ring and one of large messages; POSIX with the futex
+//! runs the long ones. The memfd's creator hands the descriptor to its peer over a
+//! UNIX socket, as two unrelated processes would.
 
 // Real processes and POSIX shared memory: Linux only, and not under Miri (no fork).
 #![cfg(all(target_os = "linux", not(miri)))]
@@ -14,8 +19,9 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use common::backings::{Kind, TestRing};
 use common::{check_message, fill_message, message_len, seg_name, Gate, Procs, Rng, SegGuard};
-use shmlane::{spsc, RecvError, RecvTimeoutError, RingOptions, TryRecvError};
+use shmlane::{spsc, Notifier, RecvError, RecvTimeoutError, RingOptions, TryRecvError};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -41,16 +47,14 @@ fn rate(n: u64, bytes: u64, t: Duration) -> String {
 }
 
 fn producer(
-    name: &str,
-    capacity: usize,
+    ring: &TestRing,
+    opts: &RingOptions,
     n: u64,
     seed: u64,
     api: Api,
-    created: &Gate,
 ) -> Result<String, String> {
-    let mut tx = spsc::Producer::create(name, &RingOptions::new(capacity))
-        .map_err(|e| format!("create: {e}"))?;
-    created.open();
+    let capacity = opts.capacity_bytes();
+    let mut tx = ring.create_producer(opts)?;
     let mrp = tx.max_record_payload();
     assert_eq!(mrp, capacity / 2 - 8);
     let mut sizes = Rng::new(seed);
@@ -95,15 +99,13 @@ fn producer(
 }
 
 fn consumer(
-    name: &str,
+    ring: &TestRing,
     capacity: usize,
     n: u64,
     seed: u64,
     api: Api,
-    created: &Gate,
 ) -> Result<String, String> {
-    created.expect(Duration::from_secs(30), "ring created")?;
-    let mut rx = spsc::Consumer::open(name).map_err(|e| format!("open: {e}"))?;
+    let mut rx = ring.open_consumer()?;
     assert_eq!(rx.capacity(), capacity);
     let mrp = capacity / 2 - 8;
     let mut sizes = Rng::new(seed);
@@ -194,19 +196,26 @@ fn consumer(
 }
 
 fn round_trip(test: &str, capacity: usize, n: u64, seed: u64, api: Api) {
+    round_trip_on(Kind::Posix, Notifier::Futex, test, capacity, n, seed, api);
+}
+
+fn round_trip_on(
+    kind: Kind,
+    notifier: Notifier,
+    test: &str,
+    capacity: usize,
+    n: u64,
+    seed: u64,
+    api: Api,
+) {
     let _serial = common::heavy();
-    let name = seg_name(test);
-    let _seg = SegGuard::new(&name);
-    let created = Gate::new();
+    let ring = TestRing::new(kind, test);
+    let opts = RingOptions::new(capacity).notifier(notifier);
     let mut procs = Procs::new(test, DEADLINE);
-    procs.spawn("producer", || {
-        producer(&name, capacity, n, seed, api, &created)
-    });
-    procs.spawn("consumer", || {
-        consumer(&name, capacity, n, seed, api, &created)
-    });
+    procs.spawn("producer", || producer(&ring, &opts, n, seed, api));
+    procs.spawn("consumer", || consumer(&ring, capacity, n, seed, api));
     let reports = procs.wait_all_ok();
-    println!("{test} (capacity {capacity}, seed {seed:#x}, {api:?}):");
+    println!("{test} ({kind:?}, {notifier:?}, capacity {capacity}, seed {seed:#x}, {api:?}):");
     println!("  producer: {}", reports[0]);
     println!("  consumer: {}", reports[1]);
 }
@@ -236,6 +245,44 @@ fn zero_copy_5000_messages_through_1m_ring() {
 #[test]
 fn copy_through_smallest_ring() {
     round_trip("rt-copy-64", 64, 50_000, 0x64, Api::Copy);
+}
+
+/// One backing with one notifier: 200 000 messages through a 4 KiB ring (copies),
+/// then 2000 through a 1 MiB ring (zero-copy; messages up to 3 MiB, in fragments).
+fn backing_round_trips(kind: Kind, notifier: Notifier) {
+    let tag = format!(
+        "rt-{}-{}",
+        kind.label(),
+        format!("{notifier:?}").to_lowercase()
+    );
+    let (small, large) = (format!("{tag}-4k"), format!("{tag}-1m"));
+    round_trip_on(kind, notifier, &small, 4096, 200_000, 0xb4c, Api::Copy);
+    round_trip_on(kind, notifier, &large, 1 << 20, 2_000, 0xb1e, Api::ZeroCopy);
+}
+
+#[test]
+fn posix_with_semaphores() {
+    backing_round_trips(Kind::Posix, Notifier::Semaphore);
+}
+
+#[test]
+fn sysv_with_futex() {
+    backing_round_trips(Kind::SysV, Notifier::Futex);
+}
+
+#[test]
+fn sysv_with_semaphores() {
+    backing_round_trips(Kind::SysV, Notifier::Semaphore);
+}
+
+#[test]
+fn memfd_with_futex() {
+    backing_round_trips(Kind::Memfd, Notifier::Futex);
+}
+
+#[test]
+fn memfd_with_semaphores() {
+    backing_round_trips(Kind::Memfd, Notifier::Semaphore);
 }
 
 /// Receives that time out in the middle of a message keep what they have: the consumer

@@ -1,14 +1,24 @@
 //! Where the bytes live. A segment is one header page followed by the data region.
 //!
 //! - [`posix`]: a POSIX shared-memory object (`shm_open`), the default;
+//! - [`sysv`]: a System V shared-memory segment (`shmget`), found by a key;
+//! - [`memfd`]: a sealed anonymous file (`memfd_create`), handed over as a descriptor;
 //! - [`heap`]: private heap memory, for threads in one process, tests, Miri and loom.
 //!
-//! The protocol code never sees which one it runs on: it gets a [`Header`] reference
-//! and a [`DataRegion`].
+//! The shared ones create and open through the same steps ([`shared`]). The protocol
+//! code never sees which one it runs on: it gets a [`Header`] reference and a
+//! [`DataRegion`].
 
+pub(crate) mod backing;
 pub(crate) mod heap;
 #[cfg(not(loom))]
+pub(crate) mod memfd;
+#[cfg(not(loom))]
 pub(crate) mod posix;
+#[cfg(not(loom))]
+pub(crate) mod shared;
+#[cfg(not(loom))]
+pub(crate) mod sysv;
 
 use crate::header::Header;
 use crate::region::DataRegion;
@@ -19,6 +29,10 @@ use crate::region::DataRegion;
 pub(crate) enum Segment {
     #[cfg(not(loom))]
     Posix(posix::PosixSegment),
+    #[cfg(not(loom))]
+    SysV(sysv::SysVSegment),
+    #[cfg(not(loom))]
+    Memfd(memfd::MemfdSegment),
     Heap(heap::HeapSegment),
 }
 
@@ -28,6 +42,10 @@ impl Segment {
         match self {
             #[cfg(not(loom))]
             Segment::Posix(s) => s.header(),
+            #[cfg(not(loom))]
+            Segment::SysV(s) => s.header(),
+            #[cfg(not(loom))]
+            Segment::Memfd(s) => s.header(),
             Segment::Heap(s) => s.header(),
         }
     }
@@ -37,16 +55,90 @@ impl Segment {
         match self {
             #[cfg(not(loom))]
             Segment::Posix(s) => s.data(),
+            #[cfg(not(loom))]
+            Segment::SysV(s) => s.data(),
+            #[cfg(not(loom))]
+            Segment::Memfd(s) => s.data(),
             Segment::Heap(s) => s.data(),
         }
     }
 
-    /// The segment's name (`"(heap)"` for a private ring).
+    /// The segment's name: the POSIX name, `sysv:0x<key>`, `memfd:<label>`, or
+    /// `"(heap)"` for a private ring.
     pub(crate) fn name(&self) -> &str {
         match self {
             #[cfg(not(loom))]
             Segment::Posix(s) => s.name(),
+            #[cfg(not(loom))]
+            Segment::SysV(s) => s.name(),
+            #[cfg(not(loom))]
+            Segment::Memfd(s) => s.name(),
             Segment::Heap(_) => "(heap)",
         }
     }
+
+    /// The memfd of a memfd segment.
+    #[cfg(not(loom))]
+    pub(crate) fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Segment::Memfd(s) => Some(s.fd()),
+            _ => None,
+        }
+    }
+}
+
+/// Where an existing segment is, for opening it.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) enum Location<'a> {
+    /// A POSIX shared-memory name.
+    Posix(&'a str),
+    /// A SysV key.
+    SysV(i32),
+    /// A memfd's descriptor.
+    Fd(std::os::fd::OwnedFd),
+}
+
+/// Creates a segment for `params` as `mem.backing` says: for POSIX named `name`; for
+/// SysV with its key (`name` unused); for memfd labelled `name`. `remove_on_drop`:
+/// the segment's name or key is removed when it is dropped (POSIX and SysV).
+#[cfg(not(loom))]
+pub(crate) fn create(
+    name: &str,
+    params: &crate::header::RingParams,
+    mem: &backing::MemoryOptions,
+    remove_on_drop: bool,
+) -> Result<Segment, crate::Error> {
+    Ok(match mem.backing {
+        backing::Backing::Posix => {
+            Segment::Posix(posix::create(name, params, mem, remove_on_drop)?)
+        }
+        backing::Backing::SysV { key } => {
+            Segment::SysV(sysv::create(key, params, mem, remove_on_drop)?)
+        }
+        backing::Backing::Memfd => Segment::Memfd(memfd::create(name, params, mem)?),
+    })
+}
+
+/// Opens the segment at `location` as a ring of kind `expected_kind`.
+#[cfg(not(loom))]
+pub(crate) fn open(
+    location: Location<'_>,
+    expected_kind: u32,
+) -> Result<(Segment, crate::header::RingParams), crate::Error> {
+    let wait = shared::READY_WAIT;
+    Ok(match location {
+        Location::Posix(name) => {
+            let (s, p) = posix::open(name, expected_kind, wait)?;
+            (Segment::Posix(s), p)
+        }
+        Location::SysV(key) => {
+            let (s, p) = sysv::open(key, expected_kind, wait)?;
+            (Segment::SysV(s), p)
+        }
+        Location::Fd(fd) => {
+            let (s, p) = memfd::open(fd, expected_kind, wait)?;
+            (Segment::Memfd(s), p)
+        }
+    })
 }

@@ -1,52 +1,51 @@
-//! POSIX shared-memory segments (`shm_open`, on Linux a file in /dev/shm).
+//! POSIX shared-memory segments (`shm_open`, on Linux a file in /dev/shm), and their
+//! huge-page form: a file of the same name in a hugetlbfs mount.
 //!
 //! Create: `O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW`, then `fchmod(0600)` (so the
 //! umask plays no part), `ftruncate`, map, initialise the header, and publish READY.
-//! An existing object is never truncated. Open: `fstat` before every mapping, so a
-//! segment smaller than its header claims is an error, not a SIGBUS; wait (bounded)
-//! for READY; validate the header; then map the whole segment.
+//! An existing object is never truncated. Open: the discipline of
+//! [`open_object`](super::shared::open_object) (`fstat` before every mapping, bounded
+//! wait for READY, header validation).
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
-use nix::sys::stat::{fchmod, fstat, Mode};
+use nix::sys::stat::{fchmod, Mode};
 
-use crate::header::{Header, HeaderFault, RingParams, HEADER_SIZE};
+use super::backing::MemoryOptions;
+use super::shared::{
+    init_segment, io_err, object_len, on_huge_pages, open_object, FdObject, Mapping,
+};
+use crate::header::{Header, RingParams};
 use crate::region::DataRegion;
 use crate::Error;
-
-/// How long `open` waits for a creator that is still initialising the segment.
-pub(crate) const READY_WAIT: Duration = Duration::from_secs(2);
 
 /// A mapped POSIX shared-memory segment.
 #[derive(Debug)]
 pub(crate) struct PosixSegment {
-    map: MmapRaw,
+    map: Mapping,
     /// Kept open: the crash detection to come takes its locks on this descriptor.
     _file: File,
     name: String,
     capacity: usize,
+    /// The hugetlbfs file that holds the segment, if it is not in /dev/shm.
+    hugetlbfs_path: Option<PathBuf>,
     unlink_on_drop: bool,
 }
 
 impl PosixSegment {
     pub(crate) fn header(&self) -> &Header {
-        // SAFETY: the mapping is page aligned, at least HEADER_SIZE bytes long (checked
-        // before mapping), lives as long as `self`, and `Header` is all atomics and
-        // padding, valid for any bit pattern.
-        unsafe { &*self.map.as_mut_ptr().cast::<Header>() }
+        self.map.header()
     }
 
     pub(crate) fn data(&self) -> DataRegion {
-        // SAFETY: the mapping is HEADER_SIZE + capacity bytes (validated against fstat
-        // before mapping); the region after the header is page aligned and lives as
-        // long as `self`; capacity is a validated power of two.
-        unsafe { DataRegion::new(self.map.as_mut_ptr().add(HEADER_SIZE), self.capacity) }
+        self.map.data(self.capacity)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -58,7 +57,10 @@ impl Drop for PosixSegment {
     fn drop(&mut self) {
         if self.unlink_on_drop {
             // The name may already be gone (removed by hand, or by the peer): that is fine.
-            let _ = shm_unlink(self.name.as_str());
+            let _ = match &self.hugetlbfs_path {
+                Some(path) => std::fs::remove_file(path).map_err(drop),
+                None => shm_unlink(self.name.as_str()).map_err(drop),
+            };
         }
     }
 }
@@ -93,80 +95,208 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn io_err(op: &'static str, name: &str, e: Errno) -> Error {
-    Error::Io {
-        op,
-        name: name.to_string(),
-        source: std::io::Error::from(e),
+/// The hugetlbfs mounts of /proc/mounts, with their page size (the `pagesize=`
+/// option, else the default huge page size).
+fn hugetlbfs_mounts(default_huge: Option<usize>) -> Vec<(PathBuf, Option<usize>)> {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return Vec::new();
+    };
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let (_, dir, fstype, options) = (
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            );
+            if fstype != "hugetlbfs" {
+                return None;
+            }
+            let size = match options.split(',').find_map(|o| o.strip_prefix("pagesize=")) {
+                Some(s) => parse_size(s),
+                None => default_huge,
+            };
+            Some((PathBuf::from(unescape_mount_path(dir)), size))
+        })
+        .collect()
+}
+
+/// `2M`, `1G`, `2048k` → bytes.
+fn parse_size(s: &str) -> Option<usize> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let shift = match unit {
+        "k" | "K" => 10,
+        "m" | "M" => 20,
+        "g" | "G" => 30,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
+/// /proc/mounts writes space, tab, newline and backslash in paths as `\ooo`.
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn file_len(file: &File, name: &str) -> Result<u64, Error> {
-    let st = fstat(file).map_err(|e| io_err("fstat", name, e))?;
-    Ok(st.st_size.max(0) as u64)
+/// Where `name` lives in each hugetlbfs mount.
+fn hugetlbfs_paths(name: &str) -> impl Iterator<Item = PathBuf> + '_ {
+    hugetlbfs_mounts(None)
+        .into_iter()
+        .map(move |(dir, _)| dir.join(name.trim_start_matches('/')))
 }
 
-fn map(file: &File, len: usize, name: &str) -> Result<MmapRaw, Error> {
-    MmapOptions::new()
-        .len(len)
-        .map_raw(file)
-        .map_err(|source| Error::Io {
-            op: "mmap",
+/// Creates the object `name` exclusively, 0600; in a hugetlbfs mount whose page size is
+/// `huge` if that is given. Returns it and its hugetlbfs path.
+fn create_object(name: &str, huge: Option<usize>) -> Result<(File, Option<PathBuf>), Error> {
+    let Some(huge) = huge else {
+        return match shm_open(
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        ) {
+            Ok(fd) => Ok((File::from(fd), None)),
+            Err(Errno::EEXIST) => Err(Error::AlreadyExists {
+                name: name.to_string(),
+            }),
+            Err(e) => Err(io_err("shm_open", name, e)),
+        };
+    };
+    let Some((dir, _)) = hugetlbfs_mounts(Some(huge))
+        .into_iter()
+        .find(|(_, size)| *size == Some(huge))
+    else {
+        return Err(Error::Io {
+            op: "huge pages (hugetlbfs)",
+            name: name.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "a POSIX ring on huge pages lives in a hugetlbfs mount, and /proc/mounts \
+                     has none of page size {} KiB: mount one (mount -t hugetlbfs none \
+                     /dev/hugepages), or use Backing::Memfd or Backing::SysV",
+                    huge / 1024
+                ),
+            ),
+        });
+    };
+    let path = dir.join(name.trim_start_matches('/'));
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Ok(file) => Ok((file, Some(path))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists {
+            name: name.to_string(),
+        }),
+        Err(source) => Err(Error::Io {
+            op: "open (hugetlbfs)",
             name: name.to_string(),
             source,
-        })
+        }),
+    }
 }
 
 /// Creates a new segment for `params`; fails with `AlreadyExists` if the name is taken.
 pub(crate) fn create(
     name: &str,
     params: &RingParams,
+    mem: &MemoryOptions,
     unlink_on_drop: bool,
 ) -> Result<PosixSegment, Error> {
     validate_name(name)?;
-    let segment_len = HEADER_SIZE as u64 + params.capacity as u64;
-    let fd: OwnedFd = match shm_open(
-        name,
-        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::S_IRUSR | Mode::S_IWUSR,
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::EEXIST) => {
-            return Err(Error::AlreadyExists {
-                name: name.to_string(),
-            })
-        }
-        Err(e) => return Err(io_err("shm_open", name, e)),
-    };
-    let file = File::from(fd);
+    // Size it.
+    let (len, huge) = object_len(params, mem, name)?;
+    let (file, hugetlbfs_path) = create_object(name, huge)?;
     // From here on the name is ours: remove it again if anything fails.
-    let result = (|| {
+    let placed = (|| {
         fchmod(&file, Mode::S_IRUSR | Mode::S_IWUSR).map_err(|e| io_err("fchmod", name, e))?;
-        file.set_len(segment_len).map_err(|source| Error::Io {
+        file.set_len(len as u64).map_err(|source| Error::Io {
             op: "ftruncate",
             name: name.to_string(),
             source,
         })?;
-        let map = map(&file, segment_len as usize, name)?;
+        // Place it.
+        let map = Mapping::mmap(file.as_fd(), len, mem.populate, name)
+            .map_err(|e| on_huge_pages(e, huge))?;
+        // Init it.
+        init_segment(&map, params, mem, name)?;
         Ok(map)
     })();
-    match result {
-        Ok(map) => {
-            let seg = PosixSegment {
-                map,
-                _file: file,
-                name: name.to_string(),
-                capacity: params.capacity,
-                unlink_on_drop,
-            };
-            seg.header().init(params, segment_len);
-            Ok(seg)
-        }
+    match placed {
+        Ok(map) => Ok(PosixSegment {
+            map,
+            _file: file,
+            name: name.to_string(),
+            capacity: params.capacity,
+            hugetlbfs_path,
+            unlink_on_drop,
+        }),
         Err(e) => {
-            let _ = shm_unlink(name);
+            let _ = match &hugetlbfs_path {
+                Some(path) => std::fs::remove_file(path).map_err(drop),
+                None => shm_unlink(name).map_err(drop),
+            };
             Err(e)
         }
     }
+}
+
+/// Opens the object `name`: in /dev/shm, else in a hugetlbfs mount.
+fn open_object_file(name: &str) -> Result<(File, Option<PathBuf>), Error> {
+    match shm_open(
+        name,
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => return Ok((File::from(fd), None)),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(io_err("shm_open", name, e)),
+    }
+    for path in hugetlbfs_paths(name) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(file) => return Ok((file, Some(path))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "open (hugetlbfs)",
+                    name: name.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(Error::NotFound {
+        name: name.to_string(),
+    })
 }
 
 /// Opens an existing segment of kind `expected_kind`, waiting up to `ready_wait` for a
@@ -177,120 +307,68 @@ pub(crate) fn open(
     ready_wait: Duration,
 ) -> Result<(PosixSegment, RingParams), Error> {
     validate_name(name)?;
-    let fd = match shm_open(
+    let (file, hugetlbfs_path) = open_object_file(name)?;
+    let object = FdObject {
+        fd: file.as_fd(),
         name,
-        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => {
-            return Err(Error::NotFound {
-                name: name.to_string(),
-            })
-        }
-        Err(e) => return Err(io_err("shm_open", name, e)),
+        may_grow: true,
     };
-    let file = File::from(fd);
-    let start = Instant::now();
-    let mut backoff = Duration::from_micros(50);
-    // Between the creator's shm_open and its ftruncate the object is empty: wait.
-    loop {
-        if file_len(&file, name)? >= HEADER_SIZE as u64 {
-            break;
-        }
-        if start.elapsed() >= ready_wait {
-            return Err(Error::NotReady {
-                name: name.to_string(),
-                state: 0,
-                waited: start.elapsed(),
-            });
-        }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_millis(20));
-    }
-    let header_map = map(&file, HEADER_SIZE, name)?;
-    // SAFETY: the mapping is HEADER_SIZE bytes of a file at least that long (fstat
-    // above; a later truncation by another process is outside our model, see the
-    // crate docs), page aligned, and `Header` is valid for any bit pattern.
-    let header = unsafe { &*header_map.as_mut_ptr().cast::<Header>() };
-    let params = loop {
-        let len = file_len(&file, name)?;
-        match header.validate(expected_kind, len) {
-            Ok(params) => break params,
-            Err(HeaderFault::NotReady { state })
-                if state != crate::header::STATE_POISONED && start.elapsed() < ready_wait =>
-            {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(20));
-            }
-            Err(fault) => return Err(fault_to_error(name, fault, start.elapsed())),
-        }
-    };
-    let segment_len = HEADER_SIZE + params.capacity;
-    // fstat once more right before the full mapping: `validate` checked the length,
-    // and an object can only be shrunk by someone with write access to it.
-    if file_len(&file, name)? < segment_len as u64 {
-        return Err(Error::Corrupt {
-            name: name.to_string(),
-            field: "capacity",
-            value: params.capacity as u64,
-            reason: "the segment file is smaller than header + capacity",
-        });
-    }
-    let map = map(&file, segment_len, name)?;
-    drop(header_map);
+    let (map, params) = open_object(&object, name, expected_kind, ready_wait)?;
     Ok((
         PosixSegment {
             map,
             _file: file,
             name: name.to_string(),
             capacity: params.capacity,
+            hugetlbfs_path,
             unlink_on_drop: false,
         },
         params,
     ))
 }
 
-pub(crate) fn fault_to_error(name: &str, fault: HeaderFault, waited: Duration) -> Error {
-    let name = name.to_string();
-    match fault {
-        HeaderFault::Incompatible {
-            field,
-            found,
-            expected,
-        } => Error::Incompatible {
-            name,
-            field,
-            found,
-            expected,
-        },
-        HeaderFault::Corrupt {
-            field,
-            value,
-            reason,
-        } => Error::Corrupt {
-            name,
-            field,
-            value,
-            reason,
-        },
-        HeaderFault::NotReady { state } => Error::NotReady {
-            name,
-            state,
-            waited,
-        },
-    }
-}
-
-/// Removes the segment `name`. Endpoints that have it mapped keep working; the name
-/// is free for a new `create` at once.
+/// Removes the segment `name` (from /dev/shm, else from a hugetlbfs mount). Endpoints
+/// that have it mapped keep working; the name is free for a new `create` at once.
 pub(crate) fn remove(name: &str) -> Result<(), Error> {
     validate_name(name)?;
     match shm_unlink(name) {
-        Ok(()) => Ok(()),
-        Err(Errno::ENOENT) => Err(Error::NotFound {
-            name: name.to_string(),
-        }),
-        Err(e) => Err(io_err("shm_unlink", name, e)),
+        Ok(()) => return Ok(()),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(io_err("shm_unlink", name, e)),
+    }
+    for path in hugetlbfs_paths(name) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "unlink (hugetlbfs)",
+                    name: name.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(Error::NotFound {
+        name: name.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_sizes_and_paths() {
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("2"), None);
+        assert_eq!(parse_size("2X"), None);
+        assert_eq!(
+            unescape_mount_path("/mnt/huge\\040pages"),
+            "/mnt/huge pages"
+        );
+        assert_eq!(unescape_mount_path("/a\\\\b\\01"), "/a\\\\b\\01");
     }
 }

@@ -8,6 +8,7 @@
 //! - [`Gate`]: a one-shot, broadcast signal between processes over a pipe.
 //! - [`Rng`], [`fill_message`], [`check_message`]: deterministic messages that carry a
 //!   sequence number and a checksum.
+//! - [`backings`]: one test over every backing (POSIX, SysV, memfd).
 //!
 //! Children report back through a pipe: the string a role returns (`Ok`), its error
 //! (`Err`, exit status 1) or its panic message and location (exit status 2). The
@@ -15,6 +16,8 @@
 //! lost (the test harness captures output per thread, in the parent).
 
 #![allow(dead_code)]
+
+pub mod backings;
 
 use std::fs::File;
 use std::io::Read;

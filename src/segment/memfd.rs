@@ -1,0 +1,254 @@
+//! Sealed memfd segments (`memfd_create`), and handing their descriptor to another
+//! process over a UNIX socket (`SCM_RIGHTS`).
+//!
+//! Create: `memfd_create(MFD_ALLOW_SEALING)`, `ftruncate`, then
+//! `F_ADD_SEALS(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)` before any other process can
+//! hold the descriptor, so nobody can ever change the segment's size: a reader can
+//! never be cut short by a truncation (a SIGBUS with POSIX shm). Then map it,
+//! initialise the header and publish READY.
+//!
+//! Open: a descriptor without those three seals is refused (`Incompatible`, field
+//! `seals`) before anything is mapped: shmlane made every memfd ring sealed, and only a
+//! sealed one is safe from truncation. Then the discipline of [`open_object`].
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::unistd::ftruncate;
+
+use super::backing::MemoryOptions;
+use super::shared::{
+    init_segment, io_err, object_len, on_huge_pages, open_object, FdObject, Mapping,
+};
+use crate::header::{Header, RingParams};
+use crate::region::DataRegion;
+use crate::Error;
+
+/// The seals of every memfd ring.
+const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_SEAL);
+
+/// The longest name `memfd_create` takes (249 bytes, without the NUL).
+const MAX_LABEL: usize = 249;
+
+/// A mapped, sealed memfd segment.
+#[derive(Debug)]
+pub(crate) struct MemfdSegment {
+    map: Mapping,
+    /// The memfd, kept open so that it can be handed to more peers.
+    fd: OwnedFd,
+    /// `memfd:<label>`.
+    name: String,
+    capacity: usize,
+}
+
+impl MemfdSegment {
+    pub(crate) fn header(&self) -> &Header {
+        self.map.header()
+    }
+
+    pub(crate) fn data(&self) -> DataRegion {
+        self.map.data(self.capacity)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Creates a sealed memfd named `label` (a label only: `/proc/PID/fd` shows it as
+/// `/memfd:<label>`) and a ring for `params` in it.
+pub(crate) fn create(
+    label: &str,
+    params: &RingParams,
+    mem: &MemoryOptions,
+) -> Result<MemfdSegment, Error> {
+    let name = format!("memfd:{label}");
+    if label.len() > MAX_LABEL || label.contains('\0') {
+        return Err(Error::InvalidName {
+            name,
+            reason: "a memfd name has at most 249 bytes and no NUL",
+        });
+    }
+    // Size it.
+    let (len, huge) = object_len(params, mem, &name)?;
+    let mut flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    if huge.is_some() {
+        flags |= MFdFlags::MFD_HUGETLB;
+    }
+    let fd = memfd_create(label, flags)
+        .map_err(|e| on_huge_pages(io_err("memfd_create", &name, e), huge))?;
+    ftruncate(&fd, len as libc::off_t).map_err(|e| io_err("ftruncate", &name, e))?;
+    // Seal it before anyone else can hold it.
+    fcntl(&fd, FcntlArg::F_ADD_SEALS(SEALS)).map_err(|e| io_err("fcntl(F_ADD_SEALS)", &name, e))?;
+    // Place it.
+    let map =
+        Mapping::mmap(fd.as_fd(), len, mem.populate, &name).map_err(|e| on_huge_pages(e, huge))?;
+    // Init it.
+    init_segment(&map, params, mem, &name)?;
+    Ok(MemfdSegment {
+        map,
+        fd,
+        name,
+        capacity: params.capacity,
+    })
+}
+
+/// `memfd:<label>` from the descriptor's /proc link (`/memfd:<label> (deleted)`); for a
+/// descriptor of something else, what the link shows (`fd 5 (pipe:[1234])`).
+fn name_of(fd: BorrowedFd<'_>) -> String {
+    let raw = fd.as_raw_fd();
+    let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{raw}")) else {
+        return format!("fd {raw}");
+    };
+    let link = link.to_string_lossy();
+    match link.strip_prefix("/memfd:") {
+        Some(label) => format!(
+            "memfd:{}",
+            label.strip_suffix(" (deleted)").unwrap_or(label)
+        ),
+        None => format!("fd {raw} ({link})"),
+    }
+}
+
+/// Opens the ring in the memfd `fd` as kind `expected_kind`. The memfd must carry the
+/// seals `create` puts on it.
+pub(crate) fn open(
+    fd: OwnedFd,
+    expected_kind: u32,
+    ready_wait: Duration,
+) -> Result<(MemfdSegment, RingParams), Error> {
+    let name = name_of(fd.as_fd());
+    let seals = match fcntl(&fd, FcntlArg::F_GET_SEALS) {
+        Ok(bits) => SealFlag::from_bits_retain(bits),
+        // Not a file that can carry seals at all (a pipe, a socket, a disk file).
+        Err(Errno::EINVAL) => SealFlag::empty(),
+        Err(e) => return Err(io_err("fcntl(F_GET_SEALS)", &name, e)),
+    };
+    if !seals.contains(SEALS) {
+        return Err(Error::Incompatible {
+            name,
+            field: "seals",
+            found: seals.bits() as u64,
+            expected: format!(
+                "a memfd sealed with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL ({:#x}), as \
+                 create_memfd makes it: without them a peer could truncate the ring under us",
+                SEALS.bits()
+            ),
+        });
+    }
+    let object = FdObject {
+        fd: fd.as_fd(),
+        name: &name,
+        may_grow: false,
+    };
+    let (map, params) = open_object(&object, &name, expected_kind, ready_wait)?;
+    Ok((
+        MemfdSegment {
+            map,
+            fd,
+            name,
+            capacity: params.capacity,
+        },
+        params,
+    ))
+}
+
+/// Sends the descriptor `fd` over the UNIX stream socket `socket` (`SCM_RIGHTS`), with
+/// one byte of data to carry it; [`recv_fd`] on the other end receives it. The
+/// receiving process gets its own descriptor of the same open file (a memfd ring's
+/// segment, say: see [`Backing::Memfd`](crate::Backing::Memfd)).
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use shmlane::{spsc, RingOptions};
+///
+/// let (a, b) = UnixStream::pair()?;
+/// let (mut tx, fd) = spsc::Producer::create_memfd(&RingOptions::new(4096))?;
+/// shmlane::send_fd(&a, fd.as_fd())?;
+/// // In the other process:
+/// let mut rx = spsc::Consumer::open_fd(shmlane::recv_fd(&b)?)?;
+/// tx.send(b"over SCM_RIGHTS")?;
+/// let mut buf = Vec::new();
+/// rx.recv(&mut buf)?;
+/// assert_eq!(buf, b"over SCM_RIGHTS");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn send_fd(socket: &UnixStream, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(b"F")];
+    loop {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives a descriptor that [`send_fd`] sent over `socket`: reads exactly one byte
+/// and the descriptor that came with it (opened close-on-exec). Fails with
+/// `UnexpectedEof` if the peer closed the socket, and with `InvalidData` if the byte
+/// came without exactly one descriptor (any others are closed, not leaked).
+pub fn recv_fd(socket: &UnixStream) -> std::io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    // Room for more than one, so that a confused sender's extra descriptors are
+    // received (and closed below) rather than truncated away.
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let msg = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => break msg,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    let cmsgs = msg.cmsgs().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "recv_fd: more descriptors came than fit the buffer (the message was truncated)",
+        )
+    })?;
+    for cmsg in cmsgs {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: the kernel just installed these descriptors in this process for
+            // us; nothing else owns them.
+            fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+        }
+    }
+    if msg.bytes == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    match fds.len() {
+        1 => Ok(fds.pop().expect("one descriptor")),
+        n => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("recv_fd: expected one descriptor with the byte, got {n}"),
+        )),
+    }
+}

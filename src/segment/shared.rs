@@ -1,0 +1,527 @@
+//! What the shared-memory backings have in common:
+//!
+//! - [`Mapping`]: a shared mapping made by `mmap` (POSIX, memfd) or `shmat` (SysV),
+//!   unmade the same way, with the one `unsafe` view of its header and data region;
+//! - sizing a new segment ([`object_len`]), including huge pages, and the last steps of
+//!   every create ([`init_segment`]: lock the memory if asked, write the header, publish
+//!   READY);
+//! - the open discipline ([`open_object`]): size the object before mapping anything,
+//!   map the header, wait (bounded) for READY, validate every field, check the size
+//!   again, then map the whole segment.
+
+use std::ffi::c_void;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::mman::{madvise, mlock, mmap, munmap, MapFlags, MmapAdvise, ProtFlags};
+use nix::sys::stat::fstat;
+
+use super::backing::MemoryOptions;
+use crate::header::{Header, HeaderFault, RingParams, HEADER_SIZE, STATE_POISONED};
+use crate::region::DataRegion;
+use crate::Error;
+
+/// How long `open` waits for a creator that is still initialising the segment.
+pub(crate) const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// The base page size; every mapping is a whole number of pages.
+const PAGE: usize = 4096;
+
+pub(crate) fn io_err(op: &'static str, name: &str, e: Errno) -> Error {
+    Error::Io {
+        op,
+        name: name.to_string(),
+        source: std::io::Error::from(e),
+    }
+}
+
+/// An `Io` error whose message says what to do, not only the errno.
+fn explained(op: &'static str, name: &str, e: Errno, what_to_do: String) -> Error {
+    Error::Io {
+        op,
+        name: name.to_string(),
+        source: std::io::Error::new(std::io::Error::from(e).kind(), format!("{e}: {what_to_do}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Huge pages
+// ---------------------------------------------------------------------------------
+
+/// A value of /proc/meminfo (`HugePages_Total`, `Hugepagesize` in bytes, ...).
+fn meminfo(key: &str) -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    let mut words = line.split_whitespace();
+    let n: u64 = words.next()?.parse().ok()?;
+    Some(if words.next() == Some("kB") {
+        n * 1024
+    } else {
+        n
+    })
+}
+
+/// The default huge page size, or an error saying the kernel has none.
+pub(crate) fn huge_page_size(name: &str) -> Result<usize, Error> {
+    match meminfo("Hugepagesize") {
+        Some(size) if size.is_power_of_two() && size as usize >= PAGE => Ok(size as usize),
+        _ => Err(Error::Io {
+            op: "huge pages",
+            name: name.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this kernel has no huge pages (no Hugepagesize in /proc/meminfo)",
+            ),
+        }),
+    }
+}
+
+/// An error of a huge-page allocation (`mmap` of a hugetlb file, `shmget(SHM_HUGETLB)`),
+/// with what to do about it.
+pub(crate) fn huge_err(op: &'static str, name: &str, e: Errno, huge: usize) -> Error {
+    match e {
+        Errno::ENOMEM | Errno::ENOSPC => {
+            let count = |key| meminfo(key).map_or("?".to_string(), |n| n.to_string());
+            explained(
+                op,
+                name,
+                e,
+                format!(
+                    "not enough free huge pages of {} KiB for the ring (HugePages_Free {} of \
+                     HugePages_Total {} in /proc/meminfo): reserve more with vm.nr_hugepages, \
+                     or create the ring without huge_pages",
+                    huge / 1024,
+                    count("HugePages_Free"),
+                    count("HugePages_Total"),
+                ),
+            )
+        }
+        Errno::EPERM => explained(
+            op,
+            name,
+            e,
+            "this process may not use huge pages for shared memory (it needs CAP_IPC_LOCK \
+             or to be in the group vm.hugetlb_shm_group)"
+                .to_string(),
+        ),
+        _ => io_err(op, name, e),
+    }
+}
+
+/// `e`, with what to do about it if it is the failure of a huge-page allocation
+/// (`huge` is the huge page size of a segment that asked for them).
+pub(crate) fn on_huge_pages(e: Error, huge: Option<usize>) -> Error {
+    match (huge, e) {
+        (Some(huge), Error::Io { op, name, source }) => match source.raw_os_error() {
+            Some(errno) => huge_err(op, &name, Errno::from_raw(errno), huge),
+            None => Error::Io { op, name, source },
+        },
+        (_, e) => e,
+    }
+}
+
+/// The length of a new segment's object: header + capacity, rounded up to whole huge
+/// pages if it is to be backed by them (the header then has a huge page to itself
+/// minus the capacity's share: a huge-page ring of capacity C takes C + one huge page).
+/// Returns the length and the huge page size.
+pub(crate) fn object_len(
+    params: &RingParams,
+    mem: &MemoryOptions,
+    name: &str,
+) -> Result<(usize, Option<usize>), Error> {
+    let len = HEADER_SIZE + params.capacity;
+    if !mem.huge_pages {
+        return Ok((len, None));
+    }
+    let huge = huge_page_size(name)?;
+    if params.capacity % huge != 0 {
+        return Err(Error::InvalidOptions {
+            reason: format!(
+                "huge_pages(true) needs a capacity that is a multiple of the huge page size \
+                 ({huge} bytes); {} is not",
+                params.capacity
+            ),
+        });
+    }
+    Ok((len.next_multiple_of(huge), Some(huge)))
+}
+
+/// The last steps of every create, once the object is sized and mapped: lock the
+/// memory if asked, then write the header and publish READY.
+pub(crate) fn init_segment(
+    map: &Mapping,
+    params: &RingParams,
+    mem: &MemoryOptions,
+    name: &str,
+) -> Result<(), Error> {
+    if mem.lock_memory {
+        map.lock(name)?;
+    }
+    map.header()
+        .init(params, (HEADER_SIZE + params.capacity) as u64);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Mappings
+// ---------------------------------------------------------------------------------
+
+/// How a mapping was made, so that it is unmade the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Made {
+    Mmap,
+    Shmat,
+}
+
+/// A shared mapping of a segment, or of its header while it is validated.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    /// Start of the mapping: page aligned (huge-page aligned on hugetlb memory).
+    ptr: NonNull<u8>,
+    /// Bytes mapped; at least `HEADER_SIZE`. Whoever made it checked that the object
+    /// holds every byte it will reach: the header, then header + capacity.
+    len: usize,
+    made: Made,
+}
+
+// SAFETY: a Mapping is an address range of shared memory, owned (unmapped) by one
+// value; the memory is reached only through atomics or the ring protocol, from any
+// thread as from any process.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` hands out only `&Header` (atomics) and `DataRegion`s.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `fd` shared, read-write; with `MAP_POPULATE` if
+    /// `populate`. `len` must be at least `HEADER_SIZE` and, rounded up to the object's
+    /// page size, no more than the object's size.
+    pub(crate) fn mmap(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        populate: bool,
+        name: &str,
+    ) -> Result<Mapping, Error> {
+        assert!(len >= HEADER_SIZE, "a mapping holds at least the header");
+        let mut flags = MapFlags::MAP_SHARED;
+        if populate {
+            flags |= MapFlags::MAP_POPULATE;
+        }
+        let length = NonZeroUsize::new(len).expect("len >= HEADER_SIZE");
+        // SAFETY: a new mapping at an address the kernel chooses; it aliases no Rust
+        // object, and the caller sized `len` within the object (see above).
+        let ptr = unsafe {
+            mmap(
+                None,
+                length,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        }
+        .map_err(|e| io_err("mmap", name, e))?;
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+            made: Made::Mmap,
+        })
+    }
+
+    /// Attaches the whole SysV segment `shmid`, read-write, and checks its size with
+    /// `shmctl(IPC_STAT)` after attaching (the size of an attached segment cannot
+    /// change). Fails unless it is at least `min_len` bytes long.
+    pub(crate) fn shmat(shmid: i32, min_len: usize, name: &str) -> Result<Mapping, Error> {
+        // SAFETY: shmat with a null address lets the kernel choose where; the new
+        // mapping aliases no Rust object.
+        let ptr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
+        if ptr as usize == usize::MAX {
+            return Err(io_err("shmat", name, Errno::last()));
+        }
+        let Some(ptr) = NonNull::new(ptr.cast::<u8>()) else {
+            return Err(io_err("shmat", name, Errno::EFAULT));
+        };
+        // From here on, dropping `map` detaches.
+        let mut map = Mapping {
+            ptr,
+            len: 0,
+            made: Made::Shmat,
+        };
+        let len = shm_size(shmid, name)?;
+        if len < min_len || len < HEADER_SIZE {
+            return Err(Error::Corrupt {
+                name: name.to_string(),
+                field: "segment size",
+                value: len as u64,
+                reason: "the segment is smaller than its header says",
+            });
+        }
+        map.len = len;
+        Ok(map)
+    }
+
+    /// Bytes mapped.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The header at the start of the mapping.
+    pub(crate) fn header(&self) -> &Header {
+        debug_assert!(self.len >= HEADER_SIZE);
+        // SAFETY: the mapping is page aligned, at least HEADER_SIZE bytes long, of an
+        // object at least that long (both checked before it was made); it lives as long
+        // as `self`, and `Header` is all atomics and padding, valid for any bit pattern.
+        unsafe { &*self.ptr.as_ptr().cast::<Header>() }
+    }
+
+    /// The `capacity` bytes after the header. Panics if the mapping is shorter.
+    pub(crate) fn data(&self, capacity: usize) -> DataRegion {
+        assert!(
+            capacity.is_power_of_two() && HEADER_SIZE + capacity <= self.len,
+            "the data region is inside the mapping"
+        );
+        // SAFETY: the region is the `capacity` bytes after the header, inside the
+        // mapping (asserted), page aligned, alive as long as `self`; capacity is a
+        // power of two.
+        unsafe { DataRegion::new(self.ptr.as_ptr().add(HEADER_SIZE), capacity) }
+    }
+
+    /// `mlock`s the mapping: its pages stay in memory while it is mapped.
+    pub(crate) fn lock(&self, name: &str) -> Result<(), Error> {
+        // SAFETY: the range is exactly this live mapping.
+        match unsafe { mlock(self.ptr.cast::<c_void>(), self.len) } {
+            Ok(()) => Ok(()),
+            Err(e @ (Errno::ENOMEM | Errno::EPERM | Errno::EAGAIN)) => {
+                let limit = memlock_limit().map_or("?".to_string(), |n| n.to_string());
+                Err(explained(
+                    "mlock",
+                    name,
+                    e,
+                    format!(
+                        "cannot lock {} bytes (RLIMIT_MEMLOCK is {limit} bytes): raise it \
+                         (ulimit -l) or give the process CAP_IPC_LOCK, or create the ring \
+                         without lock_memory",
+                        self.len
+                    ),
+                ))
+            }
+            Err(e) => Err(io_err("mlock", name, e)),
+        }
+    }
+
+    /// Pre-faults the mapping for writing (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14):
+    /// the `MAP_POPULATE` of a mapping that `shmat` made.
+    pub(crate) fn populate(&self, name: &str) -> Result<(), Error> {
+        // SAFETY: the range is exactly this live mapping; populating changes no byte.
+        unsafe {
+            madvise(
+                self.ptr.cast::<c_void>(),
+                self.len,
+                MmapAdvise::MADV_POPULATE_WRITE,
+            )
+        }
+        .map_err(|e| io_err("madvise(MADV_POPULATE_WRITE)", name, e))
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        match self.made {
+            Made::Mmap => {
+                // The length is a multiple of the object's page size (huge pages too:
+                // see `FdObject::map`), so the whole mapping goes.
+                // SAFETY: we made this mapping and nothing refers to it any more (every
+                // view of it borrows `self` or holds the segment that owns `self`).
+                let _ = unsafe { munmap(self.ptr.cast::<c_void>(), self.len) };
+            }
+            Made::Shmat => {
+                // SAFETY: as above; shmdt takes the address shmat returned.
+                unsafe { libc::shmdt(self.ptr.as_ptr().cast::<c_void>()) };
+            }
+        }
+    }
+}
+
+/// The soft RLIMIT_MEMLOCK of this process, in bytes.
+fn memlock_limit() -> Option<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a writable rlimit for getrlimit to fill.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) };
+    (r == 0).then_some(rl.rlim_cur)
+}
+
+/// The size of the SysV segment `shmid` (`shmctl(IPC_STAT)`).
+pub(crate) fn shm_size(shmid: i32, name: &str) -> Result<usize, Error> {
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: `ds` is a writable shmid_ds for IPC_STAT to fill.
+    if unsafe { libc::shmctl(shmid, libc::IPC_STAT, ds.as_mut_ptr()) } != 0 {
+        return Err(io_err("shmctl(IPC_STAT)", name, Errno::last()));
+    }
+    // SAFETY: IPC_STAT succeeded and filled it (and zeroed is a valid shmid_ds anyway).
+    Ok(unsafe { ds.assume_init() }.shm_segsz)
+}
+
+// ---------------------------------------------------------------------------------
+// Opening
+// ---------------------------------------------------------------------------------
+
+/// A backing object being opened: what the open discipline needs of it.
+pub(crate) trait Object {
+    /// Its size in bytes now (`fstat`, `shmctl(IPC_STAT)`).
+    fn size(&self) -> Result<u64, Error>;
+    /// Maps at least its first `len` bytes (`HEADER_SIZE <= len <= size`).
+    fn map(&self, len: usize) -> Result<Mapping, Error>;
+    /// Whether a size under one header may still grow: a POSIX object between its
+    /// creator's `shm_open` and `ftruncate`. A sealed memfd and a SysV segment have their
+    /// size from the start.
+    fn may_grow(&self) -> bool;
+}
+
+/// A file descriptor's object: a POSIX shared-memory object, a hugetlbfs file, a memfd.
+pub(crate) struct FdObject<'a> {
+    pub(crate) fd: BorrowedFd<'a>,
+    pub(crate) name: &'a str,
+    pub(crate) may_grow: bool,
+}
+
+impl Object for FdObject<'_> {
+    fn size(&self) -> Result<u64, Error> {
+        let st = fstat(self.fd).map_err(|e| io_err("fstat", self.name, e))?;
+        Ok(st.st_size.max(0) as u64)
+    }
+
+    fn map(&self, len: usize) -> Result<Mapping, Error> {
+        // A hugetlb file (hugetlbfs, MFD_HUGETLB) is mapped and unmapped in whole huge
+        // pages: its st_blksize is the huge page size (tmpfs says 4096).
+        let st = fstat(self.fd).map_err(|e| io_err("fstat", self.name, e))?;
+        let blksize = st.st_blksize.max(0) as usize;
+        let granule = if blksize.is_power_of_two() && (PAGE..=1 << 30).contains(&blksize) {
+            blksize
+        } else {
+            PAGE
+        };
+        Mapping::mmap(
+            self.fd.as_fd(),
+            len.next_multiple_of(granule),
+            false,
+            self.name,
+        )
+    }
+
+    fn may_grow(&self) -> bool {
+        self.may_grow
+    }
+}
+
+/// Opens the segment in `obj` as a ring of kind `expected_kind`: sizes it before
+/// mapping anything (a segment smaller than its header claims must be an error, not a
+/// SIGBUS), waits up to `ready_wait` for a creator that is still initialising it,
+/// validates every header field, and maps the whole segment.
+pub(crate) fn open_object(
+    obj: &impl Object,
+    name: &str,
+    expected_kind: u32,
+    ready_wait: Duration,
+) -> Result<(Mapping, RingParams), Error> {
+    let start = Instant::now();
+    let mut backoff = Duration::from_micros(50);
+    // Between a POSIX creator's shm_open and its ftruncate the object is empty: wait.
+    loop {
+        let size = obj.size()?;
+        if size >= HEADER_SIZE as u64 {
+            break;
+        }
+        if !obj.may_grow() {
+            return Err(Error::Corrupt {
+                name: name.to_string(),
+                field: "segment size",
+                value: size,
+                reason: "smaller than the 4096-byte header: not a shmlane segment",
+            });
+        }
+        if start.elapsed() >= ready_wait {
+            return Err(Error::NotReady {
+                name: name.to_string(),
+                state: 0,
+                waited: start.elapsed(),
+            });
+        }
+        nap(&mut backoff);
+    }
+    let probe = obj.map(HEADER_SIZE)?;
+    let params = loop {
+        let size = obj.size()?;
+        match probe.header().validate(expected_kind, size) {
+            Ok(params) => break params,
+            Err(HeaderFault::NotReady { state })
+                if state != STATE_POISONED && start.elapsed() < ready_wait =>
+            {
+                nap(&mut backoff)
+            }
+            Err(fault) => return Err(fault_to_error(name, fault, start.elapsed())),
+        }
+    };
+    let segment_len = HEADER_SIZE + params.capacity;
+    // Size it once more right before the full mapping: `validate` checked the length,
+    // and only a process with write access to the object can shrink it (a sealed memfd
+    // and a SysV segment cannot shrink at all).
+    if obj.size()? < segment_len as u64 {
+        return Err(Error::Corrupt {
+            name: name.to_string(),
+            field: "capacity",
+            value: params.capacity as u64,
+            reason: "the segment file is smaller than header + capacity",
+        });
+    }
+    // A SysV probe is the whole segment already.
+    let map = if probe.len() >= segment_len {
+        probe
+    } else {
+        obj.map(segment_len)?
+    };
+    Ok((map, params))
+}
+
+/// Sleeps `backoff`, then doubles it (up to 20 ms).
+fn nap(backoff: &mut Duration) {
+    std::thread::sleep(*backoff);
+    *backoff = (*backoff * 2).min(Duration::from_millis(20));
+}
+
+pub(crate) fn fault_to_error(name: &str, fault: HeaderFault, waited: Duration) -> Error {
+    let name = name.to_string();
+    match fault {
+        HeaderFault::Incompatible {
+            field,
+            found,
+            expected,
+        } => Error::Incompatible {
+            name,
+            field,
+            found,
+            expected,
+        },
+        HeaderFault::Corrupt {
+            field,
+            value,
+            reason,
+        } => Error::Corrupt {
+            name,
+            field,
+            value,
+            reason,
+        },
+        HeaderFault::NotReady { state } => Error::NotReady {
+            name,
+            state,
+            waited,
+        },
+    }
+}

@@ -1,0 +1,238 @@
+//! System V shared-memory segments: `shmget` with a key, `shmat`, `shmdt`,
+//! `shmctl(IPC_STAT / IPC_RMID)`.
+//!
+//! Create: `shmget(key, len, IPC_CREAT | IPC_EXCL | 0600)` sizes and places a zeroed
+//! segment in one step (no umask applies; an existing key is never reused), then
+//! `shmat`, initialise the header and publish READY. Open: `shmget(key, 0, 0)`, then
+//! the discipline of [`open_object`] (`shmctl(IPC_STAT)` before attaching, bounded wait
+//! for READY, header validation). A SysV segment cannot change size once made, so what
+//! `IPC_STAT` reports is what stays mapped.
+//!
+//! Removal (`IPC_RMID`) frees the key at once, but the segment lives on, usable by
+//! every process that has it attached, until the last of them detaches.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use super::backing::MemoryOptions;
+use super::shared::{
+    huge_err, init_segment, io_err, object_len, open_object, shm_size, Mapping, Object,
+};
+use crate::header::{Header, RingParams};
+use crate::region::DataRegion;
+use crate::Error;
+
+/// An attached SysV segment.
+#[derive(Debug)]
+pub(crate) struct SysVSegment {
+    map: Mapping,
+    shmid: i32,
+    /// `sysv:0x<key>`.
+    name: String,
+    capacity: usize,
+    remove_on_drop: bool,
+}
+
+impl SysVSegment {
+    pub(crate) fn header(&self) -> &Header {
+        self.map.header()
+    }
+
+    pub(crate) fn data(&self) -> DataRegion {
+        self.map.data(self.capacity)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for SysVSegment {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            // By id, not by key: the key may name a newer segment by now. Then `map`
+            // drops and detaches; the segment goes with its last attachment.
+            // SAFETY: IPC_RMID takes no buffer.
+            unsafe { libc::shmctl(self.shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// How endpoints and errors name the SysV segment of `key`: `sysv:0x1234abcd`, the
+/// key as `ipcs -m` prints it.
+pub(crate) fn segment_name(key: i32) -> String {
+    format!("sysv:{:#010x}", key as u32)
+}
+
+/// Key 0 is `IPC_PRIVATE`: `shmget` would make a new segment that no peer can find.
+fn check_key(key: i32) -> Result<(), Error> {
+    if key == libc::IPC_PRIVATE {
+        return Err(Error::InvalidName {
+            name: segment_name(key),
+            reason: "SysV key 0 is IPC_PRIVATE: a segment no peer can open by its key",
+        });
+    }
+    Ok(())
+}
+
+/// A SysV key derived from an existing file and a project id, as `ftok(3)` derives it:
+/// programs that agree on the path and the id agree on the key. The file's inode and
+/// device number make the key, so it changes if the file is replaced, and two paths
+/// can (rarely) give the same key.
+///
+/// ```
+/// let key = shmlane::ftok("/tmp", 7)?;
+/// assert_eq!(key, shmlane::ftok("/tmp", 7)?);
+/// assert_ne!(key, shmlane::ftok("/tmp", 8)?);
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+pub fn ftok(path: impl AsRef<Path>, id: u8) -> Result<i32, Error> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    if id == 0 {
+        return Err(Error::InvalidOptions {
+            reason: "ftok: the project id must not be 0".to_string(),
+        });
+    }
+    let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
+        return Err(Error::InvalidName {
+            name,
+            reason: "must not contain NUL",
+        });
+    };
+    // SAFETY: `cpath` is a NUL-terminated string that outlives the call.
+    let key = unsafe { libc::ftok(cpath.as_ptr(), id.into()) };
+    if key == -1 {
+        return Err(io_err("ftok", &name, Errno::last()));
+    }
+    Ok(key)
+}
+
+/// Creates a new segment with `key` for `params`; fails with `AlreadyExists` if the key
+/// is taken.
+pub(crate) fn create(
+    key: i32,
+    params: &RingParams,
+    mem: &MemoryOptions,
+    remove_on_drop: bool,
+) -> Result<SysVSegment, Error> {
+    check_key(key)?;
+    let name = segment_name(key);
+    // Size it and place it: shmget makes it zeroed, of its final size.
+    let (len, huge) = object_len(params, mem, &name)?;
+    let mut flags = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
+    if huge.is_some() {
+        flags |= libc::SHM_HUGETLB;
+    }
+    // SAFETY: shmget takes no pointers.
+    let shmid = unsafe { libc::shmget(key, len, flags) };
+    if shmid == -1 {
+        return Err(match (Errno::last(), huge) {
+            (Errno::EEXIST, _) => Error::AlreadyExists { name },
+            (e, Some(huge)) => huge_err("shmget(SHM_HUGETLB)", &name, e, huge),
+            (e, None) => io_err("shmget", &name, e),
+        });
+    }
+    // From here on the key is ours: remove the segment again if anything fails.
+    let placed = (|| {
+        let map = Mapping::shmat(shmid, len, &name)?;
+        if mem.populate {
+            map.populate(&name)?;
+        }
+        // Init it.
+        init_segment(&map, params, mem, &name)?;
+        Ok(map)
+    })();
+    match placed {
+        Ok(map) => Ok(SysVSegment {
+            map,
+            shmid,
+            name,
+            capacity: params.capacity,
+            remove_on_drop,
+        }),
+        Err(e) => {
+            // SAFETY: IPC_RMID takes no buffer.
+            unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+            Err(e)
+        }
+    }
+}
+
+/// The id of the existing segment with `key`.
+fn lookup(key: i32, name: &str) -> Result<i32, Error> {
+    check_key(key)?;
+    // Size 0 and no IPC_CREAT: find, never make.
+    // SAFETY: shmget takes no pointers.
+    match unsafe { libc::shmget(key, 0, 0) } {
+        -1 => match Errno::last() {
+            Errno::ENOENT => Err(Error::NotFound {
+                name: name.to_string(),
+            }),
+            e => Err(io_err("shmget", name, e)),
+        },
+        shmid => Ok(shmid),
+    }
+}
+
+/// A SysV segment being opened.
+struct ShmObject<'a> {
+    shmid: i32,
+    name: &'a str,
+}
+
+impl Object for ShmObject<'_> {
+    fn size(&self) -> Result<u64, Error> {
+        Ok(shm_size(self.shmid, self.name)? as u64)
+    }
+
+    fn map(&self, len: usize) -> Result<Mapping, Error> {
+        Mapping::shmat(self.shmid, len, self.name)
+    }
+
+    fn may_grow(&self) -> bool {
+        false
+    }
+}
+
+/// Opens the existing segment with `key` as a ring of kind `expected_kind`, waiting up
+/// to `ready_wait` for a creator that is still initialising it.
+pub(crate) fn open(
+    key: i32,
+    expected_kind: u32,
+    ready_wait: Duration,
+) -> Result<(SysVSegment, RingParams), Error> {
+    let name = segment_name(key);
+    let shmid = lookup(key, &name)?;
+    let object = ShmObject { shmid, name: &name };
+    let (map, params) = open_object(&object, &name, expected_kind, ready_wait)?;
+    Ok((
+        SysVSegment {
+            map,
+            shmid,
+            capacity: params.capacity,
+            name,
+            remove_on_drop: false,
+        },
+        params,
+    ))
+}
+
+/// Marks the segment with `key` for removal (`IPC_RMID`).
+pub(crate) fn remove(key: i32) -> Result<(), Error> {
+    let name = segment_name(key);
+    let shmid = lookup(key, &name)?;
+    // SAFETY: IPC_RMID takes no buffer.
+    if unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) } == -1 {
+        return Err(match Errno::last() {
+            // Removed by someone else since we looked it up.
+            Errno::EINVAL | Errno::EIDRM => Error::NotFound { name },
+            e => io_err("shmctl(IPC_RMID)", &name, e),
+        });
+    }
+    Ok(())
+}
