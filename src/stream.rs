@@ -153,7 +153,9 @@ impl<'a> MessageWriter<'a> {
             if self.current.is_none() {
                 match self.open_fragment() {
                     Ok(()) => {}
-                    Err(SendTimeoutError::Timeout) if done > 0 => return Ok(done),
+                    // Bytes already taken are reported; the error comes with the
+                    // next call (io::Write: an error means nothing was written).
+                    Err(_) if done > 0 => return Ok(done),
                     Err(e) => return Err(e),
                 }
             }
