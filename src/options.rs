@@ -43,6 +43,11 @@ pub enum Notifier {
     /// Process-shared POSIX semaphores (`sem_init(pshared = 1)`) in the header, for
     /// comparison, and for systems or sandboxes without futex. Sleeps are bounded with
     /// `sem_timedwait`.
+    ///
+    /// Trust: a `sem_t` cannot be validated, so its bytes are trusted. A peer that
+    /// overwrites them can make glibc abort the process on the next wake-up ("The futex
+    /// facility returned an unexpected error code"). Use it only with peers you trust
+    /// not to scribble over the header; the futex notifier has no such exposure.
     Semaphore,
 }
 

@@ -115,11 +115,14 @@ fn produce(mut tx: spsc::Producer, ring: u64, n: u64) {
 }
 
 /// Receives messages `0..n` of ring `ring` through `recv`, `recv_ref` and
-/// `recv_stream` in turn, checks each, then sees the producer gone.
-fn consume(mut rx: spsc::Consumer, ring: u64, n: u64) {
+/// `recv_stream` in turn, checks each, then sees the producer gone. Returns the bytes
+/// received.
+fn consume(mut rx: spsc::Consumer, ring: u64, n: u64) -> u64 {
     let (mut want, mut buf) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
     for seq in 0..n {
         let len = message_len(ring, seq);
+        bytes += len as u64;
         fill(&mut want, ring, seq, len);
         let check = |got: &[u8]| {
             assert!(
@@ -172,6 +175,7 @@ fn consume(mut rx: spsc::Consumer, ring: u64, n: u64) {
         }
     }
     assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+    bytes
 }
 
 /// Runs a producer and a consumer thread per ring, and waits for all of them.
@@ -181,14 +185,19 @@ fn run(rings: Vec<(spsc::Producer, spsc::Consumer)>, per_ring: u64, first_ring: 
     let mut threads = Vec::new();
     for (i, (tx, rx)) in rings.into_iter().enumerate() {
         let ring = first_ring + i as u64;
-        threads.push(thread::spawn(move || produce(tx, ring, per_ring)));
+        threads.push(thread::spawn(move || {
+            produce(tx, ring, per_ring);
+            0
+        }));
         threads.push(thread::spawn(move || consume(rx, ring, per_ring)));
     }
+    let mut bytes = 0;
     for t in threads {
-        t.join().expect("a producer or consumer thread panicked");
+        bytes += t.join().expect("a producer or consumer thread panicked");
     }
     println!(
-        "{n_rings} ring(s) × {per_ring} messages, checked, in {:.2?}",
+        "{n_rings} ring(s) × {per_ring} messages ({:.1} MB), checked, in {:.2?}",
+        bytes as f64 / 1e6,
         started.elapsed()
     );
 }
