@@ -1490,10 +1490,14 @@ fn peer_op(env: &Env, m: &mut Model, input: &mut Input<'_>) {
                 &header.space_ready
             };
             let v = match input.u8() % 2 {
-                0 => u64::from(input.u8() % 4),
-                _ => input.u64(),
+                0 => u32::from(input.u8() % 4),
+                _ => input.u32(),
             };
-            word.store(v, Ordering::Release);
+            if input.u8() & 1 == 0 {
+                word.waiters.store(v, Ordering::Release);
+            } else {
+                word.epoch.store(v, Ordering::Release);
+            }
         }
         4 | 5 => {
             // A header that carries the right tag for `pos`: length and flags arbitrary.
@@ -1570,8 +1574,10 @@ fn header_fields(h: &Header) -> Vec<Field<'_>> {
         v.push(Field::U64(&slot.generation));
     }
     v.extend([
-        Field::U64(&h.data_ready),
-        Field::U64(&h.space_ready),
+        Field::U32(&h.data_ready.epoch),
+        Field::U32(&h.data_ready.waiters),
+        Field::U32(&h.space_ready.epoch),
+        Field::U32(&h.space_ready.waiters),
         Field::U64(&h.tail),
         Field::U64(&h.head),
     ]);

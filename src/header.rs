@@ -11,6 +11,7 @@
 //! ordinary (if wrong) race between atomics rather than undefined behaviour.
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::EventWord;
 
 /// `b"SHMLANE\0"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANE\0");
@@ -147,11 +148,11 @@ pub(crate) struct Header {
     pub(crate) sem_space_ready: SemSlot,
     _reserved1: [AtomicU64; 16],
     pub(crate) endpoints: [EndpointSlot; ENDPOINT_SLOTS],
-    /// Event count "data available": epoch in the high half, waiters in the low half.
-    pub(crate) data_ready: AtomicU64,
+    /// Event count "data available": epoch (the futex word), then waiter count.
+    pub(crate) data_ready: EventWord,
     _pad1: [u8; 120],
     /// Event count "space available".
-    pub(crate) space_ready: AtomicU64,
+    pub(crate) space_ready: EventWord,
     _pad2: [u8; 120],
     /// Producer's published position (bytes written since creation). Only grows.
     pub(crate) tail: AtomicU64,
@@ -608,9 +609,9 @@ impl Header {
             sem_space_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
             _reserved1: std::array::from_fn(|_| z64()),
             endpoints: std::array::from_fn(|_| slot()),
-            data_ready: z64(),
+            data_ready: EventWord::new(),
             _pad1: [0; 120],
-            space_ready: z64(),
+            space_ready: EventWord::new(),
             _pad2: [0; 120],
             tail: z64(),
             _pad3: [0; 120],

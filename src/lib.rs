@@ -150,6 +150,22 @@ pub fn remove_sysv(key: i32) -> Result<(), Error> {
 pub mod loom_internals {
     use std::time::Duration;
 
+    /// The shared word of an event count (epoch and waiter count), over loom atomics.
+    #[derive(Debug)]
+    pub struct EventWord(crate::wait::EventWord);
+
+    impl EventWord {
+        /// A zeroed word.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            EventWord(crate::wait::EventWord::new())
+        }
+        /// The number of registered waiters.
+        pub fn waiters(&self) -> u32 {
+            self.0.waiters.load(loom::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
     /// The event count of [`crate::wait`], over a loom atomic.
     #[derive(Debug)]
     pub struct EventCount<'a>(crate::wait::EventCount<'a>);
@@ -159,8 +175,8 @@ pub mod loom_internals {
 
     impl<'a> EventCount<'a> {
         /// Wraps `word`.
-        pub fn new(word: &'a loom::sync::atomic::AtomicU64) -> Self {
-            EventCount(crate::wait::EventCount::new(word, false, None))
+        pub fn new(word: &'a EventWord) -> Self {
+            EventCount(crate::wait::EventCount::new(&word.0, false, None))
         }
         /// See `wait::EventCount::notify`.
         pub fn notify(&self) -> bool {

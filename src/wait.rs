@@ -1,13 +1,16 @@
 //! Waiting and waking: spin → yield → park, with event counts on shared futex words.
 //!
-//! An event count (folly's `EventCount`) is one 64-bit word per direction ("data
-//! available", "space available"): the epoch in the high 32 bits, the number of
-//! registered waiters in the low 32 bits.
+//! An event count (folly's `EventCount`) is one 8-byte [`EventWord`] per direction
+//! ("data available", "space available"): a 32-bit epoch and a 32-bit count of
+//! registered waiters, side by side. (DESIGN §6 has them as the two halves of one
+//! u64. They are two `AtomicU32`s so that every access to the futex word, the
+//! kernel's included, has the same size: a 32-bit futex wait on half of a word that
+//! others update with 64-bit read-modify-writes is a mixed-size race, which Rust's
+//! memory model leaves undefined and Miri reports.)
 //!
-//! - A waiter registers (`EventCount::prepare_wait`: fetch_add on the count, which
-//!   also returns the epoch), issues a SeqCst fence, re-checks the ring, then
-//!   futex-waits on the epoch half while it still holds that epoch, and deregisters
-//!   when it wakes.
+//! - A waiter registers (`EventCount::prepare_wait`: fetch_add on the count), issues
+//!   a SeqCst fence, loads the epoch (Acquire), re-checks the ring, then futex-waits
+//!   on the epoch while it still holds that value, and deregisters when it wakes.
 //! - A notifier, after its Release store that publishes (a record header or a cursor),
 //!   issues a SeqCst fence and loads the word (`EventCount::notify`). Only when the
 //!   waiter count is non-zero does it bump the epoch and make the futex-wake system
@@ -18,7 +21,11 @@
 //! of them comes first: if the notifier's fence is first, the waiter's re-check sees
 //! the published value (and does not sleep); if the waiter's is first, the notifier
 //! sees the waiter (and bumps the epoch, so the futex wait either returns at once with
-//! EAGAIN or is woken). `loom-tests/tests/event_count.rs` checks this.
+//! EAGAIN or is woken). The epoch the waiter sleeps on is the one it loaded before its
+//! re-check: had that load seen the notifier's bump (a Release RMW, read with Acquire),
+//! the published value would be visible to the re-check, so a waiter that missed the
+//! publication holds the old epoch and the futex cannot miss the bump.
+//! `loom-tests/tests/event_count.rs` checks this.
 //!
 //! The futex calls are shared (never `FUTEX_PRIVATE_FLAG`): the word lives in memory
 //! mapped by several processes. Every park is bounded ([`PARK_SLICE`]) and the caller
@@ -27,7 +34,7 @@
 use std::time::{Duration, Instant};
 
 use crate::header::SemSlot;
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU32, Ordering};
 
 /// How an endpoint waits when the ring is full (producer) or empty (consumer).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -57,17 +64,40 @@ pub const YIELD_UNTIL: Duration = Duration::from_micros(200);
 /// that its peer is still attached.
 pub const PARK_SLICE: Duration = Duration::from_millis(50);
 
-const WAITERS_MASK: u64 = 0xffff_ffff;
-const EPOCH_ONE: u64 = 1 << 32;
+/// The shared state of one event count: 8 bytes in the header.
+///
+/// Both fields are untrusted (a peer may write anything): a wrong `waiters` costs at
+/// most spurious wake-up calls or a missed one that the bounded park slice makes up
+/// for; a wrong `epoch` only makes a futex wait return early.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct EventWord {
+    /// Bumped by every notifier that finds waiters; the futex word.
+    pub(crate) epoch: AtomicU32,
+    /// How many endpoints are registered to sleep (between `prepare_wait` and the end
+    /// of `wait`/`cancel_wait`).
+    pub(crate) waiters: AtomicU32,
+}
 
-/// An event count over one shared 64-bit word.
+impl EventWord {
+    /// A zeroed event word (the state a fresh header has).
+    #[cfg(any(loom, miri))]
+    pub(crate) fn new() -> Self {
+        EventWord {
+            epoch: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+}
+
+/// An event count over one shared [`EventWord`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EventCount<'a> {
-    word: &'a AtomicU64,
+    word: &'a EventWord,
     /// Asymmetric fences: `notify` orders its store and load with a compiler fence
     /// only, and `prepare_wait` pays with `membarrier` (see [`membarrier`]).
     asymmetric: bool,
-    /// The sleeping primitive: `None` for the futex on the epoch half of `word`, or a
+    /// The sleeping primitive: `None` for the futex on the epoch of `word`, or a
     /// process-shared semaphore in the header (see [`semaphore`]).
     sem: Option<&'a SemSlot>,
 }
@@ -84,7 +114,7 @@ impl<'a> EventCount<'a> {
     /// `FLAG_ASYMMETRIC_FENCES`, the same for every endpoint, and this process must be
     /// registered ([`membarrier::register`]) if it is set.
     /// `sem`: sleep on that semaphore instead of the futex (the ring's notifier kind).
-    pub(crate) fn new(word: &'a AtomicU64, asymmetric: bool, sem: Option<&'a SemSlot>) -> Self {
+    pub(crate) fn new(word: &'a EventWord, asymmetric: bool, sem: Option<&'a SemSlot>) -> Self {
         EventCount {
             word,
             asymmetric,
@@ -107,8 +137,7 @@ impl<'a> EventCount<'a> {
             // in `prepare_wait`; see the module docs for why no wake-up is lost.
             fence(Ordering::SeqCst);
         }
-        let v = self.word.load(Ordering::Relaxed);
-        if v & WAITERS_MASK == 0 {
+        if self.word.waiters.load(Ordering::Relaxed) == 0 {
             return false;
         }
         self.notify_slow();
@@ -120,17 +149,17 @@ impl<'a> EventCount<'a> {
         // Bumping the epoch is an RMW on the word the waiter futex-waits on: a waiter
         // that registered with the old epoch either sees the new one before it sleeps
         // (futex returns EAGAIN) or is in the futex queue and is woken below.
-        self.word.fetch_add(EPOCH_ONE, Ordering::Release);
+        self.word.epoch.fetch_add(1, Ordering::Release);
         match self.sem {
             Some(sem) => semaphore::post(sem),
-            None => futex::wake_all(self.word),
+            None => futex::wake_all(&self.word.epoch),
         }
     }
 
     /// Registers as a waiter. The caller must re-check its condition after this and
     /// then call [`wait`](Self::wait) or [`cancel_wait`](Self::cancel_wait).
     pub(crate) fn prepare_wait(&self) -> WaitKey {
-        let v = self.word.fetch_add(1, Ordering::SeqCst);
+        self.word.waiters.fetch_add(1, Ordering::SeqCst);
         if self.asymmetric {
             // A full barrier on every CPU that runs a registered process: a notifier
             // either published before it (we see its store below) or loads the waiter
@@ -141,14 +170,15 @@ impl<'a> EventCount<'a> {
             // ring (store-load). Pairs with the fence in `notify`.
             fence(Ordering::SeqCst);
         }
+        // Acquire: pairs with the notifier's Release bump (see the module docs).
         WaitKey {
-            epoch: (v >> 32) as u32,
+            epoch: self.word.epoch.load(Ordering::Acquire),
         }
     }
 
     /// Deregisters without sleeping (the re-check found the condition true).
     pub(crate) fn cancel_wait(&self, _key: WaitKey) {
-        self.word.fetch_sub(1, Ordering::Relaxed);
+        self.deregister();
     }
 
     /// Sleeps until the epoch moves on from `key` or `timeout` passes (or a spurious
@@ -156,9 +186,18 @@ impl<'a> EventCount<'a> {
     pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
         match self.sem {
             Some(sem) => semaphore::wait(sem, timeout),
-            None => futex::wait_while_epoch(self.word, key.epoch, timeout),
+            None => futex::wait_while_epoch(&self.word.epoch, key.epoch, timeout),
         }
-        self.word.fetch_sub(1, Ordering::Relaxed);
+        self.deregister();
+    }
+
+    /// Decrements the waiter count, but never below 0: a peer that scribbled 0 over the
+    /// count must not make it wrap to 4 billion waiters (every notify a system call).
+    fn deregister(&self) {
+        let _ = self
+            .word
+            .waiters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 }
 
@@ -325,7 +364,7 @@ pub(crate) mod membarrier {
 
 #[cfg(not(loom))]
 mod futex {
-    //! Thin wrappers over the futex system call on the epoch half of an event count.
+    //! Thin wrappers over the futex system call on the epoch of an event count.
     use super::*;
     use crate::sync::{count, ProcessCounter};
 
@@ -334,24 +373,14 @@ mod futex {
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
     pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
-    /// The address of the high (epoch) half of the word.
-    fn epoch_half(word: &AtomicU64) -> *const u32 {
-        let base = (word as *const AtomicU64).cast::<u32>();
-        if cfg!(target_endian = "little") {
-            base.wrapping_add(1)
-        } else {
-            base
-        }
-    }
-
-    pub(super) fn wake_all(word: &AtomicU64) {
+    pub(super) fn wake_all(epoch: &AtomicU32) {
         count(&WAKE_CALLS);
         // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
-        // it is a valid, 4-byte aligned address inside the word.
+        // it is the valid, 4-byte aligned address of the epoch.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                epoch_half(word),
+                epoch.as_ptr(),
                 libc::FUTEX_WAKE,
                 i32::MAX,
                 std::ptr::null::<libc::timespec>(),
@@ -366,18 +395,18 @@ mod futex {
         );
     }
 
-    pub(super) fn wait_while_epoch(word: &AtomicU64, epoch: u32, timeout: Duration) {
+    pub(super) fn wait_while_epoch(word: &AtomicU32, epoch: u32, timeout: Duration) {
         count(&WAIT_CALLS);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        // SAFETY: the address is a valid, aligned u32 inside a live shared word; the
+        // SAFETY: the address is that of a live, aligned AtomicU32 (the epoch); the
         // kernel reads it atomically and compares it with `epoch`. `ts` outlives the call.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                epoch_half(word),
+                word.as_ptr(),
                 libc::FUTEX_WAIT,
                 epoch,
                 &ts as *const libc::timespec,
@@ -405,10 +434,10 @@ mod futex {
     //! a model that never terminates, which loom reports.
     use super::*;
 
-    pub(super) fn wake_all(_word: &AtomicU64) {}
+    pub(super) fn wake_all(_epoch: &AtomicU32) {}
 
-    pub(super) fn wait_while_epoch(word: &AtomicU64, epoch: u32, _timeout: Duration) {
-        while (word.load(Ordering::Acquire) >> 32) as u32 == epoch {
+    pub(super) fn wait_while_epoch(word: &AtomicU32, epoch: u32, _timeout: Duration) {
+        while word.load(Ordering::Acquire) == epoch {
             loom::thread::yield_now();
         }
     }

@@ -10,17 +10,9 @@ use shmlane::{spsc, RecvError, RingOptions, TryRecvError, TrySendError, Wait};
 const N: u64 = if cfg!(miri) { 300 } else { 200_000 };
 
 /// Options for a ring of `capacity` bytes. Under Miri: symmetric fences (Miri has no
-/// `membarrier` system call), and endpoints that yield instead of parking: a futex
-/// wait reads the 32-bit epoch half of an event-count word that notifiers update with
-/// 64-bit read-modify-writes, which Miri reports as a race between atomic accesses of
-/// different sizes (see the note on issue 5).
+/// `membarrier` system call); endpoints park on the futex as they do outside Miri.
 fn opts(capacity: usize) -> RingOptions {
-    let opts = RingOptions::new(capacity).asymmetric_fences(!cfg!(miri));
-    if cfg!(miri) {
-        opts.wait(Wait::Yield)
-    } else {
-        opts
-    }
+    RingOptions::new(capacity).asymmetric_fences(!cfg!(miri))
 }
 
 /// A deterministic xorshift generator, so failures replay.

@@ -13,10 +13,8 @@ use std::sync::atomic::Ordering;
 use loom::sync::atomic::{AtomicBool, AtomicU64};
 use loom::sync::Arc;
 use loom::thread;
-use shmlane::loom_internals::EventCount;
+use shmlane::loom_internals::{EventCount, EventWord};
 use shmlane::{spsc, RecvError, RingOptions, SendError, Wait};
-
-const WAITERS_MASK: u64 = 0xffff_ffff;
 
 /// The waiter's side of the protocol: check, register, re-check, sleep.
 fn wait_until(ec: &EventCount<'_>, condition: impl Fn() -> bool) {
@@ -38,7 +36,7 @@ fn wait_until(ec: &EventCount<'_>, condition: impl Fn() -> bool) {
 #[test]
 fn no_lost_wakeup() {
     loom::model(|| {
-        let word = Arc::new(AtomicU64::new(0));
+        let word = Arc::new(EventWord::new());
         let ready = Arc::new(AtomicBool::new(false));
         let notifier = thread::spawn({
             let (word, ready) = (word.clone(), ready.clone());
@@ -49,7 +47,7 @@ fn no_lost_wakeup() {
         });
         wait_until(&EventCount::new(&word), || ready.load(Ordering::Acquire));
         notifier.join().unwrap();
-        assert_eq!(word.load(Ordering::Relaxed) & WAITERS_MASK, 0);
+        assert_eq!(word.waiters(), 0);
     });
 }
 
@@ -59,7 +57,7 @@ fn no_lost_wakeup() {
 #[test]
 fn no_lost_wakeup_twice() {
     loom::model(|| {
-        let word = Arc::new(AtomicU64::new(0));
+        let word = Arc::new(EventWord::new());
         let events = Arc::new(AtomicU64::new(0));
         let notifier = thread::spawn({
             let (word, events) = (word.clone(), events.clone());
@@ -74,7 +72,7 @@ fn no_lost_wakeup_twice() {
         wait_until(&ec, || events.load(Ordering::Acquire) >= 1);
         wait_until(&ec, || events.load(Ordering::Acquire) >= 2);
         notifier.join().unwrap();
-        assert_eq!(word.load(Ordering::Relaxed) & WAITERS_MASK, 0);
+        assert_eq!(word.waiters(), 0);
     });
 }
 
