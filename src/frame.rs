@@ -129,6 +129,15 @@ impl DataRecord {
             self.len()
         }
     }
+    /// Bytes before the message content in the payload (the BEGIN prefix, if any).
+    #[inline]
+    pub(crate) fn prefix_len(&self) -> usize {
+        if self.flags() == FLAG_BEGIN {
+            BEGIN_PREFIX
+        } else {
+            0
+        }
+    }
     /// Offset of the message content from the record start.
     #[inline]
     pub(crate) fn content_offset(&self) -> usize {
@@ -189,7 +198,17 @@ pub(crate) fn decode(
     if size > max_record || index + size > capacity {
         return Err(corrupt("record length"));
     }
-    let valid_flags = match flags {
+    if !data_flags_valid(flags, len) {
+        return Err(corrupt("record flags combination"));
+    }
+    Ok(Some(Record::Data(DataRecord(word))))
+}
+
+/// The validity rule of a data record's flags: a known combination, and a BEGIN-only
+/// fragment long enough for its total-length prefix, an ABORT empty.
+#[inline]
+fn data_flags_valid(flags: u8, len: usize) -> bool {
+    match flags {
         // middle fragment, last fragment, whole message
         0 | FLAG_END | FLAGS_WHOLE => true,
         // first fragment: must hold its total-length prefix
@@ -197,11 +216,82 @@ pub(crate) fn decode(
         // abandoned message: an empty closing record
         FLAGS_ABORTED => len == 0,
         _ => false,
-    };
-    if !valid_flags {
-        return Err(corrupt("record flags combination"));
     }
-    Ok(Some(Record::Data(DataRecord(word))))
+}
+
+// ---------------------------------------------------------------------------------
+// MPMC cell records
+// ---------------------------------------------------------------------------------
+
+/// The record word of an MPMC record (in the cell table, beside the stamp of its
+/// first cell): payload length in bits 0..32, flags in 32..40, 0 above. The stamp
+/// carries the full position, so the word needs no tag. A PAD's length counts cells.
+#[inline]
+pub(crate) fn encode_cell(len: u32, flags: u8) -> u64 {
+    debug_assert_eq!(flags & !FLAG_BITS, 0);
+    u64::from(len) | (u64::from(flags | FLAG_VALID) << 32)
+}
+
+/// A decoded, validated MPMC record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CellRecord {
+    /// `cells` cells to skip (the wrap, or room a producer gave up).
+    Pad { cells: u64 },
+    /// A data record whose payload starts at its first cell and spans `cells` cells.
+    Data { rec: DataRecord, cells: u64 },
+}
+
+/// Cells taken by a payload of `len` bytes (at least one).
+#[inline]
+pub(crate) fn cells_for(len: usize, cell_shift: u32) -> u64 {
+    ((len as u64 + (1 << cell_shift) - 1) >> cell_shift).max(1)
+}
+
+/// Decodes the record word of a published record whose first cell is at `index` of
+/// `n_cells` cells of `1 << cell_shift` bytes; payloads are at most `max_payload`
+/// bytes. Checks everything the consumer will index with: the record ends before the
+/// end of the cell array.
+#[inline]
+pub(crate) fn decode_cell(
+    word: u64,
+    index: u64,
+    n_cells: u64,
+    cell_shift: u32,
+    max_payload: usize,
+) -> Result<CellRecord, Corruption> {
+    #[cold]
+    #[inline(never)]
+    fn corrupt(what: &'static str, value: u64) -> Corruption {
+        Corruption {
+            what,
+            value,
+            position: 0,
+        }
+    }
+    let len = (word & 0xffff_ffff) as usize;
+    let flags = ((word >> 32) & 0xff) as u8;
+    if word >> 40 != 0 || flags & FLAG_VALID == 0 || flags & !FLAG_BITS != 0 {
+        return Err(corrupt("cell record word", word));
+    }
+    let room = n_cells - index;
+    let flags = flags & !FLAG_VALID;
+    if flags & FLAG_PAD != 0 {
+        if flags != FLAG_PAD || len == 0 || len as u64 > room {
+            return Err(corrupt("cell padding record", word));
+        }
+        return Ok(CellRecord::Pad { cells: len as u64 });
+    }
+    let cells = cells_for(len, cell_shift);
+    if len > max_payload || cells > room {
+        return Err(corrupt("cell record length", word));
+    }
+    if !data_flags_valid(flags, len) {
+        return Err(corrupt("cell record flags combination", word));
+    }
+    Ok(CellRecord::Data {
+        rec: DataRecord(word),
+        cells,
+    })
 }
 
 #[cfg(test)]
@@ -237,6 +327,39 @@ mod tests {
         assert!(decode(w | (0x10 << 32), 64, cap, max).is_err());
         assert!(decode(encode(0, 0, FLAG_ABORT), 0, cap, max).is_err());
         assert!(decode(encode(0, 0, FLAG_END | FLAG_ABORT), 0, cap, max).is_ok());
+    }
+
+    #[test]
+    fn cell_records() {
+        // 16 cells of 64 bytes, payloads up to 512.
+        let d = |w, i| decode_cell(w, i, 16, 6, 512);
+        assert_eq!(
+            d(encode_cell(65, FLAGS_WHOLE), 0),
+            Ok(CellRecord::Data {
+                rec: DataRecord(encode_cell(65, FLAGS_WHOLE)),
+                cells: 2
+            })
+        );
+        assert!(matches!(
+            d(encode_cell(0, FLAGS_WHOLE), 15),
+            Ok(CellRecord::Data { cells: 1, .. })
+        ));
+        assert_eq!(
+            d(encode_cell(3, FLAG_PAD), 13),
+            Ok(CellRecord::Pad { cells: 3 })
+        );
+        // Past the end of the array, too long, empty pad, bad flags, stray high bits, 0.
+        assert!(d(encode_cell(4, FLAG_PAD), 13).is_err());
+        assert!(d(encode_cell(129, FLAGS_WHOLE), 14).is_err());
+        assert!(d(encode_cell(513, FLAGS_WHOLE), 0).is_err());
+        assert!(d(encode_cell(0, FLAG_PAD), 0).is_err());
+        assert!(d(encode_cell(4, FLAG_BEGIN), 0).is_err());
+        assert!(d(encode_cell(1, FLAGS_ABORTED), 0).is_err());
+        assert!(d(encode_cell(8, FLAGS_WHOLE) | 1 << 40, 0).is_err());
+        assert!(d(0, 0).is_err());
+        assert_eq!(cells_for(0, 6), 1);
+        assert_eq!(cells_for(64, 6), 1);
+        assert_eq!(cells_for(65, 6), 2);
     }
 
     #[test]

@@ -41,9 +41,10 @@ use crate::header::{
     Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT,
     FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_SPSC, NOTIFIER_MASK, NOTIFIER_SEMAPHORE,
 };
+use crate::message::Mode;
 use crate::segment::heap::HeapSegment;
 use crate::segment::Segment;
-use crate::spsc::{Consumer, Mode, Producer};
+use crate::spsc::{Consumer, Producer};
 use crate::stream::MessageWriter;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::Wait;
@@ -916,66 +917,68 @@ impl Harness {
         let msg = m.next_content(len);
         let was_open = tx.open_message;
         let drained = m.drained && !was_open && !m.corrupted;
-        let got = if op & 0x10 != 0 {
-            tx.reserve_timeout(len, Duration::ZERO)
-                .map_err(|e| match e {
-                    crate::SendTimeoutError::Timeout => TrySendError::Full,
-                    crate::SendTimeoutError::Disconnected => TrySendError::Disconnected,
-                    crate::SendTimeoutError::TooLarge { len, max } => {
-                        TrySendError::TooLarge { len, max }
-                    }
-                    crate::SendTimeoutError::Corrupt(c) => TrySendError::Corrupt(c),
-                })
-        } else {
-            tx.try_reserve(len)
-        };
-        trace!(
-            "reserve {len} (op {op:#x}, action {action}): {:?}",
-            got.as_ref().map(|g| g.len())
-        );
-        let published = match got {
-            Ok(mut g) => {
-                // The claim may have published a PAD record to the end of the region,
-                // which stays even if the grant is dropped.
-                m.drained = false;
-                assert_eq!(g.len(), len);
-                g.copy_from_slice(&msg);
-                match action % 4 {
-                    0 | 1 => {
-                        g.commit();
-                        Some(msg)
-                    }
-                    2 => {
-                        let k = usize::from(input.u16()) % (len + 2);
-                        match g.commit_len(k) {
-                            Ok(()) => {
-                                assert!(k <= len);
-                                Some(msg[..k].to_vec())
-                            }
-                            Err(e) => {
-                                assert!(k > len && e.len == k && e.granted == len);
-                                None
+        let published = {
+            let got = if op & 0x10 != 0 {
+                tx.reserve_timeout(len, Duration::ZERO)
+                    .map_err(|e| match e {
+                        crate::SendTimeoutError::Timeout => TrySendError::Full,
+                        crate::SendTimeoutError::Disconnected => TrySendError::Disconnected,
+                        crate::SendTimeoutError::TooLarge { len, max } => {
+                            TrySendError::TooLarge { len, max }
+                        }
+                        crate::SendTimeoutError::Corrupt(c) => TrySendError::Corrupt(c),
+                    })
+            } else {
+                tx.try_reserve(len)
+            };
+            trace!(
+                "reserve {len} (op {op:#x}, action {action}): {:?}",
+                got.as_ref().map(|g| g.len())
+            );
+            match got {
+                Ok(mut g) => {
+                    // The claim may have published a PAD record to the end of the region,
+                    // which stays even if the grant is dropped.
+                    m.drained = false;
+                    assert_eq!(g.len(), len);
+                    g.copy_from_slice(&msg);
+                    match action % 4 {
+                        0 | 1 => {
+                            g.commit();
+                            Some(msg)
+                        }
+                        2 => {
+                            let k = usize::from(input.u16()) % (len + 2);
+                            match g.commit_len(k) {
+                                Ok(()) => {
+                                    assert!(k <= len);
+                                    Some(msg[..k].to_vec())
+                                }
+                                Err(e) => {
+                                    assert!(k > len && e.len == k && e.granted == len);
+                                    None
+                                }
                             }
                         }
+                        _ => None, // dropped: publishes nothing
                     }
-                    _ => None, // dropped: publishes nothing
                 }
+                Err(TrySendError::TooLarge { len: l, max }) => {
+                    assert!(l == len as u64 && l > max && len > m.max_payload);
+                    None
+                }
+                Err(TrySendError::Disconnected) if m.corrupted => None,
+                Err(TrySendError::Full | TrySendError::Corrupt(_)) if m.corrupted => None,
+                Err(TrySendError::Full) => {
+                    assert!(
+                        !drained,
+                        "try_reserve of {len} bytes: Full on a drained ring"
+                    );
+                    assert!(len <= m.max_payload);
+                    None
+                }
+                Err(e) => panic!("try_reserve of {len} bytes: {e:?}"),
             }
-            Err(TrySendError::TooLarge { len: l, max }) => {
-                assert!(l == len as u64 && l > max && len > m.max_payload);
-                None
-            }
-            Err(TrySendError::Disconnected) if m.corrupted => None,
-            Err(TrySendError::Full | TrySendError::Corrupt(_)) if m.corrupted => None,
-            Err(TrySendError::Full) => {
-                assert!(
-                    !drained,
-                    "try_reserve of {len} bytes: Full on a drained ring"
-                );
-                assert!(len <= m.max_payload);
-                None
-            }
-            Err(e) => panic!("try_reserve of {len} bytes: {e:?}"),
         };
         let open = tx.open_message;
         if m.corrupted {

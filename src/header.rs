@@ -21,16 +21,28 @@ pub(crate) const LAYOUT_VERSION: u32 = 1;
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// Byte ring with one producer and one consumer.
 pub(crate) const KIND_SPSC: u32 = 1;
-/// Cell ring with many producers and consumers (reserved for the MPMC ring).
+/// Cell ring with many producers and consumers.
 pub(crate) const KIND_MPMC: u32 = 2;
 /// Smallest ring capacity: room for a few records of any header size.
 pub const MIN_CAPACITY: usize = 64;
 /// Largest ring capacity (1 TiB). Record lengths are 32-bit, and
 /// `max_record` is capped at 2^31 below.
 pub const MAX_CAPACITY: usize = 1 << 40;
-/// How many endpoint slots the header has (SPSC uses 0 = producer, 1 = consumer;
-/// the rest is room for the MPMC ring and crash detection).
-pub(crate) const ENDPOINT_SLOTS: usize = 16;
+/// How many endpoint slots the header has. SPSC uses 0 = producer, 1 = consumer; an
+/// MPMC ring uses the first `max_endpoints` (chosen at creation, at most this).
+pub(crate) const ENDPOINT_SLOTS: usize = 64;
+/// MPMC cells: the smallest and largest cell size in bytes.
+pub(crate) const MIN_CELL_SIZE: usize = 8;
+/// See [`MIN_CELL_SIZE`].
+pub(crate) const MAX_CELL_SIZE: usize = 1 << 20;
+/// MPMC: the most cells a ring may have (a PAD record counts its cells in 32 bits).
+pub(crate) const MAX_CELLS: usize = 1 << 31;
+/// MPMC: bytes of the cell table per cell (a stamp and a record word).
+pub(crate) const CELL_ENTRY_SIZE: usize = 16;
+/// `EndpointSlot::role` of a producer.
+pub(crate) const ROLE_PRODUCER: u32 = 1;
+/// `EndpointSlot::role` of a consumer.
+pub(crate) const ROLE_CONSUMER: u32 = 2;
 
 // `state` 0: nothing written yet (a freshly truncated segment is all zero).
 /// `state` while the creator fills the header.
@@ -106,8 +118,51 @@ pub(crate) struct EndpointSlot {
     pub(crate) pid: AtomicU32,
     /// Incremented on every attach, so an observer can tell two lives apart.
     pub(crate) generation: AtomicU64,
-    /// Reserved for crash detection (process start time, lock byte).
-    _reserved: [AtomicU64; 2],
+    /// Start time of the attached process (clock ticks since boot), with `pid` the
+    /// fallback liveness test where the backing has no file to lock.
+    pub(crate) start_time: AtomicU64,
+    /// `ROLE_PRODUCER` or `ROLE_CONSUMER` (0 while vacant).
+    pub(crate) role: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+impl EndpointSlot {
+    /// Tries to take this slot for an endpoint of `role` in this process: vacant or
+    /// detached becomes attached. `Ok(false)`: an endpoint holds it. `Err(state)`: the
+    /// state word is none of the known values.
+    pub(crate) fn try_attach(&self, role: u32) -> Result<bool, u32> {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            match cur {
+                ENDPOINT_VACANT | ENDPOINT_DETACHED => {}
+                ENDPOINT_ATTACHED => return Ok(false),
+                other => return Err(other),
+            }
+            // Acquire pairs with the Release of a previous endpoint's detach, so we see
+            // what it published.
+            match self.state.compare_exchange(
+                cur,
+                ENDPOINT_ATTACHED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.pid.store(std::process::id(), Ordering::Relaxed);
+        self.start_time
+            .store(process_start_time().unwrap_or(0), Ordering::Relaxed);
+        self.role.store(role, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Marks the slot detached. Release: everything the endpoint published before is
+    /// visible to whoever sees it gone (Acquire load of `state`).
+    pub(crate) fn detach(&self) {
+        self.state.store(ENDPOINT_DETACHED, Ordering::Release);
+    }
 }
 
 /// The segment header. `#[repr(C)]`, 4096 bytes; the layout is pinned by the
@@ -136,9 +191,18 @@ pub(crate) struct Header {
     pub(crate) creator_start_time: AtomicU64,
     /// Offset of the data region from the segment start (= `HEADER_SIZE`).
     pub(crate) data_offset: AtomicU64,
-    /// Total segment length the creator sized (= `data_offset + capacity`).
+    /// Total segment length the creator sized: `data_offset + capacity` (SPSC), or
+    /// `data_offset + capacity + cells * CELL_ENTRY_SIZE` (MPMC: cells, then the cell
+    /// table).
     pub(crate) segment_len: AtomicU64,
-    _reserved0: [AtomicU64; 3],
+    /// How many endpoints may attach at once: 2 for SPSC; 2..=`ENDPOINT_SLOTS` for MPMC.
+    pub(crate) max_endpoints: AtomicU32,
+    _reserved0a: AtomicU32,
+    /// MPMC: producers attached (low 32 bits) and attaches ever (high 32 bits), so
+    /// that "every producer has left" differs from "none has come yet".
+    pub(crate) producers: AtomicU64,
+    /// MPMC: consumers, as `producers`.
+    pub(crate) consumers: AtomicU64,
     /// `STATE_*`; written last with Release by the creator.
     pub(crate) state: AtomicU32,
     _pad0: [u8; 124],
@@ -146,8 +210,7 @@ pub(crate) struct Header {
     pub(crate) sem_data_ready: SemSlot,
     /// The "space available" semaphore (notifier `NOTIFIER_SEMAPHORE` only).
     pub(crate) sem_space_ready: SemSlot,
-    _reserved1: [AtomicU64; 16],
-    pub(crate) endpoints: [EndpointSlot; ENDPOINT_SLOTS],
+    _reserved1: [AtomicU64; 80],
     /// Event count "data available": epoch (the futex word), then waiter count.
     pub(crate) data_ready: EventWord,
     _pad1: [u8; 120],
@@ -161,7 +224,8 @@ pub(crate) struct Header {
     /// `tail - head <= capacity`.
     pub(crate) head: AtomicU64,
     _pad4: [u8; 120],
-    _reserved2: [u8; 2560],
+    _reserved2: [u8; 512],
+    pub(crate) endpoints: [EndpointSlot; ENDPOINT_SLOTS],
 }
 
 #[cfg(not(loom))]
@@ -189,14 +253,19 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(Header, creator_start_time), 80);
     const_assert_eq!(offset_of!(Header, data_offset), 88);
     const_assert_eq!(offset_of!(Header, segment_len), 96);
+    const_assert_eq!(offset_of!(Header, max_endpoints), 104);
+    const_assert_eq!(offset_of!(Header, producers), 112);
+    const_assert_eq!(offset_of!(Header, consumers), 120);
     const_assert_eq!(offset_of!(Header, state), 128);
     const_assert_eq!(offset_of!(Header, sem_data_ready), 256);
     const_assert_eq!(offset_of!(Header, sem_space_ready), 320);
-    const_assert_eq!(offset_of!(Header, endpoints), 512);
     const_assert_eq!(offset_of!(Header, data_ready), 1024);
     const_assert_eq!(offset_of!(Header, space_ready), 1152);
     const_assert_eq!(offset_of!(Header, tail), 1280);
     const_assert_eq!(offset_of!(Header, head), 1408);
+    const_assert_eq!(offset_of!(Header, endpoints), 2048);
+    const_assert_eq!(offset_of!(EndpointSlot, start_time), 16);
+    const_assert_eq!(offset_of!(EndpointSlot, role), 24);
     // Each cursor and event count has a 128-byte line of its own (two 64-byte lines,
     // so that adjacent-line prefetch does not pair them either).
     const_assert_eq!(offset_of!(Header, data_ready) % 128, 0);
@@ -210,7 +279,7 @@ pub(crate) const fn layout_hash() -> u64 {
     #[cfg(not(loom))]
     {
         use std::mem::offset_of;
-        let fields: [(usize, usize); 28] = [
+        let fields: [(usize, usize); 34] = [
             (offset_of!(Header, magic), 8),
             (offset_of!(Header, version), 4),
             (offset_of!(Header, header_size), 4),
@@ -227,6 +296,9 @@ pub(crate) const fn layout_hash() -> u64 {
             (offset_of!(Header, creator_start_time), 8),
             (offset_of!(Header, data_offset), 8),
             (offset_of!(Header, segment_len), 8),
+            (offset_of!(Header, max_endpoints), 4),
+            (offset_of!(Header, producers), 8),
+            (offset_of!(Header, consumers), 8),
             (offset_of!(Header, state), 4),
             (offset_of!(Header, sem_data_ready), 64),
             (offset_of!(Header, sem_space_ready), 64),
@@ -235,6 +307,11 @@ pub(crate) const fn layout_hash() -> u64 {
                 std::mem::size_of::<EndpointSlot>(),
             ),
             (ENDPOINT_SLOTS, 0),
+            (
+                offset_of!(EndpointSlot, start_time),
+                offset_of!(EndpointSlot, role),
+            ),
+            (CELL_ENTRY_SIZE, 0),
             (offset_of!(Header, data_ready), 8),
             (offset_of!(Header, space_ready), 8),
             (offset_of!(Header, tail), 8),
@@ -243,6 +320,7 @@ pub(crate) const fn layout_hash() -> u64 {
             // The record format is part of the layout too.
             (crate::frame::RECORD_HEADER, crate::frame::BEGIN_PREFIX),
             (crate::frame::FLAG_BITS as usize, 0),
+            (crate::mpmc::CURSOR_FLAG_BITS as usize, 0),
         ];
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut i = 0;
@@ -277,6 +355,11 @@ pub(crate) struct RingParams {
     pub(crate) max_message: u64,
     /// `Header::flags`, validated against `KNOWN_FLAGS`.
     pub(crate) flags: u64,
+    /// MPMC: bytes per cell, a power of two in `MIN_CELL_SIZE..=MAX_CELL_SIZE`, at most
+    /// `capacity / 2`. 0 for SPSC.
+    pub(crate) cell_size: usize,
+    /// 2 for SPSC; 2..=`ENDPOINT_SLOTS` for MPMC.
+    pub(crate) max_endpoints: u32,
 }
 
 impl RingParams {
@@ -301,7 +384,45 @@ impl RingParams {
             max_record: (capacity / 2).min(1 << 31),
             max_message,
             flags,
+            cell_size: 0,
+            max_endpoints: 2,
         })
+    }
+
+    /// Checks options and derives the parameters of a new MPMC ring: `capacity` bytes
+    /// of cells of `cell_size` bytes, for at most `max_endpoints` endpoints at once.
+    pub(crate) fn new_mpmc(
+        capacity: usize,
+        cell_size: usize,
+        max_endpoints: usize,
+        max_message: u64,
+        flags: u64,
+    ) -> Result<Self, String> {
+        let mut p = RingParams::new(KIND_MPMC, capacity, max_message, flags)?;
+        check_cells(capacity, cell_size)?;
+        if !(2..=ENDPOINT_SLOTS).contains(&max_endpoints) {
+            return Err(format!(
+                "max_endpoints {max_endpoints} is outside 2..={ENDPOINT_SLOTS}"
+            ));
+        }
+        p.cell_size = cell_size;
+        p.max_endpoints = max_endpoints as u32;
+        Ok(p)
+    }
+
+    /// MPMC: the number of cells (0 for SPSC).
+    pub(crate) fn cells(&self) -> usize {
+        self.capacity.checked_div(self.cell_size).unwrap_or(0)
+    }
+
+    /// Bytes after the header: the data region, then (MPMC) the cell table.
+    pub(crate) fn region_len(&self) -> usize {
+        self.capacity + self.cells() * CELL_ENTRY_SIZE
+    }
+
+    /// The length of the segment: header, data region, cell table.
+    pub(crate) fn segment_len(&self) -> usize {
+        HEADER_SIZE + self.region_len()
     }
 
     /// Whether the ring's event counts use asymmetric fences.
@@ -313,6 +434,27 @@ impl RingParams {
     pub(crate) fn semaphores(&self) -> bool {
         self.flags & NOTIFIER_MASK == NOTIFIER_SEMAPHORE
     }
+}
+
+/// Checks an MPMC cell size against the capacity.
+fn check_cells(capacity: usize, cell_size: usize) -> Result<(), String> {
+    if !cell_size.is_power_of_two() || !(MIN_CELL_SIZE..=MAX_CELL_SIZE).contains(&cell_size) {
+        return Err(format!(
+            "cell size {cell_size} is not a power of two in {MIN_CELL_SIZE}..={MAX_CELL_SIZE}"
+        ));
+    }
+    if cell_size > capacity / 2 {
+        return Err(format!(
+            "cell size {cell_size} is more than half the capacity {capacity} (a ring needs at \
+             least two cells)"
+        ));
+    }
+    if capacity / cell_size > MAX_CELLS {
+        return Err(format!(
+            "capacity {capacity} / cell size {cell_size} is more than {MAX_CELLS} cells"
+        ));
+    }
+    Ok(())
 }
 
 /// Why a header did not validate: the field, the value, and what was expected.
@@ -335,7 +477,19 @@ pub(crate) enum HeaderFault {
 
 impl Header {
     /// Writes every field of a zeroed header and publishes it with `state = READY`.
-    pub(crate) fn init(&self, params: &RingParams, segment_len: u64) {
+    /// `table`: the cell table of an MPMC ring, whose stamps start at their positions
+    /// (cell `i` free for the producer of position `i`).
+    pub(crate) fn init(
+        &self,
+        params: &RingParams,
+        segment_len: u64,
+        table: Option<crate::region::CellTable>,
+    ) {
+        if let Some(table) = table {
+            for i in 0..table.cells() as u64 {
+                table.stamp(i).store(i, Ordering::Relaxed);
+            }
+        }
         // Relaxed stores: nobody may read them before the Release store of READY.
         self.state.store(STATE_INIT, Ordering::Relaxed);
         self.magic.store(MAGIC, Ordering::Relaxed);
@@ -347,7 +501,10 @@ impl Header {
         self.kind.store(params.kind, Ordering::Relaxed);
         self.capacity
             .store(params.capacity as u64, Ordering::Relaxed);
-        self.cell_size.store(0, Ordering::Relaxed);
+        self.cell_size
+            .store(params.cell_size as u64, Ordering::Relaxed);
+        self.max_endpoints
+            .store(params.max_endpoints, Ordering::Relaxed);
         self.max_record
             .store(params.max_record as u64, Ordering::Relaxed);
         self.max_message
@@ -478,21 +635,57 @@ impl Header {
                 reason: "the data region must start right after the 4096-byte header",
             });
         }
+        let cell_size = self.cell_size.load(Ordering::Relaxed);
+        let cells = match kind {
+            KIND_SPSC if cell_size != 0 => {
+                return Err(HeaderFault::Corrupt {
+                    field: "cell_size",
+                    value: cell_size,
+                    reason: "an SPSC ring has no cells",
+                })
+            }
+            KIND_SPSC => 0,
+            _ => {
+                if check_cells(capacity as usize, cell_size as usize).is_err() {
+                    return Err(HeaderFault::Corrupt {
+                        field: "cell_size",
+                        value: cell_size,
+                        reason: "not a power of two in 8..=2^20 and at most capacity / 2, \
+                                 or more than 2^31 cells",
+                    });
+                }
+                capacity / cell_size
+            }
+        };
+        let max_endpoints = self.max_endpoints.load(Ordering::Relaxed);
+        let endpoints_ok = match kind {
+            KIND_SPSC => max_endpoints == 2,
+            _ => (2..=ENDPOINT_SLOTS as u32).contains(&max_endpoints),
+        };
+        if !endpoints_ok {
+            return Err(HeaderFault::Corrupt {
+                field: "max_endpoints",
+                value: max_endpoints.into(),
+                reason: "must be 2 for SPSC, 2..=64 for MPMC",
+            });
+        }
+        let region_len = capacity + cells * CELL_ENTRY_SIZE as u64;
         let segment_len = self.segment_len.load(Ordering::Relaxed);
-        if segment_len != data_offset + capacity {
+        if segment_len != data_offset + region_len {
             // The creator sized the file to segment_len: if that still holds, the
             // capacity is what changed.
             return Err(if segment_len == file_len {
                 HeaderFault::Corrupt {
                     field: "capacity",
                     value: capacity,
-                    reason: "header size + capacity does not equal the segment length",
+                    reason: "header size + capacity (+ cell table) does not equal the segment \
+                             length",
                 }
             } else {
                 HeaderFault::Corrupt {
                     field: "segment_len",
                     value: segment_len,
-                    reason: "does not equal header size + capacity",
+                    reason: "does not equal header size + capacity (+ cell table)",
                 }
             });
         }
@@ -513,14 +706,6 @@ impl Header {
                 reason: "must be capacity / 2 (at most 2^31)",
             });
         }
-        let cell_size = self.cell_size.load(Ordering::Relaxed);
-        if kind == KIND_SPSC && cell_size != 0 {
-            return Err(HeaderFault::Corrupt {
-                field: "cell_size",
-                value: cell_size,
-                reason: "an SPSC ring has no cells",
-            });
-        }
         let flags = self.flags.load(Ordering::Relaxed);
         if flags & !(KNOWN_FLAGS | NOTIFIER_MASK) != 0 || flags & NOTIFIER_MASK > NOTIFIER_SEMAPHORE
         {
@@ -539,6 +724,8 @@ impl Header {
             max_record: expected_max_record,
             max_message,
             flags,
+            cell_size: cell_size as usize,
+            max_endpoints,
         })
     }
 }
@@ -582,7 +769,9 @@ impl Header {
                 state: z32(),
                 pid: z32(),
                 generation: z64(),
-                _reserved: [z64(), z64()],
+                start_time: z64(),
+                role: z32(),
+                _reserved: z32(),
             }
         }
         Header {
@@ -602,7 +791,10 @@ impl Header {
             creator_start_time: z64(),
             data_offset: z64(),
             segment_len: z64(),
-            _reserved0: [z64(), z64(), z64()],
+            max_endpoints: z32(),
+            _reserved0a: z32(),
+            producers: z64(),
+            consumers: z64(),
             state: z32(),
             _pad0: [0; 124],
             sem_data_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
@@ -617,7 +809,7 @@ impl Header {
             _pad3: [0; 120],
             head: z64(),
             _pad4: [0; 120],
-            _reserved2: [0; 2560],
+            _reserved2: [0; 512],
         }
     }
 }

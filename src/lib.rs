@@ -75,9 +75,12 @@ pub(crate) mod frame;
 #[cfg(not(loom))]
 pub mod fuzzing;
 pub(crate) mod header;
+mod message;
+pub mod mpmc;
 mod options;
 pub(crate) mod region;
 pub(crate) mod segment;
+mod setup;
 pub mod spsc;
 pub(crate) mod stream;
 pub(crate) mod sync;
@@ -88,7 +91,10 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 pub use header::{MAX_CAPACITY, MIN_CAPACITY};
-pub use options::{Notifier, RingOptions, DEFAULT_MAX_MESSAGE};
+pub use message::{ReadGrant, WriteGrant};
+pub use options::{
+    Notifier, RingOptions, DEFAULT_CELL_SIZE, DEFAULT_MAX_ENDPOINTS, DEFAULT_MAX_MESSAGE,
+};
 pub use segment::backing::Backing;
 pub use stream::{MessageReader, MessageWriter};
 pub use wait::Wait;

@@ -26,7 +26,17 @@ pub struct RingOptions {
     pub(crate) notifier: Notifier,
     /// Backing, huge pages, pre-faulting, locking.
     pub(crate) memory: crate::segment::backing::MemoryOptions,
+    /// MPMC: bytes per cell (0: the default, `DEFAULT_CELL_SIZE` or `capacity / 2`).
+    pub(crate) cell_size: usize,
+    /// MPMC: how many endpoints may be attached at once.
+    pub(crate) max_endpoints: usize,
 }
+
+/// MPMC: the default cell size in bytes. A message takes `ceil(len / cell)` cells (at
+/// least one) plus 16 bytes of the cell table per cell.
+pub const DEFAULT_CELL_SIZE: usize = 64;
+/// MPMC: the default limit on endpoints attached at once.
+pub const DEFAULT_MAX_ENDPOINTS: usize = 16;
 
 /// What a sleeping endpoint sleeps on, chosen when the ring is created and recorded
 /// in its header (a build that does not know the kind refuses the ring with
@@ -64,6 +74,36 @@ impl RingOptions {
             asymmetric_fences: true,
             notifier: Notifier::Futex,
             memory: Default::default(),
+            cell_size: 0,
+            max_endpoints: DEFAULT_MAX_ENDPOINTS,
+        }
+    }
+
+    /// MPMC rings only: the cell size in bytes, a power of two from 8 to 1 MiB and at
+    /// most half the capacity (default [`DEFAULT_CELL_SIZE`], or half the capacity if
+    /// that is smaller). Every message takes whole cells, so small cells waste less
+    /// room on small messages and large cells cost fewer stamp checks on large ones.
+    /// The segment holds `capacity / cell_size * 16` bytes of cell table besides the
+    /// cells.
+    pub fn cell_size(mut self, bytes: usize) -> Self {
+        self.cell_size = bytes;
+        self
+    }
+
+    /// MPMC rings only: how many endpoints (producers and consumers together) may be
+    /// attached at once, 2 to 64 (default [`DEFAULT_MAX_ENDPOINTS`]). Attaching past it
+    /// fails with [`Error::Busy`](crate::Error::Busy).
+    pub fn max_endpoints(mut self, n: usize) -> Self {
+        self.max_endpoints = n;
+        self
+    }
+
+    /// The cell size an MPMC ring made with these options gets.
+    pub(crate) fn effective_cell_size(&self) -> usize {
+        if self.cell_size == 0 {
+            DEFAULT_CELL_SIZE.min(self.capacity / 2).max(8)
+        } else {
+            self.cell_size
         }
     }
 

@@ -167,3 +167,74 @@ impl DataRegion {
         let _ = (index, len);
     }
 }
+
+/// The MPMC cell table: for each cell, a stamp (u64 position, see `mpmc.rs`) and a
+/// record word (length, flags, position tag; meaningful in the first cell of a
+/// record), 16 bytes per cell. Every entry is reached only as an atomic.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CellTable {
+    #[cfg(not(loom))]
+    base: *mut u64,
+    #[cfg(loom)]
+    words: *const [AtomicU64],
+    /// Power of two.
+    cells: usize,
+}
+
+impl CellTable {
+    /// # Safety
+    ///
+    /// `base` is 8-byte aligned and valid for reads and writes of `cells * 16` bytes,
+    /// accessed only atomically, for as long as any copy of the returned value is
+    /// used; `cells` is a power of two.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn new(base: *mut u8, cells: usize) -> Self {
+        debug_assert!(cells.is_power_of_two() && base as usize % 8 == 0);
+        CellTable {
+            base: base.cast(),
+            cells,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `words` (2 per cell) outlives every copy of the returned value.
+    #[cfg(loom)]
+    pub(crate) unsafe fn new(words: *const [AtomicU64], cells: usize) -> Self {
+        CellTable { words, cells }
+    }
+
+    /// The number of cells.
+    #[inline]
+    pub(crate) fn cells(&self) -> usize {
+        self.cells
+    }
+
+    #[inline]
+    fn word(&self, position: u64, which: usize) -> &AtomicU64 {
+        let i = (position & (self.cells as u64 - 1)) as usize * 2 + which;
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `i < 2 * cells` (masked), inside the table; the constructor's
+            // contract gives alignment, validity and atomic-only access.
+            unsafe { crate::sync::atomic_u64_at(self.base.add(i)) }
+        }
+        #[cfg(loom)]
+        {
+            // SAFETY: the words outlive `self` (constructor contract).
+            unsafe { &(&*self.words)[i] }
+        }
+    }
+
+    /// The stamp of the cell of `position`.
+    #[inline]
+    pub(crate) fn stamp(&self, position: u64) -> &AtomicU64 {
+        self.word(position, 0)
+    }
+
+    /// The record word of the cell of `position`.
+    #[inline]
+    pub(crate) fn record(&self, position: u64) -> &AtomicU64 {
+        self.word(position, 1)
+    }
+}

@@ -25,51 +25,31 @@
 //!   for inspection; the consumer never reads it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use crate::error::{
-    Corruption, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
-};
-use crate::frame::{self, DataRecord, Record, FLAGS_ABORTED, FLAGS_WHOLE, RECORD_HEADER};
+use crate::error::{Corruption, RecvError, RecvTimeoutError, SendError};
+use crate::frame::{self, DataRecord, Record, RECORD_HEADER};
 use crate::header::{
-    Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT,
-    FLAG_ASYMMETRIC_FENCES, KIND_SPSC, NOTIFIER_SEMAPHORE,
+    Header, RingParams, ENDPOINT_DETACHED, KIND_SPSC, ROLE_CONSUMER, ROLE_PRODUCER,
+};
+use crate::message::{
+    consumer_methods, producer_methods, Claim, Mode, Partial, RecordConsumer, RecordProducer,
 };
 use crate::options::RingOptions;
 use crate::region::DataRegion;
-#[cfg(not(loom))]
-use crate::segment::Location;
 use crate::segment::Segment;
-use crate::stream::{MessageReader, MessageWriter};
+use crate::setup::endpoint_constructors;
 use crate::sync::Ordering;
-use crate::wait::{block_on, membarrier, EventCount, Spinner, Wait};
+use crate::wait::{block_on, EventCount, Spinner, Wait};
 #[cfg(not(loom))]
 use crate::Backing;
 use crate::Error;
 #[cfg(not(loom))]
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 /// Endpoint-table slot of the producer.
 const PRODUCER_SLOT: usize = 0;
 /// Endpoint-table slot of the consumer.
 const CONSUMER_SLOT: usize = 1;
-
-/// Whether an operation may wait, and until when.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Mode {
-    /// Do not wait: report "would block" at once.
-    Try,
-    /// Wait, until the deadline if there is one.
-    Block(Option<Instant>),
-}
-
-impl Mode {
-    fn timeout(timeout: Duration) -> Self {
-        // A timeout too large to add to now() is as good as none.
-        Mode::Block(Instant::now().checked_add(timeout))
-    }
-}
 
 /// Creates a ring in private heap memory: a producer and a consumer for two threads of
 /// one process, with the same protocol as a shared segment.
@@ -83,68 +63,10 @@ impl Mode {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn channel(opts: &RingOptions) -> Result<(Producer, Consumer), Error> {
-    let params = params_for(opts)?;
-    let seg = Arc::new(Segment::Heap(crate::segment::heap::HeapSegment::new(
-        &params,
-    )?));
+    let (seg, params) = crate::setup::heap_segment(KIND_SPSC, opts)?;
     let producer = Producer::attach(seg.clone(), params, opts.wait)?;
     let consumer = Consumer::attach(seg, params, opts.wait)?;
     Ok((producer, consumer))
-}
-
-fn params_for(opts: &RingOptions) -> Result<RingParams, Error> {
-    let flags = if opts.asymmetric_fences && membarrier::register() {
-        FLAG_ASYMMETRIC_FENCES
-    } else {
-        0
-    };
-    // Under loom there is no semaphore: the models run the futex event count.
-    let notifier = match opts.notifier {
-        crate::Notifier::Semaphore if !cfg!(loom) => NOTIFIER_SEMAPHORE,
-        _ => 0,
-    };
-    RingParams::new(KIND_SPSC, opts.capacity, opts.max_message, flags | notifier)
-        .map_err(|reason| Error::InvalidOptions { reason })
-}
-
-/// An endpoint of a ring with asymmetric fences must be registered for membarrier
-/// before it can notify (see `wait::membarrier`).
-fn check_fences(params: &RingParams, name: &str) -> Result<(), Error> {
-    if params.asymmetric_fences() && !membarrier::register() {
-        return Err(Error::Incompatible {
-            name: name.to_string(),
-            field: "flags",
-            found: params.flags,
-            expected: "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) to work in this process \
-                       (it does not: create the ring with asymmetric_fences(false))"
-                .to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// Creates the segment `opts.backing` says (see [`crate::segment::create`]).
-#[cfg(not(loom))]
-fn create_segment(name: &str, opts: &RingOptions) -> Result<(Arc<Segment>, RingParams), Error> {
-    let params = params_for(opts)?;
-    let seg = crate::segment::create(name, &params, &opts.memory, opts.unlink_on_drop)?;
-    Ok((Arc::new(seg), params))
-}
-
-/// Creates a memfd segment labelled `shmlane`; returns it with a duplicate of its memfd.
-#[cfg(not(loom))]
-fn create_memfd_segment(opts: &RingOptions) -> Result<(Arc<Segment>, RingParams, OwnedFd), Error> {
-    let (seg, params) = create_segment("shmlane", &opts.clone().backing(Backing::Memfd))?;
-    let fd = seg
-        .memfd()
-        .expect("a memfd segment")
-        .try_clone_to_owned()
-        .map_err(|source| Error::Io {
-            op: "fcntl(F_DUPFD_CLOEXEC)",
-            name: seg.name().to_string(),
-            source,
-        })?;
-    Ok((seg, params, fd))
 }
 
 /// Creates the ring `name` without attaching an endpoint: both the producer and the
@@ -171,15 +93,7 @@ fn create_memfd_segment(opts: &RingOptions) -> Result<(Arc<Segment>, RingParams,
 /// ```
 #[cfg(not(loom))]
 pub fn create_ring(name: &str, opts: &RingOptions) -> Result<(), Error> {
-    if opts.memory.backing == Backing::Memfd {
-        return Err(Error::InvalidOptions {
-            reason: "create_ring with Backing::Memfd would close the memfd at once: use \
-                     create_ring_memfd, which returns it"
-                .to_string(),
-        });
-    }
-    let opts = opts.clone().unlink_on_drop(false);
-    create_segment(name, &opts).map(drop)
+    crate::setup::create_ring(KIND_SPSC, name, opts)
 }
 
 /// Creates a SysV ring with `key` without attaching an endpoint: [`create_ring`] with
@@ -219,46 +133,7 @@ pub fn create_ring_sysv(key: i32, opts: &RingOptions) -> Result<(), Error> {
 /// ```
 #[cfg(not(loom))]
 pub fn create_ring_memfd(opts: &RingOptions) -> Result<OwnedFd, Error> {
-    create_memfd_segment(opts).map(|(_, _, fd)| fd)
-}
-
-#[cfg(not(loom))]
-fn open_segment(location: Location<'_>) -> Result<(Arc<Segment>, RingParams), Error> {
-    let (seg, params) = crate::segment::open(location, KIND_SPSC)?;
-    Ok((Arc::new(seg), params))
-}
-
-#[cfg(not(loom))]
-fn create_or_open_segment(
-    name: &str,
-    opts: &RingOptions,
-) -> Result<(Arc<Segment>, RingParams), Error> {
-    let location = || match opts.memory.backing {
-        Backing::Posix => Ok(Location::Posix(name)),
-        Backing::SysV { key } => Ok(Location::SysV(key)),
-        Backing::Memfd => Err(Error::InvalidOptions {
-            reason: "create_or_open with Backing::Memfd: a memfd has no name to open; \
-                     use create_memfd and hand the descriptor over"
-                .to_string(),
-        }),
-    };
-    location()?;
-    // One creator is elected by O_EXCL (IPC_EXCL for SysV). If the segment vanishes
-    // between our failed create and our open (its creator removed it), try again.
-    let mut last = None;
-    for _ in 0..8 {
-        match create_segment(name, opts) {
-            Err(Error::AlreadyExists { .. }) => {}
-            other => return other,
-        }
-        match open_segment(location()?) {
-            Err(e @ Error::NotFound { .. }) => last = Some(e),
-            other => return other,
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::NotFound {
-        name: name.to_string(),
-    }))
+    crate::setup::create_memfd_segment(KIND_SPSC, opts).map(|(_, _, fd)| fd)
 }
 
 /// One endpoint's hold on a ring: the mapping (kept alive), views into it, the
@@ -282,41 +157,29 @@ impl RingView {
         } else {
             "consumer"
         };
-        check_fences(&params, seg.name())?;
-        let s = &seg.header().endpoints[slot];
-        let mut cur = s.state.load(Ordering::Acquire);
-        loop {
-            match cur {
-                ENDPOINT_VACANT | ENDPOINT_DETACHED => {}
-                ENDPOINT_ATTACHED => {
-                    return Err(Error::Busy {
-                        name: seg.name().to_string(),
-                        endpoint: role,
-                    })
-                }
-                other => {
-                    return Err(Error::Corrupt {
-                        name: seg.name().to_string(),
-                        field: "endpoint state",
-                        value: other.into(),
-                        reason: "not vacant, attached or detached",
-                    })
-                }
+        crate::setup::check_fences(&params, seg.name())?;
+        let role_code = if slot == PRODUCER_SLOT {
+            ROLE_PRODUCER
+        } else {
+            ROLE_CONSUMER
+        };
+        match seg.header().endpoints[slot].try_attach(role_code) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::Busy {
+                    name: seg.name().to_string(),
+                    endpoint: role,
+                })
             }
-            // Acquire pairs with the Release of a previous endpoint's detach, so we see
-            // the cursors it published.
-            match s.state.compare_exchange(
-                cur,
-                ENDPOINT_ATTACHED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
+            Err(other) => {
+                return Err(Error::Corrupt {
+                    name: seg.name().to_string(),
+                    field: "endpoint state",
+                    value: other.into(),
+                    reason: "not vacant, attached or detached",
+                })
             }
         }
-        s.pid.store(std::process::id(), Ordering::Relaxed);
-        s.generation.fetch_add(1, Ordering::Relaxed);
         Ok(RingView {
             header: seg.header(),
             data: seg.data(),
@@ -394,9 +257,7 @@ impl Drop for RingView {
         let header = self.header();
         // SYNC POINT: Release pairs with the peer's Acquire load of our state, so
         // everything we published before is visible to a peer that sees us gone.
-        header.endpoints[self.slot]
-            .state
-            .store(ENDPOINT_DETACHED, Ordering::Release);
+        header.endpoints[self.slot].detach();
         // Wake the peer if it sleeps waiting for us: a consumer on "data available", a
         // producer on "space available".
         let peer_waits_on = if self.slot == PRODUCER_SLOT {
@@ -457,114 +318,7 @@ impl std::fmt::Debug for Producer {
 }
 
 impl Producer {
-    /// Creates the ring `name` (a POSIX shared-memory name such as `"/my-ring"`) and
-    /// attaches as its producer. Fails with [`Error::AlreadyExists`] if the name is
-    /// taken: an existing segment is never truncated or reused.
-    ///
-    /// The ring is made in the memory [`RingOptions::backing`] says: with
-    /// [`Backing::SysV`] it gets that key, and `name` is not used (prefer
-    /// [`create_sysv`](Self::create_sysv)); with [`Backing::Memfd`] `name` is the
-    /// memfd's label (prefer [`create_memfd`](Self::create_memfd), which also returns the
-    /// descriptor).
-    #[cfg(not(loom))]
-    pub fn create(name: &str, opts: &RingOptions) -> Result<Self, Error> {
-        let (seg, params) = create_segment(name, opts)?;
-        Producer::attach(seg, params, opts.wait)
-    }
-
-    /// Opens the existing ring `name` (POSIX) and attaches as its producer. Waits up to
-    /// 2 s for a creator that is still initialising it; validates every header field.
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> Result<Self, Error> {
-        let (seg, params) = open_segment(Location::Posix(name))?;
-        Producer::attach(seg, params, Wait::default())
-    }
-
-    /// Creates the ring if it does not exist, else opens it (`opts` then only sets the
-    /// wait strategy). Of several processes racing, exactly one creates. Works with
-    /// [`Backing::Posix`] and [`Backing::SysV`] (then by key, `name` unused); a memfd
-    /// has nothing to open by ([`Error::InvalidOptions`]).
-    #[cfg(not(loom))]
-    pub fn create_or_open(name: &str, opts: &RingOptions) -> Result<Self, Error> {
-        let (seg, params) = create_or_open_segment(name, opts)?;
-        Producer::attach(seg, params, opts.wait)
-    }
-
-    /// Creates a System V ring with `key` (`shmget`, permissions 0600) and attaches as
-    /// its producer: [`create`](Self::create) with `opts.backing(Backing::SysV { key })`.
-    /// Fails with [`Error::AlreadyExists`] if a segment has the key. The segment stays
-    /// until [`remove_sysv`](crate::remove_sysv) (or `unlink_on_drop`) and the last
-    /// detach.
-    ///
-    /// ```
-    /// # let key = 0x5300_0000 | (std::process::id() as i32 & 0xff_ffff);
-    /// use shmlane::{spsc, RingOptions};
-    /// let opts = RingOptions::new(4096).unlink_on_drop(true);
-    /// let mut tx = spsc::Producer::create_sysv(key, &opts)?;
-    /// let mut rx = spsc::Consumer::open_sysv(key)?; // in another process
-    /// tx.send(b"hi")?;
-    /// assert_eq!(rx.recv(&mut Vec::new())?, 2);
-    /// assert_eq!(tx.name(), format!("sysv:{key:#010x}"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn create_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
-        Producer::create("", &opts.clone().backing(Backing::SysV { key }))
-    }
-
-    /// Opens the existing System V ring with `key` and attaches as its producer. Checks
-    /// the segment's size (`shmctl(IPC_STAT)`) before attaching, waits up to 2 s for a
-    /// creator that is still initialising it, and validates every header field.
-    #[cfg(not(loom))]
-    pub fn open_sysv(key: i32) -> Result<Self, Error> {
-        let (seg, params) = open_segment(Location::SysV(key))?;
-        Producer::attach(seg, params, Wait::default())
-    }
-
-    /// Creates the System V ring with `key` if there is none, else opens it. Of several
-    /// processes racing, exactly one creates (`IPC_EXCL`).
-    #[cfg(not(loom))]
-    pub fn create_or_open_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
-        Producer::create_or_open("", &opts.clone().backing(Backing::SysV { key }))
-    }
-
-    /// Creates a ring in a new sealed memfd and attaches as its producer. Returns the
-    /// producer and a descriptor of the memfd to hand to the consumer's process (by
-    /// `fork`, or over a UNIX socket with [`send_fd`](crate::send_fd)), which opens it
-    /// with [`Consumer::open_fd`]. The memfd has no name: the memory is freed when the
-    /// last descriptor and mapping are gone.
-    ///
-    /// ```
-    /// use shmlane::{spsc, RingOptions};
-    /// let (mut tx, fd) = spsc::Producer::create_memfd(&RingOptions::new(4096))?;
-    /// let mut rx = spsc::Consumer::open_fd(fd)?; // in another process
-    /// tx.send(b"hi")?;
-    /// assert_eq!(rx.recv(&mut Vec::new())?, 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(not(loom))]
-    pub fn create_memfd(opts: &RingOptions) -> Result<(Self, OwnedFd), Error> {
-        let (seg, params, fd) = create_memfd_segment(opts)?;
-        Ok((Producer::attach(seg, params, opts.wait)?, fd))
-    }
-
-    /// Opens the ring in the memfd `fd` and attaches as its producer. The memfd must
-    /// carry the seals shmlane puts on it (`F_SEAL_SHRINK | F_SEAL_GROW |
-    /// F_SEAL_SEAL`), so that nobody can truncate it under us; a descriptor without them
-    /// is refused with [`Error::Incompatible`] (field `"seals"`). Validates every header
-    /// field, as [`open`](Self::open) does.
-    #[cfg(not(loom))]
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, Error> {
-        let (seg, params) = open_segment(Location::Fd(fd))?;
-        Producer::attach(seg, params, Wait::default())
-    }
-
-    /// The memfd of a memfd ring (`None` for POSIX and SysV rings), to hand to more
-    /// processes.
-    #[cfg(not(loom))]
-    pub fn memfd(&self) -> Option<BorrowedFd<'_>> {
-        self.ring.seg.memfd()
-    }
+    endpoint_constructors!("spsc", KIND_SPSC, "producer", "consumer");
 
     pub(crate) fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
         // On an error below, dropping `ring` detaches again.
@@ -691,7 +445,8 @@ impl Producer {
 
     /// Claims room for a record of `size` bytes, waiting as `mode` allows.
     /// `Ok(None)`: full (Try) or timed out.
-    pub(crate) fn claim(&mut self, size: usize, mode: Mode) -> Result<Option<u64>, SendError> {
+    #[inline]
+    fn claim_bytes(&mut self, size: usize, mode: Mode) -> Result<Option<u64>, SendError> {
         if let Some(pos) = self.try_claim(size)? {
             return Ok(Some(pos));
         }
@@ -740,109 +495,6 @@ impl Producer {
         self.ring.header().tail.store(end, Ordering::Release);
     }
 
-    /// Publishes a data record and wakes a sleeping consumer (no system call if none).
-    #[inline]
-    pub(crate) fn publish(&mut self, pos: u64, len: usize, flags: u8) {
-        self.publish_raw(pos, len as u32, flags, frame::record_size(len));
-        self.ring.data_ready().notify();
-    }
-
-    /// Index of the payload of the record at `pos`.
-    #[inline]
-    pub(crate) fn payload_index(&self, pos: u64) -> usize {
-        self.ring.data.index(pos) + RECORD_HEADER
-    }
-
-    #[inline]
-    pub(crate) fn data(&self) -> DataRegion {
-        self.ring.data
-    }
-
-    /// Record size of the fragments of a large message.
-    pub(crate) fn fragment_record(&self) -> usize {
-        self.fragment_record
-    }
-
-    /// If a message in fragments was left open, closes it with an ABORT record so the
-    /// consumer discards it.
-    pub(crate) fn close_open_message(&mut self, mode: Mode) -> Result<bool, SendError> {
-        if !self.open_message {
-            return Ok(true);
-        }
-        match self.claim(8, mode)? {
-            Some(pos) => {
-                self.publish(pos, 0, FLAGS_ABORTED);
-                self.open_message = false;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    fn check_connected(&self) -> Result<(), SendError> {
-        if self.ring.detached(CONSUMER_SLOT) {
-            return Err(SendError::Disconnected);
-        }
-        Ok(())
-    }
-
-    // --- sending ------------------------------------------------------------------
-
-    #[inline]
-    fn send_with(&mut self, msg: &[u8], mode: Mode) -> Result<Option<()>, SendError> {
-        self.check_connected()?;
-        if self.open_message && !self.close_open_message(mode)? {
-            return Ok(None);
-        }
-        if msg.len() <= self.max_record_payload() {
-            let Some(pos) = self.claim(frame::record_size(msg.len()), mode)? else {
-                return Ok(None);
-            };
-            // SAFETY: `claim` gave us the record at `pos`: its payload bytes are inside
-            // the region and ours alone until we publish.
-            unsafe { self.ring.data.write(self.payload_index(pos), msg) };
-            self.publish(pos, msg.len(), FLAGS_WHOLE);
-            return Ok(Some(()));
-        }
-        let mode = match mode {
-            Mode::Block(d) => Mode::Block(d),
-            Mode::Try => {
-                // All or nothing: send only if every fragment fits now.
-                let need = self.fragmented_size(msg.len() as u64);
-                let cap = self.ring.params.capacity as u64;
-                let max = self.max_try_send_len();
-                if need + self.fragment_record as u64 + 8 > cap {
-                    return Err(SendError::TooLarge {
-                        len: msg.len() as u64,
-                        max,
-                    });
-                }
-                self.refresh_head()?;
-                if self.tail + need + self.fragment_record as u64 + 8 - self.cached_head > cap {
-                    return Ok(None);
-                }
-                // Every claim below finds room at once: only we consume free space.
-                Mode::Block(None)
-            }
-        };
-        let mut writer = MessageWriter::new(self, msg.len() as u64, mode);
-        let mut rest = msg;
-        while !rest.is_empty() {
-            // A short write means the deadline passed after some fragments went out;
-            // the next call reports the timeout. Dropping the writer abandons the message.
-            match writer.write_content(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(SendTimeoutError::Timeout) => return Ok(None),
-                Err(e) => return Err(into_send_error(e)),
-            }
-        }
-        match writer.finish_content() {
-            Ok(()) => Ok(Some(())),
-            Err(SendTimeoutError::Timeout) => Ok(None),
-            Err(e) => Err(into_send_error(e)),
-        }
-    }
-
     /// Bytes in the ring taken by a message of `len` bytes sent in fragments.
     fn fragmented_size(&self, len: u64) -> u64 {
         let first = (self.fragment_record - RECORD_HEADER - frame::BEGIN_PREFIX) as u64;
@@ -875,251 +527,96 @@ impl Producer {
         lo
     }
 
-    /// Sends one message of any length, waiting for room as the wait strategy says.
-    ///
-    /// A message longer than [`max_record_payload`](Self::max_record_payload) travels
-    /// in fragments, so the consumer can read the first while later ones are written;
-    /// the ring, not the message, bounds the memory in flight.
-    ///
-    /// ```
-    /// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
-    /// let big = vec![7u8; 3 * 4096];
-    /// let t = std::thread::spawn(move || tx.send(&big).map(|_| tx));
-    /// let mut buf = Vec::new();
-    /// assert_eq!(rx.recv(&mut buf)?, 3 * 4096);
-    /// t.join().unwrap()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
+    /// Record size of the fragments of a large message (for the fuzz model).
+    #[cfg(not(loom))]
+    pub(crate) fn fragment_record(&self) -> usize {
+        self.fragment_record
+    }
+
+    /// Closes a message left open (for the fuzz model; see `message`).
+    #[cfg(not(loom))]
+    pub(crate) fn close_open_message(&mut self, mode: Mode) -> Result<bool, SendError> {
+        crate::message::close_open_message(self, mode)
+    }
+
+    producer_methods!("spsc");
+}
+
+impl RecordProducer for Producer {
     #[inline]
-    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
-        self.send_with(msg, Mode::Block(None))
-            .map(|r| debug_assert!(r.is_some()))
+    fn check_connected(&self) -> Result<(), SendError> {
+        if self.ring.detached(CONSUMER_SLOT) {
+            return Err(SendError::Disconnected);
+        }
+        Ok(())
     }
 
-    /// Sends one message if it fits in the ring now; never waits.
-    ///
-    /// A message in fragments is sent only if all of it fits now; one that can never
-    /// fit at once gives [`TrySendError::TooLarge`] (use `send` or `stream`).
-    ///
-    /// ```
-    /// use shmlane::TrySendError;
-    /// let (mut tx, _rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(64))?;
-    /// tx.try_send(&[1; 24])?;
-    /// assert_eq!(tx.try_send(&[2; 24]), Err(TrySendError::Full));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     #[inline]
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
-        match self.send_with(msg, Mode::Try) {
-            Ok(Some(())) => Ok(()),
-            Ok(None) => Err(TrySendError::Full),
-            Err(e) => Err(e.into()),
-        }
+    fn max_record_payload(&self) -> usize {
+        self.ring.params.max_record - RECORD_HEADER
     }
 
-    /// Sends one message, waiting at most `timeout` for room. If the deadline passes
-    /// while a message in fragments is partly sent, the message is abandoned and the
-    /// consumer gets [`RecvError::Truncated`] for it.
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
-        match self.send_with(msg, Mode::timeout(timeout)) {
-            Ok(Some(())) => Ok(()),
-            Ok(None) => Err(SendTimeoutError::Timeout),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Sends a plain-old-data value as one message of `size_of::<T>()` bytes.
-    ///
-    /// ```
-    /// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
-    /// tx.send_pod(&[1.5f32, 2.5])?;
-    /// assert_eq!(rx.recv_pod::<[f32; 2]>()?, [1.5, 2.5]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn send_pod<T: bytemuck::Pod>(&mut self, value: &T) -> Result<(), SendError> {
-        self.send(bytemuck::bytes_of(value))
+    fn fragment_payload(&self) -> usize {
+        self.fragment_record - RECORD_HEADER
     }
 
     #[inline(always)]
-    fn reserve_with(
-        &mut self,
-        len: usize,
-        mode: Mode,
-    ) -> Result<Option<WriteGrant<'_>>, SendError> {
-        self.check_connected()?;
-        if len > self.max_record_payload() {
+    fn claim(&mut self, payload: usize, flags: u8, mode: Mode) -> Result<Option<Claim>, SendError> {
+        Ok(self
+            .claim_bytes(frame::record_size(payload), mode)?
+            .map(|pos| Claim {
+                pos,
+                index: self.ring.data.index(pos) + RECORD_HEADER,
+                cells: 0,
+                flags,
+            }))
+    }
+
+    /// Publishes a data record and wakes a sleeping consumer (no system call if none).
+    #[inline(always)]
+    fn publish(&mut self, claim: Claim, len: usize, flags: u8) {
+        self.publish_raw(claim.pos, len as u32, flags, frame::record_size(len));
+        self.ring.data_ready().notify();
+    }
+
+    /// Nothing to do: `tail` did not move, so the room is reused by the next record.
+    fn abandon(&mut self, _claim: Claim) {}
+
+    #[inline(always)]
+    fn data(&self) -> DataRegion {
+        self.ring.data
+    }
+
+    #[inline(always)]
+    fn open_message(&mut self) -> &mut bool {
+        &mut self.open_message
+    }
+
+    fn room_for_fragmented(&mut self, len: u64) -> Result<bool, SendError> {
+        let need = self.fragmented_size(len);
+        let cap = self.ring.params.capacity as u64;
+        if need + self.fragment_record as u64 + 8 > cap {
             return Err(SendError::TooLarge {
-                len: len as u64,
-                max: self.max_record_payload() as u64,
+                len,
+                max: self.max_try_send_len(),
             });
         }
-        if self.open_message && !self.close_open_message(mode)? {
-            return Ok(None);
-        }
-        let Some(pos) = self.claim(frame::record_size(len), mode)? else {
-            return Ok(None);
-        };
-        let index = self.payload_index(pos);
-        self.ring.data.track_write(index, len);
-        Ok(Some(WriteGrant {
-            producer: self,
-            pos,
-            index,
-            len,
-        }))
-    }
-
-    /// Reserves `len` bytes for one message, written in place (zero-copy), waiting for
-    /// room as the wait strategy says. `len` is at most
-    /// [`max_record_payload`](Self::max_record_payload).
-    ///
-    /// ```
-    /// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
-    /// let mut grant = tx.reserve(16)?;
-    /// grant[..5].copy_from_slice(b"hello");
-    /// grant.commit_len(5)?;            // publish only the first 5 bytes
-    /// assert_eq!(&*rx.recv_ref()?, b"hello");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError> {
-        // `Block(None)` never reports "would block".
-        self.reserve_with(len, Mode::Block(None))
-            .map(|g| g.expect("a blocking reserve returns a grant"))
-    }
-
-    /// Like [`reserve`](Self::reserve), without waiting.
-    #[inline]
-    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError> {
-        match self.reserve_with(len, Mode::Try) {
-            Ok(Some(g)) => Ok(g),
-            Ok(None) => Err(TrySendError::Full),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Like [`reserve`](Self::reserve), waiting at most `timeout`.
-    pub fn reserve_timeout(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-    ) -> Result<WriteGrant<'_>, SendTimeoutError> {
-        match self.reserve_with(len, Mode::timeout(timeout)) {
-            Ok(Some(g)) => Ok(g),
-            Ok(None) => Err(SendTimeoutError::Timeout),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Starts a message of exactly `total_len` bytes, written through [`std::io::Write`]
-    /// and closed with [`MessageWriter::finish`]. Fragments are published as they fill,
-    /// so a message of any size streams through a small ring.
-    ///
-    /// ```
-    /// use std::io::Write;
-    /// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
-    /// let mut w = tx.stream(11)?;
-    /// w.write_all(b"hello ")?;
-    /// w.write_all(b"world")?;
-    /// w.finish()?;
-    /// let mut buf = Vec::new();
-    /// rx.recv(&mut buf)?;
-    /// assert_eq!(buf, b"hello world");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn stream(&mut self, total_len: u64) -> Result<MessageWriter<'_>, SendError> {
-        self.check_connected()?;
-        self.close_open_message(Mode::Block(None))?;
-        Ok(MessageWriter::new(self, total_len, Mode::Block(None)))
-    }
-}
-
-pub(crate) fn into_send_error(e: SendTimeoutError) -> SendError {
-    match e {
-        SendTimeoutError::Disconnected => SendError::Disconnected,
-        SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
-        SendTimeoutError::Corrupt(c) => SendError::Corrupt(c),
-        // Only blocking calls without a deadline use this; they never time out.
-        SendTimeoutError::Timeout => SendError::Disconnected,
+        self.refresh_head()?;
+        // Every claim after this finds room at once: only we consume free space.
+        Ok(self.tail + need + self.fragment_record as u64 + 8 - self.cached_head <= cap)
     }
 }
 
 impl Drop for Producer {
     fn drop(&mut self) {
         // Then `ring` drops: it detaches and wakes the consumer.
-        let _ = self.close_open_message(Mode::Try);
+        let _ = crate::message::close_open_message(self, Mode::Try);
     }
 }
 
-/// Room for one message in the ring, written in place. Derefs to `[u8]` of the
-/// reserved length (holding whatever bytes were there before).
-///
-/// [`commit`](Self::commit) publishes it; dropped without a commit it publishes
-/// nothing and its room is reused by the next message.
-pub struct WriteGrant<'a> {
-    producer: &'a mut Producer,
-    pos: u64,
-    /// Index of the first payload byte; `index + len <= capacity`.
-    index: usize,
-    len: usize,
-}
-
-impl std::fmt::Debug for WriteGrant<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteGrant")
-            .field("pos", &self.pos)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
-impl WriteGrant<'_> {
-    /// Publishes the whole grant as one message.
-    #[inline]
-    pub fn commit(self) {
-        let len = self.len;
-        self.publish(len);
-    }
-
-    /// Publishes the first `len` bytes of the grant as one message. Fails, publishing
-    /// nothing, if `len` is longer than the grant.
-    #[inline]
-    pub fn commit_len(self, len: usize) -> Result<(), crate::CommitError> {
-        if len > self.len {
-            return Err(crate::CommitError {
-                len,
-                granted: self.len,
-            });
-        }
-        self.publish(len);
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn publish(self, len: usize) {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; we move the `&mut` out.
-        let producer = unsafe { std::ptr::read(&this.producer) };
-        producer.publish(this.pos, len, FLAGS_WHOLE);
-    }
-}
-
-impl std::ops::Deref for WriteGrant<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the grant's bytes are inside the region (claimed by `try_claim`) and
-        // belong to this producer alone until it publishes them; the grant borrows the
-        // producer mutably, so nothing else writes them meanwhile.
-        unsafe { std::slice::from_raw_parts(self.producer.ring.data.ptr(self.index), self.len) }
-    }
-}
-
-impl std::ops::DerefMut for WriteGrant<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only slice over them.
-        unsafe { std::slice::from_raw_parts_mut(self.producer.ring.data.ptr(self.index), self.len) }
-    }
-}
+/// Room for one message in an SPSC ring, written in place; see
+/// [`shmlane::WriteGrant`](crate::WriteGrant).
+pub type WriteGrant<'a> = crate::WriteGrant<'a, Producer>;
 
 // ---------------------------------------------------------------------------------
 // Consumer
@@ -1152,14 +649,6 @@ pub struct Consumer {
     pub(crate) partial: Option<Partial>,
 }
 
-/// A message `recv` has partly reassembled.
-#[derive(Debug)]
-pub(crate) struct Partial {
-    pub(crate) total: u64,
-    /// The content so far; `buf.len()` bytes of `total`.
-    pub(crate) buf: Vec<u8>,
-}
-
 // SAFETY: as for `Producer`.
 unsafe impl Send for Consumer {}
 
@@ -1177,72 +666,7 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    /// Creates the ring `name` and attaches as its consumer. See [`Producer::create`].
-    #[cfg(not(loom))]
-    pub fn create(name: &str, opts: &RingOptions) -> Result<Self, Error> {
-        let (seg, params) = create_segment(name, opts)?;
-        Consumer::attach(seg, params, opts.wait)
-    }
-
-    /// Opens the existing ring `name` and attaches as its consumer. See
-    /// [`Producer::open`].
-    #[cfg(not(loom))]
-    pub fn open(name: &str) -> Result<Self, Error> {
-        let (seg, params) = open_segment(Location::Posix(name))?;
-        Consumer::attach(seg, params, Wait::default())
-    }
-
-    /// Creates the ring if it does not exist, else opens it. See
-    /// [`Producer::create_or_open`].
-    #[cfg(not(loom))]
-    pub fn create_or_open(name: &str, opts: &RingOptions) -> Result<Self, Error> {
-        let (seg, params) = create_or_open_segment(name, opts)?;
-        Consumer::attach(seg, params, opts.wait)
-    }
-
-    /// Creates a System V ring with `key` and attaches as its consumer. See
-    /// [`Producer::create_sysv`].
-    #[cfg(not(loom))]
-    pub fn create_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
-        Consumer::create("", &opts.clone().backing(Backing::SysV { key }))
-    }
-
-    /// Opens the existing System V ring with `key` and attaches as its consumer. See
-    /// [`Producer::open_sysv`].
-    #[cfg(not(loom))]
-    pub fn open_sysv(key: i32) -> Result<Self, Error> {
-        let (seg, params) = open_segment(Location::SysV(key))?;
-        Consumer::attach(seg, params, Wait::default())
-    }
-
-    /// Creates the System V ring with `key` if there is none, else opens it. See
-    /// [`Producer::create_or_open_sysv`].
-    #[cfg(not(loom))]
-    pub fn create_or_open_sysv(key: i32, opts: &RingOptions) -> Result<Self, Error> {
-        Consumer::create_or_open("", &opts.clone().backing(Backing::SysV { key }))
-    }
-
-    /// Creates a ring in a new sealed memfd and attaches as its consumer; returns a
-    /// descriptor of the memfd for the producer. See [`Producer::create_memfd`].
-    #[cfg(not(loom))]
-    pub fn create_memfd(opts: &RingOptions) -> Result<(Self, OwnedFd), Error> {
-        let (seg, params, fd) = create_memfd_segment(opts)?;
-        Ok((Consumer::attach(seg, params, opts.wait)?, fd))
-    }
-
-    /// Opens the ring in the memfd `fd` and attaches as its consumer. See
-    /// [`Producer::open_fd`].
-    #[cfg(not(loom))]
-    pub fn open_fd(fd: OwnedFd) -> Result<Self, Error> {
-        let (seg, params) = open_segment(Location::Fd(fd))?;
-        Consumer::attach(seg, params, Wait::default())
-    }
-
-    /// The memfd of a memfd ring (`None` for POSIX and SysV rings).
-    #[cfg(not(loom))]
-    pub fn memfd(&self) -> Option<BorrowedFd<'_>> {
-        self.ring.seg.memfd()
-    }
+    endpoint_constructors!("spsc", KIND_SPSC, "consumer", "producer");
 
     pub(crate) fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
         // On an error below, dropping `ring` detaches again.
@@ -1322,7 +746,7 @@ impl Consumer {
 
     /// Releases the `size`-byte record at `head`.
     #[inline]
-    pub(crate) fn release(&mut self, size: usize) {
+    fn release(&mut self, size: usize) {
         self.head += size as u64;
         if self.head - self.published_head >= self.publish_every {
             self.publish_head();
@@ -1363,7 +787,7 @@ impl Consumer {
     /// Waits for the next record as `mode` allows. `Err(Timeout)`: none arrived (at
     /// once, for `Mode::Try`).
     #[inline]
-    pub(crate) fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
+    fn wait_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
         if let Some(r) = self.poll_record()? {
             return Ok(r);
         }
@@ -1382,319 +806,47 @@ impl Consumer {
         result?.ok_or(RecvTimeoutError::Timeout)
     }
 
-    /// Index of the first content byte of `rec` (at `head`).
-    #[inline]
-    pub(crate) fn content_index(&self, rec: &DataRecord) -> usize {
-        self.ring.data.index(self.head) + rec.content_offset()
+    consumer_methods!("spsc");
+}
+
+impl RecordConsumer for Consumer {
+    #[inline(always)]
+    fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
+        self.wait_record(mode)
     }
 
-    #[inline]
-    pub(crate) fn data(&self) -> DataRegion {
-        self.ring.data
-    }
-
-    /// Reads and checks the total length of the BEGIN-only fragment `rec` at `head`.
-    pub(crate) fn message_total(&self, rec: &DataRecord) -> Result<u64, Corruption> {
-        debug_assert!(rec.is_begin() && !rec.is_end());
-        // SAFETY: the prefix is the first 8 payload bytes of a published record we have
-        // not released (decode checked that the record is at least that long).
-        let total = unsafe {
-            self.ring
-                .data
-                .read_u64(self.ring.data.index(self.head) + RECORD_HEADER)
-        };
-        if total <= rec.content_len() as u64 {
-            return Err(Corruption {
-                what: "message total length",
-                value: total,
-                position: self.head,
-            });
-        }
-        Ok(total)
-    }
-
-    /// Appends the content of `rec` (at `head`) to `buf` and releases the record.
-    fn take_into(&mut self, rec: &DataRecord, buf: &mut Vec<u8>) {
-        let n = rec.content_len();
-        let index = self.content_index(rec);
-        buf.reserve(n);
-        let spare = &mut buf.spare_capacity_mut()[..n];
-        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the bytes are published to
-        // us (Acquire on the header) and inside the region (decode checked the length).
-        unsafe {
-            self.ring.data.read(
-                index,
-                std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), n),
-            );
-            buf.set_len(buf.len() + n);
-        }
+    #[inline(always)]
+    fn release_record(&mut self, rec: &DataRecord) {
         self.release(rec.size());
     }
 
-    // --- receiving messages --------------------------------------------------------
-
-    fn recv_with(&mut self, buf: &mut Vec<u8>, mode: Mode) -> Result<usize, RecvTimeoutError> {
-        let mut total = match self.partial.take() {
-            Some(p) => {
-                *buf = p.buf;
-                Some(p.total)
-            }
-            None => {
-                buf.clear();
-                None
-            }
-        };
-        loop {
-            let rec = match self.next_record(mode) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(total) = total {
-                        self.partial = Some(Partial {
-                            total,
-                            buf: std::mem::take(buf),
-                        });
-                    }
-                    return Err(RecvTimeoutError::Timeout);
-                }
-                // The producer left in the middle of a message.
-                Err(RecvTimeoutError::Disconnected) if total.is_some() => {
-                    return Err(RecvTimeoutError::Truncated)
-                }
-                Err(e) => return Err(e),
-            };
-            let Some(expected) = total else {
-                if !rec.is_begin() {
-                    // The rest of a message whose start we never saw (we attached, or a
-                    // reader was dropped, in its middle), or a stray ABORT: skip it.
-                    self.release(rec.size());
-                    continue;
-                }
-                if rec.is_whole() {
-                    if rec.len() as u64 > self.max_message {
-                        return Err(RecvTimeoutError::TooLarge {
-                            len: rec.len() as u64,
-                            max: self.max_message,
-                        });
-                    }
-                    self.take_into(&rec, buf);
-                    return Ok(rec.len());
-                }
-                let t = self.message_total(&rec)?;
-                if t > self.max_message || usize::try_from(t).is_err() {
-                    return Err(RecvTimeoutError::TooLarge {
-                        len: t,
-                        max: self.max_message,
-                    });
-                }
-                if buf.try_reserve_exact(t as usize).is_err() {
-                    return Err(RecvTimeoutError::TooLarge {
-                        len: t,
-                        max: self.max_message,
-                    });
-                }
-                self.take_into(&rec, buf);
-                total = Some(t);
-                continue;
-            };
-            if rec.is_begin() {
-                // A new message began before this one ended: leave it for the next call.
-                return Err(RecvTimeoutError::Truncated);
-            }
-            if rec.is_abort() {
-                self.release(rec.size());
-                return Err(RecvTimeoutError::Truncated);
-            }
-            let received = buf.len() as u64 + rec.content_len() as u64;
-            if received > expected || (received == expected) != rec.is_end() {
-                return Err(RecvTimeoutError::Corrupt(Corruption {
-                    what: "fragment length (does not add up to the message total)",
-                    value: rec.len() as u64,
-                    position: self.head,
-                }));
-            }
-            self.take_into(&rec, buf);
-            if rec.is_end() {
-                return Ok(buf.len());
-            }
-        }
+    /// Index of the first content byte of `rec` (at `head`).
+    #[inline(always)]
+    fn content_index(&self, rec: &DataRecord) -> usize {
+        self.ring.data.index(self.head) + rec.content_offset()
     }
 
-    /// Receives one whole message into `buf` (replacing its contents), waiting as the
-    /// wait strategy says. Returns its length.
-    ///
-    /// A message longer than [`max_message`](Self::max_message) is refused with
-    /// [`RecvError::TooLarge`] before anything is allocated, and left in the ring for
-    /// [`recv_stream`](Self::recv_stream). On an error, `buf`'s contents are unspecified.
-    #[inline]
-    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.recv_with(buf, Mode::Block(None))
-            .map_err(into_recv_error)
+    #[inline(always)]
+    fn payload_index(&self, _rec: &DataRecord) -> usize {
+        self.ring.data.index(self.head) + RECORD_HEADER
     }
 
-    /// Receives one whole message if one is there now; never waits for the producer.
-    ///
-    /// If a message in fragments has begun but not all of it has arrived, the part
-    /// received is kept and `Empty` returned; the next receive goes on with it.
-    ///
-    /// ```
-    /// use shmlane::TryRecvError;
-    /// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
-    /// let mut buf = Vec::new();
-    /// assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
-    /// tx.send(b"x")?;
-    /// assert_eq!(rx.try_recv(&mut buf), Ok(1));
-    /// drop(tx);
-    /// assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Disconnected));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        self.recv_with(buf, Mode::Try).map_err(into_try_recv_error)
+    #[inline(always)]
+    fn data(&self) -> DataRegion {
+        self.ring.data
     }
 
-    /// Receives one whole message, waiting at most `timeout`.
-    pub fn recv_timeout(
-        &mut self,
-        buf: &mut Vec<u8>,
-        timeout: Duration,
-    ) -> Result<usize, RecvTimeoutError> {
-        self.recv_with(buf, Mode::timeout(timeout))
+    fn partial(&mut self) -> &mut Option<Partial> {
+        &mut self.partial
     }
 
-    #[inline]
-    fn recv_ref_with(&mut self, mode: Mode) -> Result<ReadGrant<'_>, RecvTimeoutError> {
-        if let Some(p) = &self.partial {
-            return Err(RecvTimeoutError::Fragmented { len: p.total });
-        }
-        loop {
-            let rec = self.next_record(mode)?;
-            if !rec.is_begin() {
-                self.release(rec.size());
-                continue;
-            }
-            if !rec.is_whole() {
-                return Err(RecvTimeoutError::Fragmented {
-                    len: self.message_total(&rec)?,
-                });
-            }
-            let index = self.content_index(&rec);
-            self.ring.data.track_read(index, rec.len());
-            return Ok(ReadGrant {
-                consumer: self,
-                index,
-                len: rec.len(),
-                size: rec.size(),
-            });
-        }
+    #[inline(always)]
+    fn max_message(&self) -> u64 {
+        self.max_message
     }
 
-    /// Receives one message in place (zero-copy): the grant derefs to its bytes in the
-    /// ring, and releases them when dropped.
-    ///
-    /// A message that travels in fragments is not one slice: it gives
-    /// [`RecvError::Fragmented`] and stays in the ring for [`recv`](Self::recv) or
-    /// [`recv_stream`](Self::recv_stream). Messages up to
-    /// [`Producer::max_record_payload`] never do.
-    #[inline]
-    pub fn recv_ref(&mut self) -> Result<ReadGrant<'_>, RecvError> {
-        self.recv_ref_with(Mode::Block(None))
-            .map_err(into_recv_error)
-    }
-
-    /// Like [`recv_ref`](Self::recv_ref), without waiting.
-    #[inline]
-    pub fn try_recv_ref(&mut self) -> Result<ReadGrant<'_>, TryRecvError> {
-        self.recv_ref_with(Mode::Try).map_err(into_try_recv_error)
-    }
-
-    /// Like [`recv_ref`](Self::recv_ref), waiting at most `timeout`.
-    pub fn recv_ref_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<ReadGrant<'_>, RecvTimeoutError> {
-        self.recv_ref_with(Mode::timeout(timeout))
-    }
-
-    /// Receives one message as a plain-old-data value. A message of another length is
-    /// consumed and reported as [`RecvError::SizeMismatch`].
-    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
-        let size = std::mem::size_of::<T>();
-        let mismatch = |found: usize| RecvError::SizeMismatch {
-            expected: size as u64,
-            found: found as u64,
-        };
-        if size <= self.ring.params.max_record - RECORD_HEADER {
-            let grant = self.recv_ref()?;
-            if grant.len() != size {
-                return Err(mismatch(grant.len()));
-            }
-            return Ok(bytemuck::pod_read_unaligned(&grant));
-        }
-        let mut buf = Vec::new();
-        let len = self.recv(&mut buf)?;
-        if len != size {
-            return Err(mismatch(len));
-        }
-        Ok(bytemuck::pod_read_unaligned(&buf))
-    }
-
-    /// Receives one message of any length as an [`std::io::Read`], waiting for its first
-    /// fragment as the wait strategy says. Memory is bounded by the ring, not the
-    /// message: a message of many GiB streams through a small ring.
-    ///
-    /// Dropping the reader before the end discards the rest of the message.
-    ///
-    /// ```
-    /// use std::io::Read;
-    /// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
-    /// let t = std::thread::spawn(move || tx.send(&vec![1u8; 100_000]).map(|_| tx));
-    /// let mut reader = rx.recv_stream()?;
-    /// assert_eq!(reader.len(), 100_000);
-    /// let mut sum = 0u64;
-    /// let mut chunk = [0u8; 8192];
-    /// loop {
-    ///     let n = reader.read(&mut chunk)?;
-    ///     if n == 0 { break; }
-    ///     sum += chunk[..n].iter().map(|&b| b as u64).sum::<u64>();
-    /// }
-    /// assert_eq!(sum, 100_000);
-    /// # drop(reader);
-    /// # t.join().unwrap()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn recv_stream(&mut self) -> Result<MessageReader<'_>, RecvError> {
-        MessageReader::new(self, Mode::Block(None)).map_err(into_recv_error)
-    }
-
-    /// Like [`recv_stream`](Self::recv_stream), waiting at most `timeout` for the
-    /// message to begin.
-    pub fn recv_stream_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<MessageReader<'_>, RecvTimeoutError> {
-        MessageReader::new(self, Mode::timeout(timeout))
-    }
-}
-
-pub(crate) fn into_recv_error(e: RecvTimeoutError) -> RecvError {
-    match e {
-        RecvTimeoutError::Disconnected => RecvError::Disconnected,
-        RecvTimeoutError::TooLarge { len, max } => RecvError::TooLarge { len, max },
-        RecvTimeoutError::Fragmented { len } => RecvError::Fragmented { len },
-        RecvTimeoutError::Truncated => RecvError::Truncated,
-        RecvTimeoutError::SizeMismatch { expected, found } => {
-            RecvError::SizeMismatch { expected, found }
-        }
-        RecvTimeoutError::Corrupt(c) => RecvError::Corrupt(c),
-        // Only blocking calls without a deadline use this; they never time out.
-        RecvTimeoutError::Timeout => RecvError::Disconnected,
-    }
-}
-
-fn into_try_recv_error(e: RecvTimeoutError) -> TryRecvError {
-    match e {
-        RecvTimeoutError::Timeout => TryRecvError::Empty,
-        other => into_recv_error(other).into(),
+    fn max_record_payload(&self) -> usize {
+        self.ring.params.max_record - RECORD_HEADER
     }
 }
 
@@ -1708,40 +860,6 @@ impl Drop for Consumer {
     }
 }
 
-/// One message read in place. Derefs to its bytes in the ring; dropping it releases
-/// them to the producer.
-///
-/// The slice is valid while the grant lives: the producer does not write those bytes
-/// until they are released (a producer that breaks the protocol is outside this
-/// guarantee; see the crate's trust model).
-pub struct ReadGrant<'a> {
-    consumer: &'a mut Consumer,
-    /// Index of the first byte; `index + len <= capacity` (checked by decode).
-    index: usize,
-    len: usize,
-    /// The record's size in the ring.
-    size: usize,
-}
-
-impl std::fmt::Debug for ReadGrant<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadGrant").field("len", &self.len).finish()
-    }
-}
-
-impl std::ops::Deref for ReadGrant<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the bytes are inside the region (decode checked the record against
-        // the capacity), were published to us (Acquire on the header), and are not
-        // released (so not rewritten by the producer) until this grant drops.
-        unsafe { std::slice::from_raw_parts(self.consumer.ring.data.ptr(self.index), self.len) }
-    }
-}
-
-impl Drop for ReadGrant<'_> {
-    fn drop(&mut self) {
-        self.consumer.ring.data.track_read(self.index, self.len);
-        self.consumer.release(self.size);
-    }
-}
+/// One message read in place from an SPSC ring; see
+/// [`shmlane::ReadGrant`](crate::ReadGrant).
+pub type ReadGrant<'a> = crate::ReadGrant<'a, Consumer>;

@@ -7,19 +7,24 @@
 //! BEGIN and the total length, the last END. The writer publishes each fragment as it
 //! fills; the reader releases each as it is read, so the memory in flight is bounded
 //! by the ring, whatever the message's size.
+//!
+//! Both types are generic over the ring kind (`spsc` or `mpmc` endpoints); the
+//! parameter defaults to SPSC.
+
+#![allow(private_bounds)]
 
 use std::io;
 
 use crate::error::{RecvTimeoutError, SendTimeoutError};
-use crate::frame::{
-    self, DataRecord, BEGIN_PREFIX, FLAGS_WHOLE, FLAG_BEGIN, FLAG_END, RECORD_HEADER,
+use crate::frame::{DataRecord, BEGIN_PREFIX, FLAGS_WHOLE, FLAG_BEGIN, FLAG_END};
+use crate::message::{
+    close_open_message, message_total, Claim, Mode, RecordConsumer, RecordProducer,
 };
-use crate::spsc::{Consumer, Mode, Producer};
 
 /// A fragment claimed in the ring and being filled.
 #[derive(Debug)]
 struct OpenFragment {
-    pos: u64,
+    claim: Claim,
     /// Index of the first content byte.
     index: usize,
     /// Content bytes it holds when full.
@@ -32,13 +37,14 @@ struct OpenFragment {
 }
 
 /// Writes one message of a declared length through [`io::Write`]; made by
-/// [`Producer::stream`].
+/// [`spsc::Producer::stream`](crate::spsc::Producer::stream) or
+/// [`mpmc::Producer::stream`](crate::mpmc::Producer::stream).
 ///
 /// Writing more than the declared length is an error; [`finish`](Self::finish) checks
 /// that all of it was written. A writer dropped (or finished) early abandons the
 /// message: the consumer gets [`RecvError::Truncated`](crate::RecvError::Truncated).
-pub struct MessageWriter<'a> {
-    producer: &'a mut Producer,
+pub struct MessageWriter<'a, P: RecordProducer = crate::spsc::Producer> {
+    producer: &'a mut P,
     total: u64,
     /// Content bytes written so far (published or in `current`).
     written: u64,
@@ -48,7 +54,7 @@ pub struct MessageWriter<'a> {
     mode: Mode,
 }
 
-impl std::fmt::Debug for MessageWriter<'_> {
+impl<P: RecordProducer> std::fmt::Debug for MessageWriter<'_, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessageWriter")
             .field("total", &self.total)
@@ -57,8 +63,8 @@ impl std::fmt::Debug for MessageWriter<'_> {
     }
 }
 
-impl<'a> MessageWriter<'a> {
-    pub(crate) fn new(producer: &'a mut Producer, total: u64, mode: Mode) -> Self {
+impl<'a, P: RecordProducer> MessageWriter<'a, P> {
+    pub(crate) fn new(producer: &'a mut P, total: u64, mode: Mode) -> Self {
         MessageWriter {
             producer,
             total,
@@ -89,17 +95,13 @@ impl<'a> MessageWriter<'a> {
         let p = &mut *self.producer;
         let remaining = self.total - self.written;
         let max_whole = (p.max_record_payload()) as u64;
-        let frag = p.fragment_record();
+        let frag = p.fragment_payload();
         let (room, prefix, flags) = if !self.began && self.total <= max_whole {
             (self.total as usize, 0, FLAGS_WHOLE)
         } else if !self.began {
-            (
-                frag - RECORD_HEADER - BEGIN_PREFIX,
-                BEGIN_PREFIX,
-                FLAG_BEGIN,
-            )
+            (frag - BEGIN_PREFIX, BEGIN_PREFIX, FLAG_BEGIN)
         } else {
-            let room = ((frag - RECORD_HEADER) as u64).min(remaining) as usize;
+            let room = (frag as u64).min(remaining) as usize;
             let flags = if room as u64 == remaining {
                 FLAG_END
             } else {
@@ -107,18 +109,17 @@ impl<'a> MessageWriter<'a> {
             };
             (room, 0, flags)
         };
-        let size = frame::record_size(room + prefix);
-        let pos = match p.claim(size, self.mode)? {
-            Some(pos) => pos,
+        let claim = match p.claim(room + prefix, flags, self.mode)? {
+            Some(c) => c,
             None => return Err(SendTimeoutError::Timeout),
         };
-        let index = p.payload_index(pos);
+        let index = claim.index;
         if prefix > 0 {
             // SAFETY: the prefix is the first 8 bytes of the record we just claimed.
             unsafe { p.data().write(index, &self.total.to_le_bytes()) };
         }
         self.current = Some(OpenFragment {
-            pos,
+            claim,
             index: index + prefix,
             room,
             filled: 0,
@@ -133,9 +134,9 @@ impl<'a> MessageWriter<'a> {
         if let Some(f) = &self.current {
             if f.filled == f.room {
                 let f = self.current.take().expect("checked above");
-                self.producer.publish(f.pos, f.room + f.prefix, f.flags);
+                self.producer.publish(f.claim, f.room + f.prefix, f.flags);
                 self.began = true;
-                self.producer.open_message = f.flags == FLAG_BEGIN || f.flags == 0;
+                *self.producer.open_message() = f.flags == FLAG_BEGIN || f.flags == 0;
             }
         }
     }
@@ -215,7 +216,7 @@ fn timeout_to_io(e: SendTimeoutError) -> io::Error {
     }
 }
 
-impl io::Write for MessageWriter<'_> {
+impl<P: RecordProducer> io::Write for MessageWriter<'_, P> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -239,14 +240,16 @@ impl io::Write for MessageWriter<'_> {
     }
 }
 
-impl Drop for MessageWriter<'_> {
+impl<P: RecordProducer> Drop for MessageWriter<'_, P> {
     fn drop(&mut self) {
-        // An unpublished fragment is simply not published (its room is reused). A
+        // An unpublished fragment is given up (SPSC reuses its room; MPMC pads it). A
         // message whose first fragment is out is closed with an ABORT record, now if
         // there is room, else before the producer's next message.
-        self.current = None;
-        if self.producer.open_message {
-            let _ = self.producer.close_open_message(Mode::Try);
+        if let Some(f) = self.current.take() {
+            self.producer.abandon(f.claim);
+        }
+        if *self.producer.open_message() {
+            let _ = close_open_message(self.producer, Mode::Try);
         }
     }
 }
@@ -259,18 +262,19 @@ struct ReadFragment {
     len: usize,
     /// Content bytes already returned.
     read: usize,
-    /// The record's size in the ring.
-    size: usize,
-    end: bool,
+    /// The record in hand, released when read.
+    rec: DataRecord,
 }
 
 /// Reads one message of any length through [`io::Read`]; made by
-/// [`Consumer::recv_stream`]. `read` returns 0 at the end of the message.
+/// [`spsc::Consumer::recv_stream`](crate::spsc::Consumer::recv_stream) or
+/// [`mpmc::Consumer::recv_stream`](crate::mpmc::Consumer::recv_stream). `read`
+/// returns 0 at the end of the message.
 ///
 /// An abandoned message (the producer dropped its writer, or left) ends with an
 /// [`io::ErrorKind::UnexpectedEof`] error.
-pub struct MessageReader<'a> {
-    consumer: &'a mut Consumer,
+pub struct MessageReader<'a, C: RecordConsumer = crate::spsc::Consumer> {
+    consumer: &'a mut C,
     total: u64,
     /// Content bytes taken from the ring so far (the current fragment included).
     received: u64,
@@ -281,7 +285,7 @@ pub struct MessageReader<'a> {
     done: bool,
 }
 
-impl std::fmt::Debug for MessageReader<'_> {
+impl<C: RecordConsumer> std::fmt::Debug for MessageReader<'_, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessageReader")
             .field("total", &self.total)
@@ -290,9 +294,9 @@ impl std::fmt::Debug for MessageReader<'_> {
     }
 }
 
-impl<'a> MessageReader<'a> {
-    pub(crate) fn new(consumer: &'a mut Consumer, mode: Mode) -> Result<Self, RecvTimeoutError> {
-        if let Some(p) = consumer.partial.take() {
+impl<'a, C: RecordConsumer> MessageReader<'a, C> {
+    pub(crate) fn new(consumer: &'a mut C, mode: Mode) -> Result<Self, RecvTimeoutError> {
+        if let Some(p) = consumer.partial().take() {
             return Ok(MessageReader {
                 total: p.total,
                 received: p.buf.len() as u64,
@@ -307,13 +311,13 @@ impl<'a> MessageReader<'a> {
             let rec = consumer.next_record(mode)?;
             if !rec.is_begin() {
                 // The rest of a message whose start we never saw: skip it.
-                consumer.release(rec.size());
+                consumer.release_record(&rec);
                 continue;
             }
             let total = if rec.is_whole() {
                 rec.len() as u64
             } else {
-                consumer.message_total(&rec)?
+                message_total(&*consumer, &rec)?
             };
             let current = Self::fragment(consumer, &rec);
             return Ok(MessageReader {
@@ -328,15 +332,14 @@ impl<'a> MessageReader<'a> {
         }
     }
 
-    fn fragment(consumer: &Consumer, rec: &DataRecord) -> ReadFragment {
+    fn fragment(consumer: &C, rec: &DataRecord) -> ReadFragment {
         let index = consumer.content_index(rec);
         consumer.data().track_read(index, rec.content_len());
         ReadFragment {
             index,
             len: rec.content_len(),
             read: 0,
-            size: rec.size(),
-            end: rec.is_end(),
+            rec: *rec,
         }
     }
 
@@ -357,7 +360,7 @@ impl<'a> MessageReader<'a> {
         let rec = match self.consumer.next_record(Mode::Block(None)) {
             Ok(r) => r,
             Err(RecvTimeoutError::Disconnected) => return Err(truncated()),
-            Err(e) => return Err(crate::spsc::into_recv_error(e).into()),
+            Err(e) => return Err(crate::message::into_recv_error(e).into()),
         };
         if rec.is_begin() {
             // A new message started before this one ended; leave it in the ring.
@@ -365,7 +368,7 @@ impl<'a> MessageReader<'a> {
             return Err(truncated());
         }
         if rec.is_abort() {
-            self.consumer.release(rec.size());
+            self.consumer.release_record(&rec);
             self.done = true;
             return Err(truncated());
         }
@@ -387,7 +390,7 @@ impl<'a> MessageReader<'a> {
     }
 }
 
-impl io::Read for MessageReader<'_> {
+impl<C: RecordConsumer> io::Read for MessageReader<'_, C> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
@@ -408,10 +411,10 @@ impl io::Read for MessageReader<'_> {
                     f.read += n;
                     return Ok(n);
                 }
-                let (size, end) = (f.size, f.end);
+                let rec = f.rec;
                 self.current = None;
-                self.consumer.release(size);
-                if end {
+                self.consumer.release_record(&rec);
+                if rec.is_end() {
                     self.done = true;
                 }
             }
@@ -423,12 +426,12 @@ impl io::Read for MessageReader<'_> {
     }
 }
 
-impl Drop for MessageReader<'_> {
+impl<C: RecordConsumer> Drop for MessageReader<'_, C> {
     fn drop(&mut self) {
         // Release the fragment in hand; fragments still to come are skipped by the
         // next receive (they have no BEGIN).
         if let Some(f) = self.current.take() {
-            self.consumer.release(f.size);
+            self.consumer.release_record(&f.rec);
         }
     }
 }

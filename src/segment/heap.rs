@@ -17,6 +17,9 @@ pub(crate) struct HeapSegment {
     bytes: Box<[std::cell::UnsafeCell<u64>]>,
     #[cfg(loom)]
     shadow: Box<crate::region::Shadow>,
+    /// The MPMC cell table (2 words per cell; empty for SPSC).
+    #[cfg(loom)]
+    table: Box<[crate::sync::AtomicU64]>,
     capacity: usize,
 }
 
@@ -39,7 +42,7 @@ impl HeapSegment {
     /// Sizes, places and initialises a heap segment for `params`.
     pub(crate) fn new(params: &RingParams) -> Result<Self, crate::Error> {
         let capacity = params.capacity;
-        let segment_len = crate::header::HEADER_SIZE + capacity;
+        let segment_len = params.segment_len();
         #[cfg(not(loom))]
         let seg = {
             let layout = std::alloc::Layout::from_size_align(segment_len, 4096).map_err(|_| {
@@ -50,6 +53,8 @@ impl HeapSegment {
                 }
             })?;
             // SAFETY: the layout has a non-zero size (header + capacity >= 4096 + 64).
+            // Zeroed memory is a valid header, region and cell table; `init` then sets
+            // what must not be zero (the stamps of an MPMC ring).
             let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
             let Some(base) = std::ptr::NonNull::new(ptr) else {
                 std::alloc::handle_alloc_error(layout)
@@ -67,9 +72,13 @@ impl HeapSegment {
                 .map(|_| std::cell::UnsafeCell::new(0))
                 .collect(),
             shadow: Box::new(crate::region::Shadow::new(capacity)),
+            table: (0..params.cells() * 2)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
             capacity,
         };
-        seg.header().init(params, segment_len as u64);
+        let table = (params.cells() > 0).then(|| seg.cell_table(params));
+        seg.header().init(params, segment_len as u64, table);
         Ok(seg)
     }
 
@@ -84,6 +93,30 @@ impl HeapSegment {
         #[cfg(loom)]
         {
             &self.header
+        }
+    }
+
+    pub(crate) fn cell_table(&self, params: &RingParams) -> crate::region::CellTable {
+        #[cfg(not(loom))]
+        {
+            assert!(params.segment_len() <= self.layout.size() && params.cells().is_power_of_two());
+            // SAFETY: the table is the `cells * 16` bytes after the data region, inside
+            // the allocation (asserted), 8-aligned, alive as long as `self`, and reached
+            // only through atomics.
+            unsafe {
+                crate::region::CellTable::new(
+                    self.base
+                        .as_ptr()
+                        .add(crate::header::HEADER_SIZE + params.capacity),
+                    params.cells(),
+                )
+            }
+        }
+        #[cfg(loom)]
+        {
+            assert_eq!(self.table.len(), params.cells() * 2);
+            // SAFETY: the table lives as long as `self`.
+            unsafe { crate::region::CellTable::new(&*self.table as *const _, params.cells()) }
         }
     }
 

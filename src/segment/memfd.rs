@@ -58,6 +58,10 @@ impl MemfdSegment {
         self.map.data(self.capacity)
     }
 
+    pub(crate) fn cell_table(&self, params: &RingParams) -> crate::region::CellTable {
+        self.map.cell_table(params)
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }

@@ -63,6 +63,22 @@ impl Segment {
         }
     }
 
+    /// The MPMC cell table after the data region (`params` are the segment's own).
+    pub(crate) fn cell_table(
+        &self,
+        params: &crate::header::RingParams,
+    ) -> crate::region::CellTable {
+        match self {
+            #[cfg(not(loom))]
+            Segment::Posix(s) => s.cell_table(params),
+            #[cfg(not(loom))]
+            Segment::SysV(s) => s.cell_table(params),
+            #[cfg(not(loom))]
+            Segment::Memfd(s) => s.cell_table(params),
+            Segment::Heap(s) => s.cell_table(params),
+        }
+    }
+
     /// The segment's name: the POSIX name, `sysv:0x<key>`, `memfd:<label>`, or
     /// `"(heap)"` for a private ring.
     pub(crate) fn name(&self) -> &str {

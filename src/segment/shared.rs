@@ -134,7 +134,7 @@ pub(crate) fn object_len(
     mem: &MemoryOptions,
     name: &str,
 ) -> Result<(usize, Option<usize>), Error> {
-    let len = HEADER_SIZE + params.capacity;
+    let len = params.segment_len();
     if !mem.huge_pages {
         return Ok((len, None));
     }
@@ -162,8 +162,11 @@ pub(crate) fn init_segment(
     if mem.lock_memory {
         map.lock(name)?;
     }
-    map.header()
-        .init(params, (HEADER_SIZE + params.capacity) as u64);
+    map.header().init(
+        params,
+        params.segment_len() as u64,
+        (params.cells() > 0).then(|| map.cell_table(params)),
+    );
     Ok(())
 }
 
@@ -288,6 +291,27 @@ impl Mapping {
         // mapping (asserted), page aligned, alive as long as `self`; capacity is a
         // power of two.
         unsafe { DataRegion::new(self.ptr.as_ptr().add(HEADER_SIZE), capacity) }
+    }
+
+    /// The MPMC cell table after the data region. Panics if the mapping is shorter.
+    pub(crate) fn cell_table(
+        &self,
+        params: &crate::header::RingParams,
+    ) -> crate::region::CellTable {
+        let cells = params.cells();
+        assert!(
+            cells.is_power_of_two() && params.segment_len() <= self.len,
+            "the cell table is inside the mapping"
+        );
+        // SAFETY: the table is the `cells * 16` bytes after the data region, inside the
+        // mapping (asserted), 8-aligned (capacity is a power of two >= 64), alive as
+        // long as `self`, and reached only through atomics.
+        unsafe {
+            crate::region::CellTable::new(
+                self.ptr.as_ptr().add(HEADER_SIZE + params.capacity),
+                cells,
+            )
+        }
     }
 
     /// `mlock`s the mapping: its pages stay in memory while it is mapped.
@@ -468,7 +492,7 @@ pub(crate) fn open_object(
             Err(fault) => return Err(fault_to_error(name, fault, start.elapsed())),
         }
     };
-    let segment_len = HEADER_SIZE + params.capacity;
+    let segment_len = params.segment_len();
     // Size it once more right before the full mapping: `validate` checked the length,
     // and only a process with write access to the object can shrink it (a sealed memfd
     // and a SysV segment cannot shrink at all).

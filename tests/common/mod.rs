@@ -117,11 +117,16 @@ pub mod offsets {
     pub const CREATOR_PID: u64 = 72;
     pub const DATA_OFFSET: u64 = 88;
     pub const SEGMENT_LEN: u64 = 96;
+    pub const MAX_ENDPOINTS: u64 = 104;
+    pub const PRODUCERS: u64 = 112;
+    pub const CONSUMERS: u64 = 120;
     pub const STATE: u64 = 128;
-    /// Endpoint slot `i` is at `ENDPOINTS + 32 * i`; its state is the first u32.
-    pub const ENDPOINTS: u64 = 512;
+    pub const DATA_READY: u64 = 1024;
+    pub const SPACE_READY: u64 = 1152;
     pub const TAIL: u64 = 1280;
     pub const HEAD: u64 = 1408;
+    /// Endpoint slot `i` is at `ENDPOINTS + 32 * i`; its state is the first u32.
+    pub const ENDPOINTS: u64 = 2048;
     /// The data region starts after the 4096-byte header.
     pub const DATA: u64 = 4096;
 }

@@ -1,0 +1,987 @@
+//! The MPMC cell ring: any number of [`Producer`]s and [`Consumer`]s, in any number of
+//! processes, up to the ring's endpoint limit.
+//!
+//! # Protocol
+//!
+//! Vyukov's bounded MPMC queue (per-cell stamps, as in crossbeam's `ArrayQueue`),
+//! generalised to records that span several contiguous cells:
+//!
+//! - The data region is `N` cells of `S` bytes (both powers of two). After it, the
+//!   **cell table** has, per cell, a stamp (u64) and a record word (length and flags
+//!   of the record that starts there). A record of `len` bytes takes
+//!   `k = max(1, ceil(len / S))` contiguous cells, and its payload starts at its first
+//!   cell: one slice, aligned to the cell size, zero-copy on both sides.
+//! - Positions count cells since creation (u64); a cell's stamp says the state of the
+//!   cell for position `p`: `p` = free for the producer of position `p`; `p + 1` =
+//!   the record starting at `p` is published; `p + N` = released by its consumer, free
+//!   for the producer of `p + N`. Inner cells of a record go from `p` straight to
+//!   `p + N`. Full positions make ABA impossible (2^56 cells is years at any rate).
+//! - **Producer**: read `tail`; check the stamps of the `k` cells it needs (plus the
+//!   cells up to the end of the array if the record would straddle it: those become a
+//!   PAD record); CAS `tail` forward over them; write; store the record word, then the
+//!   first cell's stamp `p + 1` with Release.
+//! - **Consumer**: read `head`; Acquire-load the stamp at `head`; if it says published,
+//!   read the record word (which gives `k`), CAS `head` forward by `k`, read the
+//!   payload, then store `p + N` into each of the `k` stamps with Release.
+//! - A producer stalled between its claim and its publish holds up consumers at its
+//!   record only (other producers keep claiming and publishing behind it); a consumer
+//!   stalled between its claim and its release holds up only the reuse of its cells.
+//!
+//! # Streams (messages larger than one record)
+//!
+//! The top 8 bits of `tail` and of `head` are the **writer-stream** and
+//! **reader-stream** slots: 0 when free, else the endpoint-table slot + 1 of the
+//! holder. The producer that claims a BEGIN fragment sets the writer slot in the same
+//! CAS; every producer's claim checks it, so while a message in fragments is being
+//! written nobody else claims and its fragments are contiguous in ring order. The
+//! producer clears it after publishing the END (or ABORT) record. Likewise the
+//! consumer that claims a BEGIN sets the reader slot, and other consumers wait until
+//! the holder claims the END: the fragments of one message never scatter across
+//! consumers. So while a large message passes, the ring is in effect SPSC: it holds up
+//! the other endpoints. Dropping a stream, or an endpoint, releases its slot.
+//!
+//! # Waking
+//!
+//! Producers sleep on "space available", consumers on "data available", the event
+//! counts of `wait.rs` shared by all endpoints. A notifier makes a system call only
+//! when someone sleeps, and then wakes every sleeper of that event count. (Waking one
+//! would need each woken endpoint that leaves without taking what it was woken for
+//! — a deadline, a stream slot held by another — to pass the wake-up on; a missed
+//! hand-off costs a whole park slice. With at most 64 endpoints, waking all is the
+//! bounded, provable choice.)
+
+use std::sync::Arc;
+
+use crate::error::{Corruption, RecvError, RecvTimeoutError, SendError};
+use crate::frame::{
+    cells_for, decode_cell, encode_cell, CellRecord, DataRecord, BEGIN_PREFIX, FLAGS_ABORTED,
+    FLAGS_WHOLE, FLAG_BEGIN, FLAG_END, FLAG_PAD,
+};
+use crate::header::{Header, RingParams, KIND_MPMC, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::message::{
+    consumer_methods, producer_methods, Claim, Mode, Partial, RecordConsumer, RecordProducer,
+};
+use crate::options::RingOptions;
+use crate::region::{CellTable, DataRegion};
+use crate::segment::Segment;
+use crate::setup::endpoint_constructors;
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{block_on, EventCount, Spinner, Wait};
+use crate::Error;
+
+/// Bits of `tail` and `head` above the position: the stream slots.
+pub(crate) const CURSOR_FLAG_BITS: u32 = 8;
+const POS_BITS: u32 = 64 - CURSOR_FLAG_BITS;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// Positions beyond this are corruption (a ring gets there after 2^55 cells: more
+/// than a year at a billion messages a second).
+const MAX_POSITION: u64 = 1 << (POS_BITS - 1);
+
+#[inline(always)]
+fn pos_of(word: u64) -> u64 {
+    word & POS_MASK
+}
+
+#[inline(always)]
+fn holder_of(word: u64) -> u64 {
+    word >> POS_BITS
+}
+
+#[inline(always)]
+fn cursor(pos: u64, holder: u64) -> u64 {
+    pos | holder << POS_BITS
+}
+
+/// Creates a ring in private heap memory with one producer and one consumer, for
+/// threads of one process; more of each with [`Producer::try_clone`] and
+/// [`Consumer::try_clone`].
+///
+/// ```
+/// let (mut tx, mut rx) = shmlane::mpmc::channel(&shmlane::RingOptions::new(4096))?;
+/// let mut tx2 = tx.try_clone()?;
+/// tx.send(b"one")?;
+/// tx2.send(b"two")?;
+/// let mut buf = Vec::new();
+/// rx.recv(&mut buf)?;
+/// assert_eq!(buf, b"one");
+/// rx.recv(&mut buf)?;
+/// assert_eq!(buf, b"two");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn channel(opts: &RingOptions) -> Result<(Producer, Consumer), Error> {
+    let (seg, params) = crate::setup::heap_segment(KIND_MPMC, opts)?;
+    let producer = Producer::attach(seg.clone(), params, opts.wait)?;
+    let consumer = Consumer::attach(seg, params, opts.wait)?;
+    Ok((producer, consumer))
+}
+
+/// Creates the MPMC ring `name` without attaching an endpoint; see
+/// [`spsc::create_ring`](crate::spsc::create_ring).
+#[cfg(not(loom))]
+pub fn create_ring(name: &str, opts: &RingOptions) -> Result<(), Error> {
+    crate::setup::create_ring(KIND_MPMC, name, opts)
+}
+
+/// Creates a SysV MPMC ring with `key` without attaching an endpoint; see
+/// [`spsc::create_ring_sysv`](crate::spsc::create_ring_sysv).
+#[cfg(not(loom))]
+pub fn create_ring_sysv(key: i32, opts: &RingOptions) -> Result<(), Error> {
+    create_ring("", &opts.clone().backing(crate::Backing::SysV { key }))
+}
+
+/// Creates an MPMC ring in a sealed memfd without attaching an endpoint, and returns
+/// the memfd; see [`spsc::create_ring_memfd`](crate::spsc::create_ring_memfd).
+#[cfg(not(loom))]
+pub fn create_ring_memfd(opts: &RingOptions) -> Result<std::os::fd::OwnedFd, Error> {
+    crate::setup::create_memfd_segment(KIND_MPMC, opts).map(|(_, _, fd)| fd)
+}
+
+/// One endpoint's hold on an MPMC ring: the mapping, views into it, the validated
+/// parameters, and its endpoint-table slot. Dropping it detaches and wakes every
+/// sleeper, so that they see it gone.
+struct View {
+    /// Keeps the mapping alive; `header`, `data` and `table` point into it.
+    seg: Arc<Segment>,
+    header: *const Header,
+    data: DataRegion,
+    table: CellTable,
+    params: RingParams,
+    /// Our endpoint-table slot; `slot + 1` marks the stream slots we hold.
+    slot: usize,
+    role: u32,
+    /// Number of cells, a power of two.
+    n: u64,
+    /// log2 of the cell size.
+    cell_shift: u32,
+}
+
+impl View {
+    fn attach(seg: Arc<Segment>, params: RingParams, role: u32) -> Result<Self, Error> {
+        crate::setup::check_fences(&params, seg.name())?;
+        let header = seg.header();
+        let mut slot = None;
+        for (i, s) in header.endpoints[..params.max_endpoints as usize]
+            .iter()
+            .enumerate()
+        {
+            match s.try_attach(role) {
+                Ok(true) => {
+                    slot = Some(i);
+                    break;
+                }
+                Ok(false) => {}
+                Err(state) => {
+                    return Err(Error::Corrupt {
+                        name: seg.name().to_string(),
+                        field: "endpoint state",
+                        value: state.into(),
+                        reason: "not vacant, attached or detached",
+                    })
+                }
+            }
+        }
+        let Some(slot) = slot else {
+            return Err(Error::Busy {
+                name: seg.name().to_string(),
+                endpoint: "mpmc endpoint (every one of the ring's max_endpoints slots is \
+                           attached)",
+            });
+        };
+        let view = View {
+            header,
+            data: seg.data(),
+            table: seg.cell_table(&params),
+            n: params.cells() as u64,
+            cell_shift: params.cell_size.trailing_zeros(),
+            params,
+            slot,
+            role,
+            seg,
+        };
+        // From here on, dropping `view` detaches again.
+        view.role_count(role)
+            .fetch_add(1 | 1 << 32, Ordering::AcqRel);
+        for (what, word) in [("tail", &view.header().tail), ("head", &view.header().head)] {
+            let w = word.load(Ordering::Acquire);
+            if pos_of(w) > MAX_POSITION || holder_of(w) > u64::from(params.max_endpoints) {
+                return Err(view.corrupt(
+                    what,
+                    w,
+                    "position beyond 2^55 or stream holder beyond max_endpoints",
+                ));
+            }
+        }
+        Ok(view)
+    }
+
+    #[inline(always)]
+    fn header<'h>(&self) -> &'h Header {
+        // SAFETY: `self.seg` keeps the segment mapped for as long as `self` lives, and
+        // callers use the reference only within a method of the endpoint holding `self`.
+        unsafe { &*self.header }
+    }
+
+    /// The attach counter of `role` (see `Header::producers`).
+    fn role_count<'h>(&self, role: u32) -> &'h AtomicU64 {
+        if role == ROLE_PRODUCER {
+            &self.header().producers
+        } else {
+            &self.header().consumers
+        }
+    }
+
+    /// Whether every endpoint of `role` that ever attached has left (false while none
+    /// has come yet).
+    #[inline]
+    fn all_gone(&self, role: u32) -> bool {
+        // Acquire pairs with the Release in `Drop`: what a leaving endpoint published
+        // is visible once we see it gone.
+        let v = self.role_count(role).load(Ordering::Acquire);
+        v & 0xffff_ffff == 0 && v >> 32 != 0
+    }
+
+    /// The "data available" event count (consumers sleep on it).
+    #[inline]
+    fn data_ready<'h>(&self) -> EventCount<'h> {
+        let h = self.header();
+        let sem = self.params.semaphores().then_some(&h.sem_data_ready);
+        EventCount::new(&h.data_ready, self.params.asymmetric_fences(), sem)
+    }
+
+    /// The "space available" event count (producers sleep on it).
+    #[inline]
+    fn space_ready<'h>(&self) -> EventCount<'h> {
+        let h = self.header();
+        let sem = self.params.semaphores().then_some(&h.sem_space_ready);
+        EventCount::new(&h.space_ready, self.params.asymmetric_fences(), sem)
+    }
+
+    /// Our mark in a stream slot.
+    #[inline(always)]
+    fn me(&self) -> u64 {
+        self.slot as u64 + 1
+    }
+
+    /// Index in the data region of the first byte of the cell of `pos`.
+    #[inline(always)]
+    fn index(&self, pos: u64) -> usize {
+        ((pos & (self.n - 1)) << self.cell_shift) as usize
+    }
+
+    /// Publishes `cells` cells at `pos` as padding that consumers skip.
+    #[inline]
+    fn publish_pad(&self, pos: u64, cells: u64) {
+        self.table
+            .record(pos)
+            .store(encode_cell(cells as u32, FLAG_PAD), Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the consumer's Acquire load of this stamp.
+        self.table.stamp(pos).store(pos + 1, Ordering::Release);
+    }
+
+    /// Clears the stream slot in `word` if we hold it; `true` if we did. Only the
+    /// holder changes a held slot, and the position does not move while a producer
+    /// holds the writer slot; a consumer holding the reader slot may see other
+    /// consumers... no: they wait too. The loop covers spurious CAS failures.
+    fn release_slot(&self, word: &AtomicU64) -> bool {
+        let mut w = word.load(Ordering::Relaxed);
+        while holder_of(w) == self.me() {
+            match word.compare_exchange_weak(
+                w,
+                cursor(pos_of(w), 0),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => w = now,
+            }
+        }
+        false
+    }
+
+    fn corrupt(&self, field: &'static str, value: u64, reason: &'static str) -> Error {
+        Error::Corrupt {
+            name: self.seg.name().to_string(),
+            field,
+            value,
+            reason,
+        }
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // SYNC POINT: Release pairs with `all_gone`'s Acquire. Saturating at 0 in the
+        // low half, so a scribbled counter cannot borrow from the attach count.
+        let _ =
+            self.role_count(self.role)
+                .fetch_update(Ordering::Release, Ordering::Relaxed, |v| {
+                    (v & 0xffff_ffff != 0).then(|| v - 1)
+                });
+        self.header().endpoints[self.slot].detach();
+        // Sleepers of both kinds re-check: peers for "all gone", our own kind for a
+        // stream slot we may have held.
+        self.data_ready().notify();
+        self.space_ready().notify();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Producer
+// ---------------------------------------------------------------------------------
+
+/// A writing end of an MPMC ring. Any number may be attached (up to the ring's
+/// endpoint limit), in any processes; each is used by one thread at a time.
+///
+/// ```no_run
+/// use shmlane::{mpmc, RingOptions};
+///
+/// let mut tx = mpmc::Producer::create_or_open("/jobs", &RingOptions::new(1 << 20))?;
+/// tx.send(b"job 1")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Producer {
+    ring: View,
+    wait: Wait,
+    spinner: Spinner,
+    /// Payload bytes of a fragment of a large message.
+    fragment_payload: usize,
+    /// A message in fragments was begun and not closed.
+    open_message: bool,
+}
+
+// SAFETY: the raw pointers in `ring` point into the segment it keeps alive, and the
+// producer's private state moves with it; shared state is reached through atomics.
+unsafe impl Send for Producer {}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::Producer")
+            .field("name", &self.ring.seg.name())
+            .field("slot", &self.ring.slot)
+            .field("cells", &self.ring.n)
+            .field("cell_size", &self.ring.params.cell_size)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+impl Producer {
+    endpoint_constructors!("mpmc", KIND_MPMC, "producer", "consumer");
+
+    pub(crate) fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
+        let ring = View::attach(seg, params, ROLE_PRODUCER)?;
+        let fragment_payload = (params.capacity / 4)
+            .max(params.cell_size)
+            .max(2 * BEGIN_PREFIX)
+            .min(params.max_record);
+        Ok(Producer {
+            ring,
+            wait,
+            spinner: Spinner::default(),
+            fragment_payload,
+            open_message: false,
+        })
+    }
+
+    /// Attaches another producer to the same ring (in this process, sharing the
+    /// mapping), with the same wait strategy. Fails with [`Error::Busy`] if the
+    /// ring's endpoint limit is reached.
+    pub fn try_clone(&self) -> Result<Producer, Error> {
+        Producer::attach(self.ring.seg.clone(), self.ring.params, self.wait)
+    }
+
+    /// The ring's data-region size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.params.capacity
+    }
+
+    /// The cell size in bytes.
+    pub fn cell_size(&self) -> usize {
+        self.ring.params.cell_size
+    }
+
+    /// How many endpoints may be attached at once.
+    pub fn max_endpoints(&self) -> usize {
+        self.ring.params.max_endpoints as usize
+    }
+
+    /// The largest message that travels in one record (and so the largest
+    /// [`reserve`](Self::reserve)): `capacity / 2`.
+    pub fn max_record_payload(&self) -> usize {
+        self.ring.params.max_record
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.ring.seg.name()
+    }
+
+    /// The wait strategy of this endpoint.
+    pub fn wait_strategy(&self) -> Wait {
+        self.wait
+    }
+
+    /// Sets the wait strategy of this endpoint.
+    pub fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
+    /// Whether every consumer that attached has detached (false while none has come).
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.all_gone(ROLE_CONSUMER)
+    }
+
+    /// Tries to claim `k` cells for a record with `flags`, without waiting.
+    fn try_claim(&mut self, k: u64, flags: u8) -> Result<Option<Claim>, Corruption> {
+        let r = &self.ring;
+        let n = r.n;
+        let tail = &r.header().tail;
+        let me = r.me();
+        'retry: loop {
+            let t = tail.load(Ordering::Relaxed);
+            let (pos, holder) = (pos_of(t), holder_of(t));
+            if pos > MAX_POSITION || holder > u64::from(r.params.max_endpoints) {
+                return Err(Corruption {
+                    what: "tail cursor",
+                    value: t,
+                    position: pos,
+                });
+            }
+            // The writer-stream slot: a whole message or a first fragment needs it free;
+            // the rest of a stream needs it ours.
+            let new_holder = match flags {
+                FLAGS_WHOLE | FLAG_BEGIN if holder != 0 => return Ok(None),
+                FLAGS_WHOLE => 0,
+                FLAG_BEGIN => me,
+                _ if holder != me => {
+                    return Err(Corruption {
+                        what: "writer-stream slot (taken from this producer mid-message)",
+                        value: holder,
+                        position: pos,
+                    })
+                }
+                _ => me,
+            };
+            let index = pos & (n - 1);
+            let pad = if index + k > n { n - index } else { 0 };
+            for p in pos..pos + pad + k {
+                // SYNC POINT: Acquire pairs with the Release store of the consumer that
+                // released this cell: its reads of the cell happen before our writes.
+                let stamp = r.table.stamp(p).load(Ordering::Acquire);
+                let d = stamp.wrapping_sub(p) as i64;
+                if d == 0 {
+                    continue;
+                }
+                // Still held from the previous lap: published, or an inner cell, and
+                // not released yet.
+                if d == -(n as i64) || d == 1 - n as i64 {
+                    return Ok(None);
+                }
+                // Ahead of us: another producer claimed it since we read `tail`.
+                if tail.load(Ordering::Relaxed) != t {
+                    continue 'retry;
+                }
+                return Err(Corruption {
+                    what: "cell stamp (neither free nor held for this position)",
+                    value: stamp,
+                    position: p,
+                });
+            }
+            let new = cursor(pos + pad + k, new_holder);
+            if tail
+                .compare_exchange_weak(t, new, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            if pad > 0 {
+                r.publish_pad(pos, pad);
+            }
+            let pos = pos + pad;
+            return Ok(Some(Claim {
+                pos,
+                index: r.index(pos),
+                cells: k,
+                flags,
+            }));
+        }
+    }
+
+    /// Cells of the ring taken by a `len`-byte message sent in fragments.
+    fn fragmented_cells(&self, len: u64) -> u64 {
+        let shift = self.ring.cell_shift;
+        let fp = self.fragment_payload as u64;
+        let first = fp - BEGIN_PREFIX as u64;
+        let after = len.saturating_sub(first);
+        let last = after % fp;
+        cells_for(fp as usize, shift) * (1 + after / fp)
+            + if last > 0 {
+                cells_for(last as usize, shift)
+            } else {
+                0
+            }
+    }
+
+    /// Clears the writer-stream slot if we hold it, and wakes producers waiting for it.
+    fn release_writer_slot(&self) {
+        if self.ring.release_slot(&self.ring.header().tail) {
+            self.ring.space_ready().notify();
+        }
+    }
+
+    producer_methods!("mpmc");
+}
+
+impl RecordProducer for Producer {
+    #[inline]
+    fn check_connected(&self) -> Result<(), SendError> {
+        if self.ring.all_gone(ROLE_CONSUMER) {
+            return Err(SendError::Disconnected);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn max_record_payload(&self) -> usize {
+        self.ring.params.max_record
+    }
+
+    fn fragment_payload(&self) -> usize {
+        self.fragment_payload
+    }
+
+    #[inline]
+    fn claim(&mut self, payload: usize, flags: u8, mode: Mode) -> Result<Option<Claim>, SendError> {
+        let k = cells_for(payload, self.ring.cell_shift);
+        if let Some(c) = self.try_claim(k, flags)? {
+            return Ok(Some(c));
+        }
+        let Mode::Block(deadline) = mode else {
+            return Ok(None);
+        };
+        let mut spinner = self.spinner;
+        let result = block_on(
+            self.wait,
+            &mut spinner,
+            deadline,
+            self.ring.space_ready(),
+            || {
+                self.check_connected()?;
+                Ok(self.try_claim(k, flags)?)
+            },
+        );
+        self.spinner = spinner;
+        result
+    }
+
+    #[inline]
+    fn publish(&mut self, claim: Claim, len: usize, flags: u8) {
+        let r = &self.ring;
+        let used = cells_for(len, r.cell_shift);
+        debug_assert!(used <= claim.cells);
+        if used < claim.cells {
+            // A grant committed shorter than reserved: the rest is padding.
+            r.publish_pad(claim.pos + used, claim.cells - used);
+        }
+        r.table
+            .record(claim.pos)
+            .store(encode_cell(len as u32, flags), Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the consumer's Acquire load of this stamp in
+        // `try_take`: the payload and the record word are visible once it sees it.
+        r.table
+            .stamp(claim.pos)
+            .store(claim.pos + 1, Ordering::Release);
+        if flags & FLAG_END != 0 && flags & FLAG_BEGIN == 0 {
+            // The last fragment (or the ABORT) of our stream: free the writer slot.
+            self.release_writer_slot();
+        }
+        self.ring.data_ready().notify();
+    }
+
+    fn abandon(&mut self, claim: Claim) {
+        if claim.flags == FLAGS_WHOLE {
+            self.ring.publish_pad(claim.pos, claim.cells);
+            self.ring.data_ready().notify();
+        } else {
+            // Part of a stream: close it here, which frees the writer slot.
+            self.publish(claim, 0, FLAGS_ABORTED);
+            self.open_message = false;
+        }
+    }
+
+    #[inline(always)]
+    fn data(&self) -> DataRegion {
+        self.ring.data
+    }
+
+    #[inline(always)]
+    fn open_message(&mut self) -> &mut bool {
+        &mut self.open_message
+    }
+
+    /// Room for every fragment now, and the writer slot free. The claims that follow
+    /// may still wait for consumers to release cells they have already taken.
+    fn room_for_fragmented(&mut self, len: u64) -> Result<bool, SendError> {
+        let n = self.ring.n;
+        let slack = cells_for(self.fragment_payload, self.ring.cell_shift);
+        let need = self.fragmented_cells(len);
+        if need + slack > n {
+            // fragmented_cells is monotonic: binary search the longest that fits.
+            let (mut lo, mut hi) = (self.ring.params.max_record as u64, len);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if self.fragmented_cells(mid) + slack <= n {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            return Err(SendError::TooLarge { len, max: lo });
+        }
+        let h = self.ring.header();
+        let t = h.tail.load(Ordering::Acquire);
+        let hd = h.head.load(Ordering::Acquire);
+        if holder_of(t) != 0 {
+            return Ok(false);
+        }
+        let used = pos_of(t).saturating_sub(pos_of(hd));
+        Ok(used <= n && need + slack <= n - used)
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // Close a message left open; if there is no room for its ABORT, give the writer
+        // slot up anyway: the consumer reading it sees the next message begin and
+        // reports the cut one as truncated. Then `ring` drops and detaches.
+        let _ = crate::message::close_open_message(self, Mode::Try);
+        self.release_writer_slot();
+    }
+}
+
+/// Room for one message in an MPMC ring, written in place; see
+/// [`shmlane::WriteGrant`](crate::WriteGrant).
+pub type WriteGrant<'a> = crate::WriteGrant<'a, Producer>;
+
+// ---------------------------------------------------------------------------------
+// Consumer
+// ---------------------------------------------------------------------------------
+
+/// A reading end of an MPMC ring. Any number may be attached (up to the ring's
+/// endpoint limit), in any processes; each message goes to exactly one of them.
+///
+/// ```no_run
+/// use shmlane::mpmc;
+///
+/// let mut rx = mpmc::Consumer::open("/jobs")?;
+/// let mut buf = Vec::new();
+/// while rx.recv(&mut buf).is_ok() {
+///     println!("job of {} bytes", buf.len());
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Consumer {
+    ring: View,
+    wait: Wait,
+    spinner: Spinner,
+    max_message: u64,
+    partial: Option<Partial>,
+    /// The record this consumer has claimed and not released.
+    in_hand: Option<InHand>,
+}
+
+/// A claimed record: `cells` cells from `pos`.
+#[derive(Clone, Copy, Debug)]
+struct InHand {
+    pos: u64,
+    cells: u64,
+    rec: DataRecord,
+}
+
+// SAFETY: as for `Producer`.
+unsafe impl Send for Consumer {}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("mpmc::Consumer")
+            .field("name", &self.ring.seg.name())
+            .field("slot", &self.ring.slot)
+            .field("cells", &self.ring.n)
+            .field("cell_size", &self.ring.params.cell_size)
+            .field("wait", &self.wait)
+            .field("max_message", &self.max_message)
+            .finish()
+    }
+}
+
+impl Consumer {
+    endpoint_constructors!("mpmc", KIND_MPMC, "consumer", "producer");
+
+    pub(crate) fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
+        let ring = View::attach(seg, params, ROLE_CONSUMER)?;
+        Ok(Consumer {
+            ring,
+            wait,
+            spinner: Spinner::default(),
+            max_message: params.max_message,
+            partial: None,
+            in_hand: None,
+        })
+    }
+
+    /// Attaches another consumer to the same ring (in this process, sharing the
+    /// mapping), with the same wait strategy and message cap. Fails with
+    /// [`Error::Busy`] if the ring's endpoint limit is reached.
+    pub fn try_clone(&self) -> Result<Consumer, Error> {
+        let mut c = Consumer::attach(self.ring.seg.clone(), self.ring.params, self.wait)?;
+        c.max_message = self.max_message;
+        Ok(c)
+    }
+
+    /// The ring's data-region size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.params.capacity
+    }
+
+    /// The cell size in bytes.
+    pub fn cell_size(&self) -> usize {
+        self.ring.params.cell_size
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.ring.seg.name()
+    }
+
+    /// The wait strategy of this endpoint.
+    pub fn wait_strategy(&self) -> Wait {
+        self.wait
+    }
+
+    /// Sets the wait strategy of this endpoint.
+    pub fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+    }
+
+    /// The largest message [`recv`](Self::recv) reassembles.
+    pub fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// Sets the largest message [`recv`](Self::recv) reassembles.
+    pub fn set_max_message(&mut self, bytes: u64) {
+        self.max_message = bytes;
+    }
+
+    /// Whether every producer that attached has detached (false while none has come).
+    /// Messages they sent may still be in the ring.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.all_gone(ROLE_PRODUCER)
+    }
+
+    /// Claims the next record, skipping padding, without waiting. `Ok(None)`: nothing
+    /// published at `head`, or another consumer holds the reader-stream slot.
+    fn try_take(&mut self) -> Result<Option<DataRecord>, Corruption> {
+        if let Some(h) = &self.in_hand {
+            return Ok(Some(h.rec));
+        }
+        let r = &self.ring;
+        let n = r.n;
+        let head = &r.header().head;
+        let me = r.me();
+        loop {
+            let hw = head.load(Ordering::Relaxed);
+            let (pos, holder) = (pos_of(hw), holder_of(hw));
+            if pos > MAX_POSITION || holder > u64::from(r.params.max_endpoints) {
+                return Err(Corruption {
+                    what: "head cursor",
+                    value: hw,
+                    position: pos,
+                });
+            }
+            if holder != 0 && holder != me {
+                // Another consumer is reading a message in fragments.
+                return Ok(None);
+            }
+            // SYNC POINT: Acquire pairs with the producer's Release store of this stamp
+            // in `publish`: the record word and payload are visible.
+            let stamp = r.table.stamp(pos).load(Ordering::Acquire);
+            let d = stamp.wrapping_sub(pos) as i64;
+            if d != 1 {
+                // Not published for this position yet: free, claimed and being written,
+                // or still held from the previous lap.
+                if d == 0 || d == -(n as i64) || d == 1 - n as i64 {
+                    return Ok(None);
+                }
+                if head.load(Ordering::Relaxed) != hw {
+                    continue; // another consumer took it since we read `head`
+                }
+                return Err(Corruption {
+                    what: "cell stamp at head",
+                    value: stamp,
+                    position: pos,
+                });
+            }
+            let word = r.table.record(pos).load(Ordering::Relaxed);
+            let max_payload = r.params.max_record;
+            let record = match decode_cell(word, pos & (n - 1), n, r.cell_shift, max_payload) {
+                Ok(rec) => rec,
+                Err(mut c) => {
+                    if head.load(Ordering::Relaxed) != hw {
+                        continue;
+                    }
+                    c.position = pos;
+                    return Err(c);
+                }
+            };
+            let (cells, new_holder, rec) = match record {
+                CellRecord::Pad { cells } => (cells, holder, None),
+                CellRecord::Data { rec, cells } => {
+                    let new_holder = if rec.flags() == FLAG_BEGIN {
+                        me // a message in fragments begins: it is ours
+                    } else if rec.is_end() {
+                        0 // END, ABORT, or a whole message: no stream goes on
+                    } else {
+                        holder // a middle fragment: ours, or a stray
+                    };
+                    (cells, new_holder, Some(rec))
+                }
+            };
+            if head
+                .compare_exchange_weak(
+                    hw,
+                    cursor(pos + cells, new_holder),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            if holder == me && new_holder == 0 {
+                // Consumers waiting for the reader slot may go on.
+                r.data_ready().notify();
+            }
+            match rec {
+                None => self.release_cells(pos, cells),
+                Some(rec) => {
+                    self.in_hand = Some(InHand { pos, cells, rec });
+                    return Ok(Some(rec));
+                }
+            }
+        }
+    }
+
+    /// Gives cells `pos..pos + cells` back to the producers of the next lap.
+    #[inline]
+    fn release_cells(&self, pos: u64, cells: u64) {
+        let r = &self.ring;
+        for p in pos..pos + cells {
+            // SYNC POINT: Release pairs with the producer's Acquire load of the stamp in
+            // `try_claim`: our reads of the cell happen before it rewrites it.
+            r.table.stamp(p).store(p + r.n, Ordering::Release);
+        }
+        r.space_ready().notify();
+    }
+
+    /// The next record, or `None`; `Disconnected` if there is none and every producer
+    /// has left.
+    #[inline]
+    fn poll_record(&mut self) -> Result<Option<DataRecord>, RecvError> {
+        if let Some(r) = self.try_take()? {
+            return Ok(Some(r));
+        }
+        if self.ring.all_gone(ROLE_PRODUCER) {
+            // Look again: what a producer published before it left is visible now.
+            if let Some(r) = self.try_take()? {
+                return Ok(Some(r));
+            }
+            // No message can be completed any more: let other consumers go on.
+            self.release_reader_slot();
+            return Err(RecvError::Disconnected);
+        }
+        Ok(None)
+    }
+
+    fn release_reader_slot(&self) {
+        if self.ring.release_slot(&self.ring.header().head) {
+            self.ring.data_ready().notify();
+        }
+    }
+
+    consumer_methods!("mpmc");
+}
+
+impl RecordConsumer for Consumer {
+    #[inline]
+    fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
+        if let Some(r) = self.poll_record()? {
+            return Ok(r);
+        }
+        let Mode::Block(deadline) = mode else {
+            return Err(RecvTimeoutError::Timeout);
+        };
+        let mut spinner = self.spinner;
+        let result = block_on(
+            self.wait,
+            &mut spinner,
+            deadline,
+            self.ring.data_ready(),
+            || self.poll_record(),
+        );
+        self.spinner = spinner;
+        result?.ok_or(RecvTimeoutError::Timeout)
+    }
+
+    #[inline]
+    fn release_record(&mut self, _rec: &DataRecord) {
+        if let Some(h) = self.in_hand.take() {
+            self.release_cells(h.pos, h.cells);
+        }
+    }
+
+    #[inline]
+    fn content_index(&self, rec: &DataRecord) -> usize {
+        self.payload_index(rec) + rec.prefix_len()
+    }
+
+    #[inline]
+    fn payload_index(&self, _rec: &DataRecord) -> usize {
+        let h = self.in_hand.as_ref().expect("a record in hand");
+        self.ring.index(h.pos)
+    }
+
+    #[inline(always)]
+    fn data(&self) -> DataRegion {
+        self.ring.data
+    }
+
+    fn partial(&mut self) -> &mut Option<Partial> {
+        &mut self.partial
+    }
+
+    #[inline(always)]
+    fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    fn max_record_payload(&self) -> usize {
+        self.ring.params.max_record
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // A record in hand is released unread (it was claimed: no other consumer can
+        // take it); the rest of a message in fragments we were reading is skipped by
+        // the consumers after us. Then `ring` drops and detaches.
+        if let Some(h) = self.in_hand.take() {
+            self.release_cells(h.pos, h.cells);
+        }
+        self.release_reader_slot();
+    }
+}
+
+/// One message read in place from an MPMC ring; see
+/// [`shmlane::ReadGrant`](crate::ReadGrant).
+pub type ReadGrant<'a> = crate::ReadGrant<'a, Consumer>;

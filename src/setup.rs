@@ -1,0 +1,295 @@
+//! Making and finding rings: from [`RingOptions`] to a validated, mapped segment, for
+//! either ring kind, and the constructors every endpoint type shares
+//! ([`endpoint_constructors!`]).
+
+use std::sync::Arc;
+
+use crate::header::{RingParams, FLAG_ASYMMETRIC_FENCES, KIND_MPMC, NOTIFIER_SEMAPHORE};
+use crate::options::RingOptions;
+#[cfg(not(loom))]
+use crate::segment::Location;
+use crate::segment::Segment;
+use crate::wait::membarrier;
+#[cfg(not(loom))]
+use crate::Backing;
+use crate::Error;
+#[cfg(not(loom))]
+use std::os::fd::OwnedFd;
+
+/// The parameters of a new ring of `kind` made with `opts`.
+pub(crate) fn params_for(kind: u32, opts: &RingOptions) -> Result<RingParams, Error> {
+    let flags = if opts.asymmetric_fences && membarrier::register() {
+        FLAG_ASYMMETRIC_FENCES
+    } else {
+        0
+    };
+    // Under loom there is no semaphore: the models run the futex event count.
+    let notifier = match opts.notifier {
+        crate::Notifier::Semaphore if !cfg!(loom) => NOTIFIER_SEMAPHORE,
+        _ => 0,
+    };
+    let params = if kind == KIND_MPMC {
+        RingParams::new_mpmc(
+            opts.capacity,
+            opts.effective_cell_size(),
+            opts.max_endpoints,
+            opts.max_message,
+            flags | notifier,
+        )
+    } else {
+        RingParams::new(kind, opts.capacity, opts.max_message, flags | notifier)
+    };
+    params.map_err(|reason| Error::InvalidOptions { reason })
+}
+
+/// An endpoint of a ring with asymmetric fences must be registered for membarrier
+/// before it can notify (see `wait::membarrier`).
+pub(crate) fn check_fences(params: &RingParams, name: &str) -> Result<(), Error> {
+    if params.asymmetric_fences() && !membarrier::register() {
+        return Err(Error::Incompatible {
+            name: name.to_string(),
+            field: "flags",
+            found: params.flags,
+            expected: "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) to work in this process \
+                       (it does not: create the ring with asymmetric_fences(false))"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A ring of `kind` in private heap memory.
+pub(crate) fn heap_segment(
+    kind: u32,
+    opts: &RingOptions,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    let params = params_for(kind, opts)?;
+    let seg = Segment::Heap(crate::segment::heap::HeapSegment::new(&params)?);
+    Ok((Arc::new(seg), params))
+}
+
+/// Creates the segment `opts.backing` says (see [`crate::segment::create`]).
+#[cfg(not(loom))]
+pub(crate) fn create_segment(
+    kind: u32,
+    name: &str,
+    opts: &RingOptions,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    let params = params_for(kind, opts)?;
+    let seg = crate::segment::create(name, &params, &opts.memory, opts.unlink_on_drop)?;
+    Ok((Arc::new(seg), params))
+}
+
+/// Creates a memfd segment labelled `shmlane`; returns it with a duplicate of its memfd.
+#[cfg(not(loom))]
+pub(crate) fn create_memfd_segment(
+    kind: u32,
+    opts: &RingOptions,
+) -> Result<(Arc<Segment>, RingParams, OwnedFd), Error> {
+    let (seg, params) = create_segment(kind, "shmlane", &opts.clone().backing(Backing::Memfd))?;
+    let fd = seg
+        .memfd()
+        .expect("a memfd segment")
+        .try_clone_to_owned()
+        .map_err(|source| Error::Io {
+            op: "fcntl(F_DUPFD_CLOEXEC)",
+            name: seg.name().to_string(),
+            source,
+        })?;
+    Ok((seg, params, fd))
+}
+
+/// Creates a ring without attaching an endpoint (see `spsc::create_ring`).
+#[cfg(not(loom))]
+pub(crate) fn create_ring(kind: u32, name: &str, opts: &RingOptions) -> Result<(), Error> {
+    if opts.memory.backing == Backing::Memfd {
+        return Err(Error::InvalidOptions {
+            reason: "create_ring with Backing::Memfd would close the memfd at once: use \
+                     create_ring_memfd, which returns it"
+                .to_string(),
+        });
+    }
+    let opts = opts.clone().unlink_on_drop(false);
+    create_segment(kind, name, &opts).map(drop)
+}
+
+/// Opens the segment at `location` as a ring of `kind`.
+#[cfg(not(loom))]
+pub(crate) fn open_segment(
+    kind: u32,
+    location: Location<'_>,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    let (seg, params) = crate::segment::open(location, kind)?;
+    Ok((Arc::new(seg), params))
+}
+
+/// Creates the ring if there is none, else opens it; exactly one of several racing
+/// processes creates.
+#[cfg(not(loom))]
+pub(crate) fn create_or_open_segment(
+    kind: u32,
+    name: &str,
+    opts: &RingOptions,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    let location = || match opts.memory.backing {
+        Backing::Posix => Ok(Location::Posix(name)),
+        Backing::SysV { key } => Ok(Location::SysV(key)),
+        Backing::Memfd => Err(Error::InvalidOptions {
+            reason: "create_or_open with Backing::Memfd: a memfd has no name to open; \
+                     use create_memfd and hand the descriptor over"
+                .to_string(),
+        }),
+    };
+    location()?;
+    // One creator is elected by O_EXCL (IPC_EXCL for SysV). If the segment vanishes
+    // between our failed create and our open (its creator removed it), try again.
+    let mut last = None;
+    for _ in 0..8 {
+        match create_segment(kind, name, opts) {
+            Err(Error::AlreadyExists { .. }) => {}
+            other => return other,
+        }
+        match open_segment(kind, location()?) {
+            Err(e @ Error::NotFound { .. }) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::NotFound {
+        name: name.to_string(),
+    }))
+}
+
+/// The constructors of an endpoint type of ring module `$m` (`"spsc"` or `"mpmc"`),
+/// kind `$kind`, role `$role` (`"producer"` or `"consumer"`), whose peer type is
+/// `$peer`. The type has `fn attach(Arc<Segment>, RingParams, Wait) -> Result<Self>`
+/// and a `ring.seg` field.
+macro_rules! endpoint_constructors {
+    ($m:literal, $kind:expr, $role:literal, $peer:literal) => {
+        /// Creates the ring `name` (a POSIX shared-memory name such as `"/my-ring"`)
+        #[doc = concat!("and attaches as its ", $role, ". Fails with")]
+        /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken:
+        /// an existing segment is never truncated or reused.
+        ///
+        /// The ring is made in the memory [`RingOptions::backing`](crate::RingOptions::backing)
+        /// says: with [`Backing::SysV`](crate::Backing::SysV) it gets that key, and
+        /// `name` is not used (prefer [`create_sysv`](Self::create_sysv)); with
+        /// [`Backing::Memfd`](crate::Backing::Memfd) `name` is the memfd's label (prefer
+        /// [`create_memfd`](Self::create_memfd), which also returns the descriptor).
+        #[cfg(not(loom))]
+        pub fn create(name: &str, opts: &$crate::RingOptions) -> Result<Self, $crate::Error> {
+            let (seg, params) = $crate::setup::create_segment($kind, name, opts)?;
+            Self::attach(seg, params, opts.wait)
+        }
+
+        #[doc = concat!("Opens the existing ring `name` (POSIX) and attaches as its ", $role, ".")]
+        /// Waits up to 2 s for a creator that is still initialising it; validates every
+        /// header field.
+        #[cfg(not(loom))]
+        pub fn open(name: &str) -> Result<Self, $crate::Error> {
+            let (seg, params) =
+                $crate::setup::open_segment($kind, $crate::segment::Location::Posix(name))?;
+            Self::attach(seg, params, $crate::Wait::default())
+        }
+
+        /// Creates the ring if it does not exist, else opens it (`opts` then only sets
+        /// the wait strategy). Of several processes racing, exactly one creates. Works
+        /// with [`Backing::Posix`](crate::Backing::Posix) and
+        /// [`Backing::SysV`](crate::Backing::SysV) (then by key, `name` unused); a memfd
+        /// has nothing to open by ([`Error::InvalidOptions`](crate::Error::InvalidOptions)).
+        #[cfg(not(loom))]
+        pub fn create_or_open(
+            name: &str,
+            opts: &$crate::RingOptions,
+        ) -> Result<Self, $crate::Error> {
+            let (seg, params) = $crate::setup::create_or_open_segment($kind, name, opts)?;
+            Self::attach(seg, params, opts.wait)
+        }
+
+        #[doc = concat!("Creates a System V ring with `key` (`shmget`, permissions 0600) and attaches as its ", $role, ":")]
+        /// [`create`](Self::create) with `opts.backing(Backing::SysV { key })`. Fails
+        /// with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if a segment has
+        /// the key. The segment stays until [`remove_sysv`](crate::remove_sysv) (or
+        /// `unlink_on_drop`) and the last detach.
+        ///
+        /// ```
+        /// # let key = 0x5300_0000 | (std::process::id() as i32 & 0xff_ffff);
+        /// use shmlane::RingOptions;
+        /// let opts = RingOptions::new(4096).unlink_on_drop(true);
+        #[doc = concat!("let mut tx = shmlane::", $m, "::Producer::create_sysv(key, &opts)?;")]
+        #[doc = concat!("let mut rx = shmlane::", $m, "::Consumer::open_sysv(key)?; // in another process")]
+        /// tx.send(b"hi")?;
+        /// assert_eq!(rx.recv(&mut Vec::new())?, 2);
+        /// assert_eq!(tx.name(), format!("sysv:{key:#010x}"));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        #[cfg(not(loom))]
+        pub fn create_sysv(key: i32, opts: &$crate::RingOptions) -> Result<Self, $crate::Error> {
+            Self::create("", &opts.clone().backing($crate::Backing::SysV { key }))
+        }
+
+        #[doc = concat!("Opens the existing System V ring with `key` and attaches as its ", $role, ".")]
+        /// Checks the segment's size (`shmctl(IPC_STAT)`) before attaching, waits up to
+        /// 2 s for a creator that is still initialising it, and validates every header
+        /// field.
+        #[cfg(not(loom))]
+        pub fn open_sysv(key: i32) -> Result<Self, $crate::Error> {
+            let (seg, params) =
+                $crate::setup::open_segment($kind, $crate::segment::Location::SysV(key))?;
+            Self::attach(seg, params, $crate::Wait::default())
+        }
+
+        /// Creates the System V ring with `key` if there is none, else opens it. Of
+        /// several processes racing, exactly one creates (`IPC_EXCL`).
+        #[cfg(not(loom))]
+        pub fn create_or_open_sysv(
+            key: i32,
+            opts: &$crate::RingOptions,
+        ) -> Result<Self, $crate::Error> {
+            Self::create_or_open("", &opts.clone().backing($crate::Backing::SysV { key }))
+        }
+
+        #[doc = concat!("Creates a ring in a new sealed memfd and attaches as its ", $role, ".")]
+        #[doc = concat!("Returns the ", $role, " and a descriptor of the memfd to hand to the ", $peer, "'s")]
+        /// process (by `fork`, or over a UNIX socket with [`send_fd`](crate::send_fd)),
+        /// which opens it with `open_fd`. The memfd has no name: the memory is freed
+        /// when the last descriptor and mapping are gone.
+        ///
+        /// ```
+        /// use shmlane::RingOptions;
+        #[doc = concat!("let (mut tx, fd) = shmlane::", $m, "::Producer::create_memfd(&RingOptions::new(4096))?;")]
+        #[doc = concat!("let mut rx = shmlane::", $m, "::Consumer::open_fd(fd)?; // in another process")]
+        /// tx.send(b"hi")?;
+        /// assert_eq!(rx.recv(&mut Vec::new())?, 2);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        #[cfg(not(loom))]
+        pub fn create_memfd(
+            opts: &$crate::RingOptions,
+        ) -> Result<(Self, std::os::fd::OwnedFd), $crate::Error> {
+            let (seg, params, fd) = $crate::setup::create_memfd_segment($kind, opts)?;
+            Ok((Self::attach(seg, params, opts.wait)?, fd))
+        }
+
+        #[doc = concat!("Opens the ring in the memfd `fd` and attaches as its ", $role, ".")]
+        /// The memfd must carry the seals shmlane puts on it (`F_SEAL_SHRINK |
+        /// F_SEAL_GROW | F_SEAL_SEAL`), so that nobody can truncate it under us; a
+        /// descriptor without them is refused with
+        /// [`Error::Incompatible`](crate::Error::Incompatible) (field `"seals"`).
+        /// Validates every header field, as [`open`](Self::open) does.
+        #[cfg(not(loom))]
+        pub fn open_fd(fd: std::os::fd::OwnedFd) -> Result<Self, $crate::Error> {
+            let (seg, params) =
+                $crate::setup::open_segment($kind, $crate::segment::Location::Fd(fd))?;
+            Self::attach(seg, params, $crate::Wait::default())
+        }
+
+        /// The memfd of a memfd ring (`None` for POSIX and SysV rings), to hand to more
+        /// processes.
+        #[cfg(not(loom))]
+        pub fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+            self.ring.seg.memfd()
+        }
+    };
+}
+
+pub(crate) use endpoint_constructors;
