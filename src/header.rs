@@ -210,7 +210,17 @@ pub(crate) struct Header {
     pub(crate) sem_data_ready: SemSlot,
     /// The "space available" semaphore (notifier `NOTIFIER_SEMAPHORE` only).
     pub(crate) sem_space_ready: SemSlot,
-    _reserved1: [AtomicU64; 80],
+    /// The "writer-stream slot free" semaphore (MPMC, notifier `NOTIFIER_SEMAPHORE`).
+    pub(crate) sem_writer_free: SemSlot,
+    /// The "reader-stream slot free" semaphore (MPMC, notifier `NOTIFIER_SEMAPHORE`).
+    pub(crate) sem_reader_free: SemSlot,
+    /// MPMC: event count "writer-stream slot free" (producers waiting for it sleep here).
+    pub(crate) writer_free: EventWord,
+    _pad_wf: [u8; 120],
+    /// MPMC: event count "reader-stream slot free" (consumers waiting for it sleep here).
+    pub(crate) reader_free: EventWord,
+    _pad_rf: [u8; 120],
+    _reserved1: [AtomicU64; 32],
     /// Event count "data available": epoch (the futex word), then waiter count.
     pub(crate) data_ready: EventWord,
     _pad1: [u8; 120],
@@ -259,6 +269,10 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(Header, state), 128);
     const_assert_eq!(offset_of!(Header, sem_data_ready), 256);
     const_assert_eq!(offset_of!(Header, sem_space_ready), 320);
+    const_assert_eq!(offset_of!(Header, sem_writer_free), 384);
+    const_assert_eq!(offset_of!(Header, sem_reader_free), 448);
+    const_assert_eq!(offset_of!(Header, writer_free), 512);
+    const_assert_eq!(offset_of!(Header, reader_free), 640);
     const_assert_eq!(offset_of!(Header, data_ready), 1024);
     const_assert_eq!(offset_of!(Header, space_ready), 1152);
     const_assert_eq!(offset_of!(Header, tail), 1280);
@@ -279,7 +293,7 @@ pub(crate) const fn layout_hash() -> u64 {
     #[cfg(not(loom))]
     {
         use std::mem::offset_of;
-        let fields: [(usize, usize); 34] = [
+        let fields: [(usize, usize); 38] = [
             (offset_of!(Header, magic), 8),
             (offset_of!(Header, version), 4),
             (offset_of!(Header, header_size), 4),
@@ -302,6 +316,10 @@ pub(crate) const fn layout_hash() -> u64 {
             (offset_of!(Header, state), 4),
             (offset_of!(Header, sem_data_ready), 64),
             (offset_of!(Header, sem_space_ready), 64),
+            (offset_of!(Header, sem_writer_free), 64),
+            (offset_of!(Header, sem_reader_free), 64),
+            (offset_of!(Header, writer_free), 8),
+            (offset_of!(Header, reader_free), 8),
             (
                 offset_of!(Header, endpoints),
                 std::mem::size_of::<EndpointSlot>(),
@@ -524,7 +542,12 @@ impl Header {
         self.head.store(0, Ordering::Relaxed);
         #[cfg(not(loom))]
         if params.semaphores() {
-            for slot in [&self.sem_data_ready, &self.sem_space_ready] {
+            for slot in [
+                &self.sem_data_ready,
+                &self.sem_space_ready,
+                &self.sem_writer_free,
+                &self.sem_reader_free,
+            ] {
                 // SAFETY: the slot is 64 aligned bytes of the segment, big enough for a
                 // sem_t (asserted above); nobody uses it before READY is published.
                 let r = unsafe { libc::sem_init(slot.sem_ptr(), 1, 0) };
@@ -799,6 +822,12 @@ impl Header {
             _pad0: [0; 124],
             sem_data_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
             sem_space_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
+            sem_writer_free: SemSlot(std::cell::UnsafeCell::new([0; 8])),
+            sem_reader_free: SemSlot(std::cell::UnsafeCell::new([0; 8])),
+            writer_free: EventWord::new(),
+            _pad_wf: [0; 120],
+            reader_free: EventWord::new(),
+            _pad_rf: [0; 120],
             _reserved1: std::array::from_fn(|_| z64()),
             endpoints: std::array::from_fn(|_| slot()),
             data_ready: EventWord::new(),

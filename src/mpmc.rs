@@ -69,6 +69,56 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{block_on, EventCount, Spinner, Wait};
 use crate::Error;
 
+/// What one attempt to claim found.
+#[derive(Clone, Copy, Debug)]
+enum Poll<T> {
+    Ready(T),
+    /// Nothing to take (consumer) or no room (producer): wait on data or space.
+    Empty,
+    /// Another endpoint holds the stream slot: wait on the slot's event count. That
+    /// is a long wait (a whole message in fragments passes), so it parks at once, and
+    /// the fragments' traffic does not wake it.
+    SlotHeld,
+}
+
+/// Waits for `poll` to find something other than `Empty` (on `ready`, as `wait`
+/// says) or other than `SlotHeld` (parked on `slot_free`), until `deadline`.
+/// `Ok(None)`: timed out.
+fn wait_for<T, E>(
+    wait: Wait,
+    spinner: &mut Spinner,
+    deadline: Option<std::time::Instant>,
+    ready: EventCount<'_>,
+    slot_free: EventCount<'_>,
+    mut poll: impl FnMut() -> Result<Poll<T>, E>,
+) -> Result<Option<T>, E> {
+    let mut last = poll()?;
+    loop {
+        let (strategy, ec, waiting_for) = match last {
+            Poll::Ready(v) => return Ok(Some(v)),
+            Poll::Empty => (wait, ready, 0),
+            Poll::SlotHeld => (Wait::Park, slot_free, 1),
+        };
+        let mut park_spinner = Spinner::default();
+        let spinner = if waiting_for == 0 {
+            &mut *spinner
+        } else {
+            &mut park_spinner
+        };
+        let next = block_on(strategy, spinner, deadline, ec, || {
+            Ok(match poll()? {
+                Poll::Empty if waiting_for == 0 => None,
+                Poll::SlotHeld if waiting_for == 1 => None,
+                other => Some(other),
+            })
+        })?;
+        match next {
+            None => return Ok(None),
+            Some(p) => last = p,
+        }
+    }
+}
+
 /// Bits of `tail` and `head` above the position: the stream slots.
 pub(crate) const CURSOR_FLAG_BITS: u32 = 8;
 const POS_BITS: u32 = 64 - CURSOR_FLAG_BITS;
@@ -256,6 +306,22 @@ impl View {
         EventCount::new(&h.space_ready, self.params.asymmetric_fences(), sem)
     }
 
+    /// The "writer-stream slot free" event count (producers waiting for the slot).
+    #[inline]
+    fn writer_free<'h>(&self) -> EventCount<'h> {
+        let h = self.header();
+        let sem = self.params.semaphores().then_some(&h.sem_writer_free);
+        EventCount::new(&h.writer_free, self.params.asymmetric_fences(), sem)
+    }
+
+    /// The "reader-stream slot free" event count (consumers waiting for the slot).
+    #[inline]
+    fn reader_free<'h>(&self) -> EventCount<'h> {
+        let h = self.header();
+        let sem = self.params.semaphores().then_some(&h.sem_reader_free);
+        EventCount::new(&h.reader_free, self.params.asymmetric_fences(), sem)
+    }
+
     /// Our mark in a stream slot.
     #[inline(always)]
     fn me(&self) -> u64 {
@@ -322,6 +388,8 @@ impl Drop for View {
         // stream slot we may have held.
         self.data_ready().notify();
         self.space_ready().notify();
+        self.writer_free().notify();
+        self.reader_free().notify();
     }
 }
 
@@ -432,7 +500,7 @@ impl Producer {
     }
 
     /// Tries to claim `k` cells for a record with `flags`, without waiting.
-    fn try_claim(&mut self, k: u64, flags: u8) -> Result<Option<Claim>, Corruption> {
+    fn try_claim(&mut self, k: u64, flags: u8) -> Result<Poll<Claim>, Corruption> {
         let r = &self.ring;
         let n = r.n;
         let tail = &r.header().tail;
@@ -450,7 +518,7 @@ impl Producer {
             // The writer-stream slot: a whole message or a first fragment needs it free;
             // the rest of a stream needs it ours.
             let new_holder = match flags {
-                FLAGS_WHOLE | FLAG_BEGIN if holder != 0 => return Ok(None),
+                FLAGS_WHOLE | FLAG_BEGIN if holder != 0 => return Ok(Poll::SlotHeld),
                 FLAGS_WHOLE => 0,
                 FLAG_BEGIN => me,
                 _ if holder != me => {
@@ -475,7 +543,7 @@ impl Producer {
                 // Still held from the previous lap: published, or an inner cell, and
                 // not released yet.
                 if d == -(n as i64) || d == 1 - n as i64 {
-                    return Ok(None);
+                    return Ok(Poll::Empty);
                 }
                 // Ahead of us: another producer claimed it since we read `tail`.
                 if tail.load(Ordering::Relaxed) != t {
@@ -498,7 +566,7 @@ impl Producer {
                 r.publish_pad(pos, pad);
             }
             let pos = pos + pad;
-            return Ok(Some(Claim {
+            return Ok(Poll::Ready(Claim {
                 pos,
                 index: r.index(pos),
                 cells: k,
@@ -525,7 +593,7 @@ impl Producer {
     /// Clears the writer-stream slot if we hold it, and wakes producers waiting for it.
     fn release_writer_slot(&self) {
         if self.ring.release_slot(&self.ring.header().tail) {
-            self.ring.space_ready().notify();
+            self.ring.writer_free().notify();
         }
     }
 
@@ -553,23 +621,19 @@ impl RecordProducer for Producer {
     #[inline]
     fn claim(&mut self, payload: usize, flags: u8, mode: Mode) -> Result<Option<Claim>, SendError> {
         let k = cells_for(payload, self.ring.cell_shift);
-        if let Some(c) = self.try_claim(k, flags)? {
+        let first = self.try_claim(k, flags)?;
+        if let Poll::Ready(c) = first {
             return Ok(Some(c));
         }
         let Mode::Block(deadline) = mode else {
             return Ok(None);
         };
         let mut spinner = self.spinner;
-        let result = block_on(
-            self.wait,
-            &mut spinner,
-            deadline,
-            self.ring.space_ready(),
-            || {
-                self.check_connected()?;
-                Ok(self.try_claim(k, flags)?)
-            },
-        );
+        let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
+        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, || {
+            self.check_connected()?;
+            Ok(self.try_claim(k, flags)?)
+        });
         self.spinner = spinner;
         result
     }
@@ -779,11 +843,10 @@ impl Consumer {
         self.ring.all_gone(ROLE_PRODUCER)
     }
 
-    /// Claims the next record, skipping padding, without waiting. `Ok(None)`: nothing
-    /// published at `head`, or another consumer holds the reader-stream slot.
-    fn try_take(&mut self) -> Result<Option<DataRecord>, Corruption> {
+    /// Claims the next record, skipping padding, without waiting.
+    fn try_take(&mut self) -> Result<Poll<DataRecord>, Corruption> {
         if let Some(h) = &self.in_hand {
-            return Ok(Some(h.rec));
+            return Ok(Poll::Ready(h.rec));
         }
         let r = &self.ring;
         let n = r.n;
@@ -801,7 +864,7 @@ impl Consumer {
             }
             if holder != 0 && holder != me {
                 // Another consumer is reading a message in fragments.
-                return Ok(None);
+                return Ok(Poll::SlotHeld);
             }
             // SYNC POINT: Acquire pairs with the producer's Release store of this stamp
             // in `publish`: the record word and payload are visible.
@@ -811,7 +874,7 @@ impl Consumer {
                 // Not published for this position yet: free, claimed and being written,
                 // or still held from the previous lap.
                 if d == 0 || d == -(n as i64) || d == 1 - n as i64 {
-                    return Ok(None);
+                    return Ok(Poll::Empty);
                 }
                 if head.load(Ordering::Relaxed) != hw {
                     continue; // another consumer took it since we read `head`
@@ -860,13 +923,13 @@ impl Consumer {
             }
             if holder == me && new_holder == 0 {
                 // Consumers waiting for the reader slot may go on.
-                r.data_ready().notify();
+                r.reader_free().notify();
             }
             match rec {
                 None => self.release_cells(pos, cells),
                 Some(rec) => {
                     self.in_hand = Some(InHand { pos, cells, rec });
-                    return Ok(Some(rec));
+                    return Ok(Poll::Ready(rec));
                 }
             }
         }
@@ -884,28 +947,28 @@ impl Consumer {
         r.space_ready().notify();
     }
 
-    /// The next record, or `None`; `Disconnected` if there is none and every producer
-    /// has left.
+    /// The next record; `Disconnected` if there is none and every producer has left.
     #[inline]
-    fn poll_record(&mut self) -> Result<Option<DataRecord>, RecvError> {
-        if let Some(r) = self.try_take()? {
-            return Ok(Some(r));
+    fn poll_record(&mut self) -> Result<Poll<DataRecord>, RecvError> {
+        let first = self.try_take()?;
+        if !matches!(first, Poll::Empty) || !self.ring.all_gone(ROLE_PRODUCER) {
+            // Behind another reader, messages may wait: it frees the slot (and wakes
+            // us) when it ends its message or leaves.
+            return Ok(first);
         }
-        if self.ring.all_gone(ROLE_PRODUCER) {
-            // Look again: what a producer published before it left is visible now.
-            if let Some(r) = self.try_take()? {
-                return Ok(Some(r));
-            }
-            // No message can be completed any more: let other consumers go on.
-            self.release_reader_slot();
-            return Err(RecvError::Disconnected);
+        // Look again: what a producer published before it left is visible now.
+        let again = self.try_take()?;
+        if !matches!(again, Poll::Empty) {
+            return Ok(again);
         }
-        Ok(None)
+        // No message can be completed any more: let other consumers go on.
+        self.release_reader_slot();
+        Err(RecvError::Disconnected)
     }
 
     fn release_reader_slot(&self) {
         if self.ring.release_slot(&self.ring.header().head) {
-            self.ring.data_ready().notify();
+            self.ring.reader_free().notify();
         }
     }
 
@@ -915,20 +978,18 @@ impl Consumer {
 impl RecordConsumer for Consumer {
     #[inline]
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
-        if let Some(r) = self.poll_record()? {
+        let first = self.poll_record()?;
+        if let Poll::Ready(r) = first {
             return Ok(r);
         }
         let Mode::Block(deadline) = mode else {
             return Err(RecvTimeoutError::Timeout);
         };
         let mut spinner = self.spinner;
-        let result = block_on(
-            self.wait,
-            &mut spinner,
-            deadline,
-            self.ring.data_ready(),
-            || self.poll_record(),
-        );
+        let (data, slot) = (self.ring.data_ready(), self.ring.reader_free());
+        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, || {
+            self.poll_record()
+        });
         self.spinner = spinner;
         result?.ok_or(RecvTimeoutError::Timeout)
     }

@@ -1,6 +1,6 @@
 //! Waiting and waking: spin → yield → park, with event counts on shared futex words.
 //!
-//! An event count (folly's `EventCount`) is one 8-byte [`EventWord`] per direction
+//! An event count (folly's `EventCount`) is one 8-byte `EventWord` per direction
 //! ("data available", "space available"): a 32-bit epoch and a 32-bit count of
 //! registered waiters, side by side. (DESIGN §6 has them as the two halves of one
 //! u64. They are two `AtomicU32`s so that every access to the futex word, the
@@ -77,6 +77,11 @@ pub(crate) struct EventWord {
     /// How many endpoints are registered to sleep (between `prepare_wait` and the end
     /// of `wait`/`cancel_wait`).
     pub(crate) waiters: AtomicU32,
+    /// Under loom the futex is a condition variable (see `futex` below).
+    #[cfg(loom)]
+    sleepers: loom::sync::Mutex<()>,
+    #[cfg(loom)]
+    woken: loom::sync::Condvar,
 }
 
 impl EventWord {
@@ -86,6 +91,10 @@ impl EventWord {
         EventWord {
             epoch: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
+            #[cfg(loom)]
+            sleepers: loom::sync::Mutex::new(()),
+            #[cfg(loom)]
+            woken: loom::sync::Condvar::new(),
         }
     }
 }
@@ -152,7 +161,7 @@ impl<'a> EventCount<'a> {
         self.word.epoch.fetch_add(1, Ordering::Release);
         match self.sem {
             Some(sem) => semaphore::post(sem),
-            None => futex::wake_all(&self.word.epoch),
+            None => futex::wake_all(self.word),
         }
     }
 
@@ -186,7 +195,7 @@ impl<'a> EventCount<'a> {
     pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
         match self.sem {
             Some(sem) => semaphore::wait(sem, timeout),
-            None => futex::wait_while_epoch(&self.word.epoch, key.epoch, timeout),
+            None => futex::wait_while_epoch(self.word, key.epoch, timeout),
         }
         self.deregister();
     }
@@ -373,14 +382,14 @@ mod futex {
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
     pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
-    pub(super) fn wake_all(epoch: &AtomicU32) {
+    pub(super) fn wake_all(word: &EventWord) {
         count(&WAKE_CALLS);
         // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
         // it is the valid, 4-byte aligned address of the epoch.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                epoch.as_ptr(),
+                word.epoch.as_ptr(),
                 libc::FUTEX_WAKE,
                 i32::MAX,
                 std::ptr::null::<libc::timespec>(),
@@ -395,7 +404,7 @@ mod futex {
         );
     }
 
-    pub(super) fn wait_while_epoch(word: &AtomicU32, epoch: u32, timeout: Duration) {
+    pub(super) fn wait_while_epoch(word: &EventWord, epoch: u32, timeout: Duration) {
         count(&WAIT_CALLS);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -406,7 +415,7 @@ mod futex {
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                word.as_ptr(),
+                word.epoch.as_ptr(),
                 libc::FUTEX_WAIT,
                 epoch,
                 &ts as *const libc::timespec,
@@ -430,15 +439,23 @@ mod futex {
 
 #[cfg(loom)]
 mod futex {
-    //! Under loom the futex is a yield loop on the epoch; a lost wake-up shows up as
-    //! a model that never terminates, which loom reports.
+    //! Under loom the futex is a condition variable beside the epoch: a waiter sleeps
+    //! (blocked, not spinning) while the epoch holds its key, and a waker bumps the
+    //! epoch before it takes the lock to notify, as FUTEX_WAIT checks the value and
+    //! sleeps atomically against FUTEX_WAKE. A lost wake-up is a waiter blocked for
+    //! ever: loom reports the deadlock. Sleeps have no timeout here, so a park slice
+    //! cannot hide one.
     use super::*;
 
-    pub(super) fn wake_all(_epoch: &AtomicU32) {}
+    pub(super) fn wake_all(word: &EventWord) {
+        let _guard = word.sleepers.lock().unwrap();
+        word.woken.notify_all();
+    }
 
-    pub(super) fn wait_while_epoch(word: &AtomicU32, epoch: u32, _timeout: Duration) {
-        while word.load(Ordering::Acquire) == epoch {
-            loom::thread::yield_now();
+    pub(super) fn wait_while_epoch(word: &EventWord, epoch: u32, _timeout: Duration) {
+        let mut guard = word.sleepers.lock().unwrap();
+        while word.epoch.load(Ordering::Acquire) == epoch {
+            guard = word.woken.wait(guard).unwrap();
         }
     }
 }

@@ -1,0 +1,360 @@
+#![cfg(loom)]
+//! The MPMC cell ring under loom: claim / publish / release with two producers and two
+//! consumers, the wrap with padding, the stream slots, and producers that stop after
+//! each step of a script.
+//!
+//! The data region under loom carries one loom `UnsafeCell` per 8-byte word, touched
+//! around every payload write and read, and the cell table is loom atomics: loom
+//! reports a payload read not ordered after its write (the Release store of the first
+//! cell's stamp, paired with the consumer's Acquire load), and a payload write not
+//! ordered after the previous lap's reads (the consumer's Release stores of the
+//! stamps, paired with the producer's Acquire loads in its claim).
+//!
+//! Every model checks what a consumer can observe: each message delivered exactly
+//! once across the consumers, whole, and each producer's messages in its order at
+//! each consumer; then `Disconnected` once every producer has left.
+
+use std::io::{Read, Write};
+
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use shmlane::{mpmc, RecvError, RingOptions, Wait};
+
+/// Runs a model. Four threads that wait by spinning take more scheduling branches
+/// than loom's default limit of 1,000 in a single execution, so the limit is raised;
+/// the preemption bound still comes from `LOOM_MAX_PREEMPTIONS`.
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 100_000;
+    b.check(f);
+}
+
+/// Message `seq` of producer `id`, `len >= 2` bytes: id, seq, then derived bytes.
+fn message(id: u8, seq: u8, len: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(id.wrapping_mul(59)) ^ seq)
+        .collect();
+    m[0] = id;
+    m[1] = seq;
+    m
+}
+
+/// How the models' endpoints wait. Parking (under loom: a yield loop on the event
+/// count's epoch) polls one word per round where spinning polls the ring and the
+/// peers' counters, which keeps the models' schedules few enough to explore.
+const WAIT: Wait = Wait::Park;
+
+/// A ring of `cells` cells of 16 bytes (records up to `cells * 8` bytes).
+fn ring(cells: usize) -> (mpmc::Producer, mpmc::Consumer) {
+    let opts = RingOptions::new(cells * 16).cell_size(16);
+    let (mut tx, mut rx) = mpmc::channel(&opts).unwrap();
+    tx.set_wait(WAIT);
+    rx.set_wait(WAIT);
+    (tx, rx)
+}
+
+/// Receives until `Disconnected`, checking each message; returns (id, seq) pairs.
+fn drain(mut rx: mpmc::Consumer, lens: &[&[usize]]) -> Vec<(u8, u8)> {
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        match rx.recv(&mut buf) {
+            Ok(n) => {
+                let (id, seq) = (buf[0], buf[1]);
+                assert_eq!(n, lens[id as usize][seq as usize], "length of {id}/{seq}");
+                assert_eq!(buf, message(id, seq, n), "content of {id}/{seq}");
+                got.push((id, seq));
+            }
+            Err(RecvError::Disconnected) => return got,
+            Err(e) => panic!("after {got:?}: {e:?}"),
+        }
+    }
+}
+
+/// Exactly once across consumers, each producer in order at each consumer.
+fn check_delivery(per_consumer: &[Vec<(u8, u8)>], lens: &[&[usize]]) {
+    let mut all: Vec<(u8, u8)> = per_consumer.iter().flatten().copied().collect();
+    for got in per_consumer {
+        for id in 0..lens.len() as u8 {
+            let seqs: Vec<u8> = got.iter().filter(|m| m.0 == id).map(|m| m.1).collect();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "producer {id} out of order: {seqs:?}"
+            );
+        }
+    }
+    all.sort_unstable();
+    let want: Vec<(u8, u8)> = lens
+        .iter()
+        .enumerate()
+        .flat_map(|(id, l)| (0..l.len()).map(move |s| (id as u8, s as u8)))
+        .collect();
+    assert_eq!(all, want, "every message exactly once");
+}
+
+/// Two producers and two consumers on 4 cells: producer 0 sends records of 1 and 2
+/// cells, producer 1 one of 1 cell; more than fits at once in some interleavings, so
+/// claims wait for releases and the ring wraps (with padding when a 2-cell record
+/// would straddle the end).
+#[test]
+fn two_producers_two_consumers() {
+    const LENS: [&[usize]; 2] = [&[10, 30], &[16]];
+    model(|| {
+        let (tx0, rx0) = ring(4);
+        let tx1 = tx0.try_clone().unwrap();
+        let rx1 = rx0.try_clone().unwrap();
+        let p0 = thread::spawn(move || {
+            let mut tx = tx0;
+            for (seq, &len) in LENS[0].iter().enumerate() {
+                tx.send(&message(0, seq as u8, len)).unwrap();
+            }
+        });
+        let p1 = thread::spawn(move || {
+            let mut tx = tx1;
+            for (seq, &len) in LENS[1].iter().enumerate() {
+                tx.send(&message(1, seq as u8, len)).unwrap();
+            }
+        });
+        let c1 = thread::spawn(move || drain(rx1, &LENS));
+        let got0 = drain(rx0, &LENS);
+        let got1 = c1.join().unwrap();
+        p0.join().unwrap();
+        p1.join().unwrap();
+        check_delivery(&[got0, got1], &LENS);
+    });
+}
+
+/// One producer, two consumers, 4 cells: records of 1, 2 and 2 cells. The third
+/// would straddle the end (index 3, two cells), so the producer pads cell 3 and
+/// writes it at index 0; whichever consumer meets the padding skips it. Both
+/// consumers use the zero-copy path.
+#[test]
+fn wrap_with_padding() {
+    const LENS: [&[usize]; 1] = [&[8, 24, 20]];
+    model(|| {
+        let (mut tx, rx0) = ring(4);
+        let rx1 = rx0.try_clone().unwrap();
+        let p = thread::spawn(move || {
+            for (seq, &len) in LENS[0].iter().enumerate() {
+                let mut g = tx.reserve(len).unwrap();
+                g.copy_from_slice(&message(0, seq as u8, len));
+                g.commit();
+            }
+        });
+        let by_ref = |mut rx: mpmc::Consumer| {
+            let mut got = Vec::new();
+            loop {
+                match rx.recv_ref() {
+                    Ok(g) => {
+                        let (id, seq) = (g[0], g[1]);
+                        assert_eq!(g.len(), LENS[0][seq as usize]);
+                        assert_eq!(&*g, &message(id, seq, g.len())[..]);
+                        got.push((id, seq));
+                    }
+                    Err(RecvError::Disconnected) => return got,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        };
+        let c1 = thread::spawn(move || by_ref(rx1));
+        let got0 = by_ref(rx0);
+        let got1 = c1.join().unwrap();
+        p.join().unwrap();
+        check_delivery(&[got0, got1], &LENS);
+    });
+}
+
+/// The stream slots: producer 0 sends a 40-byte message in fragments (16-byte
+/// fragments: BEGIN with 8 bytes of content, then 16 and 16), producer 1 a small
+/// message. Two consumers. The fragments are never interleaved with the small message
+/// (writer slot) nor split between the consumers (reader slot): both messages arrive
+/// whole.
+#[test]
+fn stream_slots_keep_fragments_together() {
+    const LENS: [&[usize]; 2] = [&[40], &[6]];
+    model(|| {
+        let (tx0, rx0) = ring(4);
+        assert_eq!(tx0.max_record_payload(), 32);
+        let tx1 = tx0.try_clone().unwrap();
+        let rx1 = rx0.try_clone().unwrap();
+        let p0 = thread::spawn(move || {
+            let mut tx = tx0;
+            tx.send(&message(0, 0, 40)).unwrap();
+        });
+        let p1 = thread::spawn(move || {
+            let mut tx = tx1;
+            tx.send(&message(1, 0, 6)).unwrap();
+        });
+        let c1 = thread::spawn(move || drain(rx1, &LENS));
+        let got0 = drain(rx0, &LENS);
+        let got1 = c1.join().unwrap();
+        p0.join().unwrap();
+        p1.join().unwrap();
+        check_delivery(&[got0, got1], &LENS);
+    });
+}
+
+/// What a consumer may see of producer 0's script.
+#[derive(Debug, PartialEq, Clone)]
+enum Seen {
+    Message(u8, u8),
+    Truncated,
+}
+
+/// Producer 0's script, stopped (its endpoint dropped) after `stop` steps:
+/// 1. send a whole message (seq 0, 1 cell);
+/// 2. reserve 2 cells and drop the grant uncommitted (they become padding);
+/// 3. stream 40 bytes, write the first fragment only, drop the writer (the BEGIN is
+///    published, then an ABORT closes the message, or the drop of the producer frees
+///    the writer slot if there is no room for it);
+/// 4. send a whole message (seq 1).
+///
+/// Producer 1 sends one message meanwhile. One consumer receives until
+/// `Disconnected`: it gets every completed message of both, the abandoned one as
+/// `Truncated` at most once, and no claimed-but-abandoned cell ever stops it.
+fn model_stops(stop: usize) {
+    model(move || {
+        let (tx0, mut rx) = ring(4);
+        let tx1 = tx0.try_clone().unwrap();
+        let p0 = thread::spawn(move || {
+            let mut tx = tx0;
+            let step = |n: usize| n <= stop;
+            if step(1) {
+                tx.send(&message(0, 0, 12)).unwrap();
+            }
+            if step(2) {
+                let mut g = tx.reserve(30).unwrap();
+                g.fill(0xee);
+            }
+            if step(3) {
+                let mut w = tx.stream(40).unwrap();
+                w.write_all(&message(0, 9, 8)).unwrap();
+                drop(w);
+            }
+            if step(4) {
+                tx.send(&message(0, 1, 14)).unwrap();
+            }
+        });
+        let p1 = thread::spawn(move || {
+            let mut tx = tx1;
+            tx.send(&message(1, 0, 5)).unwrap();
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut buf = Vec::new();
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    let (id, seq) = (buf[0], buf[1]);
+                    assert_eq!(buf, message(id, seq, n));
+                    seen.lock().unwrap().push(Seen::Message(id, seq));
+                }
+                Err(RecvError::Truncated) => seen.lock().unwrap().push(Seen::Truncated),
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        p0.join().unwrap();
+        p1.join().unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let of0: Vec<Seen> = seen
+            .iter()
+            .filter(|s| !matches!(s, Seen::Message(1, _)))
+            .cloned()
+            .collect();
+        let mut want = Vec::new();
+        if stop >= 1 {
+            want.push(Seen::Message(0, 0));
+        }
+        if stop >= 3 {
+            want.push(Seen::Truncated);
+        }
+        if stop >= 4 {
+            want.push(Seen::Message(0, 1));
+        }
+        assert_eq!(of0, want, "producer 0 stopped after {stop}: saw {seen:?}");
+        assert_eq!(
+            seen.iter().filter(|s| **s == Seen::Message(1, 0)).count(),
+            1,
+            "producer 1's message: {seen:?}"
+        );
+    });
+}
+
+#[test]
+fn producer_stops_before_anything() {
+    model_stops(0);
+}
+
+#[test]
+fn producer_stops_after_a_message() {
+    model_stops(1);
+}
+
+#[test]
+fn producer_stops_after_dropping_a_grant() {
+    model_stops(2);
+}
+
+#[test]
+fn producer_stops_after_abandoning_a_stream() {
+    model_stops(3);
+}
+
+#[test]
+fn producer_goes_on_after_an_abandoned_stream() {
+    model_stops(4);
+}
+
+/// A consumer that stops with a message in fragments half read (its reader, then
+/// itself, dropped): the other consumer is not held up by the reader slot, skips the
+/// rest of that message, and gets the next one.
+#[test]
+fn consumer_stops_mid_stream() {
+    model(|| {
+        let (mut tx, mut rx0) = ring(4);
+        let mut rx1 = rx0.try_clone().unwrap();
+        rx1.set_wait(WAIT);
+        let p = thread::spawn(move || {
+            tx.send(&message(0, 0, 40)).unwrap();
+            tx.send(&message(0, 1, 9)).unwrap();
+        });
+        let c0 = thread::spawn(move || {
+            // Takes whatever comes first (if anything is left); if it is the stream,
+            // reads 4 bytes and quits.
+            let mut r = match rx0.recv_stream() {
+                Ok(r) => r,
+                Err(RecvError::Disconnected) => return None,
+                Err(e) => panic!("{e:?}"),
+            };
+            let mut four = [0u8; 4];
+            r.read_exact(&mut four).unwrap();
+            let len = r.len();
+            drop(r);
+            drop(rx0);
+            Some((len, four))
+        });
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match rx1.recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(buf, message(buf[0], buf[1], n));
+                    got.push(buf[1]);
+                }
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        p.join().unwrap();
+        // Consumer 1 got what consumer 0 did not start: never a piece of the stream.
+        let want: Vec<u8> = match c0.join().unwrap() {
+            None => vec![0, 1],
+            Some((len, four)) => {
+                let seq = if len == 40 { 0 } else { 1 };
+                assert_eq!(&four[..2], &[0, seq]);
+                vec![1 - seq]
+            }
+        };
+        assert_eq!(got, want);
+    });
+}
