@@ -230,7 +230,7 @@ fn curve_points(l: &LatencyFigures<'_>) -> Vec<(f64, f64)> {
 
 fn nines_label(x: i32) -> String {
     match x {
-        0 => "p0".into(),
+        i32::MIN..=0 => "min".into(),
         1 => "p90".into(),
         2 => "p99".into(),
         k => format!("p99.{}", "9".repeat((k - 2) as usize)),
@@ -329,13 +329,14 @@ pub(crate) fn svg(r: &Results) -> String {
             y0,
             y1,
         };
-        let xticks: Vec<(f64, String)> = (0..=xmax as i32)
-            .map(|k| (k as f64, nines_label(k)))
+        // No label at 0 (the minimum): p50 sits 0.3 to its right.
+        let xticks: Vec<(f64, String)> = std::iter::once((0.5f64.log10().abs(), "p50".into()))
+            .chain((1..=xmax as i32).map(|k| (k as f64, nines_label(k))))
             .collect();
         f.draw(
             &mut o,
             &format!("Round trip, {} messages", report::size(size)),
-            "percentile (last point: the maximum)",
+            "percentile (left edge: minimum; last point: maximum)",
             "round trip (log)",
             &xticks,
             &decades(y0, y1, ns_label),
