@@ -3,10 +3,9 @@
 //! mechanism takes part in, its identifier in the JSON, its name in the table and the
 //! help text that says what its rows measure.
 //!
-//! Adding a mechanism is one entry here plus, if it is new kind of channel, its
-//! set-up in `Runner::latency` / `Runner::throughput`. Adding shmlane's MPMC ring is
-//! an entry per wait strategy (see the comment at the end of the shmlane rows) once
-//! `RingKind::Mpmc` exists.
+//! Adding a mechanism is one entry here plus, if it is a new kind of channel, its
+//! set-up in `Runner::latency` / `Runner::throughput`; a row of one of shmlane's
+//! rings with another wait strategy or notifier is one entry.
 
 use shmlane::{Notifier, Wait};
 
@@ -15,10 +14,9 @@ use shmlane::{Notifier, Wait};
 pub(crate) enum RingKind {
     /// `shmlane::spsc`: one producer, one consumer, a byte ring.
     Spsc,
-    // `Mpmc`: `shmlane::mpmc`, once it is on main. Add the variant, its arm in
-    // `Runner::ring_latency_dispatch` / `ring_throughput_dispatch` (one line each:
-    // `RingKind::Mpmc => self.ring_latency::<shm::Mpmc>(..)`), `shm::impl_ring!(Mpmc,
-    // mpmc)`, and the rows below.
+    /// `shmlane::mpmc`: a cell ring for any number of producers and consumers, here
+    /// with one of each (its uncontended cost beside SPSC).
+    Mpmc,
 }
 
 /// A mechanism measured.
@@ -81,8 +79,12 @@ pub(crate) struct MechSpec {
     pub(crate) help: &'static str,
 }
 
-const fn ring(wait: Wait, notifier: Notifier) -> Mech {
+const fn spsc(wait: Wait, notifier: Notifier) -> Mech {
     Mech::Ring(RingKind::Spsc, wait, notifier)
+}
+
+const fn mpmc(wait: Wait, notifier: Notifier) -> Mech {
+    Mech::Ring(RingKind::Mpmc, wait, notifier)
 }
 
 /// Every mechanism, in the order of the rows.
@@ -111,7 +113,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
                on each hop. Compare the Park rows with it.",
     },
     MechSpec {
-        mech: ring(Wait::Spin, Notifier::Futex),
+        mech: spsc(Wait::Spin, Notifier::Futex),
         id: "shmlane-spsc-spin",
         label: "shmlane SPSC, Wait::Spin",
         latency: true,
@@ -123,7 +125,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
                through stream() / recv_stream() (io::Write / io::Read).",
     },
     MechSpec {
-        mech: ring(Wait::Adaptive, Notifier::Futex),
+        mech: spsc(Wait::Adaptive, Notifier::Futex),
         id: "shmlane-spsc-adaptive",
         label: "shmlane SPSC, Wait::Adaptive",
         latency: true,
@@ -132,7 +134,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
                200 us, then sleep on the futex event count.",
     },
     MechSpec {
-        mech: ring(Wait::Park, Notifier::Futex),
+        mech: spsc(Wait::Park, Notifier::Futex),
         id: "shmlane-spsc-park-futex",
         label: "shmlane SPSC, Park, futex",
         latency: true,
@@ -142,7 +144,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
                Throughput for 64 B and 4 KiB messages only.",
     },
     MechSpec {
-        mech: ring(Wait::Park, Notifier::Semaphore),
+        mech: spsc(Wait::Park, Notifier::Semaphore),
         id: "shmlane-spsc-park-semaphore",
         label: "shmlane SPSC, Park, semaphore",
         latency: true,
@@ -150,13 +152,35 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         help: "As the row above, sleeping on process-shared POSIX semaphores in the \
                header (Notifier::Semaphore).",
     },
-    // shmlane MPMC rows, once `RingKind::Mpmc` exists (one producer and one consumer,
-    // so that they compare with the rows above; ids "shmlane-mpmc-spin",
-    // "shmlane-mpmc-adaptive", "shmlane-mpmc-park-futex"):
-    //
-    // MechSpec { mech: Mech::Ring(RingKind::Mpmc, Wait::Spin, Notifier::Futex),
-    //            id: "shmlane-mpmc-spin", label: "shmlane MPMC, Wait::Spin",
-    //            latency: true, loads: Loads::All, help: "..." },
+    MechSpec {
+        mech: mpmc(Wait::Spin, Notifier::Futex),
+        id: "shmlane-mpmc-spin",
+        label: "shmlane MPMC, Wait::Spin",
+        latency: true,
+        loads: Loads::All,
+        help: "shmlane::mpmc with one producer and one consumer per ring (the MPMC \
+               protocol's own cost, uncontended; the criterion bench mpmc_contention \
+               measures several of each), both busy-polling. Rings as for SPSC, cells \
+               sized to the message (64 B to a quarter of the ring), so that each \
+               message takes one cell.",
+    },
+    MechSpec {
+        mech: mpmc(Wait::Adaptive, Notifier::Futex),
+        id: "shmlane-mpmc-adaptive",
+        label: "shmlane MPMC, Wait::Adaptive",
+        latency: true,
+        loads: Loads::All,
+        help: "The same MPMC rings with the default wait.",
+    },
+    MechSpec {
+        mech: mpmc(Wait::Park, Notifier::Futex),
+        id: "shmlane-mpmc-park-futex",
+        label: "shmlane MPMC, Park, futex",
+        latency: true,
+        loads: Loads::Small,
+        help: "The same MPMC rings, both endpoints sleeping at once whenever they wait. \
+               Throughput for 64 B and 4 KiB messages only.",
+    },
     MechSpec {
         mech: Mech::Pipe,
         id: "pipe",

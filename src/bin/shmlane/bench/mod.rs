@@ -550,6 +550,9 @@ impl Runner<'_> {
                 RingKind::Spsc => {
                     self.ring_ping_pong::<shm::Spsc>(&map, len, deadline, wait, notifier)?
                 }
+                RingKind::Mpmc => {
+                    self.ring_ping_pong::<shm::Mpmc>(&map, len, deadline, wait, notifier)?
+                }
             },
             Mech::Pipe => {
                 let (a, b) = baselines::pipe_duplex()?;
@@ -600,8 +603,8 @@ impl Runner<'_> {
     ) -> Result<Vec<Child>, BenchError> {
         let (ab, ba) = (self.name("ping"), self.name("pong"));
         let ring = self.config.latency_ring;
-        shm::create_ring::<R>(&ab, ring, notifier, &mut self.names)?;
-        shm::create_ring::<R>(&ba, ring, notifier, &mut self.names)?;
+        shm::create_ring::<R>(&ab, ring, len, notifier, &mut self.names)?;
+        shm::create_ring::<R>(&ba, ring, len, notifier, &mut self.names)?;
         let (ab2, ba2) = (ab.clone(), ba.clone());
         self.ping_pong(
             map,
@@ -654,6 +657,9 @@ impl Runner<'_> {
             Mech::Ring(kind, wait, notifier) => match kind {
                 RingKind::Spsc => {
                     self.ring_transfer::<shm::Spsc>(&map, load, deadline, wait, notifier)?
+                }
+                RingKind::Mpmc => {
+                    self.ring_transfer::<shm::Mpmc>(&map, load, deadline, wait, notifier)?
                 }
             },
             Mech::Pipe | Mech::PipeBig => {
@@ -779,7 +785,7 @@ impl Runner<'_> {
     ) -> Result<(Vec<Child>, Setup), BenchError> {
         let ring = ring_for(load);
         let name = self.name("oneway");
-        shm::create_ring::<R>(&name, ring, notifier, &mut self.names)?;
+        shm::create_ring::<R>(&name, ring, load.unit(), notifier, &mut self.names)?;
         let name2 = name.clone();
         let children = self.transfer(
             map,
@@ -788,8 +794,17 @@ impl Runner<'_> {
             move || shm::ShmTx::<R>::open(&name, wait),
             move || shm::ShmRx::<R>::open(&name2, wait),
         )?;
+        let buffer = if R::CELLS {
+            let cell = shm::cell_size(ring, load.unit());
+            Buffer {
+                text: format!("{} / {}", report::size(ring), report::size(cell)),
+                bytes: ring as u64,
+            }
+        } else {
+            Buffer::bytes(ring)
+        };
         let setup = Setup {
-            buffer: Some(Buffer::bytes(ring)),
+            buffer: Some(buffer),
             note: None,
         };
         Ok((children, setup))

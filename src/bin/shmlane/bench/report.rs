@@ -399,14 +399,15 @@ pub(crate) fn table(r: &Results) -> String {
     let _ = writeln!(
         o,
         "\nOne-way throughput, GB/s = 10^9 B/s, from the producer's first timed send to the \
-         consumer's check\nof the last byte; messages timed for {} after a warm-up, the stream \
-         is one message written and\nread in 1 MiB chunks; buffer: shmlane's ring, the pipe's \
-         or queue's capacity, the sockets' SO_SNDBUF",
+         consumer's\ncheck of the last byte; messages timed for {} after a warm-up; the stream \
+         is one message\nwritten and read in 1 MiB chunks. buffer: shmlane's ring (MPMC: ring / \
+         cell size), the pipe's\nor the queue's capacity (depth x message size), the sockets' \
+         SO_SNDBUF and SO_RCVBUF",
         span(c.timed_ns)
     );
     let _ = writeln!(
         o,
-        "{:<16} {:<31} {:>12} {:>9} {:>8} {:>9} {:>9}",
+        "{:<16} {:<31} {:>14} {:>9} {:>8} {:>9} {:>9}",
         "size", "mechanism", "buffer", "volume", "GB/s", "msgs/s", "this/pipe"
     );
     let mut last_load = None;
@@ -438,7 +439,7 @@ pub(crate) fn table(r: &Results) -> String {
         };
         let _ = writeln!(
             o,
-            "{ld:<16} {label:<31} {buffer:>12} {:>9} {:>8} {msgs:>9} {:>9}",
+            "{ld:<16} {label:<31} {buffer:>14} {:>9} {:>8} {msgs:>9} {:>9}",
             t.bytes.map_or("-".into(), human_bytes),
             opt(t.gb_per_s, 3),
             times(t.vs_pipe)

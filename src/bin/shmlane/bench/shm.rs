@@ -20,6 +20,8 @@ use super::BenchError;
 pub(crate) trait Ring {
     type Producer;
     type Consumer;
+    /// Whether the ring is made of cells (whose size `create_ring` chooses).
+    const CELLS: bool;
     /// Creates the ring and drops the creating endpoint.
     fn create(name: &str, opts: &RingOptions) -> Result<(), shmlane::Error>;
     fn open_producer(name: &str, wait: Wait) -> Result<Self::Producer, String>;
@@ -41,9 +43,10 @@ pub(crate) trait Ring {
     ) -> Result<(), String>;
 }
 
-/// Implements [`Ring`] for the unit struct `$ty` over `shmlane::$module`.
+/// Implements [`Ring`] for the unit struct `$ty` over `shmlane::$module`; `$cells`
+/// says whether it is a cell ring.
 macro_rules! impl_ring {
-    ($ty:ident, $module:ident) => {
+    ($ty:ident, $module:ident, $cells:expr) => {
         #[doc = concat!("`shmlane::", stringify!($module), "`.")]
         #[derive(Debug)]
         pub(crate) struct $ty;
@@ -51,6 +54,7 @@ macro_rules! impl_ring {
         impl Ring for $ty {
             type Producer = shmlane::$module::Producer;
             type Consumer = shmlane::$module::Consumer;
+            const CELLS: bool = $cells;
 
             fn create(name: &str, opts: &RingOptions) -> Result<(), shmlane::Error> {
                 shmlane::$module::Producer::create(name, opts).map(drop)
@@ -110,17 +114,24 @@ macro_rules! impl_ring {
     };
 }
 
-impl_ring!(Spsc, spsc);
-// impl_ring!(Mpmc, mpmc); // once `shmlane::mpmc` is on main (see mechs.rs)
+impl_ring!(Spsc, spsc, false);
+impl_ring!(Mpmc, mpmc, true);
 
-/// Creates the ring `name` of `capacity` bytes and records the name for removal.
+/// Creates the ring `name` of `capacity` bytes for messages (or stream pieces) of
+/// `unit` bytes, and records the name for removal. A cell ring gets cells of `unit`
+/// bytes (a power of two, 64 B to a quarter of the ring), so that each message takes
+/// one cell: the configuration a user would choose for that message size.
 pub(crate) fn create_ring<R: Ring>(
     name: &str,
     capacity: usize,
+    unit: usize,
     notifier: Notifier,
     names: &mut ShmNames,
 ) -> Result<(), BenchError> {
-    let opts = RingOptions::new(capacity).notifier(notifier);
+    let mut opts = RingOptions::new(capacity).notifier(notifier);
+    if R::CELLS {
+        opts = opts.cell_size(cell_size(capacity, unit));
+    }
     let created = match R::create(name, &opts) {
         // Our names hold our pid, so an existing one was left by a dead process.
         Err(shmlane::Error::AlreadyExists { .. }) => {
@@ -132,6 +143,11 @@ pub(crate) fn create_ring<R: Ring>(
     created.map_err(|e| BenchError::Failed(format!("creating ring {name}: {e}")))?;
     names.add(name.to_string());
     Ok(())
+}
+
+/// The cell size [`create_ring`] gives a cell ring.
+pub(crate) fn cell_size(capacity: usize, unit: usize) -> usize {
+    unit.next_power_of_two().clamp(64, (capacity / 4).max(64))
 }
 
 #[inline]
