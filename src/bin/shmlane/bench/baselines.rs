@@ -218,6 +218,135 @@ impl Channel for ByteStream {
     }
 }
 
+/// The receiving end of a byte stream read through a buffer of [`READ_BUFFER`]
+/// bytes: one `read` takes every message already in the pipe or socket (up to the
+/// buffer), and each message is then copied out of the buffer, so small messages do
+/// not cost a system call each. Messages of at least the buffer's size are read
+/// straight into the receiver's buffer.
+#[derive(Debug)]
+pub(crate) struct BufferedStream {
+    file: File,
+    buf: Box<[u8]>,
+    /// The unread part of `buf`.
+    pos: usize,
+    end: usize,
+}
+
+/// The read buffer of [`BufferedStream`].
+pub(crate) const READ_BUFFER: usize = 64 << 10;
+
+impl BufferedStream {
+    pub(crate) fn new(file: File) -> Self {
+        BufferedStream {
+            file,
+            buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+        }
+    }
+}
+
+impl Read for BufferedStream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.end {
+            if out.len() >= self.buf.len() {
+                return self.file.read(out);
+            }
+            self.end = self.file.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.end - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for BufferedStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Channel for BufferedStream {
+    #[inline]
+    fn send_msg(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.file.write_all(msg).map_err(|e| format!("write: {e}"))
+    }
+
+    #[inline]
+    fn recv_msg(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
+        if buf.len() != len {
+            buf.resize(len, 0);
+        }
+        self.read_exact(buf).map_err(|e| format!("read: {e}"))
+    }
+}
+
+/// A byte stream whose receiving end is `O_NONBLOCK` and polled in a loop: the
+/// receiver never sleeps, so the sender never wakes it.
+#[derive(Debug)]
+pub(crate) struct PolledStream(pub(crate) File);
+
+impl PolledStream {
+    /// Wraps `f`, making its open file description non-blocking.
+    pub(crate) fn new(f: File) -> Result<Self, BenchError> {
+        // SAFETY: F_GETFL / F_SETFL on a descriptor we own; no memory is passed.
+        let r = unsafe {
+            let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+            if flags < 0 {
+                flags
+            } else {
+                libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK)
+            }
+        };
+        if r < 0 {
+            return Err(os_error("fcntl O_NONBLOCK"));
+        }
+        Ok(PolledStream(f))
+    }
+}
+
+impl Read for PolledStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for PolledStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Channel for PolledStream {
+    #[inline]
+    fn send_msg(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.0.write_all(msg).map_err(|e| format!("write: {e}"))
+    }
+
+    #[inline]
+    fn recv_msg(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
+        if buf.len() != len {
+            buf.resize(len, 0);
+        }
+        self.read_exact(buf).map_err(|e| format!("read: {e}"))
+    }
+}
+
 /// Something that moves whole packets.
 pub(crate) trait PacketIo {
     /// Sends `p` as one packet.
@@ -617,6 +746,24 @@ pub(crate) fn pipe_duplex() -> Result<(ChanDuplex<ByteStream>, ChanDuplex<ByteSt
         ChanDuplex {
             tx: ByteStream(pong_tx),
             rx: ByteStream(ping_rx),
+        },
+    ))
+}
+
+/// Two pipes, one per direction, with busy-polled read ends: `(pinger's side,
+/// ponger's side)`.
+pub(crate) fn polled_pipe_duplex(
+) -> Result<(ChanDuplex<PolledStream>, ChanDuplex<PolledStream>), BenchError> {
+    let (ping_rx, ping_tx) = pipe(None)?;
+    let (pong_rx, pong_tx) = pipe(None)?;
+    Ok((
+        ChanDuplex {
+            tx: PolledStream(ping_tx),
+            rx: PolledStream::new(pong_rx)?,
+        },
+        ChanDuplex {
+            tx: PolledStream(pong_tx),
+            rx: PolledStream::new(ping_rx)?,
         },
     ))
 }

@@ -35,6 +35,8 @@ pub(crate) enum Mech {
     Pipe,
     /// A pipe whose buffer is raised to 1 MiB with `F_SETPIPE_SZ`.
     PipeBig,
+    /// Pipes whose readers never sleep: `O_NONBLOCK` read ends polled in a loop.
+    PipePolled,
     /// A UNIX stream socket pair.
     UnixStream,
     /// A UNIX seqpacket socket pair.
@@ -48,7 +50,10 @@ pub(crate) enum Mech {
 impl Mech {
     /// Whether both sides busy-poll (hopeless on one CPU).
     pub(crate) fn spins(self) -> bool {
-        matches!(self, Mech::RawLine | Mech::Ring(_, Wait::Spin, _))
+        matches!(
+            self,
+            Mech::RawLine | Mech::Ring(_, Wait::Spin, _) | Mech::PipePolled
+        )
     }
 }
 
@@ -188,8 +193,21 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         latency: true,
         loads: Loads::All,
         help: "pipe2(): two pipes for round trips, one for throughput, the default \
-               buffer (64 KiB); whole messages with write() and read() loops. The \
-               throughput ratios (this/pipe) divide by this row.",
+               buffer (64 KiB). The sender write()s each message whole; a round trip's \
+               receiver read()s exactly one message, a throughput consumer reads through \
+               a 64 KiB buffer (one read() takes every message already queued, up to \
+               64 KiB) and copies each message out of it. The throughput ratios \
+               (this/pipe) divide by this row.",
+    },
+    MechSpec {
+        mech: Mech::PipePolled,
+        id: "pipe-busy-poll",
+        label: "pipe, busy-polled reads",
+        latency: true,
+        loads: Loads::None,
+        help: "Two pipes whose read ends are O_NONBLOCK and read in a spinning loop: \
+               no sleep and no wake-up, what a kernel channel costs when its receiver \
+               burns a core as Wait::Spin does (two system calls per hop remain).",
     },
     MechSpec {
         mech: Mech::PipeBig,
@@ -197,7 +215,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "pipe, 1 MiB buffer",
         latency: false,
         loads: Loads::All,
-        help: "The pipe's buffer raised to 1 MiB with F_SETPIPE_SZ \
+        help: "As the pipe, its buffer raised to 1 MiB with F_SETPIPE_SZ \
                (the row is skipped when the kernel refuses it: pipe-max-size).",
     },
     MechSpec {
@@ -206,9 +224,10 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "UNIX stream socket",
         latency: true,
         loads: Loads::All,
-        help: "socketpair(AF_UNIX, SOCK_STREAM); throughput rows with SO_SNDBUF and \
-               SO_RCVBUF raised to 1 MiB (or net.core.wmem_max/rmem_max if lower), round \
-               trips with the defaults.",
+        help: "socketpair(AF_UNIX, SOCK_STREAM), read and written as the pipe. \
+               Throughput rows with SO_SNDBUF and SO_RCVBUF raised to 1 MiB (or \
+               net.core.wmem_max / rmem_max if lower: what an unprivileged process \
+               gets), round trips with the defaults.",
     },
     MechSpec {
         mech: Mech::UnixSeqpacket,
@@ -218,8 +237,9 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         loads: Loads::All,
         help: "socketpair(AF_UNIX, SOCK_SEQPACKET), buffers as the stream socket: one \
                packet per message, the receiver checks each packet's length \
-               (MSG_TRUNC); a packet must fit the send buffer, so messages over 256 KiB \
-               go as 256 KiB packets (noted under the table).",
+               (MSG_TRUNC). The kernel refuses a packet larger than the send buffer, so \
+               a longer message goes as packets of the largest power of two that fits \
+               (noted under the table when that happens).",
     },
     MechSpec {
         mech: Mech::Tcp,
@@ -229,7 +249,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         loads: Loads::All,
         help: "A TCP connection over 127.0.0.1, TCP_NODELAY on both ends (no Nagle \
                delay: each message leaves at once, as with every other row), buffers as \
-               the stream socket.",
+               the stream socket, read and written as the pipe.",
     },
     MechSpec {
         mech: Mech::Mqueue,

@@ -30,7 +30,7 @@ use shmlane::{Notifier, Wait};
 
 pub(crate) use args::main;
 use args::Options;
-use baselines::{ByteStream, ChanRx, ChanTx, Packets, SeqPacket};
+use baselines::{BufferedStream, ByteStream, ChanRx, ChanTx, Packets, SeqPacket};
 use mechs::{Loads, Mech, MechSpec, RingKind, MECHANISMS};
 use process::{fork_child, now_ns, Child, ControlMap, ShmNames, SignalBlock};
 use stats::{Curve, Percentiles};
@@ -558,6 +558,10 @@ impl Runner<'_> {
                 let (a, b) = baselines::pipe_duplex()?;
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
             }
+            Mech::PipePolled => {
+                let (a, b) = baselines::polled_pipe_duplex()?;
+                self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
+            }
             Mech::UnixStream => {
                 let pair = baselines::socket_pair(libc::SOCK_STREAM)?;
                 let (a, b) = baselines::socket_duplex(pair, ByteStream)?;
@@ -670,7 +674,7 @@ impl Runner<'_> {
                     load,
                     deadline,
                     move || Ok(ChanTx(ByteStream(tx))),
-                    move || Ok(ChanRx(ByteStream(rx))),
+                    move || Ok(ChanRx(BufferedStream::new(rx))),
                 )?;
                 (children, Setup { buffer, note: None })
             }
@@ -687,7 +691,7 @@ impl Runner<'_> {
                     load,
                     deadline,
                     move || Ok(ChanTx(ByteStream(a))),
-                    move || Ok(ChanRx(ByteStream(b))),
+                    move || Ok(ChanRx(BufferedStream::new(b))),
                 )?;
                 let buffer = Some(Buffer::bytes(sockbuf));
                 (children, Setup { buffer, note: None })
@@ -744,7 +748,7 @@ impl Runner<'_> {
                 });
                 (children, Setup { buffer, note })
             }
-            Mech::RawLine | Mech::FutexDoorbell => {
+            Mech::RawLine | Mech::FutexDoorbell | Mech::PipePolled => {
                 return Err(BenchError::Unavailable("not a throughput mechanism".into()))
             }
         };
