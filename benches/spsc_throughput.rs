@@ -7,10 +7,14 @@
 //!   is one record), the default `Wait::Adaptive`; `send` / `recv` into a `Vec`.
 //! - `pipe`: the default 64 KiB buffer; `pipe-1mib`: raised with F_SETPIPE_SZ.
 //! - `unix-socket`: a UNIX stream socket pair with the default buffers.
+//!
+//! The pipe and socket consumers read through a 64 KiB buffer (`BufReader`): one
+//! `read` takes every message already queued, and each is then copied out of it.
 
 mod common;
 
-use common::{config, one_way, pin_bench_process, pipe, size_label, socket_pair, Fd, RingName};
+use common::{config, one_way, pin_bench_process, pipe, size_label, socket_pair};
+use common::{BufFd, Fd, RingName};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shmlane::spsc::{Consumer, Producer};
 use shmlane::RingOptions;
@@ -41,7 +45,7 @@ fn spsc_throughput(c: &mut Criterion) {
                 BenchmarkId::new(id, &label),
                 len,
                 Fd(tx),
-                move || Fd(rx),
+                move || BufFd::new(rx),
             );
         }
 
@@ -51,7 +55,7 @@ fn spsc_throughput(c: &mut Criterion) {
             BenchmarkId::new("unix-socket", &label),
             len,
             Fd(a),
-            move || Fd(b),
+            move || BufFd::new(b),
         );
         group.finish();
     }

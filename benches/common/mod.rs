@@ -330,6 +330,35 @@ impl Rx for Fd {
     }
 }
 
+/// The receiving end of a pipe or stream socket read through a 64 KiB buffer: one
+/// `read` takes every message already queued, each then copied out of the buffer
+/// (as any real consumer of small messages on a byte stream would read).
+pub struct BufFd(pub std::io::BufReader<File>);
+
+impl BufFd {
+    pub fn new(f: File) -> Self {
+        BufFd(std::io::BufReader::with_capacity(64 << 10, f))
+    }
+}
+
+impl Rx for BufFd {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
+        if buf.len() != len {
+            buf.resize(len, 0);
+        }
+        match self.0.read_exact(buf) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    fn fds(&self) -> Vec<RawFd> {
+        vec![self.0.get_ref().as_raw_fd()]
+    }
+}
+
 /// A duplex endpoint: a sender and a receiver.
 pub struct Duplex<T, R> {
     pub tx: T,
