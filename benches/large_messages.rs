@@ -9,14 +9,15 @@
 //!   read with 1 MiB `read_exact`s into the receiver's buffer (`io::Write` /
 //!   `io::Read`).
 //! - `pipe-1mib`: a pipe with a 1 MiB buffer (F_SETPIPE_SZ); `pipe`: the default
-//!   64 KiB; `unix-socket`: a UNIX stream socket pair; all `write_all` /
+//!   64 KiB; `unix-socket`: a UNIX stream socket pair (buffers raised to 4 MiB or
+//!   wmem_max); all `write_all` /
 //!   `read_exact` of the whole message.
 
 mod common;
 
 use std::io::{Read, Write};
 
-use common::{config, one_way, pin_bench_process, pipe, size_label, socket_pair};
+use common::{config, one_way, pin_bench_process, pipe, size_label, socket_pair_tuned};
 use common::{Fd, RingName, Rx, Tx};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shmlane::spsc::{Consumer, Producer};
@@ -99,7 +100,7 @@ fn large_messages(c: &mut Criterion) {
             move || Fd(rx),
         );
     }
-    let (a, b) = socket_pair();
+    let (a, b) = socket_pair_tuned();
     one_way(
         &mut group,
         BenchmarkId::new("unix-socket", &label),

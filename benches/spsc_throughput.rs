@@ -6,14 +6,15 @@
 //! - `shmlane`: one SPSC ring of 1 MiB (4 MiB for 1 MiB messages, so that a message
 //!   is one record), the default `Wait::Adaptive`; `send` / `recv` into a `Vec`.
 //! - `pipe`: the default 64 KiB buffer; `pipe-1mib`: raised with F_SETPIPE_SZ.
-//! - `unix-socket`: a UNIX stream socket pair with the default buffers.
+//! - `unix-socket`: a UNIX stream socket pair, SO_SNDBUF and SO_RCVBUF raised
+//!   to 4 MiB (or net.core.wmem_max / rmem_max if lower).
 //!
 //! The pipe and socket consumers read through a 64 KiB buffer (`BufReader`): one
 //! `read` takes every message already queued, and each is then copied out of it.
 
 mod common;
 
-use common::{config, one_way, pin_bench_process, pipe, size_label, socket_pair};
+use common::{config, one_way, pin_bench_process, pipe, size_label, socket_pair_tuned};
 use common::{BufFd, Fd, RingName};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shmlane::spsc::{Consumer, Producer};
@@ -49,7 +50,7 @@ fn spsc_throughput(c: &mut Criterion) {
             );
         }
 
-        let (a, b) = socket_pair();
+        let (a, b) = socket_pair_tuned();
         one_way(
             &mut group,
             BenchmarkId::new("unix-socket", &label),

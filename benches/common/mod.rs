@@ -187,6 +187,39 @@ pub fn socket_pair() -> (File, File) {
     own_pair(fds)
 }
 
+/// A connected pair of UNIX stream sockets with SO_SNDBUF and SO_RCVBUF raised to
+/// 4 MiB, or to net.core.wmem_max / rmem_max if lower (as `shmlane bench` does for
+/// throughput: the sockets' best configuration in our runs).
+pub fn socket_pair_tuned() -> (File, File) {
+    let sysctl = |path: &str| -> usize {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(usize::MAX)
+    };
+    let bytes = (4usize << 20)
+        .min(sysctl("/proc/sys/net/core/wmem_max"))
+        .min(sysctl("/proc/sys/net/core/rmem_max"))
+        .min(libc::c_int::MAX as usize) as libc::c_int;
+    let (a, b) = socket_pair();
+    for f in [&a, &b] {
+        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+            // SAFETY: `bytes` is a valid int option value of the size passed.
+            let r = unsafe {
+                libc::setsockopt(
+                    f.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+    }
+    (a, b)
+}
+
 /// A ring name no other process uses; removed when dropped.
 pub struct RingName(pub String);
 
