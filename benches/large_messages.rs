@@ -9,9 +9,8 @@
 //!   read with 1 MiB `read_exact`s into the receiver's buffer (`io::Write` /
 //!   `io::Read`).
 //! - `pipe-1mib`: a pipe with a 1 MiB buffer (F_SETPIPE_SZ); `pipe`: the default
-//!   64 KiB; `unix-socket`: a UNIX stream socket pair (buffers raised to 4 MiB or
-//!   wmem_max); all `write_all` /
-//!   `read_exact` of the whole message.
+//!   64 KiB; `unix-socket`: a UNIX stream socket pair, buffers raised to 4 MiB (or
+//!   wmem_max); all `write_all` / `read_exact` of the whole message.
 
 mod common;
 
