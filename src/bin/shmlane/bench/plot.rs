@@ -6,32 +6,54 @@
 //!   last point is the maximum at 1 - 1/samples; y: ns, log).
 //! - One panel of one-way throughput by message size (both axes log), the streamed
 //!   message as a hollow marker at its length.
-//! - A legend shared by all panels: one colour per mechanism; shmlane solid, the
-//!   kernel mechanisms dashed, the floors dotted.
+//! - A legend shared by all panels: one colour per mechanism; shmlane SPSC solid,
+//!   MPMC dash-dotted, the kernel mechanisms dashed, the floors dotted.
 
 use std::fmt::Write;
 
-use super::mechs::{Mech, MECHANISMS};
+use super::mechs::{Mech, RingKind, MECHANISMS};
 use super::report::{self, summarize, LatencyFigures, ThroughputFigures};
 use super::stats::CURVE_PPM;
 use super::{Load, Results};
 
 const WIDTH: f64 = 1240.0;
-const PALETTE: [&str; 13] = [
-    "#000000", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#e377c2", "#d62728", "#ff7f0e",
-    "#8c564b", "#bcbd22", "#17becf", "#393b79", "#637939",
+/// Colours by mechanism id: the floors black and grey, shmlane's rings in blues,
+/// greens and purples (SPSC) and oranges and reds (MPMC), the kernel paths in the
+/// rest; a row the table does not know takes one from `FALLBACK`.
+const COLOURS: &[(&str, &str)] = &[
+    ("raw-cache-line", "#000000"),
+    ("futex-doorbell", "#8a8a8a"),
+    ("shmlane-spsc-spin", "#1f5fbf"),
+    ("shmlane-spsc-adaptive", "#2ca02c"),
+    ("shmlane-spsc-park-futex", "#7b4fc4"),
+    ("shmlane-spsc-park-semaphore", "#c86dd7"),
+    ("shmlane-mpmc-spin", "#ff7f0e"),
+    ("shmlane-mpmc-adaptive", "#d62728"),
+    ("shmlane-mpmc-park-futex", "#8c564b"),
+    ("pipe", "#b5b800"),
+    ("pipe-busy-poll", "#17becf"),
+    ("pipe-1mib", "#e6a000"),
+    ("unix-stream", "#1b9e77"),
+    ("unix-seqpacket", "#e7298a"),
+    ("tcp-loopback", "#5a5aa0"),
+    ("posix-mqueue", "#a6761d"),
 ];
+const FALLBACK: [&str; 4] = ["#4d4d4d", "#66a61e", "#386cb0", "#f0027f"];
 
 fn colour(id: &str) -> &'static str {
+    if let Some((_, c)) = COLOURS.iter().find(|(k, _)| *k == id) {
+        return c;
+    }
     let i = MECHANISMS.iter().position(|m| m.id == id).unwrap_or(0);
-    PALETTE[i % PALETTE.len()]
+    FALLBACK[i % FALLBACK.len()]
 }
 
 /// `(stroke width, dash array)` for a mechanism's family.
 fn stroke(mech: Mech) -> (f64, &'static str) {
     match mech {
         Mech::RawLine | Mech::FutexDoorbell => (1.6, "2 3"),
-        Mech::Ring(..) => (2.2, ""),
+        Mech::Ring(RingKind::Spsc, ..) => (2.2, ""),
+        Mech::Ring(..) => (2.0, "10 3 3 3"),
         _ => (1.5, "7 3"),
     }
 }
@@ -317,7 +339,7 @@ pub(crate) fn svg(r: &Results) -> String {
         .ceil();
     let gap = 70.0;
     let n = sizes.len().max(1) as f64;
-    let panel_w = (plots_w - 60.0 - gap * (n - 1.0)) / n;
+    let panel_w = (plots_w - 100.0 - gap * (n - 1.0)) / n;
     for (i, &size) in sizes.iter().enumerate() {
         let f = Frame {
             x: 70.0 + i as f64 * (panel_w + gap),
@@ -382,7 +404,7 @@ pub(crate) fn svg(r: &Results) -> String {
     let f = Frame {
         x: 70.0,
         y: tp_top,
-        w: plots_w - 60.0,
+        w: plots_w - 100.0,
         h: tp_h,
         x0: tx0,
         x1: tx1,
@@ -467,8 +489,9 @@ pub(crate) fn svg(r: &Results) -> String {
     }
     let ly = lat_top + 22.0 * present.len() as f64 + 30.0;
     for (i, line) in [
-        "solid: shmlane; dashed: kernel",
-        "mechanisms; dotted: the floors.",
+        "solid: shmlane SPSC; dash-dot:",
+        "MPMC; dashed: kernel mechanisms;",
+        "dotted: the floors.",
         "Hollow marker: the streamed",
         "message. Details and ratios:",
         "shmlane bench --help and the table.",
