@@ -342,7 +342,8 @@ fn rows(opts: &Options, config: &Config, env: &Env) -> Results {
                     buffer: None,
                     note: None,
                     rounds: Vec::new(),
-                    skipped: None,
+                    skipped: (env.cpus.is_none() && spec.mech.spins())
+                        .then(|| "needs 2 CPUs (both sides spin)".into()),
                 })
         })
         .collect();
