@@ -21,44 +21,12 @@ Usage: shmlane <command> [options]
 
 Commands:
   bench    Measure round-trip latency and one-way throughput of shmlane beside
-           pipes, UNIX sockets and a raw shared cache line, in one run
+           pipes, UNIX and TCP sockets, message queues and the raw floors
   help     Print this help, or a command's help: shmlane help bench
 
 Options:
   -h, --help       Print this help
   -V, --version    Print the version
-";
-
-/// Shown after a usage error in `shmlane bench`'s arguments.
-const BENCH_SHORT: &str = "\
-Usage: shmlane bench [--quick] [--json]
-Run 'shmlane bench --help' for details.
-";
-
-const BENCH_USAGE: &str = "\
-Usage: shmlane bench [--quick] [--json]
-
-Measures, with real forked processes (producer or pinger pinned to the first
-allowed CPU, consumer or ponger to the second), every message copied out and
-checked by its receiver:
-
-  round trip (ping-pong) p50 / p99 / p99.9 for 8 B and 1 KiB messages: shmlane
-    (Wait::Spin and Wait::Adaptive), a pipe pair, a UNIX socket pair, and two
-    processes spinning on a shared cache line (the floor);
-  one-way throughput (GB/s and messages/s) for 64 B, 4 KiB, 64 KiB and 1 MiB
-    messages and one 256 MiB message streamed: shmlane, a pipe, a pipe with a
-    1 MiB buffer, a UNIX socket;
-
-then the targets, as ratios within the run. A full run repeats everything three
-times, interleaved, and reports medians (one to two minutes).
-
-Options:
-  --quick       One round, fewer round trips and bytes (well under 30 s)
-  --json        Print every figure as JSON on stdout instead of the table
-  -h, --help    Print this help
-
-Exit status: 0 when the run completed (whether or not targets were met),
-1 when a measurement failed, 2 for a usage error, 128+N on signal N.
 ";
 
 /// What the command line asks for.
@@ -67,7 +35,8 @@ enum Command {
     /// Print this text on stdout.
     Print(&'static str),
     Version,
-    Bench(bench::Options),
+    /// `shmlane bench` with these arguments (parsed by the bench module).
+    Bench(Vec<OsString>),
 }
 
 /// A usage error: the message and the help to show after it.
@@ -97,27 +66,11 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError
         "-V" | "--version" => Ok(Command::Version),
         "help" => match args.next().map(utf8).transpose()?.as_deref() {
             None => Ok(Command::Print(USAGE)),
-            Some("bench") => Ok(Command::Print(BENCH_USAGE)),
+            Some("bench") => Ok(Command::Bench(vec!["--help".into()])),
             Some("help") => Ok(Command::Print(USAGE)),
             Some(other) => Err(usage_error(format!("unknown command '{other}'"), USAGE)),
         },
-        "bench" => {
-            let mut opts = bench::Options::default();
-            for arg in args {
-                match utf8(arg)?.as_str() {
-                    "--quick" => opts.quick = true,
-                    "--json" => opts.json = true,
-                    "-h" | "--help" => return Ok(Command::Print(BENCH_USAGE)),
-                    other => {
-                        return Err(usage_error(
-                            format!("unknown argument '{other}' for 'shmlane bench'"),
-                            BENCH_SHORT,
-                        ))
-                    }
-                }
-            }
-            Ok(Command::Bench(opts))
-        }
+        "bench" => Ok(Command::Bench(args.collect())),
         other if other.starts_with('-') => {
             Err(usage_error(format!("unknown option '{other}'"), USAGE))
         }
@@ -142,13 +95,7 @@ fn main() -> ExitCode {
             println!("shmlane {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Bench(opts) => match bench::run(&opts) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("shmlane bench: {e}");
-                ExitCode::from(e.exit_code())
-            }
-        },
+        Command::Bench(args) => bench::main(args),
     }
 }
 
@@ -162,18 +109,13 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert!(matches!(p(&["bench"]), Ok(Command::Bench(o)) if !o.quick && !o.json));
-        assert!(
-            matches!(p(&["bench", "--json", "--quick"]), Ok(Command::Bench(o)) if o.quick && o.json)
-        );
-        assert!(matches!(
-            p(&["bench", "--help"]),
-            Ok(Command::Print(BENCH_USAGE))
-        ));
-        assert!(matches!(
-            p(&["help", "bench"]),
-            Ok(Command::Print(BENCH_USAGE))
-        ));
+        let bench = |c: Result<Command, UsageError>| match c {
+            Ok(Command::Bench(args)) => args,
+            other => panic!("{other:?}"),
+        };
+        assert!(bench(p(&["bench"])).is_empty());
+        assert_eq!(bench(p(&["bench", "--json", "--quick"])).len(), 2);
+        assert_eq!(bench(p(&["help", "bench"])), [OsString::from("--help")]);
         assert!(matches!(p(&["help"]), Ok(Command::Print(USAGE))));
         assert!(matches!(p(&["--help"]), Ok(Command::Print(USAGE))));
         assert!(matches!(p(&["-V"]), Ok(Command::Version)));
@@ -185,8 +127,5 @@ mod tests {
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["--quick"]).is_err());
         assert!(p(&["help", "nope"]).is_err());
-        let e = p(&["bench", "--fast"]).unwrap_err();
-        assert!(e.message.contains("--fast"));
-        assert_eq!(e.usage, BENCH_SHORT);
     }
 }

@@ -1,15 +1,22 @@
-//! `shmlane bench`: round-trip latency and one-way throughput of shmlane beside a
-//! pipe, a UNIX stream socket and the raw shared-cache-line floor, measured in one
-//! run with real processes.
+//! `shmlane bench`: round-trip latency and one-way throughput of shmlane beside
+//! pipes, UNIX stream and seqpacket sockets, TCP loopback, POSIX message queues and
+//! the two floors (a raw shared cache line; a futex doorbell), measured in one run
+//! with real processes.
 //!
-//! Every measurement: the parent sets up the segment, pipe or socket, forks a
+//! Every measurement: the parent sets up the segment, pipe, socket or queue, forks a
 //! producer (pinger) pinned to the first allowed CPU and a consumer (ponger) pinned to
 //! the second, and supervises them with a deadline. The children meet at a start
 //! barrier in a shared page, run a warm-up, then the timed part; the pinger's samples
 //! and the transfer's timestamps come back through that page. A full run repeats the
 //! whole suite (interleaved rounds) and reports each figure's median.
+//!
+//! The mechanisms are one table, [`mechs::MECHANISMS`]; the command line and its help
+//! are in [`args`]; the output in [`report`] (table, JSON) and [`plot`] (SVG).
 
+mod args;
 mod baselines;
+mod mechs;
+mod plot;
 mod process;
 mod report;
 mod shm;
@@ -21,18 +28,13 @@ use std::time::{Duration, Instant};
 
 use shmlane::{Notifier, Wait};
 
+pub(crate) use args::main;
+use args::Options;
+use baselines::{BufferedStream, ByteStream, ChanRx, ChanTx, Packets, SeqPacket};
+use mechs::{Loads, Mech, MechSpec, RingKind, MECHANISMS};
 use process::{fork_child, now_ns, Child, ControlMap, ShmNames, SignalBlock};
-use stats::Percentiles;
-use workload::{Duplex, Rx, Tx};
-
-/// Command-line options of `shmlane bench`.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Options {
-    /// A short run (well under 30 s) with fewer round trips and bytes, one round.
-    pub(crate) quick: bool,
-    /// Every figure as JSON on stdout instead of the table.
-    pub(crate) json: bool,
-}
+use stats::{Curve, Percentiles};
+use workload::{Duplex, LatencyPlan, Rx, Span, Tx};
 
 /// Why the bench (or one row of it) stopped.
 #[derive(Debug)]
@@ -78,15 +80,14 @@ pub(crate) struct Config {
     pub(crate) quick: bool,
     /// Repetitions of the whole suite; each figure is the median across them.
     pub(crate) rounds: usize,
-    /// Timed round trips per latency row, after `warmup_round_trips`.
-    pub(crate) round_trips: usize,
-    pub(crate) warmup_round_trips: usize,
+    /// Every round-trip row.
+    pub(crate) latency: LatencyPlan,
     /// Capacity of each of the two rings of a round trip.
     pub(crate) latency_ring: usize,
-    /// Bytes sent per throughput row of messages under 4 KiB...
-    pub(crate) small_volume: u64,
-    /// ...and of messages of 4 KiB and more.
-    pub(crate) volume: u64,
+    /// Warm-up of a throughput row of messages, at least two laps of the ring.
+    pub(crate) warm_ns: u64,
+    /// Timed part of a throughput row of messages.
+    pub(crate) timed_ns: u64,
     /// Length of the streamed message, and of the one streamed first as a warm-up.
     pub(crate) stream_len: u64,
     pub(crate) stream_warmup: u64,
@@ -94,30 +95,50 @@ pub(crate) struct Config {
     pub(crate) timeout: Duration,
 }
 
+const MS: u64 = 1_000_000;
+
 impl Config {
     pub(crate) fn new(quick: bool) -> Self {
         if quick {
             Config {
                 quick,
                 rounds: 1,
-                round_trips: 20_000,
-                warmup_round_trips: 2_000,
+                latency: LatencyPlan {
+                    warm: Span {
+                        min: 200,
+                        ns: 20 * MS,
+                    },
+                    timed: Span {
+                        min: 1000,
+                        ns: 200 * MS,
+                    },
+                    max_samples: 20_000,
+                },
                 latency_ring: 64 << 10,
-                small_volume: 32 << 20,
-                volume: 256 << 20,
-                stream_len: 256 << 20,
-                stream_warmup: 16 << 20,
+                warm_ns: 30 * MS,
+                timed_ns: 200 * MS,
+                stream_len: 64 << 20,
+                stream_warmup: 8 << 20,
                 timeout: Duration::from_secs(20),
             }
         } else {
             Config {
                 quick,
                 rounds: 3,
-                round_trips: 100_000,
-                warmup_round_trips: 10_000,
+                latency: LatencyPlan {
+                    warm: Span {
+                        min: 2000,
+                        ns: 100 * MS,
+                    },
+                    timed: Span {
+                        min: 10_000,
+                        ns: 1000 * MS,
+                    },
+                    max_samples: 100_000,
+                },
                 latency_ring: 64 << 10,
-                small_volume: 128 << 20,
-                volume: 1 << 30,
+                warm_ns: 100 * MS,
+                timed_ns: 500 * MS,
                 stream_len: 256 << 20,
                 stream_warmup: 32 << 20,
                 timeout: Duration::from_secs(60),
@@ -125,86 +146,24 @@ impl Config {
         }
     }
 
-    /// `(warm-up messages, timed messages)` for messages of `len` bytes.
-    fn message_counts(&self, len: usize) -> (u64, u64) {
-        let volume = if len < 4096 {
-            self.small_volume
-        } else {
-            self.volume
-        };
-        let n = (volume / len as u64).max(1);
-        // An eighth of the volume, at most 32 MiB: enough to fault in and cycle every
-        // buffer (two laps of the largest ring) before the timed part.
-        let warm = (n / 8).min((32 << 20) / len as u64).max(1);
-        (warm, n)
+    /// `(warm-up, timed part)` of a throughput row of `len`-byte messages.
+    fn spans(&self, len: usize) -> (Span, Span) {
+        let laps = 2 * ring_for(Load::Messages(len)) as u64 / len.max(1) as u64;
+        (
+            Span {
+                min: laps.max(1),
+                ns: self.warm_ns,
+            },
+            Span {
+                min: 8,
+                ns: self.timed_ns,
+            },
+        )
     }
 }
 
-/// A mechanism measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mech {
-    /// Two processes spinning on a shared cache line: the floor.
-    RawLine,
-    /// shmlane's SPSC ring, with this wait strategy on both endpoints and this
-    /// notifier for their sleeps.
-    Shmlane(Wait, Notifier),
-    /// A pipe with the default buffer (a pair of them for round trips).
-    Pipe,
-    /// A pipe whose buffer is raised to 1 MiB with F_SETPIPE_SZ.
-    PipeBig,
-    /// A UNIX stream socket pair.
-    UnixSocket,
-}
-
-impl Mech {
-    /// A stable identifier, for JSON.
-    pub(crate) fn id(self) -> &'static str {
-        match self {
-            Mech::RawLine => "raw-cache-line",
-            Mech::Shmlane(Wait::Spin, _) => "shmlane-spin",
-            Mech::Shmlane(Wait::Yield, _) => "shmlane-yield",
-            Mech::Shmlane(Wait::Park, Notifier::Semaphore) => "shmlane-park-semaphore",
-            Mech::Shmlane(Wait::Park, _) => "shmlane-park",
-            Mech::Shmlane(_, _) => "shmlane-adaptive",
-            Mech::Pipe => "pipe",
-            Mech::PipeBig => "pipe-1mib",
-            Mech::UnixSocket => "unix-socket",
-        }
-    }
-
-    /// The row's name in the table.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Mech::RawLine => "raw shared cache line (floor)",
-            Mech::Shmlane(Wait::Spin, _) => "shmlane SPSC, Wait::Spin",
-            Mech::Shmlane(Wait::Yield, _) => "shmlane SPSC, Wait::Yield",
-            Mech::Shmlane(Wait::Park, Notifier::Semaphore) => "shmlane, Park, semaphore",
-            Mech::Shmlane(Wait::Park, _) => "shmlane, Park, futex",
-            Mech::Shmlane(_, _) => "shmlane SPSC, Wait::Adaptive",
-            Mech::Pipe => "pipe",
-            Mech::PipeBig => "pipe, 1 MiB buffer",
-            Mech::UnixSocket => "UNIX stream socket",
-        }
-    }
-
-    /// Whether both sides busy-poll (hopeless on one CPU).
-    fn spins(self) -> bool {
-        matches!(self, Mech::RawLine | Mech::Shmlane(Wait::Spin, _))
-    }
-}
-
-/// The round-trip rows, in order, for each size.
-pub(crate) const LATENCY_SIZES: [usize; 2] = [8, 1024];
-const LATENCY_MECHS: [Mech; 7] = [
-    Mech::RawLine,
-    Mech::Shmlane(Wait::Spin, Notifier::Futex),
-    Mech::Shmlane(Wait::Adaptive, Notifier::Futex),
-    // Parked round trips: every message wakes a sleeper, through each notifier.
-    Mech::Shmlane(Wait::Park, Notifier::Futex),
-    Mech::Shmlane(Wait::Park, Notifier::Semaphore),
-    Mech::Pipe,
-    Mech::UnixSocket,
-];
+/// The round-trip message sizes.
+pub(crate) const LATENCY_SIZES: [usize; 3] = [8, 1 << 10, 16 << 10];
 
 /// What a throughput row sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +174,7 @@ pub(crate) enum Load {
     Stream,
 }
 
-/// The throughput rows, in order, for each load.
+/// The throughput loads, in order.
 const LOADS: [Load; 5] = [
     Load::Messages(64),
     Load::Messages(4 << 10),
@@ -223,15 +182,16 @@ const LOADS: [Load; 5] = [
     Load::Messages(1 << 20),
     Load::Stream,
 ];
-const THROUGHPUT_MECHS: [Mech; 6] = [
-    Mech::Shmlane(Wait::Adaptive, Notifier::Futex),
-    // Both endpoints sleep whenever they would wait: the notifiers under load.
-    Mech::Shmlane(Wait::Park, Notifier::Futex),
-    Mech::Shmlane(Wait::Park, Notifier::Semaphore),
-    Mech::Pipe,
-    Mech::PipeBig,
-    Mech::UnixSocket,
-];
+
+impl Load {
+    /// The largest piece the sender hands to the channel at once.
+    fn unit(self) -> usize {
+        match self {
+            Load::Messages(len) => len,
+            Load::Stream => workload::STREAM_CHUNK,
+        }
+    }
+}
 
 /// shmlane's ring for a load: 1 MiB, or 4 messages' worth if that is more (so a
 /// message always fits one record, at most half the ring); 1 MiB for the stream.
@@ -254,6 +214,9 @@ pub(crate) struct Env {
     pub(crate) kernel: String,
     /// Median cost of one clock read, in ns (inside every round-trip sample).
     pub(crate) clock_ns: f64,
+    /// The socket buffer the throughput rows ask for (SO_SNDBUF, SO_RCVBUF).
+    pub(crate) socket_buffer: usize,
+    pub(crate) mq: baselines::MqLimits,
 }
 
 impl Env {
@@ -278,30 +241,55 @@ impl Env {
             cpu_model,
             kernel,
             clock_ns: process::clock_overhead_ns(),
+            socket_buffer: baselines::socket_buffer_request(),
+            mq: baselines::MqLimits::read(),
         }
     }
 }
 
-/// A round-trip row: one `Percentiles` per round.
+/// A round-trip row: one summary and one curve per round.
 #[derive(Clone, Debug)]
 pub(crate) struct LatencyRow {
-    pub(crate) mech: Mech,
+    pub(crate) spec: &'static MechSpec,
     pub(crate) size: usize,
     pub(crate) rounds: Vec<Percentiles>,
+    pub(crate) curves: Vec<Curve>,
     pub(crate) skipped: Option<String>,
 }
 
-/// A throughput row: the timed transfer's length per round.
+/// A channel's buffer, as the table shows it.
 #[derive(Clone, Debug)]
-pub(crate) struct ThroughputRow {
-    pub(crate) mech: Mech,
-    pub(crate) load: Load,
-    /// shmlane's ring, or the pipe's buffer (F_GETPIPE_SZ).
-    pub(crate) buffer: Option<usize>,
+pub(crate) struct Buffer {
+    pub(crate) text: String,
+    pub(crate) bytes: u64,
+}
+
+impl Buffer {
+    fn bytes(bytes: usize) -> Self {
+        Buffer {
+            text: report::size(bytes),
+            bytes: bytes as u64,
+        }
+    }
+}
+
+/// One timed transfer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Transfer {
+    pub(crate) nanos: u64,
     pub(crate) bytes: u64,
     pub(crate) messages: u64,
-    /// Nanoseconds from the producer's start to the consumer's check of the last byte.
-    pub(crate) rounds: Vec<u64>,
+}
+
+/// A throughput row.
+#[derive(Clone, Debug)]
+pub(crate) struct ThroughputRow {
+    pub(crate) spec: &'static MechSpec,
+    pub(crate) load: Load,
+    pub(crate) buffer: Option<Buffer>,
+    /// How the mechanism had to cut the messages, if it did.
+    pub(crate) note: Option<String>,
+    pub(crate) rounds: Vec<Transfer>,
     pub(crate) skipped: Option<String>,
 }
 
@@ -315,57 +303,105 @@ pub(crate) struct Results {
     pub(crate) elapsed: Duration,
 }
 
-/// Runs the bench and prints the table (or JSON) on stdout.
+fn rows(opts: &Options, config: &Config, env: &Env) -> Results {
+    let chosen = |m: &&'static MechSpec| match &opts.only {
+        None => true,
+        Some(only) => only.iter().any(|o| o.id == m.id),
+    };
+    let latency = LATENCY_SIZES
+        .iter()
+        .flat_map(|&size| {
+            MECHANISMS
+                .iter()
+                .filter(chosen)
+                .filter(|m| m.latency)
+                .map(move |spec| LatencyRow {
+                    spec,
+                    size,
+                    rounds: Vec::new(),
+                    curves: Vec::new(),
+                    skipped: (env.cpus.is_none() && spec.mech.spins())
+                        .then(|| "needs 2 CPUs (both sides spin)".into()),
+                })
+        })
+        .collect();
+    let throughput = LOADS
+        .iter()
+        .flat_map(|&load| {
+            MECHANISMS
+                .iter()
+                .filter(chosen)
+                .filter(move |m| match m.loads {
+                    Loads::None => false,
+                    Loads::Small => matches!(load, Load::Messages(n) if n <= 4 << 10),
+                    Loads::All => true,
+                })
+                .map(move |spec| ThroughputRow {
+                    spec,
+                    load,
+                    buffer: None,
+                    note: None,
+                    rounds: Vec::new(),
+                    skipped: (env.cpus.is_none() && spec.mech.spins())
+                        .then(|| "needs 2 CPUs (both sides spin)".into()),
+                })
+        })
+        .collect();
+    Results {
+        config: config.clone(),
+        env: env.clone(),
+        latency,
+        throughput,
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// Runs the bench and prints the table (or JSON) on stdout; draws the plot.
 pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
+    // Fail before a long run, not after it, if the plot cannot be written.
+    let plot_file = match &opts.plot {
+        Some(path) => Some(std::fs::File::create(path).map_err(|e| {
+            BenchError::Failed(format!("cannot write the plot to {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let result = measure(opts);
+    let results = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(path) = &opts.plot {
+                drop(plot_file);
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    let out = if opts.json {
+        report::json(&results)
+    } else {
+        report::table(&results)
+    };
+    print!("{out}");
+    if let (Some(path), Some(mut file)) = (&opts.plot, plot_file) {
+        use std::io::Write;
+        file.write_all(plot::svg(&results).as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|e| {
+                BenchError::Failed(format!("writing the plot to {}: {e}", path.display()))
+            })?;
+        if !opts.json {
+            println!("plot: {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn measure(opts: &Options) -> Result<Results, BenchError> {
     let config = Config::new(opts.quick);
     let _signals = SignalBlock::new();
     let env = Env::detect();
     let started = Instant::now();
-    let mut results = Results {
-        latency: LATENCY_SIZES
-            .iter()
-            .flat_map(|&size| {
-                LATENCY_MECHS.iter().map(move |&mech| LatencyRow {
-                    mech,
-                    size,
-                    rounds: Vec::new(),
-                    skipped: None,
-                })
-            })
-            .collect(),
-        throughput: LOADS
-            .iter()
-            .flat_map(|&load| {
-                THROUGHPUT_MECHS
-                    .iter()
-                    // The sleeping rows only where messages are small and many, so
-                    // that the consumer sleeps often.
-                    .filter(move |&&mech| {
-                        !matches!(mech, Mech::Shmlane(Wait::Park, _))
-                            || matches!(load, Load::Messages(n) if n <= 4 << 10)
-                    })
-                    .map(move |&mech| ThroughputRow {
-                        mech,
-                        load,
-                        buffer: None,
-                        bytes: 0,
-                        messages: 0,
-                        rounds: Vec::new(),
-                        skipped: None,
-                    })
-            })
-            .collect(),
-        config: config.clone(),
-        env: env.clone(),
-        elapsed: Duration::ZERO,
-    };
-    if env.cpus.is_none() {
-        for row in &mut results.latency {
-            if row.mech.spins() {
-                row.skipped = Some("needs 2 CPUs (both sides spin)".into());
-            }
-        }
-    }
+    let mut results = rows(opts, &config, &env);
     let mut runner = Runner {
         config: &config,
         env: &env,
@@ -377,13 +413,16 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
         for row in &mut results.latency {
             runner.progress.step(
                 round,
-                &format!("round trip {} {}", report::size(row.size), row.mech.label()),
+                &format!("round trip {} {}", report::size(row.size), row.spec.label),
             );
             if row.skipped.is_some() {
                 continue;
             }
-            match runner.latency(row.mech, row.size) {
-                Ok(p) => row.rounds.push(p),
+            match runner.latency(row.spec.mech, row.size) {
+                Ok((p, c)) => {
+                    row.rounds.push(p);
+                    row.curves.push(c);
+                }
                 Err(BenchError::Unavailable(why)) => row.skipped = Some(why),
                 Err(e) => return Err(runner.fail(e)),
             }
@@ -394,18 +433,17 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
                 &format!(
                     "throughput {} {}",
                     report::load(row.load, &config),
-                    row.mech.label()
+                    row.spec.label
                 ),
             );
             if row.skipped.is_some() {
                 continue;
             }
-            match runner.throughput(row.mech, row.load) {
-                Ok(t) => {
-                    row.buffer = t.buffer;
-                    row.bytes = t.bytes;
-                    row.messages = t.messages;
-                    row.rounds.push(t.nanos);
+            match runner.throughput(row.spec.mech, row.load) {
+                Ok((t, setup)) => {
+                    row.buffer = setup.buffer;
+                    row.note = setup.note;
+                    row.rounds.push(t);
                 }
                 Err(BenchError::Unavailable(why)) => row.skipped = Some(why),
                 Err(e) => return Err(runner.fail(e)),
@@ -414,22 +452,14 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     }
     runner.progress.done();
     results.elapsed = started.elapsed();
-    let out = if opts.json {
-        report::json(&results)
-    } else {
-        report::table(&results)
-    };
-    print!("{out}");
-    Ok(())
+    Ok(results)
 }
 
-/// One timed transfer.
-#[derive(Clone, Copy, Debug)]
-struct Transfer {
-    nanos: u64,
-    bytes: u64,
-    messages: u64,
-    buffer: Option<usize>,
+/// How a throughput row's channel was set up.
+#[derive(Debug, Default)]
+struct Setup {
+    buffer: Option<Buffer>,
+    note: Option<String>,
 }
 
 /// A progress line on stderr, when it is a terminal.
@@ -477,7 +507,7 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// A fresh segment name: the pid keeps concurrent runs apart.
+    /// A fresh segment or queue name: the pid keeps concurrent runs apart.
     fn name(&mut self, what: &str) -> String {
         self.next_name += 1;
         format!("/shmlane-bench-{}-{}-{what}", self.env.pid, self.next_name)
@@ -498,38 +528,59 @@ impl Runner<'_> {
         e
     }
 
-    /// Median round-trip times of `len`-byte messages over `mech`.
-    fn latency(&mut self, mech: Mech, len: usize) -> Result<Percentiles, BenchError> {
-        let map = ControlMap::new(self.config.round_trips)?;
+    /// The round-trip times of `len`-byte messages over `mech`.
+    fn latency(&mut self, mech: Mech, len: usize) -> Result<(Percentiles, Curve), BenchError> {
+        let map = ControlMap::new(self.config.latency.max_samples)?;
         let deadline = self.deadline_ns();
-        let what = format!("round trip, {}, {}", mech.label(), report::size(len));
+        let what = format!(
+            "round trip, {}, {}",
+            MECHANISMS
+                .iter()
+                .find(|m| m.mech == mech)
+                .map_or("?", |m| m.label),
+            report::size(len)
+        );
         let mut children = match mech {
-            Mech::RawLine => {
+            Mech::RawLine | Mech::FutexDoorbell => {
                 // The children keep the mapping after the parent's `lines` unmaps it.
                 let lines = baselines::RawLines::new(len)?;
-                let (a, b) = lines.ends(deadline);
+                let (a, b) = lines.ends(mech == Mech::FutexDoorbell, deadline);
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
             }
-            Mech::Shmlane(wait, notifier) => {
-                let (ab, ba) = (self.name("ping"), self.name("pong"));
-                let ring = self.config.latency_ring;
-                shm::create_ring(&ab, ring, notifier, &mut self.names)?;
-                shm::create_ring(&ba, ring, notifier, &mut self.names)?;
-                let (ab2, ba2) = (ab.clone(), ba.clone());
-                self.ping_pong(
-                    &map,
-                    len,
-                    deadline,
-                    move || shm::ShmDuplex::open(&ab, &ba, wait),
-                    move || shm::ShmDuplex::open(&ba2, &ab2, wait),
-                )?
-            }
+            Mech::Ring(kind, wait, notifier) => match kind {
+                RingKind::Spsc => {
+                    self.ring_ping_pong::<shm::Spsc>(&map, len, deadline, wait, notifier)?
+                }
+                RingKind::Mpmc => {
+                    self.ring_ping_pong::<shm::Mpmc>(&map, len, deadline, wait, notifier)?
+                }
+            },
             Mech::Pipe => {
-                let (a, b) = baselines::pipe_pair()?;
+                let (a, b) = baselines::pipe_duplex()?;
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
             }
-            Mech::UnixSocket => {
-                let (a, b) = baselines::socket_duplex()?;
+            Mech::PipePolled => {
+                let (a, b) = baselines::polled_pipe_duplex()?;
+                self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
+            }
+            Mech::UnixStream => {
+                let pair = baselines::socket_pair(libc::SOCK_STREAM)?;
+                let (a, b) = baselines::socket_duplex(pair, ByteStream)?;
+                self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
+            }
+            Mech::UnixSeqpacket => {
+                let pair = baselines::socket_pair(libc::SOCK_SEQPACKET)?;
+                let max = baselines::seqpacket_max(&pair.0).min(len);
+                let (a, b) = baselines::socket_duplex(pair, |f| Packets::new(SeqPacket(f), max))?;
+                self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
+            }
+            Mech::Tcp => {
+                let (a, b) = baselines::socket_duplex(baselines::tcp_pair()?, ByteStream)?;
+                self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
+            }
+            Mech::Mqueue => {
+                let names = [self.name("mq-ping"), self.name("mq-pong")];
+                let (a, b) = baselines::mq_duplex(names, len)?;
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
             }
             Mech::PipeBig => {
@@ -538,8 +589,35 @@ impl Runner<'_> {
         };
         process::supervise(&mut children, map.control(), self.config.timeout, &what)?;
         self.names.remove_all();
-        Percentiles::of(map.samples())
-            .ok_or_else(|| BenchError::Failed(format!("{what}: no samples")))
+        let mut samples = map.samples();
+        let curve = Curve::of(&mut samples)
+            .ok_or_else(|| BenchError::Failed(format!("{what}: no samples")))?;
+        let p = Percentiles::of(samples)
+            .ok_or_else(|| BenchError::Failed(format!("{what}: no samples")))?;
+        Ok((p, curve))
+    }
+
+    /// Creates two rings of kind `R` and forks a round trip over them.
+    fn ring_ping_pong<R: shm::Ring>(
+        &mut self,
+        map: &ControlMap,
+        len: usize,
+        deadline: u64,
+        wait: Wait,
+        notifier: Notifier,
+    ) -> Result<Vec<Child>, BenchError> {
+        let (ab, ba) = (self.name("ping"), self.name("pong"));
+        let ring = self.config.latency_ring;
+        shm::create_ring::<R>(&ab, ring, len, notifier, &mut self.names)?;
+        shm::create_ring::<R>(&ba, ring, len, notifier, &mut self.names)?;
+        let (ab2, ba2) = (ab.clone(), ba.clone());
+        self.ping_pong(
+            map,
+            len,
+            deadline,
+            move || shm::ShmDuplex::<R>::open(&ab, &ba, wait),
+            move || shm::ShmDuplex::<R>::open(&ba2, &ab2, wait),
+        )
     }
 
     /// Forks the ponger (opened by `open_b`) and the pinger (`open_a`).
@@ -551,97 +629,190 @@ impl Runner<'_> {
         open_a: impl FnOnce() -> Result<A, String>,
         open_b: impl FnOnce() -> Result<B, String>,
     ) -> Result<Vec<Child>, BenchError> {
-        let (warm, n) = (self.config.warmup_round_trips, self.config.round_trips);
+        let plan = self.config.latency;
         let ctl = map.control();
         let ponger = fork_child("ponger", 1, self.cpu(1), ctl, move || {
             let mut d = open_b()?;
             ctl.barrier(2, deadline)?;
-            workload::pong(&mut d, len, warm + n)
+            workload::pong(&mut d, len)
         })?;
         let pinger = fork_child("pinger", 0, self.cpu(0), ctl, move || {
             let mut d = open_a()?;
             ctl.barrier(2, deadline)?;
-            workload::pinger(&mut d, map, len, warm, n)
+            workload::pinger(&mut d, map, len, &plan)
         })?;
         Ok(vec![pinger, ponger])
     }
 
     /// One timed one-way transfer of `load` over `mech`.
-    fn throughput(&mut self, mech: Mech, load: Load) -> Result<Transfer, BenchError> {
+    fn throughput(&mut self, mech: Mech, load: Load) -> Result<(Transfer, Setup), BenchError> {
         let map = ControlMap::new(0)?;
         let deadline = self.deadline_ns();
         let what = format!(
             "throughput, {}, {}",
-            mech.label(),
+            MECHANISMS
+                .iter()
+                .find(|m| m.mech == mech)
+                .map_or("?", |m| m.label),
             report::load(load, self.config)
         );
-        let (mut children, buffer) = match mech {
-            Mech::Shmlane(wait, notifier) => {
-                let ring = ring_for(load);
-                let name = self.name("oneway");
-                shm::create_ring(&name, ring, notifier, &mut self.names)?;
-                let name2 = name.clone();
-                let children = self.transfer(
-                    &map,
-                    load,
-                    deadline,
-                    move || shm::ShmTx::open(&name, wait),
-                    move || shm::ShmRx::open(&name2, wait),
-                )?;
-                (children, Some(ring))
-            }
+        let unit = load.unit();
+        let sockbuf = self.env.socket_buffer;
+        let (mut children, setup) = match mech {
+            Mech::Ring(kind, wait, notifier) => match kind {
+                RingKind::Spsc => {
+                    self.ring_transfer::<shm::Spsc>(&map, load, deadline, wait, notifier)?
+                }
+                RingKind::Mpmc => {
+                    self.ring_transfer::<shm::Mpmc>(&map, load, deadline, wait, notifier)?
+                }
+            },
             Mech::Pipe | Mech::PipeBig => {
                 let (rx, tx) = baselines::pipe((mech == Mech::PipeBig).then_some(1 << 20))?;
-                let buffer = baselines::pipe_buffer(&tx);
+                let buffer = baselines::pipe_buffer(&tx).map(Buffer::bytes);
                 let children = self.transfer(
                     &map,
                     load,
                     deadline,
-                    move || Ok(baselines::FdTx(tx)),
-                    move || Ok(baselines::FdRx(rx)),
+                    move || Ok(ChanTx(ByteStream(tx))),
+                    move || Ok(ChanRx(BufferedStream::new(rx))),
                 )?;
-                (children, buffer)
+                (children, Setup { buffer, note: None })
             }
-            Mech::UnixSocket => {
-                let (a, b) = baselines::socket_pair()?;
+            Mech::UnixStream | Mech::Tcp => {
+                let (a, b) = if mech == Mech::Tcp {
+                    baselines::tcp_pair()?
+                } else {
+                    baselines::socket_pair(libc::SOCK_STREAM)?
+                };
+                baselines::set_socket_buffers(&a, sockbuf)?;
+                baselines::set_socket_buffers(&b, sockbuf)?;
                 let children = self.transfer(
                     &map,
                     load,
                     deadline,
-                    move || Ok(baselines::FdTx(a)),
-                    move || Ok(baselines::FdRx(b)),
+                    move || Ok(ChanTx(ByteStream(a))),
+                    move || Ok(ChanRx(BufferedStream::new(b))),
                 )?;
-                (children, None)
+                let buffer = Some(Buffer::bytes(sockbuf));
+                (children, Setup { buffer, note: None })
             }
-            Mech::RawLine => {
+            Mech::UnixSeqpacket => {
+                let (a, b) = baselines::socket_pair(libc::SOCK_SEQPACKET)?;
+                baselines::set_socket_buffers(&a, sockbuf)?;
+                baselines::set_socket_buffers(&b, sockbuf)?;
+                let limit = baselines::seqpacket_max(&a);
+                let max = limit.min(unit);
+                let note = (unit > max).then(|| {
+                    format!(
+                        "UNIX seqpacket socket: {} pieces sent as packets of {} (the most \
+                         a {} send buffer takes)",
+                        report::size(unit),
+                        report::size(max),
+                        report::size(sockbuf)
+                    )
+                });
+                let children = self.transfer(
+                    &map,
+                    load,
+                    deadline,
+                    move || Ok(ChanTx(Packets::new(SeqPacket(a), max))),
+                    move || Ok(ChanRx(Packets::new(SeqPacket(b), max))),
+                )?;
+                let buffer = Some(Buffer::bytes(sockbuf));
+                (children, Setup { buffer, note })
+            }
+            Mech::Mqueue => {
+                let (depth, msgsize) = self.env.mq.queue_for(unit);
+                let name = self.name("mq");
+                let tx = baselines::Mq::create(&name, depth, msgsize)?;
+                let rx = tx.try_dup()?;
+                let note = (unit > msgsize).then(|| {
+                    format!(
+                        "POSIX message queue: {} pieces sent as {} queue messages of {} \
+                         (fs.mqueue.msgsize_max)",
+                        report::size(unit),
+                        unit.div_ceil(msgsize),
+                        report::size(msgsize)
+                    )
+                });
+                let children = self.transfer(
+                    &map,
+                    load,
+                    deadline,
+                    move || Ok(ChanTx(Packets::new(tx, msgsize))),
+                    move || Ok(ChanRx(Packets::new(rx, msgsize))),
+                )?;
+                let buffer = Some(Buffer {
+                    text: format!("{depth} x {}", report::size(msgsize)),
+                    bytes: (depth * msgsize) as u64,
+                });
+                (children, Setup { buffer, note })
+            }
+            Mech::RawLine | Mech::FutexDoorbell | Mech::PipePolled => {
                 return Err(BenchError::Unavailable("not a throughput mechanism".into()))
             }
         };
         let ctl = map.control();
         process::supervise(&mut children, ctl, self.config.timeout, &what)?;
         self.names.remove_all();
-        let (t0, t1) = (
-            ctl.t_start.load(std::sync::atomic::Ordering::Relaxed),
-            ctl.t_end.load(std::sync::atomic::Ordering::Relaxed),
+        use std::sync::atomic::Ordering::Relaxed;
+        let (t0, t1, count) = (
+            ctl.t_start.load(Relaxed),
+            ctl.t_end.load(Relaxed),
+            ctl.count.load(Relaxed),
         );
-        if t0 == 0 || t1 <= t0 {
+        if t0 == 0 || t1 <= t0 || count == 0 {
             return Err(BenchError::Failed(format!(
-                "{what}: no valid timestamps ({t0}, {t1})"
+                "{what}: no valid timestamps or count ({t0}, {t1}, {count})"
             )));
         }
-        let (bytes, messages) = match load {
-            Load::Messages(len) => {
-                let (_, n) = self.config.message_counts(len);
-                (n * len as u64, n)
-            }
-            Load::Stream => (self.config.stream_len, 1),
+        let bytes = match load {
+            Load::Messages(len) => count * len as u64,
+            Load::Stream => self.config.stream_len,
         };
-        Ok(Transfer {
+        let transfer = Transfer {
             nanos: t1 - t0,
             bytes,
-            messages,
-            buffer,
-        })
+            messages: count,
+        };
+        Ok((transfer, setup))
+    }
+
+    /// Creates a ring of kind `R` and forks a one-way transfer over it.
+    fn ring_transfer<R: shm::Ring>(
+        &mut self,
+        map: &ControlMap,
+        load: Load,
+        deadline: u64,
+        wait: Wait,
+        notifier: Notifier,
+    ) -> Result<(Vec<Child>, Setup), BenchError> {
+        let ring = ring_for(load);
+        let name = self.name("oneway");
+        shm::create_ring::<R>(&name, ring, load.unit(), notifier, &mut self.names)?;
+        let name2 = name.clone();
+        let children = self.transfer(
+            map,
+            load,
+            deadline,
+            move || shm::ShmTx::<R>::open(&name, wait),
+            move || shm::ShmRx::<R>::open(&name2, wait),
+        )?;
+        let buffer = if R::CELLS {
+            let cell = shm::cell_size(ring, load.unit());
+            Buffer {
+                text: format!("{} / {}", report::size(ring), report::size(cell)),
+                bytes: ring as u64,
+            }
+        } else {
+            Buffer::bytes(ring)
+        };
+        let setup = Setup {
+            buffer: Some(buffer),
+            note: None,
+        };
+        Ok((children, setup))
     }
 
     /// Forks the consumer (opened by `open_rx`) and the producer (`open_tx`).
@@ -659,10 +830,7 @@ impl Runner<'_> {
             let mut r = open_rx()?;
             ctl.barrier(2, deadline)?;
             match load {
-                Load::Messages(len) => {
-                    let (warm, n) = cfg.message_counts(len);
-                    workload::consume(&mut r, ctl, len, warm, n)
-                }
+                Load::Messages(len) => workload::consume(&mut r, ctl, len),
                 Load::Stream => {
                     workload::consume_stream(&mut r, ctl, cfg.stream_warmup, cfg.stream_len)
                 }
@@ -673,8 +841,8 @@ impl Runner<'_> {
             ctl.barrier(2, deadline)?;
             match load {
                 Load::Messages(len) => {
-                    let (warm, n) = cfg.message_counts(len);
-                    workload::produce(&mut t, ctl, len, warm, n, deadline)
+                    let (warm, timed) = cfg.spans(len);
+                    workload::produce(&mut t, ctl, len, warm, timed, deadline)
                 }
                 Load::Stream => workload::produce_stream(
                     &mut t,

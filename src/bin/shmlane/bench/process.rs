@@ -114,6 +114,8 @@ pub(crate) struct Control {
     pub(crate) t_start: AtomicU64,
     /// `now_ns()` when the consumer had checked the last byte.
     pub(crate) t_end: AtomicU64,
+    /// Timed messages the consumer took, or round trips the pinger timed.
+    pub(crate) count: AtomicU64,
     /// Length of the message in `error_text[slot]`; written last (Release).
     error_len: [AtomicU32; 2],
     error_text: [UnsafeCell<[u8; ERROR_BYTES]>; 2],
@@ -212,7 +214,7 @@ impl ControlMap {
         unsafe { &*self.map.ptr().cast::<Control>() }
     }
 
-    /// Stores the latency samples (called by the pinger child).
+    /// Stores the latency samples and their count (called by the pinger child).
     pub(crate) fn write_samples(&self, samples: &[u64]) -> Result<(), String> {
         if samples.len() > self.samples {
             return Err(format!(
@@ -230,13 +232,20 @@ impl ControlMap {
                 samples.len(),
             )
         };
+        // Release: pairs with the Acquire in `samples` (the parent reads after reaping
+        // the child anyway; this keeps the pairing explicit).
+        self.control()
+            .count
+            .store(samples.len() as u64, Ordering::Release);
         Ok(())
     }
 
-    /// The latency samples (read by the parent after the children exited).
+    /// The latency samples the pinger stored (read by the parent after the children
+    /// exited).
     pub(crate) fn samples(&self) -> Vec<u64> {
-        let mut v = vec![0u64; self.samples];
-        // SAFETY: as in `write_samples`; the writer has exited.
+        let n = (self.control().count.load(Ordering::Acquire) as usize).min(self.samples);
+        let mut v = vec![0u64; n];
+        // SAFETY: as in `write_samples`, `n <= self.samples`; the writer has exited.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.map.ptr().add(CONTROL_BYTES).cast::<u64>(),

@@ -7,15 +7,17 @@ use std::fmt::Write;
 
 use shmlane::{Notifier, Wait};
 
-use super::stats::{median, Percentiles};
-use super::{Config, LatencyRow, Load, Mech, Results, ThroughputRow};
+use super::mechs::{Mech, RingKind};
+use super::stats::{median, Curve, Percentiles, CURVE_PPM};
+use super::{Config, LatencyRow, Load, Results, ThroughputRow};
 
-/// `8 B`, `1 KiB`, `64 KiB`, `1 MiB`, `256 MiB`, ...
+/// `8 B`, `1 KiB`, `64 KiB`, `1 MiB`, `256 MiB`, ... (exact multiples only; else
+/// the smaller unit).
 pub(crate) fn size(bytes: usize) -> String {
     size_u64(bytes as u64)
 }
 
-fn size_u64(bytes: u64) -> String {
+pub(crate) fn size_u64(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes;
     let mut unit = 0;
@@ -24,6 +26,26 @@ fn size_u64(bytes: u64) -> String {
         unit += 1;
     }
     format!("{v} {}", UNITS[unit])
+}
+
+/// A byte count with three significant digits: `512 B`, `12.3 MiB`, `1.50 GiB`.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && v >= 1024.0 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if v >= 100.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else if v >= 10.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
 }
 
 /// The load's name in the table.
@@ -42,24 +64,29 @@ fn load_id(load: Load) -> &'static str {
 }
 
 /// A latency row with its medians and ratios.
-struct LatencyFigures<'a> {
-    row: &'a LatencyRow,
-    median: Option<Percentiles>,
-    p50_vs_floor: Option<f64>,
-    p99_vs_floor: Option<f64>,
+pub(crate) struct LatencyFigures<'a> {
+    pub(crate) row: &'a LatencyRow,
+    pub(crate) median: Option<Percentiles>,
+    pub(crate) curve: Option<Curve>,
+    pub(crate) p50_vs_floor: Option<f64>,
+    pub(crate) p99_vs_floor: Option<f64>,
+    /// The pipe's p50 over this row's: how many times faster than a pipe.
+    pub(crate) pipe_vs_p50: Option<f64>,
 }
 
 /// A throughput row with its medians and ratio.
-struct ThroughputFigures<'a> {
-    row: &'a ThroughputRow,
-    nanos: Option<f64>,
-    gb_per_s: Option<f64>,
-    msgs_per_s: Option<f64>,
-    vs_pipe: Option<f64>,
+pub(crate) struct ThroughputFigures<'a> {
+    pub(crate) row: &'a ThroughputRow,
+    /// Median across rounds of each round's figure.
+    pub(crate) seconds: Option<f64>,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) gb_per_s: Option<f64>,
+    pub(crate) msgs_per_s: Option<f64>,
+    pub(crate) vs_pipe: Option<f64>,
 }
 
 /// A target computed from the run.
-struct Target {
+pub(crate) struct Target {
     name: String,
     value: Option<f64>,
     /// `true`: the value must be at most `threshold`; `false`: at least.
@@ -87,9 +114,9 @@ impl Target {
     }
 }
 
-struct Summary<'a> {
-    latency: Vec<LatencyFigures<'a>>,
-    throughput: Vec<ThroughputFigures<'a>>,
+pub(crate) struct Summary<'a> {
+    pub(crate) latency: Vec<LatencyFigures<'a>>,
+    pub(crate) throughput: Vec<ThroughputFigures<'a>>,
     targets: Vec<Target>,
 }
 
@@ -100,17 +127,22 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-fn summarize(r: &Results) -> Summary<'_> {
+fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = values.collect();
+    (!v.is_empty()).then(|| median(&v))
+}
+
+pub(crate) fn summarize(r: &Results) -> Summary<'_> {
     let medians: Vec<Option<Percentiles>> = r
         .latency
         .iter()
         .map(|row| Percentiles::median_of(&row.rounds))
         .collect();
-    let floor = |size: usize| {
+    let find = |mech: Mech, size: usize| {
         r.latency
             .iter()
             .zip(&medians)
-            .find(|(row, _)| row.mech == Mech::RawLine && row.size == size)
+            .find(|(row, _)| row.spec.mech == mech && row.size == size)
             .and_then(|(_, m)| *m)
     };
     let latency: Vec<LatencyFigures<'_>> = r
@@ -118,45 +150,55 @@ fn summarize(r: &Results) -> Summary<'_> {
         .iter()
         .zip(&medians)
         .map(|(row, m)| {
-            let f = floor(row.size);
+            let floor = find(Mech::RawLine, row.size);
+            let pipe = find(Mech::Pipe, row.size);
+            let p50 = m.map(|m| m.p50 as f64);
             LatencyFigures {
                 row,
                 median: *m,
-                p50_vs_floor: ratio(m.map(|m| m.p50 as f64), f.map(|f| f.p50 as f64)),
-                p99_vs_floor: ratio(m.map(|m| m.p99 as f64), f.map(|f| f.p99 as f64)),
+                curve: Curve::median_of(&row.curves),
+                p50_vs_floor: ratio(p50, floor.map(|f| f.p50 as f64)),
+                p99_vs_floor: ratio(m.map(|m| m.p99 as f64), floor.map(|f| f.p99 as f64)),
+                pipe_vs_p50: ratio(pipe.map(|p| p.p50 as f64), p50),
             }
         })
         .collect();
 
-    let figures = |row: &ThroughputRow| -> (Option<f64>, Option<f64>, Option<f64>) {
-        if row.rounds.is_empty() {
-            return (None, None, None);
-        }
-        let nanos = median(&row.rounds.iter().map(|&n| n as f64).collect::<Vec<_>>());
+    let figures = |row: &ThroughputRow| {
+        let rounds = &row.rounds;
         (
-            Some(nanos),
-            Some(row.bytes as f64 / nanos),
-            Some(row.messages as f64 / (nanos / 1e9)),
+            median_of(rounds.iter().map(|t| t.nanos as f64 / 1e9)),
+            median_of(rounds.iter().map(|t| t.bytes as f64)).map(|b| b.round() as u64),
+            median_of(
+                rounds
+                    .iter()
+                    .map(|t| t.bytes as f64 / t.nanos.max(1) as f64),
+            ),
+            median_of(
+                rounds
+                    .iter()
+                    .map(|t| t.messages as f64 * 1e9 / t.nanos.max(1) as f64),
+            ),
         )
     };
-    let pipe = |load: Load| {
+    let pipe_gb = |load: Load| {
         r.throughput
             .iter()
-            .find(|row| row.mech == Mech::Pipe && row.load == load)
-            .map(figures)
+            .find(|row| row.spec.mech == Mech::Pipe && row.load == load)
+            .and_then(|row| figures(row).2)
     };
     let throughput: Vec<ThroughputFigures<'_>> = r
         .throughput
         .iter()
         .map(|row| {
-            let (nanos, gb, msgs) = figures(row);
-            let pipe_gb = pipe(row.load).and_then(|p| p.1);
+            let (seconds, bytes, gb, msgs) = figures(row);
             ThroughputFigures {
                 row,
-                nanos,
+                seconds,
+                bytes,
                 gb_per_s: gb,
                 msgs_per_s: msgs,
-                vs_pipe: ratio(gb, pipe_gb),
+                vs_pipe: ratio(gb, pipe_gb(row.load)),
             }
         })
         .collect();
@@ -164,44 +206,58 @@ fn summarize(r: &Results) -> Summary<'_> {
     let lat = |mech: Mech, size: usize| {
         latency
             .iter()
-            .find(|l| l.row.mech == mech && l.row.size == size)
-            .and_then(|l| l.p50_vs_floor)
+            .find(|l| l.row.spec.mech == mech && l.row.size == size)
+            .and_then(|l| l.median)
+            .map(|m| m.p50 as f64)
     };
     let tput = |mech: Mech, load: Load, pick: fn(&ThroughputFigures<'_>) -> Option<f64>| {
         throughput
             .iter()
-            .find(|t| t.row.mech == mech && t.row.load == load)
+            .find(|t| t.row.spec.mech == mech && t.row.load == load)
             .and_then(pick)
     };
-    let shm = Mech::Shmlane(Wait::Adaptive, Notifier::Futex);
+    let spsc = |wait, notifier| Mech::Ring(RingKind::Spsc, wait, notifier);
+    let adaptive = spsc(Wait::Adaptive, Notifier::Futex);
     let small = Load::Messages(64);
     let big = Load::Messages(1 << 20);
     let targets = vec![
         Target {
             name: "shmlane 8 B round trip p50 / raw floor p50, Wait::Spin".into(),
-            value: lat(Mech::Shmlane(Wait::Spin, Notifier::Futex), 8),
+            value: ratio(
+                lat(spsc(Wait::Spin, Notifier::Futex), 8),
+                lat(Mech::RawLine, 8),
+            ),
             at_most: true,
             threshold: 1.3,
         },
         Target {
             name: "shmlane 8 B round trip p50 / raw floor p50, Wait::Adaptive".into(),
-            value: lat(shm, 8),
+            value: ratio(lat(adaptive, 8), lat(Mech::RawLine, 8)),
             at_most: true,
             threshold: 1.3,
         },
         Target {
-            name: "shmlane 64 B msgs/s / pipe 64 B msgs/s".into(),
+            name: "shmlane 8 B round trip p50, Park futex / futex doorbell".into(),
             value: ratio(
-                tput(shm, small, |t| t.msgs_per_s),
+                lat(spsc(Wait::Park, Notifier::Futex), 8),
+                lat(Mech::FutexDoorbell, 8),
+            ),
+            at_most: true,
+            threshold: 1.1,
+        },
+        Target {
+            name: "shmlane 64 B msgs/s / pipe 64 B msgs/s, Wait::Adaptive".into(),
+            value: ratio(
+                tput(adaptive, small, |t| t.msgs_per_s),
                 tput(Mech::Pipe, small, |t| t.msgs_per_s),
             ),
             at_most: false,
             threshold: 15.0,
         },
         Target {
-            name: "shmlane 1 MiB GB/s / pipe 1 MiB GB/s".into(),
+            name: "shmlane 1 MiB GB/s / pipe 1 MiB GB/s, Wait::Adaptive".into(),
             value: ratio(
-                tput(shm, big, |t| t.gb_per_s),
+                tput(adaptive, big, |t| t.gb_per_s),
                 tput(Mech::Pipe, big, |t| t.gb_per_s),
             ),
             at_most: false,
@@ -222,13 +278,17 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
     }
 }
 
+/// A ratio with two significant decimals where it is small, fewer where large.
 fn times(v: Option<f64>) -> String {
     match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}x"),
+        Some(v) if v >= 10.0 => format!("{v:.1}x"),
         Some(v) => format!("{v:.2}x"),
         None => "n/a".into(),
     }
 }
 
+/// Messages per second: `64.11 M`, `636.4 k`.
 fn rate(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2} M", v / 1e6)
@@ -236,6 +296,15 @@ fn rate(v: f64) -> String {
         format!("{:.1} k", v / 1e3)
     } else {
         format!("{v:.1}")
+    }
+}
+
+/// A duration in ms or s.
+fn span(ns: u64) -> String {
+    if ns >= 1_000_000_000 {
+        format!("{:.1} s", ns as f64 / 1e9)
+    } else {
+        format!("{} ms", ns / 1_000_000)
     }
 }
 
@@ -276,15 +345,24 @@ pub(crate) fn table(r: &Results) -> String {
 
     let _ = writeln!(
         o,
-        "\nRound trip (ping-pong), ns: {} timed after {} warm-up; shmlane: two {} rings",
-        c.round_trips,
-        c.warmup_round_trips,
+        "\nRound trip (ping-pong), ns: each row timed for {} (at most {} round trips) after a \
+         warm-up;\nshmlane: two {} rings; 'pipe/this' = how many times faster than a pipe",
+        span(c.latency.timed.ns),
+        c.latency.max_samples,
         size(c.latency_ring)
     );
     let _ = writeln!(
         o,
-        "{:<7} {:<31} {:>8} {:>8} {:>8} {:>10} {:>10}",
-        "size", "mechanism", "p50", "p99", "p99.9", "p50/floor", "p99/floor"
+        "{:<7} {:<31} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "size",
+        "mechanism",
+        "samples",
+        "p50",
+        "p99",
+        "p99.9",
+        "p50/floor",
+        "p99/floor",
+        "pipe/this"
     );
     let mut last_size = None;
     for l in &s.latency {
@@ -294,42 +372,46 @@ pub(crate) fn table(r: &Results) -> String {
             size(l.row.size)
         };
         last_size = Some(l.row.size);
+        let label = l.row.spec.label;
         match (&l.row.skipped, l.median) {
             (Some(why), _) => {
-                let _ = writeln!(o, "{sz:<7} {:<31} skipped: {why}", l.row.mech.label());
+                let _ = writeln!(o, "{sz:<7} {label:<31} skipped: {why}");
             }
             (None, Some(m)) => {
+                let n = l.curve.as_ref().map_or(0, |c| c.samples);
                 let _ = writeln!(
                     o,
-                    "{sz:<7} {:<31} {:>8} {:>8} {:>8} {:>10} {:>10}",
-                    l.row.mech.label(),
+                    "{sz:<7} {label:<31} {n:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
                     m.p50,
                     m.p99,
                     m.p999,
                     times(l.p50_vs_floor),
-                    times(l.p99_vs_floor)
+                    times(l.p99_vs_floor),
+                    times(l.pipe_vs_p50)
                 );
             }
             (None, None) => {
-                let _ = writeln!(o, "{sz:<7} {:<31} no data", l.row.mech.label());
+                let _ = writeln!(o, "{sz:<7} {label:<31} no data");
             }
         }
     }
 
     let _ = writeln!(
         o,
-        "\nOne-way throughput, GB/s = 10^9 B/s, from the producer's start to the consumer's \
-         check of the last byte;\n{} of 64 B messages, {} of larger ones, after a warm-up; \
-         the stream is one message written and read in 1 MiB chunks",
-        size_u64(c.small_volume),
-        size_u64(c.volume)
+        "\nOne-way throughput, GB/s = 10^9 B/s, from the producer's first timed send to the \
+         consumer's\ncheck of the last byte; messages timed for {} after a warm-up; the stream \
+         is one message\nwritten and read in 1 MiB chunks. buffer: shmlane's ring (MPMC: ring / \
+         cell size), the pipe's\nor the queue's capacity (depth x message size), the sockets' \
+         SO_SNDBUF and SO_RCVBUF",
+        span(c.timed_ns)
     );
     let _ = writeln!(
         o,
-        "{:<19} {:<29} {:>8} {:>9} {:>8} {:>10} {:>8}",
-        "size", "mechanism", "buffer", "volume", "GB/s", "msgs/s", "vs pipe"
+        "{:<16} {:<31} {:>14} {:>9} {:>8} {:>9} {:>9}",
+        "size", "mechanism", "buffer", "volume", "GB/s", "msgs/s", "this/pipe"
     );
     let mut last_load = None;
+    let mut notes: Vec<&str> = Vec::new();
     for t in &s.throughput {
         let ld = if last_load == Some(t.row.load) {
             String::new()
@@ -337,25 +419,34 @@ pub(crate) fn table(r: &Results) -> String {
             load(t.row.load, c)
         };
         last_load = Some(t.row.load);
+        let label = t.row.spec.label;
         if let Some(why) = &t.row.skipped {
-            let _ = writeln!(o, "{ld:<19} {:<29} skipped: {why}", t.row.mech.label());
+            let _ = writeln!(o, "{ld:<16} {label:<31} skipped: {why}");
             continue;
         }
-        let buffer = t.row.buffer.map(size).unwrap_or_else(|| "-".into());
+        let mut label = label.to_string();
+        if let Some(note) = &t.row.note {
+            if !notes.contains(&note.as_str()) {
+                notes.push(note);
+            }
+            let k = notes.iter().position(|n| *n == note.as_str()).unwrap_or(0);
+            label.push_str(&"*".repeat(k + 1));
+        }
+        let buffer = t.row.buffer.as_ref().map_or("-", |b| b.text.as_str());
         let msgs = match (t.row.load, t.msgs_per_s) {
             (Load::Messages(_), Some(m)) => rate(m),
             _ => "-".into(),
         };
         let _ = writeln!(
             o,
-            "{ld:<19} {:<29} {:>8} {:>9} {:>8} {:>10} {:>8}",
-            t.row.mech.label(),
-            buffer,
-            size_u64(t.row.bytes),
+            "{ld:<16} {label:<31} {buffer:>14} {:>9} {:>8} {msgs:>9} {:>9}",
+            t.bytes.map_or("-".into(), human_bytes),
             opt(t.gb_per_s, 3),
-            msgs,
             times(t.vs_pipe)
         );
+    }
+    for (k, note) in notes.iter().enumerate() {
+        let _ = writeln!(o, "{:>3} {note}", "*".repeat(k + 1));
     }
 
     let _ = writeln!(o, "\nTargets (ratios within this run)");
@@ -484,6 +575,22 @@ fn percentiles_json(p: &Percentiles) -> J {
     ])
 }
 
+fn curve_json(c: &Curve) -> J {
+    J::Obj(vec![
+        ("samples", J::Int(c.samples as u64)),
+        (
+            "quantiles",
+            J::Arr(
+                CURVE_PPM
+                    .iter()
+                    .map(|&q| J::Num(q as f64 / 1e6, 4))
+                    .collect(),
+            ),
+        ),
+        ("ns", J::Arr(c.ns.iter().map(|&v| J::Int(v)).collect())),
+    ])
+}
+
 /// Every figure of the run as one JSON object.
 pub(crate) fn json(r: &Results) -> String {
     let s = summarize(r);
@@ -492,11 +599,15 @@ pub(crate) fn json(r: &Results) -> String {
     let config = J::Obj(vec![
         ("quick", J::Bool(c.quick)),
         ("rounds", J::Int(c.rounds as u64)),
-        ("round_trips", J::Int(c.round_trips as u64)),
-        ("warmup_round_trips", J::Int(c.warmup_round_trips as u64)),
+        ("round_trip_warmup_ns", J::Int(c.latency.warm.ns)),
+        ("round_trip_timed_ns", J::Int(c.latency.timed.ns)),
+        (
+            "round_trip_max_samples",
+            J::Int(c.latency.max_samples as u64),
+        ),
         ("latency_ring_bytes", J::Int(c.latency_ring as u64)),
-        ("small_message_volume_bytes", J::Int(c.small_volume)),
-        ("message_volume_bytes", J::Int(c.volume)),
+        ("throughput_warmup_ns", J::Int(c.warm_ns)),
+        ("throughput_timed_ns", J::Int(c.timed_ns)),
         ("stream_bytes", J::Int(c.stream_len)),
         ("stream_warmup_bytes", J::Int(c.stream_warmup)),
         ("timeout_s", J::Int(c.timeout.as_secs())),
@@ -513,14 +624,17 @@ pub(crate) fn json(r: &Results) -> String {
             },
         ),
         ("clock_read_ns", J::Num(e.clock_ns, 1)),
+        ("socket_buffer_bytes", J::Int(e.socket_buffer as u64)),
+        ("mqueue_msg_max", J::Int(e.mq.msg_max as u64)),
+        ("mqueue_msgsize_max", J::Int(e.mq.msgsize_max as u64)),
     ]);
     let latency = J::Arr(
         s.latency
             .iter()
             .map(|l| {
                 J::Obj(vec![
-                    ("mechanism", J::str(l.row.mech.id())),
-                    ("label", J::str(l.row.mech.label())),
+                    ("mechanism", J::str(l.row.spec.id)),
+                    ("label", J::str(l.row.spec.label)),
                     ("message_bytes", J::Int(l.row.size as u64)),
                     ("skipped", J::opt_str(&l.row.skipped)),
                     (
@@ -529,6 +643,8 @@ pub(crate) fn json(r: &Results) -> String {
                     ),
                     ("p50_vs_floor", J::num(l.p50_vs_floor, 3)),
                     ("p99_vs_floor", J::num(l.p99_vs_floor, 3)),
+                    ("pipe_p50_vs_p50", J::num(l.pipe_vs_p50, 3)),
+                    ("curve", l.curve.as_ref().map_or(J::Null, curve_json)),
                     (
                         "rounds",
                         J::Arr(l.row.rounds.iter().map(percentiles_json).collect()),
@@ -542,8 +658,8 @@ pub(crate) fn json(r: &Results) -> String {
             .iter()
             .map(|t| {
                 J::Obj(vec![
-                    ("mechanism", J::str(t.row.mech.id())),
-                    ("label", J::str(t.row.mech.label())),
+                    ("mechanism", J::str(t.row.spec.id)),
+                    ("label", J::str(t.row.spec.label)),
                     ("load", J::str(load_id(t.row.load))),
                     (
                         "message_bytes",
@@ -553,19 +669,38 @@ pub(crate) fn json(r: &Results) -> String {
                         }),
                     ),
                     (
-                        "buffer_bytes",
-                        t.row.buffer.map_or(J::Null, |b| J::Int(b as u64)),
+                        "buffer",
+                        t.row
+                            .buffer
+                            .as_ref()
+                            .map_or(J::Null, |b| J::str(b.text.clone())),
                     ),
+                    (
+                        "buffer_bytes",
+                        t.row.buffer.as_ref().map_or(J::Null, |b| J::Int(b.bytes)),
+                    ),
+                    ("note", J::opt_str(&t.row.note)),
                     ("skipped", J::opt_str(&t.row.skipped)),
-                    ("bytes", J::Int(t.row.bytes)),
-                    ("messages", J::Int(t.row.messages)),
-                    ("seconds", J::num(t.nanos.map(|n| n / 1e9), 6)),
+                    ("bytes", t.bytes.map_or(J::Null, J::Int)),
+                    ("seconds", J::num(t.seconds, 6)),
                     ("gb_per_s", J::num(t.gb_per_s, 4)),
                     ("msgs_per_s", J::num(t.msgs_per_s, 0)),
                     ("vs_pipe", J::num(t.vs_pipe, 3)),
                     (
-                        "rounds_ns",
-                        J::Arr(t.row.rounds.iter().map(|&n| J::Int(n)).collect()),
+                        "rounds",
+                        J::Arr(
+                            t.row
+                                .rounds
+                                .iter()
+                                .map(|r| {
+                                    J::Obj(vec![
+                                        ("ns", J::Int(r.nanos)),
+                                        ("bytes", J::Int(r.bytes)),
+                                        ("messages", J::Int(r.messages)),
+                                    ])
+                                })
+                                .collect(),
+                        ),
                     ),
                 ])
             })
@@ -611,6 +746,9 @@ mod tests {
         assert_eq!(size(1 << 20), "1 MiB");
         assert_eq!(size(1000), "1000 B");
         assert_eq!(size_u64(256 << 20), "256 MiB");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 29), "1.50 GiB");
+        assert_eq!(human_bytes(123 << 20), "123 MiB");
     }
 
     #[test]

@@ -3,10 +3,17 @@
 //! each message into its own buffer and checks it: the sequence number in the first
 //! 8 bytes and a tag byte at the end.
 //!
+//! Each phase (warm-up, timed part) lasts at least a number of messages and then
+//! until its time is up; the sender marks the phase's last message with [`LAST`] in
+//! its sequence word, so the receiver knows where the phase ends without knowing its
+//! length in advance. Slow mechanisms so get fewer messages, fast ones more, and a run
+//! takes a predictable time.
+//!
 //! The loops are generic over the endpoint traits, so each mechanism gets its own
 //! monomorphised copy (no virtual call per message).
 
 use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
 
 use super::process::{now_ns, Control, ControlMap};
 
@@ -43,40 +50,67 @@ pub(crate) trait Rx {
 /// The chunk in which a long message is written and read (and checked).
 pub(crate) const STREAM_CHUNK: usize = 1 << 20;
 
+/// Set in a message's sequence word: the last message of its phase.
+pub(crate) const LAST: u64 = 1 << 63;
+
+/// How long a phase lasts: at least `min` messages (or round trips), then until
+/// `ns` nanoseconds have passed since it started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub(crate) min: u64,
+    pub(crate) ns: u64,
+}
+
+/// A round-trip measurement: the warm-up, then the timed part, which also stops at
+/// `max_samples` round trips.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LatencyPlan {
+    pub(crate) warm: Span,
+    pub(crate) timed: Span,
+    pub(crate) max_samples: usize,
+}
+
 /// The byte at the end of message `seq`.
 #[inline]
 fn tag(seq: u64) -> u8 {
     (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 | 1
 }
 
-/// A message of `len` bytes (at least 8) with a fixed filler pattern.
+/// A message of `len` bytes (at least 8: the sequence word) with a fixed filler
+/// pattern.
 pub(crate) fn message(len: usize) -> Vec<u8> {
-    assert!(len >= 8, "messages carry an 8-byte sequence number");
-    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+    (0..len.max(8)).map(|i| (i * 7 + 3) as u8).collect()
 }
 
-/// Makes `msg` message number `seq`.
+/// Makes `msg` message number `seq`, the last of its phase if `last`.
 #[inline]
-pub(crate) fn stamp(msg: &mut [u8], seq: u64) {
-    msg[..8].copy_from_slice(&seq.to_le_bytes());
+pub(crate) fn stamp(msg: &mut [u8], seq: u64, last: bool) {
+    let word = if last { seq | LAST } else { seq };
+    msg[..8].copy_from_slice(&word.to_le_bytes());
     if msg.len() > 8 {
-        let last = msg.len() - 1;
-        msg[last] = tag(seq);
+        let end = msg.len() - 1;
+        msg[end] = tag(seq);
     }
 }
 
-/// Checks that `msg` is message number `seq` of `len` bytes.
+/// Checks that `msg` is message number `seq` of `len` bytes; returns whether it is
+/// the last of its phase.
 #[inline]
-pub(crate) fn check(msg: &[u8], len: usize, seq: u64) -> Result<(), String> {
-    if msg.len() != len {
+pub(crate) fn check(msg: &[u8], len: usize, seq: u64) -> Result<bool, String> {
+    if msg.len() != len || len < 8 {
         return Err(format!(
             "message {seq}: {} bytes, expected {len}",
             msg.len()
         ));
     }
-    let got = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
-    if got != seq {
-        return Err(format!("message {seq}: carries sequence number {got}"));
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&msg[..8]);
+    let word = u64::from_le_bytes(word);
+    if word & !LAST != seq {
+        return Err(format!(
+            "message {seq}: carries sequence number {}",
+            word & !LAST
+        ));
     }
     if len > 8 && msg[len - 1] != tag(seq) {
         return Err(format!(
@@ -85,91 +119,150 @@ pub(crate) fn check(msg: &[u8], len: usize, seq: u64) -> Result<(), String> {
             tag(seq)
         ));
     }
-    Ok(())
+    Ok(word & LAST != 0)
 }
 
-/// The pinger: `warm` round trips, then `n` timed ones; returns the `n` times in ns.
-pub(crate) fn ping<D: Duplex>(
+/// The pinger: the warm-up, then the timed round trips, whose times (ns) it stores
+/// in `map` with their count.
+pub(crate) fn pinger<D: Duplex>(
     d: &mut D,
+    map: &ControlMap,
     len: usize,
-    warm: usize,
-    n: usize,
-) -> Result<Vec<u64>, String> {
+    plan: &LatencyPlan,
+) -> Result<(), String> {
     let mut msg = message(len);
     let mut buf = Vec::with_capacity(len);
+    let max = plan.max_samples.max(1);
     // Filled with non-zero values, so every page is touched before timing starts.
-    let mut samples = vec![u64::MAX; n];
-    for i in 0..warm + n {
-        let seq = i as u64;
-        stamp(&mut msg, seq);
+    let mut samples = vec![u64::MAX; max];
+    let mut seq = 0u64;
+    let start = now_ns();
+    loop {
+        stamp(&mut msg, seq, false);
+        d.send(&msg)?;
+        d.recv(&mut buf, len)?;
+        check(&buf, len, seq)?;
+        seq += 1;
+        if seq >= plan.warm.min && now_ns() - start >= plan.warm.ns {
+            break;
+        }
+    }
+    let end = now_ns() + plan.timed.ns;
+    let mut n = 0usize;
+    let mut t1 = 0;
+    loop {
+        // Decided on the previous sample's clock read: no extra read in the loop.
+        let last = n + 1 >= max || (n as u64 + 1 >= plan.timed.min && t1 >= end);
+        stamp(&mut msg, seq, last);
         let t0 = now_ns();
         d.send(&msg)?;
         d.recv(&mut buf, len)?;
-        let t1 = now_ns();
+        t1 = now_ns();
         check(&buf, len, seq)?;
-        if i >= warm {
-            samples[i - warm] = t1 - t0;
+        samples[n] = t1 - t0;
+        n += 1;
+        seq += 1;
+        if last {
+            break;
         }
     }
-    Ok(samples)
+    map.write_samples(&samples[..n])
 }
 
-/// The ponger: receives, checks and echoes `total` messages.
-pub(crate) fn pong<D: Duplex>(d: &mut D, len: usize, total: usize) -> Result<(), String> {
+/// The ponger: receives, checks and echoes messages until it has echoed the one
+/// marked [`LAST`].
+pub(crate) fn pong<D: Duplex>(d: &mut D, len: usize) -> Result<(), String> {
     let mut buf = Vec::with_capacity(len);
-    for i in 0..total {
+    let mut seq = 0u64;
+    loop {
         d.recv(&mut buf, len)?;
-        check(&buf, len, i as u64)?;
+        let last = check(&buf, len, seq)?;
         d.send(&buf)?;
+        if last {
+            return Ok(());
+        }
+        seq += 1;
     }
-    Ok(())
 }
 
-/// The producer of fixed-size messages: `warm` messages, a wait until the consumer
-/// has taken them, then `n` timed ones.
+/// Messages between two clock reads: about 64 KiB of them, at most 1024.
+fn clock_every(len: usize) -> u64 {
+    ((64 << 10) / len.max(1)).clamp(1, 1024) as u64
+}
+
+/// Sends one phase: at least `span.min` messages, then until `span.ns` after
+/// `start`; the last one marked. Returns how many were sent.
+fn send_phase<T: Tx>(
+    t: &mut T,
+    msg: &mut [u8],
+    seq: &mut u64,
+    span: Span,
+    start: u64,
+) -> Result<u64, String> {
+    let every = clock_every(msg.len());
+    let until = start + span.ns;
+    let mut sent = 0u64;
+    loop {
+        let last = sent + 1 >= span.min && (sent + 1) % every == 0 && now_ns() >= until;
+        stamp(msg, *seq, last);
+        t.send(msg)?;
+        *seq += 1;
+        sent += 1;
+        if last {
+            return Ok(sent);
+        }
+    }
+}
+
+/// Receives and checks one phase sent by [`send_phase`]; returns its length.
+fn recv_phase<R: Rx>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    len: usize,
+    seq: &mut u64,
+) -> Result<u64, String> {
+    let mut n = 0u64;
+    loop {
+        r.recv(buf, len)?;
+        let last = check(buf, len, *seq)?;
+        *seq += 1;
+        n += 1;
+        if last {
+            return Ok(n);
+        }
+    }
+}
+
+/// The producer of fixed-size messages: the warm-up, a wait until the consumer has
+/// taken it, then the timed part.
 pub(crate) fn produce<T: Tx>(
     t: &mut T,
     ctl: &Control,
     len: usize,
-    warm: u64,
-    n: u64,
+    warm: Span,
+    timed: Span,
     deadline_ns: u64,
 ) -> Result<(), String> {
     let mut msg = message(len);
-    for seq in 0..warm {
-        stamp(&mut msg, seq);
-        t.send(&msg)?;
-    }
+    let mut seq = 0u64;
+    send_phase(t, &mut msg, &mut seq, warm, now_ns())?;
     ctl.wait_warm_done(deadline_ns)?;
-    ctl.t_start
-        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
-    for seq in warm..warm + n {
-        stamp(&mut msg, seq);
-        t.send(&msg)?;
-    }
+    let t0 = now_ns();
+    ctl.t_start.store(t0, Ordering::Relaxed);
+    send_phase(t, &mut msg, &mut seq, timed, t0)?;
     Ok(())
 }
 
-/// The consumer of fixed-size messages (see [`produce`]); stamps the end time.
-pub(crate) fn consume<R: Rx>(
-    r: &mut R,
-    ctl: &Control,
-    len: usize,
-    warm: u64,
-    n: u64,
-) -> Result<(), String> {
+/// The consumer of fixed-size messages (see [`produce`]); stores the end time and
+/// the number of timed messages.
+pub(crate) fn consume<R: Rx>(r: &mut R, ctl: &Control, len: usize) -> Result<(), String> {
     let mut buf = Vec::with_capacity(len);
-    for seq in 0..warm {
-        r.recv(&mut buf, len)?;
-        check(&buf, len, seq)?;
-    }
+    let mut seq = 0u64;
+    recv_phase(r, &mut buf, len, &mut seq)?;
     ctl.set_warm_done();
-    for seq in warm..warm + n {
-        r.recv(&mut buf, len)?;
-        check(&buf, len, seq)?;
-    }
-    ctl.t_end
-        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+    let n = recv_phase(r, &mut buf, len, &mut seq)?;
+    ctl.t_end.store(now_ns(), Ordering::Relaxed);
+    ctl.count.store(n, Ordering::Relaxed);
     Ok(())
 }
 
@@ -178,7 +271,7 @@ fn write_chunks<T: Tx>(t: &mut T, total: u64) -> Result<(), String> {
     let mut chunk = message(STREAM_CHUNK);
     t.stream(total, &mut |w| {
         for i in 0..total / STREAM_CHUNK as u64 {
-            stamp(&mut chunk, i);
+            stamp(&mut chunk, i, false);
             w.write_all(&chunk)
                 .map_err(|e| format!("writing chunk {i}: {e}"))?;
         }
@@ -210,12 +303,11 @@ pub(crate) fn produce_stream<T: Tx>(
 ) -> Result<(), String> {
     write_chunks(t, warm)?;
     ctl.wait_warm_done(deadline_ns)?;
-    ctl.t_start
-        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+    ctl.t_start.store(now_ns(), Ordering::Relaxed);
     write_chunks(t, total)
 }
 
-/// The consumer of [`produce_stream`]; stamps the end time.
+/// The consumer of [`produce_stream`]; stores the end time.
 pub(crate) fn consume_stream<R: Rx>(
     r: &mut R,
     ctl: &Control,
@@ -225,20 +317,28 @@ pub(crate) fn consume_stream<R: Rx>(
     read_chunks(r, warm)?;
     ctl.set_warm_done();
     read_chunks(r, total)?;
-    ctl.t_end
-        .store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+    ctl.t_end.store(now_ns(), Ordering::Relaxed);
+    ctl.count.store(1, Ordering::Relaxed);
     Ok(())
 }
 
-/// The pinger's side of a latency measurement: open, meet the ponger, ping, and
-/// store the samples.
-pub(crate) fn pinger<D: Duplex>(
-    d: &mut D,
-    map: &ControlMap,
-    len: usize,
-    warm: usize,
-    n: usize,
-) -> Result<(), String> {
-    let samples = ping(d, len, warm, n)?;
-    map.write_samples(&samples)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_and_check() {
+        let mut m = message(64);
+        stamp(&mut m, 41, false);
+        assert_eq!(check(&m, 64, 41), Ok(false));
+        stamp(&mut m, 42, true);
+        assert_eq!(check(&m, 64, 42), Ok(true));
+        assert!(check(&m, 64, 41).is_err());
+        assert!(check(&m[..63], 64, 42).is_err());
+        m[63] ^= 0xff;
+        assert!(check(&m, 64, 42).is_err());
+        let mut small = message(8);
+        stamp(&mut small, 7, true);
+        assert_eq!(check(&small, 8, 7), Ok(true));
+    }
 }

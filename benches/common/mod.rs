@@ -1,0 +1,750 @@
+//! What the cross-process criterion benches share: forking a pinned peer once per
+//! benchmark, the endpoints of every mechanism behind two small traits, stamped and
+//! checked messages, and the two timing loops (`round_trip`, `one_way`) that drive
+//! criterion's `iter_custom`.
+//!
+//! The bench process is pinned to the first allowed CPU and the peer to the second.
+//! Every message carries its sequence number (and a tag byte at the end), checked by
+//! the receiver after it copied the message out. An alarm bounds each benchmark, so a
+//! lost peer ends the run instead of hanging it. The bench process runs no other
+//! thread, so `fork` is sound.
+//!
+//! `shmlane bench` (the command) measures more mechanisms and prints ratios; these
+//! files are for tracking changes with criterion's statistics.
+
+// Each bench binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+use shmlane::spsc::{Consumer, Producer};
+use shmlane::{Notifier, RecvError, RingOptions, Wait};
+
+/// Seconds after which a benchmark that has not finished kills the bench process.
+const WATCHDOG_SECS: u32 = 120;
+
+// ---------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------
+
+/// The first two CPUs this process was allowed to use when first asked (before
+/// `pin_bench_process` narrowed them), if there are two.
+pub fn cpus() -> Option<[usize; 2]> {
+    static CPUS: OnceLock<Option<[usize; 2]>> = OnceLock::new();
+    *CPUS.get_or_init(|| {
+        // SAFETY: `cpu_set_t` is plain data; zeroed is the empty set, filled by the call.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is valid and writable for the size passed.
+        if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
+            return None;
+        }
+        let mut it = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `c < CPU_SETSIZE`.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) });
+        Some([it.next()?, it.next()?])
+    })
+}
+
+/// Pins the calling process to `cpu` (best effort: an error leaves it unpinned).
+pub fn pin(cpu: usize) {
+    // SAFETY: as in `cpus`; `cpu < CPU_SETSIZE` and `set` is valid for the size passed.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+    }
+}
+
+/// Pins the bench process to the first allowed CPU; returns the peer's CPU.
+pub fn pin_bench_process() -> Option<usize> {
+    let c = cpus()?;
+    pin(c[0]);
+    Some(c[1])
+}
+
+/// A forked child; dropped, it is given 5 s to exit and then killed.
+pub struct Child(libc::pid_t);
+
+/// Forks a child that pins itself to `cpu`, closes `close` (the parent's ends of
+/// pipes and sockets, so that it sees end-of-file when the parent closes them), runs
+/// `body` and exits with its status (101 on a panic).
+pub fn fork_child(cpu: Option<usize>, close: &[RawFd], body: impl FnOnce() -> i32) -> Child {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: the bench process runs no other thread while it forks (criterion measures
+    // on the calling thread), and the child leaves only through `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        for &fd in close {
+            // SAFETY: `fd` is a descriptor inherited from the parent that this child
+            // never uses; the objects that own it are never dropped here (the child
+            // leaves through `_exit`).
+            unsafe { libc::close(fd) };
+        }
+        if let Some(cpu) = cpu {
+            pin(cpu);
+        }
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) }
+    }
+    Child(pid)
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut status = 0;
+        loop {
+            // SAFETY: `self.0` is our unreaped child.
+            let r = unsafe { libc::waitpid(self.0, &mut status, libc::WNOHANG) };
+            if r == self.0 {
+                let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+                if !ok && !std::thread::panicking() {
+                    panic!("child {} failed (wait status {status:#x})", self.0);
+                }
+                return;
+            }
+            if r < 0 || Instant::now() >= deadline {
+                // SAFETY: as above; kill it and reap it.
+                unsafe {
+                    libc::kill(self.0, libc::SIGKILL);
+                    libc::waitpid(self.0, &mut status, 0);
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Arms the watchdog for one benchmark; dropped, disarms it.
+pub struct Watchdog;
+
+impl Watchdog {
+    pub fn arm() -> Self {
+        // SAFETY: alarm has no memory effects; SIGALRM's default action ends the
+        // process, which is what a hung benchmark needs.
+        unsafe { libc::alarm(WATCHDOG_SECS) };
+        Watchdog
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // SAFETY: as in `arm`.
+        unsafe { libc::alarm(0) };
+    }
+}
+
+/// Two descriptors the kernel just returned, owned.
+fn own_pair(fds: [libc::c_int; 2]) -> (File, File) {
+    // SAFETY: both descriptors are new and owned by nothing else; each is wrapped once.
+    unsafe {
+        (
+            File::from(OwnedFd::from_raw_fd(fds[0])),
+            File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
+}
+
+/// A pipe: `(read end, write end)`, its buffer raised to `buffer` bytes if given.
+pub fn pipe(buffer: Option<usize>) -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
+    let (rx, tx) = own_pair(fds);
+    if let Some(size) = buffer {
+        // SAFETY: F_SETPIPE_SZ takes an int; the descriptor is ours and open.
+        let r = unsafe { libc::fcntl(tx.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+        assert!(r >= size as libc::c_int, "F_SETPIPE_SZ {size}: {r}");
+    }
+    (rx, tx)
+}
+
+/// A connected pair of UNIX stream sockets.
+pub fn socket_pair() -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
+    own_pair(fds)
+}
+
+/// A connected pair of UNIX stream sockets with SO_SNDBUF and SO_RCVBUF raised to
+/// 4 MiB, or to net.core.wmem_max / rmem_max if lower (as `shmlane bench` does for
+/// throughput: the sockets' best configuration in our runs).
+pub fn socket_pair_tuned() -> (File, File) {
+    let sysctl = |path: &str| -> usize {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(usize::MAX)
+    };
+    let bytes = (4usize << 20)
+        .min(sysctl("/proc/sys/net/core/wmem_max"))
+        .min(sysctl("/proc/sys/net/core/rmem_max"))
+        .min(libc::c_int::MAX as usize) as libc::c_int;
+    let (a, b) = socket_pair();
+    for f in [&a, &b] {
+        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+            // SAFETY: `bytes` is a valid int option value of the size passed.
+            let r = unsafe {
+                libc::setsockopt(
+                    f.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&bytes as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+    }
+    (a, b)
+}
+
+/// A ring name no other process uses; removed when dropped.
+pub struct RingName(pub String);
+
+impl RingName {
+    pub fn new(what: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        RingName(format!(
+            "/shmlane-criterion-{}-{n}-{what}",
+            std::process::id()
+        ))
+    }
+}
+
+impl Drop for RingName {
+    fn drop(&mut self) {
+        let _ = shmlane::remove(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------
+
+/// A message of `len` bytes (at least 8).
+pub fn message(len: usize) -> Vec<u8> {
+    (0..len.max(8)).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+fn tag(seq: u64) -> u8 {
+    (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 | 1
+}
+
+/// Makes `msg` message number `seq`.
+#[inline]
+pub fn stamp(msg: &mut [u8], seq: u64) {
+    msg[..8].copy_from_slice(&seq.to_le_bytes());
+    let last = msg.len() - 1;
+    if last >= 8 {
+        msg[last] = tag(seq);
+    }
+}
+
+/// Checks that `msg` is message number `seq` of `len` bytes.
+#[inline]
+pub fn check(msg: &[u8], len: usize, seq: u64) {
+    assert_eq!(msg.len(), len, "message {seq}: wrong length");
+    let got = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
+    assert_eq!(got, seq, "message {seq}: wrong sequence number");
+    if len > 8 {
+        assert_eq!(msg[len - 1], tag(seq), "message {seq}: wrong last byte");
+    }
+}
+
+/// `8 B`, `1 KiB`, `16 MiB`.
+pub fn size_label(len: usize) -> String {
+    match len {
+        l if l >= 1 << 20 && l % (1 << 20) == 0 => format!("{} MiB", l >> 20),
+        l if l >= 1 << 10 && l % (1 << 10) == 0 => format!("{} KiB", l >> 10),
+        l => format!("{l} B"),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Endpoints
+// ---------------------------------------------------------------------------------
+
+/// Sends whole messages.
+pub trait Tx {
+    fn send(&mut self, msg: &[u8]);
+    /// Tells the peer that no more messages come, where dropping the endpoint does
+    /// not (an explicit call: a `Drop` with shared effects would also run in the
+    /// parent when it drops the child's unused endpoints after `fork`).
+    fn close(&mut self) {}
+    /// Descriptors the peer process must close (so that it sees end-of-file).
+    fn fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+}
+
+/// Receives whole messages.
+pub trait Rx {
+    /// Receives one message of `len` bytes into `buf` (replacing its contents);
+    /// `false` when the peer has gone.
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool;
+    fn fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+}
+
+impl Tx for Producer {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        Producer::send(self, msg).expect("shmlane send");
+    }
+}
+
+impl Rx for Consumer {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
+        match Consumer::recv(self, buf) {
+            Ok(n) => {
+                assert_eq!(n, len, "shmlane message length");
+                true
+            }
+            Err(RecvError::Disconnected) => false,
+            Err(e) => panic!("shmlane recv: {e}"),
+        }
+    }
+}
+
+/// A pipe end or a socket.
+pub struct Fd(pub File);
+
+impl Tx for Fd {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        self.0.write_all(msg).expect("write");
+    }
+
+    fn fds(&self) -> Vec<RawFd> {
+        vec![self.0.as_raw_fd()]
+    }
+}
+
+impl Rx for Fd {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
+        if buf.len() != len {
+            buf.resize(len, 0);
+        }
+        match self.0.read_exact(buf) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    fn fds(&self) -> Vec<RawFd> {
+        vec![self.0.as_raw_fd()]
+    }
+}
+
+/// The receiving end of a pipe or stream socket read through a 64 KiB buffer: one
+/// `read` takes every message already queued, each then copied out of the buffer
+/// (as any real consumer of small messages on a byte stream would read).
+pub struct BufFd(pub std::io::BufReader<File>);
+
+impl BufFd {
+    pub fn new(f: File) -> Self {
+        BufFd(std::io::BufReader::with_capacity(64 << 10, f))
+    }
+}
+
+impl Rx for BufFd {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
+        if buf.len() != len {
+            buf.resize(len, 0);
+        }
+        match self.0.read_exact(buf) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    fn fds(&self) -> Vec<RawFd> {
+        vec![self.0.get_ref().as_raw_fd()]
+    }
+}
+
+/// A duplex endpoint: a sender and a receiver.
+pub struct Duplex<T, R> {
+    pub tx: T,
+    pub rx: R,
+}
+
+impl<T: Tx, R: Rx> Duplex<T, R> {
+    fn fds(&self) -> Vec<RawFd> {
+        let mut v = self.tx.fds();
+        v.extend(self.rx.fds());
+        v
+    }
+}
+
+/// Two shmlane rings, one per direction: the bench process's end (created) and a
+/// function that opens the peer's end in the child. `wait` on all four endpoints.
+pub fn shm_duplex(
+    capacity: usize,
+    wait: Wait,
+    notifier: Notifier,
+) -> (
+    Duplex<Producer, Consumer>,
+    impl FnOnce() -> Duplex<Producer, Consumer>,
+    [RingName; 2],
+) {
+    let (ab, ba) = (RingName::new("ping"), RingName::new("pong"));
+    let opts = RingOptions::new(capacity).wait(wait).notifier(notifier);
+    // A vacant slot is not "disconnected", so the order of attaching is free.
+    let tx = Producer::create(&ab.0, &opts).expect("create ping ring");
+    let rx = Consumer::create(&ba.0, &opts).expect("create pong ring");
+    let (a, b) = (ab.0.clone(), ba.0.clone());
+    let open = move || {
+        let mut rx = Consumer::open(&a).expect("open ping ring");
+        let mut tx = Producer::open(&b).expect("open pong ring");
+        rx.set_wait(wait);
+        tx.set_wait(wait);
+        Duplex { tx, rx }
+    };
+    (Duplex { tx, rx }, open, [ab, ba])
+}
+
+/// Two pipes, one per direction: `(bench process's end, peer's end)`.
+pub fn pipe_duplex() -> (Duplex<Fd, Fd>, Duplex<Fd, Fd>) {
+    let (ping_rx, ping_tx) = pipe(None);
+    let (pong_rx, pong_tx) = pipe(None);
+    (
+        Duplex {
+            tx: Fd(ping_tx),
+            rx: Fd(pong_rx),
+        },
+        Duplex {
+            tx: Fd(pong_tx),
+            rx: Fd(ping_rx),
+        },
+    )
+}
+
+/// A UNIX stream socket pair, each end as a duplex over two handles of its socket.
+pub fn socket_duplex() -> (Duplex<Fd, Fd>, Duplex<Fd, Fd>) {
+    let (a, b) = socket_pair();
+    let dup = |f: &File| f.try_clone().expect("dup");
+    (
+        Duplex {
+            tx: Fd(dup(&a)),
+            rx: Fd(a),
+        },
+        Duplex {
+            tx: Fd(dup(&b)),
+            rx: Fd(b),
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// Timing loops
+// ---------------------------------------------------------------------------------
+
+/// Benchmarks round trips of `len`-byte messages: the bench process sends a message
+/// through `ours` and waits for the echo from a child forked once for this
+/// benchmark, which opens its end with `theirs`, receives, checks and echoes until
+/// `ours` is dropped. One criterion iteration is one round trip.
+pub fn round_trip<T, R, T2, R2>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    len: usize,
+    ours: Duplex<T, R>,
+    theirs: impl FnOnce() -> Duplex<T2, R2>,
+) where
+    T: Tx,
+    R: Rx,
+    T2: Tx,
+    R2: Rx,
+{
+    let _dog = Watchdog::arm();
+    let peer_cpu = cpus().map(|c| c[1]);
+    let Duplex { mut tx, mut rx } = ours;
+    let close = [tx.fds(), rx.fds()].concat();
+    let child = fork_child(peer_cpu, &close, || {
+        let mut d = theirs();
+        let mut buf = Vec::with_capacity(len);
+        let mut seq = 0u64;
+        while d.rx.recv(&mut buf, len) {
+            check(&buf, len, seq);
+            d.tx.send(&buf);
+            seq += 1;
+        }
+        0
+    });
+    let mut msg = message(len);
+    let mut buf = Vec::with_capacity(len);
+    let mut seq = 0u64;
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                stamp(&mut msg, seq);
+                tx.send(&msg);
+                assert!(rx.recv(&mut buf, len), "the echo process is gone");
+                check(&buf, len, seq);
+                seq += 1;
+            }
+            start.elapsed()
+        })
+    });
+    // Closing our ends ends the child's loop (end-of-file, Disconnected, or the
+    // doorbell's closed flag).
+    tx.close();
+    drop((tx, rx));
+    drop(child);
+}
+
+/// Benchmarks one-way transfers of `len`-byte messages: the bench process sends
+/// `iters` messages through `tx` to a child forked once for this benchmark, which
+/// opens its end with `open_rx`, copies out and checks each message, and acknowledges
+/// the batch on a control pipe; the time runs from the first send to the
+/// acknowledgement. One criterion iteration is one message.
+pub fn one_way<T: Tx, R: Rx>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    len: usize,
+    mut tx: T,
+    open_rx: impl FnOnce() -> R,
+) {
+    let _dog = Watchdog::arm();
+    let peer_cpu = cpus().map(|c| c[1]);
+    let (ctl_rx, mut ctl_tx) = pipe(None);
+    let (mut ack_rx, ack_tx) = pipe(None);
+    let close = [tx.fds(), vec![ctl_tx.as_raw_fd(), ack_rx.as_raw_fd()]].concat();
+    let child = fork_child(peer_cpu, &close, move || {
+        let mut rx = open_rx();
+        let (mut ctl_rx, mut ack_tx) = (ctl_rx, ack_tx);
+        let mut buf = Vec::with_capacity(len);
+        let mut seq = 0u64;
+        loop {
+            let mut count = [0u8; 8];
+            if ctl_rx.read_exact(&mut count).is_err() {
+                return 0;
+            }
+            for _ in 0..u64::from_le_bytes(count) {
+                assert!(rx.recv(&mut buf, len), "the sender is gone");
+                check(&buf, len, seq);
+                seq += 1;
+            }
+            ack_tx.write_all(&[1]).expect("ack");
+        }
+    });
+    let mut msg = message(len);
+    let mut seq = 0u64;
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            ctl_tx
+                .write_all(&iters.to_le_bytes())
+                .expect("control write");
+            for _ in 0..iters {
+                stamp(&mut msg, seq);
+                tx.send(&msg);
+                seq += 1;
+            }
+            let mut ack = [0u8; 1];
+            ack_rx.read_exact(&mut ack).expect("the consumer is gone");
+            start.elapsed()
+        })
+    });
+    drop(ctl_tx);
+    drop(tx);
+    drop(child);
+}
+
+/// The criterion settings of these benches: short, since each benchmark forks.
+pub fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+// ---------------------------------------------------------------------------------
+// A futex doorbell: the floor of a round trip that wakes a sleeper on each hop
+// ---------------------------------------------------------------------------------
+
+/// Offset of the payload in a doorbell region (the words live in its first line).
+const BELL_PAYLOAD: usize = 64;
+
+/// One direction of a doorbell: a page of a shared anonymous mapping holding a
+/// sequence word (the futex), a "closed" word, and the payload.
+#[derive(Clone, Copy)]
+struct Bell {
+    /// Page aligned, `BELL_PAYLOAD + len` bytes, mapped for the rest of the process
+    /// (the mapping is never unmapped: a few pages per benchmark).
+    region: *mut u8,
+    len: usize,
+}
+
+impl Bell {
+    fn seq(&self) -> &AtomicU32 {
+        // SAFETY: the region is page aligned and mapped for the rest of the process;
+        // the word is only accessed atomically, by both processes.
+        unsafe { AtomicU32::from_ptr(self.region.cast()) }
+    }
+
+    fn closed(&self) -> &AtomicU32 {
+        // SAFETY: as in `seq`, 4 bytes further.
+        unsafe { AtomicU32::from_ptr(self.region.add(4).cast()) }
+    }
+}
+
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<&libc::timespec>) {
+    let ts = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for the call; a shared (not private)
+    // futex, since the word is mapped by two processes.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            ts,
+            std::ptr::null::<u32>(),
+            0,
+        )
+    };
+}
+
+/// Sends through a doorbell: payload, then the sequence word (Release), then
+/// FUTEX_WAKE, always. `close` marks the direction closed.
+pub struct BellTx {
+    bell: Bell,
+    sent: u32,
+}
+
+/// Receives through a doorbell: sleeps in FUTEX_WAIT at once while there is nothing.
+pub struct BellRx {
+    bell: Bell,
+    received: u32,
+}
+
+impl Tx for BellTx {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        assert_eq!(msg.len(), self.bell.len);
+        // SAFETY: the payload area is inside the region; the peer reads it only after
+        // it sees the sequence word below, and we rewrite it only after its reply.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                self.bell.region.add(BELL_PAYLOAD),
+                msg.len(),
+            )
+        };
+        self.sent = self.sent.wrapping_add(1);
+        // Release: pairs with the Acquire load in `BellRx::recv`.
+        self.bell.seq().store(self.sent, Ordering::Release);
+        futex(self.bell.seq(), libc::FUTEX_WAKE, 1, None);
+    }
+
+    fn close(&mut self) {
+        // A receiver that checked `closed` just before this store sleeps until its
+        // 10 ms timeout at most.
+        self.bell.closed().store(1, Ordering::Release);
+        futex(self.bell.seq(), libc::FUTEX_WAKE, 1, None);
+    }
+}
+
+impl Rx for BellRx {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
+        let want = self.received.wrapping_add(1);
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
+        loop {
+            // Acquire: pairs with the Release store in `BellTx::send`.
+            let v = self.bell.seq().load(Ordering::Acquire);
+            if v == want {
+                break;
+            }
+            if self.bell.closed().load(Ordering::Acquire) != 0 {
+                return false;
+            }
+            futex(self.bell.seq(), libc::FUTEX_WAIT, v, Some(&timeout));
+        }
+        self.received = want;
+        buf.resize(len, 0);
+        // SAFETY: the peer published these bytes before its Release store we saw, and
+        // rewrites them only after our reply.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.bell.region.add(BELL_PAYLOAD), buf.as_mut_ptr(), len)
+        };
+        true
+    }
+}
+
+/// A doorbell pair for `len`-byte messages: `(bench process's end, peer's end)`.
+pub fn doorbell_duplex(len: usize) -> (Duplex<BellTx, BellRx>, Duplex<BellTx, BellRx>) {
+    let page = 4096;
+    let stride = (BELL_PAYLOAD + len).next_multiple_of(page);
+    // SAFETY: an anonymous shared mapping at an address the kernel picks.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            2 * stride,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap");
+    let a = Bell {
+        region: p.cast(),
+        len,
+    };
+    let b = Bell {
+        // SAFETY: the mapping is `2 * stride` bytes long.
+        region: unsafe { p.cast::<u8>().add(stride) },
+        len,
+    };
+    (
+        Duplex {
+            tx: BellTx { bell: a, sent: 0 },
+            rx: BellRx {
+                bell: b,
+                received: 0,
+            },
+        },
+        Duplex {
+            tx: BellTx { bell: b, sent: 0 },
+            rx: BellRx {
+                bell: a,
+                received: 0,
+            },
+        },
+    )
+}

@@ -1,0 +1,116 @@
+//! `shmlane bench` end to end: usage errors exit 2 with the short usage, and a short
+//! run (`--quick --only pipe,posix-mqueue`) exits 0, prints JSON that parses, with a
+//! figure for each row it ran, and writes an SVG plot.
+#![cfg(feature = "cli")]
+
+use std::process::Command;
+
+fn shmlane(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(args)
+        .output()
+        .expect("run shmlane")
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["bench", "--fast"][..],
+        &["bench", "--plot"],
+        &["bench", "--only", "carrier-pigeon"],
+        &["bench", "--json=yes"],
+    ] {
+        let out = shmlane(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("shmlane: "), "{args:?}: {err}");
+        assert!(err.contains("Usage: shmlane bench"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_says_what_each_row_measures() {
+    let out = shmlane(&["bench", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for id in [
+        "raw-cache-line",
+        "shmlane-spsc-spin",
+        "shmlane-mpmc-adaptive",
+        "unix-seqpacket",
+        "tcp-loopback",
+        "posix-mqueue",
+    ] {
+        assert!(help.contains(id), "--help lacks {id}");
+    }
+}
+
+#[test]
+fn unwritable_plot_fails_before_measuring() {
+    let out = shmlane(&["bench", "--quick", "--plot", "/nonexistent-dir/x.svg"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent-dir/x.svg"), "{err}");
+}
+
+/// The value of `"key": ` in a line of the bench's JSON (one field per line).
+fn field<'a>(json: &'a str, key: &str) -> Vec<&'a str> {
+    let pat = format!("\"{key}\": ");
+    json.lines()
+        .filter_map(|l| l.trim().strip_prefix(pat.as_str()))
+        .map(|v| v.trim_end_matches(','))
+        .collect()
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // forks and times real processes
+fn short_run_prints_json_and_draws_the_plot() {
+    let dir = std::env::temp_dir().join(format!("shmlane-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let svg = dir.join("bench.svg");
+    let out = shmlane(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--only",
+        "pipe,posix-mqueue",
+        "--plot",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json = String::from_utf8(out.stdout).expect("utf-8 JSON");
+    assert!(json.trim_start().starts_with('{') && json.trim_end().ends_with('}'));
+    // Braces and brackets balance outside strings.
+    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+    for c in json.chars() {
+        match (in_str, esc, c) {
+            (true, true, _) => esc = false,
+            (true, false, '\\') => esc = true,
+            (true, false, '"') => in_str = false,
+            (false, _, '"') => in_str = true,
+            (false, _, '{' | '[') => depth += 1,
+            (false, _, '}' | ']') => depth -= 1,
+            _ => {}
+        }
+        assert!(depth >= 0);
+    }
+    assert_eq!(depth, 0, "unbalanced JSON");
+    let mechanisms = field(&json, "mechanism");
+    // 3 round-trip sizes x 2 mechanisms + 5 throughput loads x 2 mechanisms.
+    assert_eq!(mechanisms.len(), 16, "{mechanisms:?}");
+    assert!(mechanisms
+        .iter()
+        .all(|m| *m == "\"pipe\"" || *m == "\"posix-mqueue\""));
+    for p50 in field(&json, "p50_ns") {
+        assert!(p50.parse::<u64>().expect("p50 is a number") > 0);
+    }
+    for gb in field(&json, "gb_per_s") {
+        assert!(gb.parse::<f64>().expect("GB/s is a number") > 0.0, "{gb}");
+    }
+    let plot = std::fs::read_to_string(&svg).expect("the plot was written");
+    assert!(plot.starts_with("<svg ") && plot.trim_end().ends_with("</svg>"));
+    assert!(plot.contains("POSIX message queue"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
