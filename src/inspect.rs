@@ -919,6 +919,9 @@ fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
     }
     // SAFETY: `ptr` is the address shmat returned; nothing refers to the mapping now.
     unsafe { libc::shmdt(ptr) };
+    // shmatt_t is a c_ulong: 32 bits on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let nattch = ds.shm_nattch as u64;
     let meta = Meta {
         name: name.to_string(),
         backing: Backing::SysV { key },
@@ -926,7 +929,7 @@ fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
         size,
         uid: ds.shm_perm.uid,
         mode: u32::from(ds.shm_perm.mode) & 0o777,
-        attachments: Some(ds.shm_nattch as u64),
+        attachments: Some(nattch),
     };
     describe(meta, copy.header())
 }
