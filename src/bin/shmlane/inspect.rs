@@ -96,11 +96,19 @@ pub fn ring_json(info: &RingInfo) -> Value {
                 ("role", e.role.as_str().into()),
                 ("state", e.state.as_str().into()),
                 ("pid", e.pid.into()),
+                ("start_time", e.start_time.into()),
                 ("generation", e.generation.into()),
                 ("alive", e.alive.into()),
             ])
         })
         .collect();
+    let role_count = |c: Option<shmlane::inspect::RoleCount>| match c {
+        Some(c) => Value::Object(vec![
+            ("attached", c.attached.into()),
+            ("ever", c.ever.into()),
+        ]),
+        None => Value::Null,
+    };
     let event_count = |e: shmlane::inspect::EventCountInfo| {
         Value::Object(vec![
             ("waiters", e.waiters.into()),
@@ -124,6 +132,7 @@ pub fn ring_json(info: &RingInfo) -> Value {
         ("layout_matches", info.layout_matches.into()),
         ("capacity", info.capacity.into()),
         ("cell_size", info.cell_size.into()),
+        ("max_endpoints", info.max_endpoints.into()),
         ("max_record", info.max_record.into()),
         ("max_message", info.max_message.into()),
         ("flags", info.flags.into()),
@@ -148,6 +157,10 @@ pub fn ring_json(info: &RingInfo) -> Value {
                 .map(|u| u as f64 / info.capacity as f64)
                 .into(),
         ),
+        ("writer_stream", info.writer_stream.into()),
+        ("reader_stream", info.reader_stream.into()),
+        ("producers", role_count(info.producers)),
+        ("consumers", role_count(info.consumers)),
         ("data_ready", event_count(info.data_ready)),
         ("space_ready", event_count(info.space_ready)),
         ("endpoints", Value::Array(endpoints)),
@@ -221,7 +234,7 @@ pub fn words(info: &RingInfo) -> String {
     line(
         "records",
         format!(
-            "at most {} (messages up to {} bytes travel in one record, longer ones in fragments)",
+            "at most {}; messages up to {} bytes travel in one record, longer ones in fragments",
             bytes(info.max_record),
             info.max_record.saturating_sub(8)
         ),
@@ -275,6 +288,31 @@ pub fn words(info: &RingInfo) -> String {
             _ => "unknown (the cursors are inconsistent)".to_string(),
         },
     );
+    if info.kind == RingKind::Mpmc {
+        let count = |c: Option<shmlane::inspect::RoleCount>| {
+            c.map_or("?".to_string(), |c| {
+                format!("{} attached ({} ever)", c.attached, c.ever)
+            })
+        };
+        line(
+            "roles",
+            format!(
+                "producers: {}; consumers: {}",
+                count(info.producers),
+                count(info.consumers)
+            ),
+        );
+        let holder =
+            |s: Option<usize>| s.map_or("free".to_string(), |s| format!("held by slot {s}"));
+        line(
+            "streams",
+            format!(
+                "writer {}, reader {} (a message in fragments holds the others up)",
+                holder(info.writer_stream),
+                holder(info.reader_stream)
+            ),
+        );
+    }
     line(
         "waiters",
         format!(
@@ -286,8 +324,8 @@ pub fn words(info: &RingInfo) -> String {
         ),
     );
     let mut table = format!(
-        "{:<6}{:<10}{:<10}{:<10}{:<7}generation",
-        "slot", "role", "state", "pid", "alive"
+        "{} at most at once\n              {:<6}{:<10}{:<10}{:<10}{:<7}generation",
+        info.max_endpoints, "slot", "role", "state", "pid", "alive"
     );
     for e in &info.endpoints {
         let pid = if e.pid == 0 {
