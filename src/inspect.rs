@@ -1022,9 +1022,30 @@ fn same_endpoints(a: &RingInfo, b: &RingInfo) -> bool {
         })
 }
 
+/// Removes the ring `name` if it is stale ([`RingInfo::is_stale`]), reading it twice,
+/// as [`remove_stale`] does. Returns whether it removed it; `Ok(false)` also if there
+/// is no such ring any more.
+///
+/// ```
+/// # let name = format!("/shmlane-doc-remove-if-stale-{}", std::process::id());
+/// let tx = shmlane::spsc::Producer::create(&name, &shmlane::RingOptions::new(4096))?;
+/// // Our producer is alive: the ring stays.
+/// assert!(!shmlane::inspect::remove_if_stale(&name)?);
+/// # drop(tx);
+/// # shmlane::remove(&name)?;
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+pub fn remove_if_stale(name: &str) -> Result<bool, Error> {
+    match inspect(name) {
+        Ok(info) => remove_stale_ring(&info),
+        Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes the ring `info` describes if it is still stale when read again now.
 /// Returns whether it removed it.
-pub(crate) fn remove_if_stale(info: &RingInfo) -> Result<bool, Error> {
+fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
     if !info.is_stale() {
         return Ok(false);
     }
@@ -1078,7 +1099,7 @@ pub(crate) fn remove_if_stale(info: &RingInfo) -> Result<bool, Error> {
 pub fn remove_stale() -> Result<Vec<String>, Error> {
     let mut removed = Vec::new();
     for info in list()? {
-        if remove_if_stale(&info)? {
+        if remove_stale_ring(&info)? {
             removed.push(info.name);
         }
     }

@@ -294,7 +294,7 @@ mod tests {
         assert!(matches!(p(&["rm", "a", "b"]), Ok(Command::Rm(o)) if o.names.len() == 2));
         for bad in [
             &["rm"][..],
-            &["rm", "--stale", "x"],
+            &["rm", "--dry-run", "x"],
             &["inspect"],
             &["inspect", "a", "b"],
             &["ls", "x"],

@@ -169,8 +169,8 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut out = open_output(opts.file.as_deref())?;
     let (backing, ring) = opts.name.backing();
     let ring_opts = RingOptions::new(opts.ring_size).backing(backing);
-    let mut rx =
-        spsc::Consumer::create_or_open(ring, &ring_opts).map_err(|e| Failure::setup(&e))?;
+    let mut rx = spsc::Consumer::create_or_open(ring, &ring_opts)
+        .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Consumer, "recv");
 
     // The hello: refuse (and leave in the ring) anything longer.

@@ -8,13 +8,13 @@ use crate::UsageError;
 
 pub const SHORT: &str = "\
 Usage: shmlane rm [--force] [-v] NAME...
-       shmlane rm --stale [--dry-run]
+       shmlane rm --stale [--dry-run] [NAME...]
 Run 'shmlane rm --help' for details.
 ";
 
 pub const USAGE: &str = "\
 Usage: shmlane rm [--force] [-v] NAME...
-       shmlane rm --stale [--dry-run]
+       shmlane rm --stale [--dry-run] [NAME...]
 
 Removes the rings NAME... (/dev/shm/NAME, or sysv:KEY). Processes that have a
 ring open keep using it until they close it; its name is free at once. A name
@@ -22,8 +22,9 @@ that is not a shmlane ring is refused unless --force is given.
 
 With --stale, removes every ring on this host that no live process uses: no
 endpoint attached and alive, and no live creator (a ring still being created,
-or made by a process that is waiting for its endpoints, is kept). Each is read
-again right before it is removed. Prints the names it removes.
+or made by a process that is waiting for its endpoints, is kept); with names,
+only those of NAME... that are stale. Each is read again right before it is
+removed. Prints the names it removes.
 
 Options:
   --stale      Remove every stale ring instead of named ones
@@ -72,9 +73,6 @@ pub fn parse(mut args: Args) -> Result<Options, UsageError> {
                 .push(RingName::parse(&v).map_err(|e| args.error(e))?),
         }
     }
-    if o.stale && !o.names.is_empty() {
-        return Err(args.error("give either --stale or names, not both".into()));
-    }
     if !o.stale && o.names.is_empty() {
         return Err(args.error("no ring name given (or --stale)".into()));
     }
@@ -86,7 +84,7 @@ pub fn parse(mut args: Args) -> Result<Options, UsageError> {
 
 pub fn run(opts: &Options) -> Result<(), Failure> {
     if opts.stale {
-        return remove_stale(opts.dry_run);
+        return remove_stale(&opts.names, opts.dry_run);
     }
     let mut failed = 0;
     let mut worst = 0;
@@ -151,17 +149,32 @@ fn remove_one(name: &RingName, force: bool) -> Result<(), Failure> {
     })
 }
 
-fn remove_stale(dry_run: bool) -> Result<(), Failure> {
-    if dry_run {
-        let rings = shmlane::inspect::list().map_err(|e| Failure::setup(&e))?;
-        for r in rings.iter().filter(|r| r.is_stale()) {
-            println!("would remove {}", r.name);
+fn remove_stale(names: &[RingName], dry_run: bool) -> Result<(), Failure> {
+    if names.is_empty() {
+        if dry_run {
+            let rings = shmlane::inspect::list().map_err(|e| Failure::setup(&e))?;
+            for r in rings.iter().filter(|r| r.is_stale()) {
+                println!("would remove {}", r.name);
+            }
+            return Ok(());
+        }
+        let removed = shmlane::inspect::remove_stale().map_err(|e| Failure::setup(&e))?;
+        for name in removed {
+            println!("removed {name}");
         }
         return Ok(());
     }
-    let removed = shmlane::inspect::remove_stale().map_err(|e| Failure::setup(&e))?;
-    for name in removed {
-        println!("removed {name}");
+    for name in names {
+        let name = name.to_string();
+        if dry_run {
+            match shmlane::inspect::inspect(&name) {
+                Ok(info) if info.is_stale() => println!("would remove {name}"),
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(Failure::setup(&e)),
+            }
+        } else if shmlane::inspect::remove_if_stale(&name).map_err(|e| Failure::setup(&e))? {
+            println!("removed {name}");
+        }
     }
     Ok(())
 }

@@ -284,6 +284,24 @@ impl Session {
     }
 }
 
+/// The failure of `create_or_open` on `name`. A segment the library finds corrupt may
+/// not be a ring at all: inspection tells, by its magic, and the message says so.
+pub fn open_failure(name: &RingName, e: shmlane::Error) -> Failure {
+    use shmlane::Error as E;
+    if let E::Corrupt { .. } | E::Incompatible { .. } | E::NotReady { .. } = e {
+        if let Err(E::Corrupt {
+            field: "magic" | "segment size" | "file type",
+            ..
+        }) = shmlane::inspect::inspect(&name.to_string())
+        {
+            return Failure::bad_use(format!(
+                "{name} is not a shmlane segment, so not a ring send or recv can use ({e})"
+            ));
+        }
+    }
+    Failure::setup(&e)
+}
+
 /// Reads into `buf`, retrying when interrupted by a signal.
 pub fn read_retry(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
