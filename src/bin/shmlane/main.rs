@@ -4,7 +4,7 @@
 //!   two shell commands, over an SPSC ring (the wire format is in [`pipe`]);
 //! - `shmlane inspect`, `ls`, `rm` ([`inspect`], [`ls`], [`rm`]): look at and remove
 //!   rings, through the library's `shmlane::inspect`;
-//! - `shmlane bench` ([`bench`]) measures shmlane's round-trip latency and one-way
+//! - `shmlane bench` ([`mod@bench`]) measures shmlane's round-trip latency and one-way
 //!   throughput beside a pipe, a UNIX stream socket and the raw shared-cache-line
 //!   floor, with real forked processes, in one run.
 //!
