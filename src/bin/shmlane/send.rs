@@ -103,9 +103,11 @@ fn open_input(path: Option<&str>) -> Result<Input, Failure> {
     Ok(Input { file, label, len })
 }
 
-/// Bytes read from the input at a time when its length is known: a quarter of the
-/// default ring, so that each write fills one fragment.
-const READ_BUF: usize = 256 << 10;
+/// Bytes read from the input at a time when its length is known. The writer cuts
+/// them into fragments (a quarter of the ring) and waits for room between them; large
+/// reads mean few system calls (measured: 1 MiB reads moved 4 GiB through a 1 MiB ring
+/// ~5% faster than 256 KiB ones, 64 KiB about as fast as 1 MiB).
+const READ_BUF: usize = 1 << 20;
 
 fn send_error(e: SendError, sent: u64) -> Failure {
     match e {

@@ -74,11 +74,17 @@ pub const HELLO_LEN: usize = 16;
 /// `length` of a transfer of unknown length, sent in chunks.
 pub const UNKNOWN_LENGTH: u64 = u64::MAX;
 
-/// Ring size when `--ring-size` is not given: 1 MiB. Measured on the development VM
-/// (README, `shmlane bench`), a 1 MiB ring streams at 50 GB/s, an order of magnitude
-/// above what a file, a disk or another process feeds it, and it stays in the CPU's
-/// caches; a larger ring only costs memory in /dev/shm (4 MiB measured the same on the
-/// 4 GiB transfer of the `cli` note). It absorbs ~1 ms of jitter at 1 GB/s.
+/// Ring size when `--ring-size` is not given: 1 MiB.
+///
+/// - It is not the bottleneck: `shmlane bench` streams 50 GB/s through a 1 MiB ring,
+///   and a 4 GiB file from the page cache to /dev/null went through `send`/`recv` at
+///   ~10 GB/s with a 1 MiB ring and the same with a 4 MiB one (within the noise of a
+///   shared 2-vCPU VM); writing the output to a disk file, the disk sets the pace
+///   (~2 GB/s here).
+/// - It stays in the CPU's caches, and it absorbs about 1 ms of stall of either end at
+///   1 GB/s.
+/// - It is small where /dev/shm is small: a container's is 64 MiB by default, room for
+///   sixty 1 MiB transfers at once but only fifteen of 4 MiB.
 pub const DEFAULT_RING: usize = 1 << 20;
 
 /// The hello message for a transfer of `length` bytes (or [`UNKNOWN_LENGTH`]).
