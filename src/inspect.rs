@@ -788,7 +788,8 @@ impl Probe {
         crate::validate_name(name)?;
         let fd: OwnedFd = match shm_open(
             name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            // O_NONBLOCK: a FIFO put in /dev/shm must not block us (no effect on files).
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
@@ -962,7 +963,8 @@ pub fn inspect(name: &str) -> Result<RingInfo, Error> {
 /// Every shmlane ring on this host that this process may read: the POSIX objects in
 /// `/dev/shm` whose header has shmlane's magic (other files are skipped, as are
 /// segments whose creator has not written the magic yet), then the SysV segments of
-/// `/proc/sysvipc/shm` that are shmlane rings. Sorted by name within each.
+/// `/proc/sysvipc/shm` that are shmlane rings (each attached read-only for the moment
+/// it takes to copy its header). Sorted by name within each.
 ///
 /// Fails only if `/dev/shm` cannot be listed; a segment that vanishes or cannot be
 /// read while we look is left out.

@@ -43,7 +43,7 @@ Commands:
   rm       Remove rings by name, or every stale one (--stale)
   bench    Measure round-trip latency and one-way throughput of shmlane beside
            pipes, UNIX sockets and a raw shared cache line, in one run
-  help     Print this help, or a command's help: shmlane help send
+  help     Print this help, or a command's help: shmlane help bench
 
 Options:
   -h, --help       Print this help
@@ -87,13 +87,13 @@ Exit status: 0 when the run completed (whether or not targets were met),
 enum Command {
     /// Print this text on stdout.
     Print(&'static str),
-    Version,
-    Bench(bench::Options),
     Send(send::Options),
     Recv(recv::Options),
     Inspect(inspect::Options),
     Ls(ls::Options),
     Rm(rm::Options),
+    Version,
+    Bench(bench::Options),
 }
 
 /// A usage error: the message and the help to show after it.
@@ -121,32 +121,6 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError
     match first.as_str() {
         "-h" | "--help" => Ok(Command::Print(USAGE)),
         "-V" | "--version" => Ok(Command::Version),
-        "help" => match args.next().map(utf8).transpose()?.as_deref() {
-            None => Ok(Command::Print(USAGE)),
-            Some("bench") => Ok(Command::Print(BENCH_USAGE)),
-            Some("help") => Ok(Command::Print(USAGE)),
-            Some(other) => match help_of(other) {
-                Some(help) => Ok(Command::Print(help)),
-                None => Err(usage_error(format!("unknown command '{other}'"), USAGE)),
-            },
-        },
-        "bench" => {
-            let mut opts = bench::Options::default();
-            for arg in args {
-                match utf8(arg)?.as_str() {
-                    "--quick" => opts.quick = true,
-                    "--json" => opts.json = true,
-                    "-h" | "--help" => return Ok(Command::Print(BENCH_USAGE)),
-                    other => {
-                        return Err(usage_error(
-                            format!("unknown argument '{other}' for 'shmlane bench'"),
-                            BENCH_SHORT,
-                        ))
-                    }
-                }
-            }
-            Ok(Command::Bench(opts))
-        }
         "send" => sub(
             args,
             "send",
@@ -173,6 +147,32 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError
         ),
         "ls" => sub(args, "ls", ls::SHORT, ls::USAGE, ls::parse, Command::Ls),
         "rm" => sub(args, "rm", rm::SHORT, rm::USAGE, rm::parse, Command::Rm),
+        "help" => match args.next().map(utf8).transpose()?.as_deref() {
+            None => Ok(Command::Print(USAGE)),
+            Some("bench") => Ok(Command::Print(BENCH_USAGE)),
+            Some("help") => Ok(Command::Print(USAGE)),
+            Some(other) => match help_of(other) {
+                Some(help) => Ok(Command::Print(help)),
+                None => Err(usage_error(format!("unknown command '{other}'"), USAGE)),
+            },
+        },
+        "bench" => {
+            let mut opts = bench::Options::default();
+            for arg in args {
+                match utf8(arg)?.as_str() {
+                    "--quick" => opts.quick = true,
+                    "--json" => opts.json = true,
+                    "-h" | "--help" => return Ok(Command::Print(BENCH_USAGE)),
+                    other => {
+                        return Err(usage_error(
+                            format!("unknown argument '{other}' for 'shmlane bench'"),
+                            BENCH_SHORT,
+                        ))
+                    }
+                }
+            }
+            Ok(Command::Bench(opts))
+        }
         other if other.starts_with('-') => {
             Err(usage_error(format!("unknown option '{other}'"), USAGE))
         }
@@ -218,6 +218,11 @@ fn main() -> ExitCode {
         }
     };
     match command {
+        Command::Send(opts) => exit::report("send", send::run(&opts)),
+        Command::Recv(opts) => exit::report("recv", recv::run(&opts)),
+        Command::Inspect(opts) => exit::report("inspect", inspect::run(&opts)),
+        Command::Ls(opts) => exit::report("ls", ls::run(&opts)),
+        Command::Rm(opts) => exit::report("rm", rm::run(&opts)),
         Command::Print(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -233,11 +238,6 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code())
             }
         },
-        Command::Send(opts) => exit::report("send", send::run(&opts)),
-        Command::Recv(opts) => exit::report("recv", recv::run(&opts)),
-        Command::Inspect(opts) => exit::report("inspect", inspect::run(&opts)),
-        Command::Ls(opts) => exit::report("ls", ls::run(&opts)),
-        Command::Rm(opts) => exit::report("rm", rm::run(&opts)),
     }
 }
 
