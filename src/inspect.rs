@@ -1179,6 +1179,38 @@ mod tests {
         copy
     }
 
+    /// A valid header of a 4096-byte MPMC ring of 64-byte cells, in a private copy.
+    fn valid_mpmc_copy() -> Box<HeaderCopy> {
+        let mut copy = HeaderCopy::zeroed();
+        let params = crate::header::RingParams::new_mpmc(4096, 64, 8, 1 << 20, 0).unwrap();
+        copy.header()
+            .init(&params, params.segment_len() as u64, None);
+        copy
+    }
+
+    #[test]
+    fn an_mpmc_header_in_words() {
+        let mut copy = valid_mpmc_copy();
+        {
+            let h = copy.header();
+            // Ten cells claimed by producers (slot 2 writing a stream), four by consumers.
+            h.tail.store(10 | 3 << 56, Ordering::Relaxed);
+            h.head.store(4, Ordering::Relaxed);
+        }
+        let mut m = meta();
+        m.size = (HEADER_SIZE + 4096 + 64 * 16) as u64;
+        let info = describe(m, copy.header()).unwrap();
+        assert!(info.is_valid(), "{:?}", info.problems);
+        assert_eq!(
+            (info.kind, info.cell_size, info.max_endpoints),
+            (RingKind::Mpmc, 64, 8)
+        );
+        assert_eq!((info.head, info.tail, info.used), (4, 10, Some(6 * 64)));
+        assert_eq!((info.writer_stream, info.reader_stream), (Some(2), None));
+        assert_eq!(info.producers, Some(RoleCount::default()));
+        assert!(info.endpoints.is_empty(), "no slot was ever used");
+    }
+
     #[test]
     fn a_valid_header_in_words() {
         let mut copy = valid_copy();
@@ -1245,16 +1277,31 @@ mod tests {
             describe(meta(), zero.header()),
             Err(Error::NotReady { state: 0, .. })
         ));
-        // Any bytes at all: an answer, never a panic.
+        // Any bytes at all: an answer, never a panic. Valid SPSC and MPMC headers with
+        // a few bytes changed, and headers of random bytes behind the magic.
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        for round in 0..2000 {
-            let mut copy = valid_copy();
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..6000 {
+            let mut copy = match round % 3 {
+                0 => valid_copy(),
+                1 => valid_mpmc_copy(),
+                _ => {
+                    let mut c = HeaderCopy::zeroed();
+                    for chunk in c.0.chunks_exact_mut(8) {
+                        chunk.copy_from_slice(&next().to_le_bytes());
+                    }
+                    c.0[..8].copy_from_slice(&MAGIC.to_le_bytes());
+                    c
+                }
+            };
             for _ in 0..(1 + round % 16) {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let at = (rng as usize >> 8) % HEADER_SIZE;
-                copy.0[at] = rng as u8;
+                let r = next();
+                copy.0[(r as usize >> 8) % HEADER_SIZE] = r as u8;
             }
             let _ = describe(meta(), copy.header());
         }
