@@ -76,11 +76,12 @@ pub const UNKNOWN_LENGTH: u64 = u64::MAX;
 
 /// Ring size when `--ring-size` is not given: 1 MiB.
 ///
-/// - It is not the bottleneck: `shmlane bench` streams 50 GB/s through a 1 MiB ring,
-///   and a 4 GiB file from the page cache to /dev/null went through `send`/`recv` at
-///   ~10 GB/s with a 1 MiB ring and the same with a 4 MiB one (within the noise of a
-///   shared 2-vCPU VM); writing the output to a disk file, the disk sets the pace
-///   (~2 GB/s here).
+/// - It is rarely the bottleneck: `shmlane bench` streams 50 GB/s through a 1 MiB
+///   ring. A 4 GiB file from the page cache to /dev/null went through `send`/`recv`
+///   at 7-10 GB/s with a 1 MiB ring (3x `cat | cat`) and at 9-10 GB/s with a 4 MiB
+///   one: the same on an idle 2-vCPU VM, up to a quarter faster for 4 MiB when a third
+///   process competed for the CPUs (a bigger ring rides out longer descheduling).
+///   Writing the output to a disk file, the file system set the pace (1.5-2 GB/s).
 /// - It stays in the CPU's caches, and it absorbs about 1 ms of stall of either end at
 ///   1 GB/s.
 /// - It is small where /dev/shm is small: a container's is 64 MiB by default, room for
