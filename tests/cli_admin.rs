@@ -2,6 +2,9 @@
 //! `rm` refuses what is not a ring, and `rm --stale` removes the rings whose processes
 //! are dead and keeps those with a live endpoint.
 
+// The binary exists only with the `cli` feature.
+#![cfg(feature = "cli")]
+
 mod cli_util;
 
 use std::process::Stdio;

@@ -1,5 +1,8 @@
 //! `shmlane` prints a help for every command, and usage errors exit with status 2.
 
+// The binary exists only with the `cli` feature.
+#![cfg(feature = "cli")]
+
 mod cli_util;
 
 use cli_util::run;
