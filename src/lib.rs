@@ -11,6 +11,10 @@
 //! - **Untrusted memory**: every cursor, length and flag read from the segment is
 //!   validated before use; an impossible value is an error ([`Corruption`]), never
 //!   undefined behaviour.
+//! - **Looking from outside** ([`inspect`]): describe a ring's header, cursors and
+//!   endpoints without attaching to it, list the rings on the host, and remove those
+//!   whose processes are gone (what `shmlane inspect`, `ls` and `rm --stale` print and
+//!   do).
 //!
 //! # Two processes
 //!
@@ -75,6 +79,8 @@ pub(crate) mod frame;
 #[cfg(not(loom))]
 pub mod fuzzing;
 pub(crate) mod header;
+#[cfg(not(loom))]
+pub mod inspect;
 mod message;
 pub mod mpmc;
 mod options;

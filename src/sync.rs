@@ -83,3 +83,22 @@ pub(crate) unsafe fn atomic_u64_at<'a>(ptr: *mut u64) -> &'a AtomicU64 {
     // racing non-atomic accesses, which is what `from_ptr` requires.
     unsafe { AtomicU64::from_ptr(ptr) }
 }
+
+/// Reads an 8-byte-aligned word of a mapping that may be read-only (a SysV segment
+/// attached with `SHM_RDONLY`, for inspection), with a Relaxed atomic load: the one
+/// atomic access the standard library allows on read-only memory.
+///
+/// # Safety
+///
+/// - `ptr` is non-null, 8-byte aligned and valid for reads of 8 bytes during the call;
+/// - every access to those 8 bytes that may race with this one is atomic.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) unsafe fn load_relaxed_u64(ptr: *const u64) -> u64 {
+    debug_assert!(!ptr.is_null() && ptr as usize % 8 == 0);
+    // SAFETY: the caller guarantees alignment and validity for reads and that racing
+    // accesses are atomic; a Relaxed load of a register-sized atomic is allowed on
+    // read-only memory ("Atomic accesses to read-only memory", `std::sync::atomic`),
+    // and `load` never writes through the reference.
+    unsafe { AtomicU64::from_ptr(ptr.cast_mut()) }.load(Ordering::Relaxed)
+}

@@ -1,0 +1,341 @@
+//! A small argument parser shared by the commands, and the parsers of the values they
+//! take: sizes (`1M`), durations (`10s`) and ring names (`/frames`, `sysv:0x1234`).
+//!
+//! Options are `--name`, `--name VALUE`, `--name=VALUE` or a one-letter `-n VALUE`;
+//! `--` ends the options; `-` alone is an operand (stdin or stdout).
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fmt;
+use std::time::Duration;
+
+use crate::{usage_error, UsageError};
+
+/// One argument: an option (with its leading dashes) or an operand.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arg {
+    Opt(String),
+    Operand(String),
+}
+
+/// The arguments of one command, after the command's name.
+#[derive(Debug)]
+pub struct Args {
+    args: VecDeque<String>,
+    command: &'static str,
+    /// Shown after a usage error.
+    short: &'static str,
+    /// After `--` every argument is an operand.
+    operands_only: bool,
+    /// The option returned last, for `value` and messages.
+    current: String,
+    /// The `VALUE` of `--name=VALUE` for the option returned last.
+    inline_value: Option<String>,
+}
+
+impl Args {
+    pub fn new(
+        args: impl IntoIterator<Item = OsString>,
+        command: &'static str,
+        short: &'static str,
+    ) -> Result<Args, UsageError> {
+        let args = args
+            .into_iter()
+            .map(|a| {
+                a.into_string()
+                    .map_err(|a| usage_error(format!("argument {a:?} is not valid UTF-8"), short))
+            })
+            .collect::<Result<VecDeque<_>, _>>()?;
+        Ok(Args {
+            args,
+            command,
+            short,
+            operands_only: false,
+            current: String::new(),
+            inline_value: None,
+        })
+    }
+
+    /// Whether `-h` or `--help` is among the options.
+    pub fn wants_help(&self) -> bool {
+        self.args
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == "-h" || a == "--help")
+    }
+
+    /// The next argument.
+    pub fn next(&mut self) -> Result<Option<Arg>, UsageError> {
+        if let Some(v) = self.inline_value.take() {
+            return Err(self.error(format!(
+                "option '{}' takes no value (got '{v}')",
+                self.current
+            )));
+        }
+        let Some(arg) = self.args.pop_front() else {
+            return Ok(None);
+        };
+        if self.operands_only || arg == "-" || !arg.starts_with('-') {
+            return Ok(Some(Arg::Operand(arg)));
+        }
+        if arg == "--" {
+            self.operands_only = true;
+            return self.next();
+        }
+        match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                self.current = name.to_string();
+                self.inline_value = Some(value.to_string());
+            }
+            _ => self.current = arg,
+        }
+        Ok(Some(Arg::Opt(self.current.clone())))
+    }
+
+    /// The value of the option returned last.
+    pub fn value(&mut self) -> Result<String, UsageError> {
+        if let Some(v) = self.inline_value.take() {
+            return Ok(v);
+        }
+        match self.args.pop_front() {
+            Some(v) if v != "--" => Ok(v),
+            _ => Err(self.error(format!("option '{}' needs a value", self.current))),
+        }
+    }
+
+    /// The value of the option returned last, parsed by `parse`.
+    pub fn parsed<T>(
+        &mut self,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, UsageError> {
+        let v = self.value()?;
+        parse(&v).map_err(|e| self.error(format!("{}: {e}", self.current)))
+    }
+
+    /// A usage error of this command.
+    pub fn error(&self, message: String) -> UsageError {
+        usage_error(message, self.short)
+    }
+
+    /// "unknown option" for the option returned last.
+    pub fn unknown(&self) -> UsageError {
+        self.error(format!(
+            "unknown option '{}' for 'shmlane {}'",
+            self.current, self.command
+        ))
+    }
+
+    /// "unexpected operand".
+    pub fn extra(&self, operand: &str) -> UsageError {
+        self.error(format!(
+            "unexpected argument '{operand}' for 'shmlane {}'",
+            self.command
+        ))
+    }
+}
+
+/// Parses a byte size: a number with an optional unit `K`, `M`, `G` (powers of 1024;
+/// `KiB`, `k`, `KB` mean the same) or `B`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a size (examples: 65536, 64K, 1M, 4MiB)"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 65536, 64K, 1M, 4MiB)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// Parses a duration: seconds (`10`, `1.5`), or a number with `ms`, `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "'{s}' is not a duration (examples: 10, 2.5s, 500ms, 1m)"
+            ))
+        }
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (examples: 10, 2.5s, 500ms, 1m)"))?;
+    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("'{s}' is out of range"))
+}
+
+/// A ring's name as the commands take it: a POSIX name, with or without its leading
+/// slash (`frames` is `/frames`), or a SysV key (`sysv:0x5348ab01`, `sysv:12345`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RingName {
+    Posix(String),
+    SysV(i32),
+}
+
+impl RingName {
+    pub fn parse(s: &str) -> Result<RingName, String> {
+        if let Some(rest) = s.strip_prefix("sysv:") {
+            let key = match rest.strip_prefix("0x").or_else(|| rest.strip_prefix("0X")) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok().map(|k| k as i32),
+                None => rest.parse::<i32>().ok(),
+            };
+            return match key {
+                Some(0) => Err(format!(
+                    "invalid ring name '{s}': SysV key 0 is IPC_PRIVATE, which nobody can open"
+                )),
+                Some(key) => Ok(RingName::SysV(key)),
+                None => Err(format!(
+                    "invalid ring name '{s}': a SysV ring is sysv: and its key, e.g. sysv:0x5348ab01"
+                )),
+            };
+        }
+        let name = if s.starts_with('/') {
+            s.to_string()
+        } else {
+            format!("/{s}")
+        };
+        match shmlane::validate_name(&name) {
+            Ok(()) => Ok(RingName::Posix(name)),
+            Err(shmlane::Error::InvalidName { reason, .. }) => {
+                Err(format!("invalid ring name '{s}': {reason}"))
+            }
+            Err(e) => Err(format!("invalid ring name '{s}': {e}")),
+        }
+    }
+
+    /// The backing `create_or_open` is to use, and the name to give it.
+    pub fn backing(&self) -> (shmlane::Backing, &str) {
+        match self {
+            RingName::Posix(n) => (shmlane::Backing::Posix, n),
+            RingName::SysV(key) => (shmlane::Backing::SysV { key: *key }, ""),
+        }
+    }
+
+    /// Removes the ring's name (POSIX) or the segment (SysV).
+    pub fn remove(&self) -> Result<(), shmlane::Error> {
+        match self {
+            RingName::Posix(n) => shmlane::remove(n),
+            RingName::SysV(key) => shmlane::remove_sysv(*key),
+        }
+    }
+}
+
+impl fmt::Display for RingName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingName::Posix(n) => f.write_str(n),
+            RingName::SysV(key) => write!(f, "sysv:{:#010x}", *key as u32),
+        }
+    }
+}
+
+/// `1.50 MiB`, `512 B`, `4.00 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v >= 100.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else if v >= 10.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::new(list.iter().map(OsString::from), "test", "short").unwrap()
+    }
+
+    #[test]
+    fn options_values_and_operands() {
+        let mut a = args(&["--ring-size", "1M", "--timeout=5", "name", "-", "--", "--x"]);
+        assert_eq!(a.next().unwrap(), Some(Arg::Opt("--ring-size".into())));
+        assert_eq!(a.parsed(parse_size).unwrap(), 1 << 20);
+        assert_eq!(a.next().unwrap(), Some(Arg::Opt("--timeout".into())));
+        assert_eq!(a.parsed(parse_duration).unwrap(), Duration::from_secs(5));
+        assert_eq!(a.next().unwrap(), Some(Arg::Operand("name".into())));
+        assert_eq!(a.next().unwrap(), Some(Arg::Operand("-".into())));
+        assert_eq!(a.next().unwrap(), Some(Arg::Operand("--x".into())));
+        assert_eq!(a.next().unwrap(), None);
+    }
+
+    #[test]
+    fn option_errors() {
+        let mut a = args(&["--json=yes"]);
+        a.next().unwrap();
+        assert!(a.next().unwrap_err().message.contains("takes no value"));
+        let mut a = args(&["--timeout"]);
+        a.next().unwrap();
+        assert!(a.value().unwrap_err().message.contains("needs a value"));
+        let mut a = args(&["--ring-size", "lots"]);
+        a.next().unwrap();
+        let e = a.parsed(parse_size).unwrap_err();
+        assert!(e.message.contains("--ring-size") && e.message.contains("lots"));
+        assert!(args(&["x", "--help"]).wants_help());
+        assert!(!args(&["--", "--help"]).wants_help());
+    }
+
+    #[test]
+    fn sizes_durations_names() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("1.5M").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            RingName::parse("frames"),
+            Ok(RingName::Posix("/frames".into()))
+        );
+        assert_eq!(
+            RingName::parse("/frames"),
+            Ok(RingName::Posix("/frames".into()))
+        );
+        assert_eq!(RingName::parse("sysv:0x10"), Ok(RingName::SysV(16)));
+        assert_eq!(RingName::SysV(16).to_string(), "sysv:0x00000010");
+        assert!(RingName::parse("a/b").is_err());
+        assert!(RingName::parse("/").is_err());
+        assert!(RingName::parse("sysv:0").is_err());
+        assert!(RingName::parse(&"x".repeat(300)).is_err());
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(4 << 30), "4.00 GiB");
+    }
+}

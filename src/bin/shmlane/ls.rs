@@ -1,0 +1,125 @@
+//! `shmlane ls [--json]`: the shmlane rings on this host, through
+//! `shmlane::inspect::list`.
+
+use shmlane::inspect::{RingInfo, SegmentState};
+
+use crate::args::{human_bytes, Arg, Args};
+use crate::exit::Failure;
+use crate::inspect::ring_json;
+use crate::json::Value;
+use crate::UsageError;
+
+pub const SHORT: &str = "\
+Usage: shmlane ls [--json]
+Run 'shmlane ls --help' for details.
+";
+
+pub const USAGE: &str = "\
+Usage: shmlane ls [--json]
+
+Lists the shmlane rings on this host that this user may read: the files in
+/dev/shm that hold a shmlane header (other files are left out), then the
+System V segments that do. For each: its name, kind, segment size, capacity,
+fill level, how many endpoints are attached and alive, and its state, with
+'stale' when no live process uses it ('shmlane rm --stale' removes those) and
+'problems' when its header does not validate ('shmlane inspect NAME' says what
+is wrong).
+
+Options:
+  --json       Print a JSON array with one object per ring, as 'shmlane
+               inspect --json' prints it
+  -h, --help   Print this help
+
+Exit status: 0 when the rings were listed (none is fine), 1 when /dev/shm
+cannot be read, 2 for a usage error.
+";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub json: bool,
+}
+
+pub fn parse(mut args: Args) -> Result<Options, UsageError> {
+    let mut json = false;
+    while let Some(arg) = args.next()? {
+        match arg {
+            Arg::Opt(o) if o == "--json" => json = true,
+            Arg::Opt(_) => return Err(args.unknown()),
+            Arg::Operand(v) => return Err(args.extra(&v)),
+        }
+    }
+    Ok(Options { json })
+}
+
+pub fn run(opts: &Options) -> Result<(), Failure> {
+    let rings = shmlane::inspect::list().map_err(|e| Failure::setup(&e))?;
+    if opts.json {
+        print!(
+            "{}",
+            Value::Array(rings.iter().map(ring_json).collect()).pretty()
+        );
+    } else {
+        print!("{}", table(&rings));
+    }
+    Ok(())
+}
+
+/// The state column: the segment state, then what needs attention.
+fn state(r: &RingInfo) -> String {
+    let mut s = match r.state {
+        SegmentState::Unknown(w) => format!("unknown ({w:#x})"),
+        st => st.as_str().to_string(),
+    };
+    if r.is_stale() {
+        s.push_str(", stale");
+    }
+    if !r.is_valid() {
+        s.push_str(", problems");
+    }
+    s
+}
+
+/// The rings as a table with a header line.
+pub fn table(rings: &[RingInfo]) -> String {
+    let rows: Vec<[String; 7]> = rings
+        .iter()
+        .map(|r| {
+            let used = match r.used {
+                Some(u) if r.capacity > 0 => human_bytes(u),
+                _ => "?".to_string(),
+            };
+            [
+                r.name.clone(),
+                r.kind.as_str().to_string(),
+                human_bytes(r.segment_size),
+                human_bytes(r.capacity),
+                used,
+                format!("{}/{}", r.live_endpoints(), r.endpoints.len()),
+                state(r),
+            ]
+        })
+        .collect();
+    let head = ["NAME", "KIND", "SIZE", "CAPACITY", "USED", "ALIVE", "STATE"];
+    let mut widths = head.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut push = |cells: [&str; 7]| {
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    push(head);
+    for row in &rows {
+        push(row.each_ref().map(String::as_str));
+    }
+    out
+}

@@ -1,0 +1,345 @@
+//! The watch over the peer: a thread that looks at the ring from outside while the
+//! transfer runs, and ends the process when waiting can no longer succeed.
+//!
+//! The library notices a peer that detaches; it does not yet notice one that dies
+//! without detaching (SIGKILL, a crash): its endpoint slot still says attached, and a
+//! wait for it would never end. Until the library detects dead peers itself (issue 4),
+//! this thread does, for the command: every [`PERIOD`] it reads the ring's header
+//! through a [`Probe`] (opened once, so it still sees the ring after its name is
+//! removed) and, while the main thread is inside a wait on the ring,
+//!
+//! - if the peer's slot says attached but its process is dead, and the main thread has
+//!   waited for at least [`GRACE`] (so that it has polled the ring several times and
+//!   found nothing more to read, or no room: a dead peer can still have left data for
+//!   a receiver), it exits with [`PEER_GONE`];
+//! - if `--timeout` has passed in this one wait, it exits with [`TIMEOUT`].
+//!
+//! Either way it first removes the ring's name if no live peer is left to do it. The
+//! main thread calls [`Watch::finish`] before it exits or reports anything; from then
+//! on the watch exits nothing, so the process never has two threads exiting at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shmlane::inspect::{EndpointInfo, EndpointRole, EndpointState, Probe};
+
+use crate::args::RingName;
+use crate::exit::{PEER_GONE, TIMEOUT};
+
+/// How often the watch looks at the ring.
+pub const PERIOD: Duration = Duration::from_millis(100);
+/// How long the main thread must have waited before a dead peer ends the transfer:
+/// ten of the library's 50 ms park slices, after each of which it polls the ring.
+pub const GRACE: Duration = Duration::from_millis(500);
+
+/// What the watch needs to know.
+#[derive(Debug)]
+pub struct Config {
+    /// `"send"` or `"recv"`, for messages.
+    pub command: &'static str,
+    /// Our role; the peer has the other one.
+    pub me: EndpointRole,
+    pub name: RingName,
+    pub timeout: Option<Duration>,
+    /// Start messages on a new line (a progress bar is on the terminal).
+    pub newline_first: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    probe: Option<Arc<Probe>>,
+    start: Instant,
+    /// When the main thread entered the wait it is in, as nanoseconds since `start`
+    /// plus one; 0 while it is not waiting on the ring.
+    waiting_since: AtomicU64,
+    /// Whether the main thread has finished: from then on the watch must not exit the
+    /// process. Held by the watch while it exits.
+    finished: Mutex<bool>,
+    /// Wakes the watch to stop.
+    stop: Condvar,
+}
+
+/// The running watch. Dropping it finishes it.
+#[derive(Debug)]
+pub struct Watch {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Starts watching. Without a probe (the ring could not be inspected) only the
+    /// timeout is watched.
+    pub fn start(probe: Option<Arc<Probe>>, config: Config) -> Watch {
+        let shared = Arc::new(Shared {
+            config,
+            probe,
+            start: Instant::now(),
+            waiting_since: AtomicU64::new(0),
+            finished: Mutex::new(false),
+            stop: Condvar::new(),
+        });
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("shmlane-watch".into())
+                .spawn(move || watch(&shared))
+                .ok()
+        };
+        Watch { shared, thread }
+    }
+
+    /// Runs `f`, a call that may wait on the ring, as a watched wait.
+    pub fn wait<T>(&self, f: impl FnOnce() -> T) -> T {
+        let since = self.shared.start.elapsed().as_nanos() as u64 + 1;
+        self.shared.waiting_since.store(since, Ordering::Release);
+        let r = f();
+        self.shared.waiting_since.store(0, Ordering::Release);
+        r
+    }
+
+    /// Stops the watch; after this returns it exits nothing. If the watch is exiting
+    /// the process at this moment, this never returns.
+    pub fn finish(&mut self) {
+        {
+            let mut finished = lock(&self.shared.finished);
+            *finished = true;
+            self.shared.stop.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn lock(m: &Mutex<bool>) -> std::sync::MutexGuard<'_, bool> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn role_word(role: EndpointRole) -> &'static str {
+    match role {
+        EndpointRole::Producer => "sender",
+        EndpointRole::Consumer => "receiver",
+        _ => "peer",
+    }
+}
+
+/// The peer's role.
+pub fn peer_of(me: EndpointRole) -> EndpointRole {
+    match me {
+        EndpointRole::Producer => EndpointRole::Consumer,
+        _ => EndpointRole::Producer,
+    }
+}
+
+/// What the watch decides after one look.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Wait,
+    /// Exit with this status and message; remove the name first if asked.
+    Exit {
+        code: u8,
+        message: String,
+        remove: bool,
+    },
+}
+
+/// The decision of one look, from how long the main thread has waited (`None`: it is
+/// not waiting), the peer's slot (`None`: unknown) and the ring's fill level.
+pub fn judge(
+    me: EndpointRole,
+    waited: Option<Duration>,
+    peer: Option<EndpointInfo>,
+    used: Option<u64>,
+    timeout: Option<Duration>,
+) -> Verdict {
+    let Some(waited) = waited else {
+        return Verdict::Wait;
+    };
+    let who = role_word(peer_of(me));
+    if let Some(p) = peer {
+        if p.state == EndpointState::Attached && !p.alive && waited >= GRACE {
+            // A receiver drains what a dead sender left before giving up; with
+            // inconsistent cursors it gives up after a longer wait.
+            let drained = me != EndpointRole::Consumer || used == Some(0) || waited >= GRACE * 4;
+            if drained {
+                return Verdict::Exit {
+                    code: PEER_GONE,
+                    message: format!(
+                        "the {who} (pid {}) died without finishing the transfer",
+                        p.pid
+                    ),
+                    remove: true,
+                };
+            }
+        }
+    }
+    match timeout {
+        Some(t) if waited >= t => {
+            let secs = format!("{:.1} s", t.as_secs_f64());
+            let (message, remove) = match peer {
+                Some(p) if p.state == EndpointState::Attached && p.alive => (
+                    match me {
+                        EndpointRole::Producer => {
+                            format!(
+                                "timed out: the {who} (pid {}) made no room for {secs}",
+                                p.pid
+                            )
+                        }
+                        _ => format!(
+                            "timed out: the {who} (pid {}) sent nothing for {secs}",
+                            p.pid
+                        ),
+                    },
+                    false,
+                ),
+                Some(p) if p.state == EndpointState::Vacant => {
+                    (format!("timed out: no {who} came within {secs}"), true)
+                }
+                Some(_) => (format!("timed out after {secs}: the {who} is gone"), true),
+                None => (
+                    format!("timed out after {secs} waiting for the {who}"),
+                    false,
+                ),
+            };
+            Verdict::Exit {
+                code: TIMEOUT,
+                message,
+                remove,
+            }
+        }
+        _ => Verdict::Wait,
+    }
+}
+
+fn watch(shared: &Shared) {
+    let cfg = &shared.config;
+    loop {
+        {
+            let finished = lock(&shared.finished);
+            let (finished, _) = shared
+                .stop
+                .wait_timeout_while(finished, PERIOD, |f| !*f)
+                .unwrap_or_else(|e| e.into_inner());
+            if *finished {
+                return;
+            }
+        }
+        let since = shared.waiting_since.load(Ordering::Acquire);
+        let waited = (since != 0).then(|| {
+            shared
+                .start
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(since - 1))
+        });
+        if waited.is_none() {
+            continue;
+        }
+        let info = shared.probe.as_ref().and_then(|p| p.read().ok());
+        let peer = info
+            .as_ref()
+            .and_then(|i| i.endpoint(peer_of(cfg.me)))
+            .copied();
+        let used = info.as_ref().and_then(|i| i.used);
+        if let Verdict::Exit {
+            code,
+            message,
+            remove,
+        } = judge(cfg.me, waited, peer, used, cfg.timeout)
+        {
+            let finished = lock(&shared.finished);
+            if *finished {
+                return;
+            }
+            let nl = if cfg.newline_first { "\n" } else { "" };
+            eprintln!("{nl}shmlane {}: {message}", cfg.command);
+            if remove {
+                let _ = cfg.name.remove();
+            }
+            // Holding `finished`: the main thread cannot exit meanwhile.
+            std::process::exit(code.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(state: EndpointState, alive: bool) -> Option<EndpointInfo> {
+        // EndpointInfo is non-exhaustive: take one from a real ring.
+        let name = format!("/shmlane-test-watch-{}", std::process::id());
+        let _ = shmlane::remove(&name);
+        let tx = shmlane::spsc::Producer::create(&name, &shmlane::RingOptions::new(4096))
+            .expect("create");
+        let mut e = *shmlane::inspect::inspect(&name)
+            .expect("inspect")
+            .endpoint(EndpointRole::Producer)
+            .expect("producer slot");
+        drop(tx);
+        let _ = shmlane::remove(&name);
+        e.state = state;
+        e.alive = alive;
+        e.pid = 4242;
+        Some(e)
+    }
+
+    #[test]
+    fn verdicts() {
+        let ms = Duration::from_millis;
+        let c = EndpointRole::Consumer;
+        let p = EndpointRole::Producer;
+        let dead = peer(EndpointState::Attached, false);
+        let alive = peer(EndpointState::Attached, true);
+        let vacant = peer(EndpointState::Vacant, false);
+        // Not waiting: nothing to judge.
+        assert_eq!(judge(c, None, dead, Some(0), Some(ms(1))), Verdict::Wait);
+        // A dead peer ends the wait after the grace, once the ring is drained.
+        assert_eq!(judge(c, Some(ms(100)), dead, Some(0), None), Verdict::Wait);
+        assert_eq!(judge(c, Some(ms(600)), dead, Some(64), None), Verdict::Wait);
+        assert!(matches!(
+            judge(c, Some(ms(600)), dead, Some(0), None),
+            Verdict::Exit { code: PEER_GONE, remove: true, ref message } if message.contains("sender (pid 4242)")
+        ));
+        assert!(matches!(
+            judge(c, Some(ms(2100)), dead, Some(64), None),
+            Verdict::Exit {
+                code: PEER_GONE,
+                ..
+            }
+        ));
+        assert!(matches!(
+            judge(p, Some(ms(600)), dead, Some(64), None),
+            Verdict::Exit { code: PEER_GONE, ref message, .. } if message.contains("receiver")
+        ));
+        // Timeouts: a live peer keeps the ring, a missing one does not.
+        assert_eq!(
+            judge(p, Some(ms(900)), alive, None, Some(ms(1000))),
+            Verdict::Wait
+        );
+        assert!(matches!(
+            judge(p, Some(ms(1000)), alive, None, Some(ms(1000))),
+            Verdict::Exit { code: TIMEOUT, remove: false, ref message } if message.contains("made no room")
+        ));
+        assert!(matches!(
+            judge(c, Some(ms(1000)), vacant, None, Some(ms(1000))),
+            Verdict::Exit { code: TIMEOUT, remove: true, ref message } if message.contains("no sender came")
+        ));
+        assert!(matches!(
+            judge(c, Some(ms(1000)), None, None, Some(ms(1000))),
+            Verdict::Exit {
+                code: TIMEOUT,
+                remove: false,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,180 @@
+//! `shmlane rm NAME...` and `shmlane rm --stale`: remove rings.
+
+use shmlane::Error;
+
+use crate::args::{Arg, Args, RingName};
+use crate::exit::{Failure, BAD_USE, IO};
+use crate::UsageError;
+
+pub const SHORT: &str = "\
+Usage: shmlane rm [--force] [-v] NAME...
+       shmlane rm --stale [--dry-run] [NAME...]
+Run 'shmlane rm --help' for details.
+";
+
+pub const USAGE: &str = "\
+Usage: shmlane rm [--force] [-v] NAME...
+       shmlane rm --stale [--dry-run] [NAME...]
+
+Removes the rings NAME... (/dev/shm/NAME, or sysv:KEY). Processes that have a
+ring open keep using it until they close it; its name is free at once. A name
+that is not a shmlane ring is refused unless --force is given.
+
+With --stale, removes every ring on this host that no live process uses: no
+endpoint attached and alive, and no live creator (a ring still being created,
+or made by a process that is waiting for its endpoints, is kept); with names,
+only those of NAME... that are stale. Each is read again right before it is
+removed. Prints the names it removes.
+
+Options:
+  --stale      Remove every stale ring instead of named ones
+  -n, --dry-run
+               With --stale: print what would be removed, remove nothing
+  -f, --force  Remove NAME even if it is not a shmlane ring (or one whose
+               header cannot be read)
+  -v, --verbose
+               Print each name removed
+  -h, --help   Print this help
+
+Exit status: 0 when every ring was removed, 1 on an I/O error (e.g. no
+permission), 2 for a usage error, an invalid name, no such ring, or a name that
+is not a shmlane ring (without --force). With several names, every name is
+tried and the status is the worst.
+";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub names: Vec<RingName>,
+    pub stale: bool,
+    pub dry_run: bool,
+    pub force: bool,
+    pub verbose: bool,
+}
+
+pub fn parse(mut args: Args) -> Result<Options, UsageError> {
+    let mut o = Options {
+        names: Vec::new(),
+        stale: false,
+        dry_run: false,
+        force: false,
+        verbose: false,
+    };
+    while let Some(arg) = args.next()? {
+        match arg {
+            Arg::Opt(opt) => match opt.as_str() {
+                "--stale" => o.stale = true,
+                "-n" | "--dry-run" => o.dry_run = true,
+                "-f" | "--force" => o.force = true,
+                "-v" | "--verbose" => o.verbose = true,
+                _ => return Err(args.unknown()),
+            },
+            Arg::Operand(v) => o
+                .names
+                .push(RingName::parse(&v).map_err(|e| args.error(e))?),
+        }
+    }
+    if !o.stale && o.names.is_empty() {
+        return Err(args.error("no ring name given (or --stale)".into()));
+    }
+    if o.dry_run && !o.stale {
+        return Err(args.error("--dry-run goes with --stale".into()));
+    }
+    Ok(o)
+}
+
+pub fn run(opts: &Options) -> Result<(), Failure> {
+    if opts.stale {
+        return remove_stale(&opts.names, opts.dry_run);
+    }
+    let mut failed = 0;
+    let mut worst = 0;
+    for name in &opts.names {
+        match remove_one(name, opts.force) {
+            Ok(()) if opts.verbose => println!("removed {name}"),
+            Ok(()) => {}
+            Err(f) => {
+                // Each failure as it happens; the status is the worst of them.
+                eprintln!("shmlane rm: {}", f.message);
+                failed += 1;
+                if rank(f.code) > rank(worst) {
+                    worst = f.code;
+                }
+            }
+        }
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    Err(Failure::new(
+        worst,
+        format!("{failed} of {} names not removed", opts.names.len()),
+    ))
+}
+
+/// I/O errors outrank bad names: they are what an operator must look at.
+fn rank(code: u8) -> u8 {
+    match code {
+        IO => 2,
+        BAD_USE => 1,
+        _ => 0,
+    }
+}
+
+fn remove_one(name: &RingName, force: bool) -> Result<(), Failure> {
+    match shmlane::inspect::inspect(&name.to_string()) {
+        Ok(info) => {
+            let alive = info.live_endpoints();
+            if alive > 0 {
+                eprintln!(
+                    "shmlane rm: note: {name} still has {alive} live endpoint(s); they keep \
+                     using it until they close it"
+                );
+            }
+        }
+        Err(Error::NotFound { .. }) => {
+            return Err(Failure::bad_use(format!("{name}: no such ring")));
+        }
+        // Permissions and the like: say so, rather than "not a ring".
+        Err(e @ Error::Io { .. }) if !force => return Err(Failure::setup(&e)),
+        Err(e) if !force => {
+            return Err(Failure::bad_use(format!(
+                "{name} is not a shmlane ring ({e}); --force removes it anyway"
+            )));
+        }
+        Err(_) => {}
+    }
+    name.remove().map_err(|e| match e {
+        Error::NotFound { .. } => Failure::bad_use(format!("{name}: no such ring")),
+        e => Failure::setup(&e),
+    })
+}
+
+fn remove_stale(names: &[RingName], dry_run: bool) -> Result<(), Failure> {
+    if names.is_empty() {
+        if dry_run {
+            let rings = shmlane::inspect::list().map_err(|e| Failure::setup(&e))?;
+            for r in rings.iter().filter(|r| r.is_stale()) {
+                println!("would remove {}", r.name);
+            }
+            return Ok(());
+        }
+        let removed = shmlane::inspect::remove_stale().map_err(|e| Failure::setup(&e))?;
+        for name in removed {
+            println!("removed {name}");
+        }
+        return Ok(());
+    }
+    for name in names {
+        let name = name.to_string();
+        if dry_run {
+            match shmlane::inspect::inspect(&name) {
+                Ok(info) if info.is_stale() => println!("would remove {name}"),
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(Failure::setup(&e)),
+            }
+        } else if shmlane::inspect::remove_if_stale(&name).map_err(|e| Failure::setup(&e))? {
+            println!("removed {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1316 @@
+//! Looking at rings from the outside, without attaching to them: [`inspect`] one ring,
+//! [`list`] the rings on this host, [`remove_stale`] the ones nobody uses any more.
+//!
+//! ```no_run
+//! // What is in the ring "/frames", and who uses it?
+//! let info = shmlane::inspect::inspect("/frames")?;
+//! println!(
+//!     "{} ring, {} bytes, {} in use, producer alive: {}",
+//!     info.kind,
+//!     info.capacity,
+//!     info.used.unwrap_or(0),
+//!     info.endpoints.iter().any(|e| e.role == shmlane::inspect::EndpointRole::Producer && e.alive),
+//! );
+//! for problem in &info.problems {
+//!     eprintln!("header problem: {problem}");
+//! }
+//!
+//! // Every ring on this host, and the removal of those whose processes are gone.
+//! for ring in shmlane::inspect::list()? {
+//!     println!("{} {} stale: {}", ring.name, ring.capacity, ring.is_stale());
+//! }
+//! let removed = shmlane::inspect::remove_stale()?;
+//! # Ok::<(), shmlane::Error>(())
+//! ```
+//!
+//! # How a ring is read
+//!
+//! Nothing here attaches as an endpoint, takes a lock or writes a byte of the segment.
+//! The 4096-byte header is copied into private memory first (`pread` on the POSIX
+//! object's file; for SysV, word by word with Relaxed atomic loads from a read-only
+//! attachment), and read from that copy through the header's own fields, with the same
+//! [validation](crate::Error::Corrupt) endpoints run when they open a ring. So a peer
+//! that truncates the file while we look can make the copy fail, never raise SIGBUS;
+//! and a copy taken while endpoints run is a snapshot whose fields may be from slightly
+//! different moments (each 8-byte field is whole).
+//!
+//! A header that does not validate is still described: [`RingInfo::problems`] says
+//! what is wrong with it, field by field. Only a segment that is not a shmlane ring at
+//! all (wrong magic, shorter than a header) is an error.
+//!
+//! # Liveness
+//!
+//! An endpoint is alive if its slot says attached and the process whose pid the slot
+//! records is still running (not a zombie; with the same start time, where the slot
+//! records one). Pids are those of the writer's PID namespace: from another namespace
+//! (a container that shares `/dev/shm` but not its pids), liveness is unreliable.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::mman::shm_open;
+use nix::sys::stat::Mode;
+
+use crate::header::{
+    layout_hash, Header, HeaderFault, ABI, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT,
+    FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC, LAYOUT_VERSION, MAGIC,
+    NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
+    STATE_READY,
+};
+use crate::segment::shared::io_err;
+use crate::segment::sysv::segment_name;
+use crate::sync::Ordering;
+use crate::{Backing, Error, Notifier};
+
+/// Where POSIX shared-memory objects live on Linux.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// What a ring's header says, in words: parameters, state, cursors, endpoints.
+///
+/// Made by [`inspect`], [`list`] and [`Probe::read`] from one copy of the header.
+/// Values are as found: where [`problems`](Self::problems) is not empty, some of them
+/// are wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RingInfo {
+    /// The ring's name: `/name` for a POSIX ring, `sysv:0x<key>` for a SysV one.
+    pub name: String,
+    /// The kind of shared memory it lives in (never [`Backing::Memfd`]: a memfd has no
+    /// name to find it by).
+    pub backing: Backing,
+    /// The file behind a POSIX ring (`/dev/shm/name`); `None` for SysV.
+    pub path: Option<PathBuf>,
+    /// Size of the segment (`fstat`, or `shmctl(IPC_STAT)` for SysV), in bytes.
+    pub segment_size: u64,
+    /// Owner of the segment (file owner, or SysV `shm_perm.uid`).
+    pub owner_uid: u32,
+    /// Permission bits of the segment (e.g. `0o600`).
+    pub mode: u32,
+    /// SysV only: how many processes have the segment attached (`shm_nattch`), so 0
+    /// means nobody uses it whatever the endpoint table says. `None` for POSIX.
+    pub attachments: Option<u64>,
+    /// Where the creator is in publishing the header.
+    pub state: SegmentState,
+    /// SPSC byte ring or MPMC cell ring.
+    pub kind: RingKind,
+    /// Header layout version the creator wrote.
+    pub version: u32,
+    /// Whether the layout (version, header size, layout hash, word size, endianness)
+    /// is the one this build of shmlane reads and writes. If not, the other fields are
+    /// read with this build's layout and may mean nothing.
+    pub layout_matches: bool,
+    /// Size of the data region in bytes (a power of two in a valid header).
+    pub capacity: u64,
+    /// Cell size of an MPMC ring; 0 for SPSC.
+    pub cell_size: u64,
+    /// How many endpoints may be attached at once: 2 for SPSC, up to 64 for MPMC.
+    pub max_endpoints: u32,
+    /// Largest record (header, payload and padding) in bytes.
+    pub max_record: u64,
+    /// Default cap on a message a consumer reassembles in memory.
+    pub max_message: u64,
+    /// Raw creation flags.
+    pub flags: u64,
+    /// What sleeping endpoints sleep on; `None` for a notifier kind this build does not
+    /// know.
+    pub notifier: Option<Notifier>,
+    /// Whether notifiers issue no fence and sleepers pay with `membarrier` instead.
+    pub asymmetric_fences: bool,
+    /// Process id of the creator (0 if not written yet).
+    pub creator_pid: u32,
+    /// User id of the creator.
+    pub creator_uid: u32,
+    /// Creator's start time, in clock ticks since boot (`/proc/PID/stat` field 22);
+    /// 0 if unknown.
+    pub creator_start_time: u64,
+    /// Whether the creator process is still running (same pid and start time).
+    pub creator_alive: Liveness,
+    /// The consumers' position. SPSC: bytes released since creation, published
+    /// lazily (every quarter ring, when the consumer catches up, and on detach), so it
+    /// can trail the consumer's real position by up to a quarter of the capacity.
+    /// MPMC: cells claimed by consumers since creation.
+    pub head: u64,
+    /// The producers' position: bytes (SPSC) or cells (MPMC) written or claimed since
+    /// creation.
+    pub tail: u64,
+    /// Bytes in the ring that no consumer has taken yet (`tail - head`, in bytes): the
+    /// fill level and the consumers' lag. `None` if the cursors are inconsistent (see
+    /// [`problems`](Self::problems)).
+    pub used: Option<u64>,
+    /// MPMC: the endpoint slot of the producer writing a message in fragments, which
+    /// holds the other producers up until it ends (the writer-stream slot).
+    pub writer_stream: Option<usize>,
+    /// MPMC: the endpoint slot of the consumer reading a message in fragments (the
+    /// reader-stream slot).
+    pub reader_stream: Option<usize>,
+    /// MPMC: producers attached now, and attaches ever (`None` for SPSC).
+    pub producers: Option<RoleCount>,
+    /// MPMC: consumers attached now, and attaches ever (`None` for SPSC).
+    pub consumers: Option<RoleCount>,
+    /// The "data available" event count (consumers sleep on it).
+    pub data_ready: EventCountInfo,
+    /// The "space available" event count (producers sleep on it).
+    pub space_ready: EventCountInfo,
+    /// The endpoint table: every slot that is or was in use (for an SPSC ring, the
+    /// producer and consumer slots always).
+    pub endpoints: Vec<EndpointInfo>,
+    /// What is wrong with the header, one sentence per fault; empty when it
+    /// validates.
+    pub problems: Vec<String>,
+}
+
+/// Where the creator is in publishing the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SegmentState {
+    /// Nothing written yet.
+    Uninitialised,
+    /// The creator is filling the header (or died doing so).
+    Initialising,
+    /// Published: endpoints may use it.
+    Ready,
+    /// Marked unusable.
+    Poisoned,
+    /// A state word no shmlane writes.
+    Unknown(u32),
+}
+
+/// The kind of ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RingKind {
+    /// One producer, one consumer, a byte ring.
+    Spsc,
+    /// Many producers and consumers, a cell ring.
+    Mpmc,
+    /// A kind word no shmlane writes.
+    Unknown(u32),
+}
+
+/// What an endpoint slot is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointRole {
+    /// It writes messages.
+    Producer,
+    /// It reads messages.
+    Consumer,
+    /// A slot whose role this build cannot tell.
+    Unknown,
+}
+
+/// The state word of an endpoint slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointState {
+    /// Never used.
+    Vacant,
+    /// An endpoint attached and has not detached (it may have died without detaching:
+    /// see [`EndpointInfo::alive`]).
+    Attached,
+    /// The endpoint that was attached detached cleanly.
+    Detached,
+    /// A state word no shmlane writes.
+    Unknown(u32),
+}
+
+/// Whether a process is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Liveness {
+    /// It is running.
+    Alive,
+    /// It has exited (or another process has its pid now).
+    Dead,
+    /// No pid recorded.
+    Unknown,
+}
+
+/// One entry of the endpoint table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointInfo {
+    /// Index in the table.
+    pub slot: usize,
+    /// Producer or consumer.
+    pub role: EndpointRole,
+    /// The slot's state word.
+    pub state: EndpointState,
+    /// Pid of the process that attached last (0 if none ever did).
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (0 if not recorded): with the pid it
+    /// names one process life.
+    pub start_time: u64,
+    /// How many times an endpoint attached to this slot.
+    pub generation: u64,
+    /// Attached, and its process still runs.
+    pub alive: bool,
+}
+
+/// The attach counter of one role of an MPMC ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RoleCount {
+    /// Endpoints of the role attached now.
+    pub attached: u32,
+    /// Endpoints of the role that ever attached (wraps at 2^32).
+    pub ever: u32,
+}
+
+/// One event count: waiters register, notifiers bump the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct EventCountInfo {
+    /// How many times sleepers were woken (wraps at 2^32).
+    pub epoch: u32,
+    /// Endpoints registered as sleeping (or about to sleep) now.
+    pub waiters: u32,
+}
+
+impl RingInfo {
+    /// Whether the header validated: no [`problems`](Self::problems).
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// How many endpoints are attached and alive.
+    pub fn live_endpoints(&self) -> usize {
+        self.endpoints.iter().filter(|e| e.alive).count()
+    }
+
+    /// The slot of the first endpoint with `role`, if the table has one.
+    pub fn endpoint(&self, role: EndpointRole) -> Option<&EndpointInfo> {
+        self.endpoints.iter().find(|e| e.role == role)
+    }
+
+    /// Whether nobody can be using the ring any more, so removing it takes nothing
+    /// from anyone: no endpoint is attached and alive, no process has a SysV segment
+    /// attached, and its creator is not still initialising it (or, once it is ready,
+    /// still running: a process that made a ring with
+    /// [`spsc::create_ring`](crate::spsc::create_ring) and waits for its endpoints
+    /// keeps it).
+    pub fn is_stale(&self) -> bool {
+        if self.attachments == Some(0) {
+            return true;
+        }
+        if self.live_endpoints() > 0 {
+            return false;
+        }
+        match self.state {
+            // A creator between shm_open and the end of `init`: unless it is known to
+            // be dead, it is about to use the ring.
+            SegmentState::Uninitialised | SegmentState::Initialising => {
+                self.creator_alive == Liveness::Dead
+            }
+            _ => self.creator_alive != Liveness::Alive,
+        }
+    }
+}
+
+macro_rules! display_as_str {
+    ($t:ty { $($pat:pat => $s:expr,)* }) => {
+        impl $t {
+            /// The name used in `shmlane inspect` and its JSON.
+            pub fn as_str(&self) -> &'static str {
+                match self { $($pat => $s,)* }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+display_as_str!(SegmentState {
+    SegmentState::Uninitialised => "uninitialised",
+    SegmentState::Initialising => "initialising",
+    SegmentState::Ready => "ready",
+    SegmentState::Poisoned => "poisoned",
+    SegmentState::Unknown(_) => "unknown",
+});
+display_as_str!(RingKind {
+    RingKind::Spsc => "spsc",
+    RingKind::Mpmc => "mpmc",
+    RingKind::Unknown(_) => "unknown",
+});
+display_as_str!(EndpointRole {
+    EndpointRole::Producer => "producer",
+    EndpointRole::Consumer => "consumer",
+    EndpointRole::Unknown => "unknown",
+});
+display_as_str!(EndpointState {
+    EndpointState::Vacant => "vacant",
+    EndpointState::Attached => "attached",
+    EndpointState::Detached => "detached",
+    EndpointState::Unknown(_) => "unknown",
+});
+display_as_str!(Liveness {
+    Liveness::Alive => "alive",
+    Liveness::Dead => "dead",
+    Liveness::Unknown => "unknown",
+});
+
+// ---------------------------------------------------------------------------------
+// Liveness
+// ---------------------------------------------------------------------------------
+
+/// Whether the process `pid` runs (not a zombie), and, if `start_time` is given,
+/// started at that time (clock ticks since boot), so that a pid reused by a new
+/// process does not count. Read from `/proc/PID/stat`; where that cannot be read,
+/// `kill(pid, 0)` (which cannot tell a zombie or a reused pid).
+pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The command name (field 2) is in parentheses and may hold anything.
+            let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+                return true;
+            };
+            let mut fields = rest.split(' ');
+            // Field 3: Z (zombie) and X (dead) have exited; the pid is not reused yet.
+            if matches!(fields.next(), Some("Z" | "X")) {
+                return false;
+            }
+            match start_time {
+                // Field 22 is the 19th after field 3.
+                Some(t) => fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(t),
+                None => true,
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // No /proc, or one we may not read: ask the kernel whether the pid exists.
+        Err(_) => !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(Errno::ESRCH)
+        ),
+    }
+}
+
+/// Whether the endpoint attached with `pid` (and, where its slot records it, the
+/// process start time) is alive.
+///
+/// This trusts a pid, which a process in another PID namespace cannot check and which
+/// the kernel may reuse (the start time guards against that where it is recorded).
+/// The per-endpoint OFD locks of issue 4 replace it: the kernel drops a lock when its
+/// holder dies, whatever its pid.
+pub(crate) fn endpoint_alive(pid: u32, start_time: Option<u64>) -> bool {
+    process_alive(pid, start_time)
+}
+
+// ---------------------------------------------------------------------------------
+// Reading a header
+// ---------------------------------------------------------------------------------
+
+/// A private, aligned copy of a segment header.
+#[repr(C, align(64))]
+struct HeaderCopy([u8; HEADER_SIZE]);
+
+static_assertions::const_assert!(
+    std::mem::size_of::<HeaderCopy>() == std::mem::size_of::<Header>()
+        && std::mem::align_of::<HeaderCopy>() >= std::mem::align_of::<Header>()
+);
+
+impl HeaderCopy {
+    fn zeroed() -> Box<HeaderCopy> {
+        Box::new(HeaderCopy([0; HEADER_SIZE]))
+    }
+
+    /// The copy read as a header.
+    fn header(&mut self) -> &Header {
+        let ptr: *mut HeaderCopy = self;
+        // SAFETY: the copy has the size and at least the alignment of `Header`
+        // (asserted above); `Header` is atomics, padding bytes and an `UnsafeCell` of
+        // integers, valid for any bit pattern; the pointer comes from a unique borrow of
+        // memory we own, which the returned reference borrows for its whole life, so
+        // nothing else reads or writes it meanwhile.
+        unsafe { &*ptr.cast::<Header>() }
+    }
+}
+
+/// The facts about a segment that do not come from its header.
+struct Meta {
+    name: String,
+    backing: Backing,
+    path: Option<PathBuf>,
+    size: u64,
+    uid: u32,
+    mode: u32,
+    attachments: Option<u64>,
+}
+
+fn not_shmlane(name: &str, field: &'static str, value: u64, reason: &'static str) -> Error {
+    Error::Corrupt {
+        name: name.to_string(),
+        field,
+        value,
+        reason,
+    }
+}
+
+/// Describes the header `h` (a private copy) of the segment `meta`.
+fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
+    let r = Ordering::Relaxed;
+    let magic = h.magic.load(r);
+    let state_word = h.state.load(Ordering::Acquire);
+    if magic != MAGIC {
+        // A creator between ftruncate and writing the magic leaves zeros.
+        if magic == 0 && state_word <= STATE_INIT {
+            return Err(Error::NotReady {
+                name: meta.name,
+                state: state_word,
+                waited: std::time::Duration::ZERO,
+            });
+        }
+        return Err(not_shmlane(
+            &meta.name,
+            "magic",
+            magic,
+            "not a shmlane segment (magic is not \"SHMLANE\\0\")",
+        ));
+    }
+    let state = match state_word {
+        0 => SegmentState::Uninitialised,
+        STATE_INIT => SegmentState::Initialising,
+        STATE_READY => SegmentState::Ready,
+        STATE_POISONED => SegmentState::Poisoned,
+        other => SegmentState::Unknown(other),
+    };
+    let kind_word = h.kind.load(r);
+    let kind = match kind_word {
+        KIND_SPSC => RingKind::Spsc,
+        KIND_MPMC => RingKind::Mpmc,
+        other => RingKind::Unknown(other),
+    };
+    let version = h.version.load(r);
+    let layout_matches = version == LAYOUT_VERSION
+        && h.header_size.load(r) as usize == HEADER_SIZE
+        && h.layout_hash.load(r) == layout_hash()
+        && h.abi.load(r) == ABI;
+    let capacity = h.capacity.load(r);
+    let flags = h.flags.load(r);
+    let notifier = match flags & NOTIFIER_MASK {
+        0 => Some(Notifier::Futex),
+        NOTIFIER_SEMAPHORE => Some(Notifier::Semaphore),
+        _ => None,
+    };
+    let creator_pid = h.creator_pid.load(r);
+    let creator_start_time = h.creator_start_time.load(r);
+    let creator_alive = if creator_pid == 0 {
+        Liveness::Unknown
+    } else if process_alive(
+        creator_pid,
+        (creator_start_time != 0).then_some(creator_start_time),
+    ) {
+        Liveness::Alive
+    } else {
+        Liveness::Dead
+    };
+
+    let mut problems = Vec::new();
+    // The validation endpoints run on open; it stops at the first fault.
+    let expected_kind = if kind_word == KIND_MPMC {
+        KIND_MPMC
+    } else {
+        KIND_SPSC
+    };
+    match h.validate(expected_kind, meta.size) {
+        Ok(_) | Err(HeaderFault::NotReady { .. }) => {}
+        Err(HeaderFault::Incompatible {
+            field,
+            found,
+            expected,
+        }) => problems.push(format!(
+            "{field} is {found:#x}, where this build expects {expected}"
+        )),
+        Err(HeaderFault::Corrupt {
+            field,
+            value,
+            reason,
+        }) => problems.push(format!("{field} = {value:#x}: {reason}")),
+    }
+
+    let cell_size = h.cell_size.load(r);
+    let max_endpoints = h.max_endpoints.load(r);
+    // The cursors, which validation leaves to the endpoints.
+    let (head_word, tail_word) = (h.head.load(r), h.tail.load(r));
+    let mut used = None;
+    let (mut writer_stream, mut reader_stream) = (None, None);
+    let (head, tail);
+    if kind == RingKind::Mpmc {
+        // Cell positions, with the stream slots (holder's slot + 1) in the top bits.
+        let pos_bits = 64 - crate::mpmc::CURSOR_FLAG_BITS;
+        let pos_mask = (1u64 << pos_bits) - 1;
+        (head, tail) = (head_word & pos_mask, tail_word & pos_mask);
+        let holder = |word: u64| match (word >> pos_bits) as usize {
+            0 => None,
+            h => Some(h - 1),
+        };
+        (writer_stream, reader_stream) = (holder(tail_word), holder(head_word));
+        for (what, slot) in [("writer", writer_stream), ("reader", reader_stream)] {
+            if let Some(slot) = slot.filter(|s| *s >= max_endpoints as usize) {
+                problems.push(format!(
+                    "{what}-stream slot held by slot {slot}: beyond max_endpoints ({max_endpoints})"
+                ));
+            }
+        }
+        let cells = capacity.checked_div(cell_size).unwrap_or(0);
+        if head > tail {
+            problems.push(format!(
+                "head = {head}: ahead of tail ({tail}), consumers took cells never claimed"
+            ));
+        } else if cells > 0 && tail - head > cells {
+            problems.push(format!(
+                "tail = {tail}: more than the ring's {cells} cells ahead of head ({head})"
+            ));
+        } else if cells > 0 {
+            used = Some((tail - head) * cell_size);
+        }
+    } else {
+        (head, tail) = (head_word, tail_word);
+        if head % 8 != 0 {
+            problems.push(format!("head = {head:#x}: not 8-byte aligned"));
+        } else if tail % 8 != 0 {
+            problems.push(format!("tail = {tail:#x}: not 8-byte aligned"));
+        } else if head > tail {
+            problems.push(format!(
+                "head = {head}: ahead of tail ({tail}), the consumer released bytes never written"
+            ));
+        } else if capacity.is_power_of_two() && tail - head > capacity {
+            problems.push(format!(
+                "tail = {tail}: more than capacity ({capacity}) ahead of head ({head})"
+            ));
+        } else {
+            used = Some(tail - head);
+        }
+    }
+
+    // Slots an endpoint may use: the first `max_endpoints` (all, if that is wrong).
+    let usable = if (2..=h.endpoints.len() as u32).contains(&max_endpoints) {
+        max_endpoints as usize
+    } else {
+        h.endpoints.len()
+    };
+    let mut endpoints = Vec::new();
+    for (slot, s) in h.endpoints.iter().enumerate() {
+        let state_word = s.state.load(Ordering::Acquire);
+        let pid = s.pid.load(r);
+        let generation = s.generation.load(r);
+        let start_time = s.start_time.load(r);
+        let role = match (s.role.load(r), kind, slot) {
+            (ROLE_PRODUCER, ..) => EndpointRole::Producer,
+            (ROLE_CONSUMER, ..) => EndpointRole::Consumer,
+            // SPSC: slot 0 is the producer's, slot 1 the consumer's, even while vacant.
+            (0, RingKind::Spsc, 0) => EndpointRole::Producer,
+            (0, RingKind::Spsc, 1) => EndpointRole::Consumer,
+            (0, ..) => EndpointRole::Unknown,
+            (other, ..) => {
+                problems.push(format!(
+                    "endpoint slot {slot}: role = {other:#x}: neither producer nor consumer"
+                ));
+                EndpointRole::Unknown
+            }
+        };
+        let state = match state_word {
+            ENDPOINT_VACANT => EndpointState::Vacant,
+            ENDPOINT_ATTACHED => EndpointState::Attached,
+            ENDPOINT_DETACHED => EndpointState::Detached,
+            other => {
+                problems.push(format!(
+                    "endpoint slot {slot}: state = {other:#x}: not vacant, attached or detached"
+                ));
+                EndpointState::Unknown(other)
+            }
+        };
+        let in_use = state != EndpointState::Vacant || pid != 0 || generation != 0;
+        if !in_use && (kind != RingKind::Spsc || slot > 1) {
+            continue;
+        }
+        if slot >= usable && state != EndpointState::Vacant {
+            problems.push(format!(
+                "endpoint slot {slot}: {state}, but the ring lets endpoints use slots below \
+                 {usable} only"
+            ));
+        }
+        if state == EndpointState::Attached && pid == 0 {
+            problems.push(format!("endpoint slot {slot}: attached with pid 0"));
+        }
+        let alive = state == EndpointState::Attached
+            && endpoint_alive(pid, (start_time != 0).then_some(start_time));
+        endpoints.push(EndpointInfo {
+            slot,
+            role,
+            state,
+            pid,
+            start_time,
+            generation,
+            alive,
+        });
+    }
+
+    let role_count = |word: u64| RoleCount {
+        attached: word as u32,
+        ever: (word >> 32) as u32,
+    };
+    let (producers, consumers) = match kind {
+        RingKind::Mpmc => (
+            Some(role_count(h.producers.load(r))),
+            Some(role_count(h.consumers.load(r))),
+        ),
+        _ => (None, None),
+    };
+    let event_count = |word: &crate::wait::EventWord| EventCountInfo {
+        epoch: word.epoch.load(r),
+        waiters: word.waiters.load(r),
+    };
+    Ok(RingInfo {
+        name: meta.name,
+        backing: meta.backing,
+        path: meta.path,
+        segment_size: meta.size,
+        owner_uid: meta.uid,
+        mode: meta.mode,
+        attachments: meta.attachments,
+        state,
+        kind,
+        version,
+        layout_matches,
+        capacity,
+        cell_size,
+        max_endpoints,
+        max_record: h.max_record.load(r),
+        max_message: h.max_message.load(r),
+        flags,
+        notifier,
+        asymmetric_fences: flags & FLAG_ASYMMETRIC_FENCES != 0,
+        creator_pid,
+        creator_uid: h.creator_uid.load(r),
+        creator_start_time,
+        creator_alive,
+        head,
+        tail,
+        used,
+        writer_stream,
+        reader_stream,
+        producers,
+        consumers,
+        data_ready: event_count(&h.data_ready),
+        space_ready: event_count(&h.space_ready),
+        endpoints,
+        problems,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Probes
+// ---------------------------------------------------------------------------------
+
+/// Where a probe reads from.
+#[derive(Debug)]
+enum Source {
+    /// The POSIX object's file, opened read-only.
+    Posix { file: File, path: PathBuf },
+    /// A SysV segment, by id (which stays valid after `IPC_RMID` until the segment is
+    /// freed).
+    SysV { key: i32, shmid: i32 },
+}
+
+/// A ring opened for inspection, to read its header as often as wanted: a process
+/// that watches a ring (`shmlane send` watches its peer) opens it once, so it keeps
+/// seeing the same segment even after its name is removed.
+///
+/// ```
+/// # let name = format!("/shmlane-doc-probe-{}", std::process::id());
+/// use shmlane::inspect::{EndpointRole, Probe};
+/// let tx = shmlane::spsc::Producer::create(&name, &shmlane::RingOptions::new(4096))?;
+/// let probe = Probe::open(&name)?;
+/// shmlane::remove(&name)?;
+/// let info = probe.read()?; // still the same segment
+/// let producer = info.endpoint(EndpointRole::Producer).unwrap();
+/// assert!(producer.alive);
+/// assert_eq!(producer.pid, std::process::id());
+/// # drop(tx);
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Probe {
+    name: String,
+    source: Source,
+}
+
+/// Parses `sysv:0x1234abcd` (or `sysv:` and a decimal key) into a key.
+fn sysv_key(name: &str) -> Option<Result<i32, Error>> {
+    let rest = name.strip_prefix("sysv:")?;
+    let parsed = match rest.strip_prefix("0x").or_else(|| rest.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).map(|k| k as i32).ok(),
+        None => rest.parse::<i32>().ok(),
+    };
+    Some(match parsed {
+        Some(0) | None => Err(Error::InvalidName {
+            name: name.to_string(),
+            reason: "a SysV ring is named sysv: and its non-zero key, e.g. sysv:0x5348ab01",
+        }),
+        Some(key) => Ok(key),
+    })
+}
+
+impl Probe {
+    /// Opens the ring `name` for inspection: a POSIX name (`/frames`) or a SysV key
+    /// written `sysv:0x5348ab01`. Fails with [`Error::NotFound`] if there is none,
+    /// [`Error::InvalidName`] if the name cannot be one.
+    pub fn open(name: &str) -> Result<Probe, Error> {
+        if let Some(key) = sysv_key(name) {
+            let key = key?;
+            let name = segment_name(key);
+            // SAFETY: shmget takes no pointers; size 0 and no flags only look it up.
+            let shmid = unsafe { libc::shmget(key, 0, 0) };
+            if shmid == -1 {
+                return Err(match Errno::last() {
+                    Errno::ENOENT => Error::NotFound { name },
+                    e => io_err("shmget", &name, e),
+                });
+            }
+            return Ok(Probe {
+                name,
+                source: Source::SysV { key, shmid },
+            });
+        }
+        crate::validate_name(name)?;
+        let fd: OwnedFd = match shm_open(
+            name,
+            // O_NONBLOCK: a FIFO put in /dev/shm must not block us (no effect on files).
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                return Err(Error::NotFound {
+                    name: name.to_string(),
+                })
+            }
+            Err(e) => return Err(io_err("shm_open", name, e)),
+        };
+        Ok(Probe {
+            name: name.to_string(),
+            source: Source::Posix {
+                file: File::from(fd),
+                path: Path::new(SHM_DIR).join(&name[1..]),
+            },
+        })
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Copies the header and describes it.
+    ///
+    /// Fails with [`Error::Corrupt`] if the segment is not a shmlane ring (wrong magic,
+    /// or shorter than a header), with [`Error::NotReady`] if its creator has not
+    /// written the header yet, and with [`Error::NotFound`] if a SysV segment is gone.
+    pub fn read(&self) -> Result<RingInfo, Error> {
+        match &self.source {
+            Source::Posix { file, path } => self.read_posix(file, path),
+            Source::SysV { key, shmid } => read_sysv(&self.name, *key, *shmid),
+        }
+    }
+
+    fn read_posix(&self, file: &File, path: &Path) -> Result<RingInfo, Error> {
+        let name = &self.name;
+        let io = |op, source| Error::Io {
+            op,
+            name: name.clone(),
+            source,
+        };
+        let st = file.metadata().map_err(|e| io("fstat", e))?;
+        if !st.file_type().is_file() {
+            return Err(not_shmlane(
+                name,
+                "file type",
+                st.mode().into(),
+                "not a regular file: not a shmlane segment",
+            ));
+        }
+        let mut copy = HeaderCopy::zeroed();
+        let mut filled = 0;
+        while filled < HEADER_SIZE {
+            match file.read_at(&mut copy.0[filled..], filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io("pread", e)),
+            }
+        }
+        if filled < HEADER_SIZE {
+            // Zero bytes: a creator between shm_open and ftruncate.
+            if filled == 0 {
+                return Err(Error::NotReady {
+                    name: name.clone(),
+                    state: 0,
+                    waited: std::time::Duration::ZERO,
+                });
+            }
+            return Err(not_shmlane(
+                name,
+                "segment size",
+                filled as u64,
+                "smaller than the 4096-byte header: not a shmlane segment",
+            ));
+        }
+        let meta = Meta {
+            name: name.clone(),
+            backing: Backing::Posix,
+            path: Some(path.to_path_buf()),
+            size: st.size(),
+            uid: st.uid(),
+            mode: st.mode() & 0o7777,
+            attachments: None,
+        };
+        describe(meta, copy.header())
+    }
+}
+
+/// Copies the header of the SysV segment `shmid` through a read-only attachment.
+fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: `ds` is a writable shmid_ds for IPC_STAT to fill.
+    if unsafe { libc::shmctl(shmid, libc::IPC_STAT, ds.as_mut_ptr()) } != 0 {
+        return Err(match Errno::last() {
+            Errno::EINVAL | Errno::EIDRM => Error::NotFound {
+                name: name.to_string(),
+            },
+            e => io_err("shmctl(IPC_STAT)", name, e),
+        });
+    }
+    // SAFETY: IPC_STAT succeeded and filled it (and zeroed is a valid shmid_ds anyway).
+    let ds = unsafe { ds.assume_init() };
+    let size = ds.shm_segsz as u64;
+    if size < HEADER_SIZE as u64 {
+        return Err(not_shmlane(
+            name,
+            "segment size",
+            size,
+            "smaller than the 4096-byte header: not a shmlane segment",
+        ));
+    }
+    // SAFETY: shmat with a null address lets the kernel choose where; SHM_RDONLY maps
+    // it read-only, so nothing we do can write it.
+    let ptr = unsafe { libc::shmat(shmid, std::ptr::null(), libc::SHM_RDONLY) };
+    if ptr as usize == usize::MAX {
+        return Err(io_err("shmat(SHM_RDONLY)", name, Errno::last()));
+    }
+    let mut copy = HeaderCopy::zeroed();
+    for (i, chunk) in copy.0.chunks_exact_mut(8).enumerate() {
+        // SAFETY: the attachment is page aligned and at least HEADER_SIZE bytes long
+        // (a SysV segment cannot shrink), so word `i` is aligned and readable until
+        // the shmdt below; every process writes header words with atomics.
+        let word = unsafe { crate::sync::load_relaxed_u64(ptr.cast::<u64>().add(i)) };
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    // SAFETY: `ptr` is the address shmat returned; nothing refers to the mapping now.
+    unsafe { libc::shmdt(ptr) };
+    // shmatt_t is a c_ulong: 32 bits on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let nattch = ds.shm_nattch as u64;
+    let meta = Meta {
+        name: name.to_string(),
+        backing: Backing::SysV { key },
+        path: None,
+        size,
+        uid: ds.shm_perm.uid,
+        mode: u32::from(ds.shm_perm.mode) & 0o777,
+        attachments: Some(nattch),
+    };
+    describe(meta, copy.header())
+}
+
+// ---------------------------------------------------------------------------------
+// The public functions
+// ---------------------------------------------------------------------------------
+
+/// Describes the ring `name` (a POSIX name such as `/frames`, or `sysv:0x<key>`)
+/// without attaching to it: [`Probe::open`] then [`Probe::read`].
+///
+/// ```
+/// # let name = format!("/shmlane-doc-inspect-{}", std::process::id());
+/// use shmlane::inspect::{inspect, EndpointRole, RingKind, SegmentState};
+/// let mut tx = shmlane::spsc::Producer::create(&name, &shmlane::RingOptions::new(4096))?;
+/// tx.send(b"hello")?;
+/// let info = inspect(&name)?;
+/// assert_eq!((info.kind, info.state, info.capacity), (RingKind::Spsc, SegmentState::Ready, 4096));
+/// assert_eq!(info.used, Some(16)); // one record: 8-byte header + 5 bytes, padded
+/// assert!(info.endpoint(EndpointRole::Producer).unwrap().alive);
+/// assert!(!info.endpoint(EndpointRole::Consumer).unwrap().alive);
+/// assert!(info.is_valid() && !info.is_stale());
+/// # shmlane::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn inspect(name: &str) -> Result<RingInfo, Error> {
+    Probe::open(name)?.read()
+}
+
+/// Every shmlane ring on this host that this process may read: the POSIX objects in
+/// `/dev/shm` whose header has shmlane's magic (other files are skipped, as are
+/// segments whose creator has not written the magic yet), then the SysV segments of
+/// `/proc/sysvipc/shm` that are shmlane rings (each attached read-only for the moment
+/// it takes to copy its header). Sorted by name within each.
+///
+/// Fails only if `/dev/shm` cannot be listed; a segment that vanishes or cannot be
+/// read while we look is left out.
+pub fn list() -> Result<Vec<RingInfo>, Error> {
+    let dir = std::fs::read_dir(SHM_DIR).map_err(|source| Error::Io {
+        op: "readdir",
+        name: SHM_DIR.to_string(),
+        source,
+    })?;
+    let mut rings = Vec::new();
+    for entry in dir.flatten() {
+        let Ok(file_name) = entry.file_name().into_string() else {
+            continue; // not a name shmlane can make
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let name = format!("/{file_name}");
+        if let Ok(info) = Probe::open(&name).and_then(|p| p.read()) {
+            rings.push(info);
+        }
+    }
+    rings.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut sysv = list_sysv();
+    sysv.sort_by(|a, b| a.name.cmp(&b.name));
+    rings.extend(sysv);
+    Ok(rings)
+}
+
+/// The shmlane rings among the SysV segments in `/proc/sysvipc/shm`.
+fn list_sysv() -> Vec<RingInfo> {
+    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let key: i32 = fields.next()?.parse().ok()?;
+            let shmid: i32 = fields.next()?.parse().ok()?;
+            // Key 0: IPC_PRIVATE or removed, not a ring anyone can open by key.
+            if key == 0 {
+                return None;
+            }
+            read_sysv(&segment_name(key), key, shmid).ok()
+        })
+        .collect()
+}
+
+/// Whether two reads of a ring show the same endpoint lives: no slot changed state,
+/// and no new endpoint attached between them.
+fn same_endpoints(a: &RingInfo, b: &RingInfo) -> bool {
+    a.endpoints.len() == b.endpoints.len()
+        && a.endpoints.iter().zip(&b.endpoints).all(|(x, y)| {
+            (x.slot, x.state, x.pid, x.generation) == (y.slot, y.state, y.pid, y.generation)
+        })
+}
+
+/// Removes the ring `name` if it is stale ([`RingInfo::is_stale`]), reading it twice,
+/// as [`remove_stale`] does. Returns whether it removed it; `Ok(false)` also if there
+/// is no such ring any more.
+///
+/// ```
+/// # let name = format!("/shmlane-doc-remove-if-stale-{}", std::process::id());
+/// let tx = shmlane::spsc::Producer::create(&name, &shmlane::RingOptions::new(4096))?;
+/// // Our producer is alive: the ring stays.
+/// assert!(!shmlane::inspect::remove_if_stale(&name)?);
+/// # drop(tx);
+/// # shmlane::remove(&name)?;
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+pub fn remove_if_stale(name: &str) -> Result<bool, Error> {
+    match inspect(name) {
+        Ok(info) => remove_stale_ring(&info),
+        Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the ring `info` describes if it is still stale when read again now.
+/// Returns whether it removed it.
+fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
+    if !info.is_stale() {
+        return Ok(false);
+    }
+    // Read it again right before removing, so an endpoint that attached since the
+    // listing keeps its ring. (One that attaches between this read and the unlink
+    // keeps a ring nobody else can find any more: the OFD locks of issue 4 will close
+    // that window.)
+    let probe = match Probe::open(&info.name) {
+        Ok(p) => p,
+        Err(Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let now = match probe.read() {
+        Ok(now) => now,
+        Err(Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !now.is_stale() || !same_endpoints(info, &now) {
+        return Ok(false);
+    }
+    let removed = match &probe.source {
+        Source::Posix { .. } => crate::remove(&info.name),
+        Source::SysV { shmid, .. } => {
+            // By id, not by key: the key may name a newer segment by now.
+            // SAFETY: IPC_RMID takes no buffer.
+            if unsafe { libc::shmctl(*shmid, libc::IPC_RMID, std::ptr::null_mut()) } == 0 {
+                Ok(())
+            } else {
+                match Errno::last() {
+                    Errno::EINVAL | Errno::EIDRM => Err(Error::NotFound {
+                        name: info.name.clone(),
+                    }),
+                    e => Err(io_err("shmctl(IPC_RMID)", &info.name, e)),
+                }
+            }
+        }
+    };
+    match removed {
+        Ok(()) => Ok(true),
+        Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes every stale ring ([`RingInfo::is_stale`]) that [`list`] finds: POSIX
+/// names from `/dev/shm`, SysV segments by id. Each is read again right before it is
+/// removed, and kept if anything attached meanwhile. Returns the names removed.
+///
+/// Fails on the first ring that cannot be removed (permissions), having removed those
+/// before it.
+pub fn remove_stale() -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    for info in list()? {
+        if remove_stale_ring(&info)? {
+            removed.push(info.name);
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::STATE_READY;
+
+    #[test]
+    fn liveness_of_this_process_and_of_nobody() {
+        let me = std::process::id();
+        assert!(process_alive(me, None));
+        let start = crate::header::process_start_time().expect("/proc/self/stat");
+        assert!(process_alive(me, Some(start)));
+        assert!(
+            !process_alive(me, Some(start + 1)),
+            "another life of the pid"
+        );
+        assert!(!process_alive(0, None));
+        assert!(!process_alive(u32::MAX, None));
+        // Above the kernel's pid_max (at most 2^22).
+        assert!(!process_alive(1 << 23, None));
+    }
+
+    #[test]
+    fn zombies_are_dead() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Wait until it has exited but is not reaped: a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_alive(pid, None) {
+            assert!(std::time::Instant::now() < deadline, "`true` did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+            "reaped early"
+        );
+        child.wait().expect("reap");
+    }
+
+    #[test]
+    fn sysv_names() {
+        assert_eq!(sysv_key("/x").map(|r| r.is_ok()), None);
+        assert_eq!(sysv_key("sysv:0x10").unwrap().unwrap(), 16);
+        assert_eq!(sysv_key("sysv:0xffffffff").unwrap().unwrap(), -1);
+        assert_eq!(sysv_key("sysv:42").unwrap().unwrap(), 42);
+        assert!(sysv_key("sysv:0").unwrap().is_err());
+        assert!(sysv_key("sysv:zz").unwrap().is_err());
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            name: "/t".into(),
+            backing: Backing::Posix,
+            path: None,
+            size: (HEADER_SIZE + 4096) as u64,
+            uid: 0,
+            mode: 0o600,
+            attachments: None,
+        }
+    }
+
+    /// A valid header of a 4096-byte SPSC ring, in a private copy.
+    fn valid_copy() -> Box<HeaderCopy> {
+        let mut copy = HeaderCopy::zeroed();
+        let params = crate::header::RingParams::new(KIND_SPSC, 4096, 1 << 20, 0).unwrap();
+        copy.header()
+            .init(&params, (HEADER_SIZE + 4096) as u64, None);
+        copy
+    }
+
+    /// A valid header of a 4096-byte MPMC ring of 64-byte cells, in a private copy.
+    fn valid_mpmc_copy() -> Box<HeaderCopy> {
+        let mut copy = HeaderCopy::zeroed();
+        let params = crate::header::RingParams::new_mpmc(4096, 64, 8, 1 << 20, 0).unwrap();
+        copy.header()
+            .init(&params, params.segment_len() as u64, None);
+        copy
+    }
+
+    #[test]
+    fn an_mpmc_header_in_words() {
+        let mut copy = valid_mpmc_copy();
+        {
+            let h = copy.header();
+            // Ten cells claimed by producers (slot 2 writing a stream), four by consumers.
+            h.tail.store(10 | 3 << 56, Ordering::Relaxed);
+            h.head.store(4, Ordering::Relaxed);
+        }
+        let mut m = meta();
+        m.size = (HEADER_SIZE + 4096 + 64 * 16) as u64;
+        let info = describe(m, copy.header()).unwrap();
+        assert!(info.is_valid(), "{:?}", info.problems);
+        assert_eq!(
+            (info.kind, info.cell_size, info.max_endpoints),
+            (RingKind::Mpmc, 64, 8)
+        );
+        assert_eq!((info.head, info.tail, info.used), (4, 10, Some(6 * 64)));
+        assert_eq!((info.writer_stream, info.reader_stream), (Some(2), None));
+        assert_eq!(info.producers, Some(RoleCount::default()));
+        assert!(info.endpoints.is_empty(), "no slot was ever used");
+    }
+
+    #[test]
+    fn a_valid_header_in_words() {
+        let mut copy = valid_copy();
+        let info = describe(meta(), copy.header()).unwrap();
+        assert!(info.is_valid(), "{:?}", info.problems);
+        assert_eq!(info.state, SegmentState::Ready);
+        assert_eq!(info.kind, RingKind::Spsc);
+        assert_eq!(info.capacity, 4096);
+        assert_eq!(info.max_record, 2048);
+        assert_eq!(info.notifier, Some(Notifier::Futex));
+        assert!(info.layout_matches);
+        assert_eq!(info.creator_pid, std::process::id());
+        assert_eq!(info.creator_alive, Liveness::Alive);
+        assert_eq!(info.used, Some(0));
+        assert_eq!(info.endpoints.len(), 2);
+        assert_eq!(info.endpoints[0].role, EndpointRole::Producer);
+        assert_eq!(info.endpoints[1].state, EndpointState::Vacant);
+        // Nobody attached, but the creator (us) runs.
+        assert!(!info.is_stale());
+    }
+
+    #[test]
+    fn a_corrupt_header_is_described_not_refused() {
+        let mut copy = valid_copy();
+        {
+            let h = copy.header();
+            h.capacity.store(1000, Ordering::Relaxed);
+            h.head.store(64, Ordering::Relaxed);
+            h.tail.store(8, Ordering::Relaxed);
+            h.endpoints[0].state.store(7, Ordering::Relaxed);
+            h.endpoints[5]
+                .state
+                .store(ENDPOINT_ATTACHED, Ordering::Relaxed);
+            h.data_ready.epoch.store(3, Ordering::Relaxed);
+            h.data_ready.waiters.store(1, Ordering::Relaxed);
+        }
+        let info = describe(meta(), copy.header()).unwrap();
+        let all = info.problems.join("\n");
+        assert!(all.contains("capacity = 0x3e8"), "{all}");
+        assert!(all.contains("head = 64"), "{all}");
+        assert!(all.contains("slot 0: state = 0x7"), "{all}");
+        assert!(all.contains("slot 5: attached"), "{all}");
+        assert_eq!(info.used, None);
+        assert_eq!(info.endpoints[0].state, EndpointState::Unknown(7));
+        assert_eq!(
+            info.data_ready,
+            EventCountInfo {
+                epoch: 3,
+                waiters: 1
+            }
+        );
+    }
+
+    #[test]
+    fn not_a_ring() {
+        let mut copy = HeaderCopy::zeroed();
+        copy.0[..8].copy_from_slice(b"GARBAGE!");
+        assert!(matches!(
+            describe(meta(), copy.header()),
+            Err(Error::Corrupt { field: "magic", .. })
+        ));
+        let mut zero = HeaderCopy::zeroed();
+        assert!(matches!(
+            describe(meta(), zero.header()),
+            Err(Error::NotReady { state: 0, .. })
+        ));
+        // Any bytes at all: an answer, never a panic. Valid SPSC and MPMC headers with
+        // a few bytes changed, and headers of random bytes behind the magic.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..6000 {
+            let mut copy = match round % 3 {
+                0 => valid_copy(),
+                1 => valid_mpmc_copy(),
+                _ => {
+                    let mut c = HeaderCopy::zeroed();
+                    for chunk in c.0.chunks_exact_mut(8) {
+                        chunk.copy_from_slice(&next().to_le_bytes());
+                    }
+                    c.0[..8].copy_from_slice(&MAGIC.to_le_bytes());
+                    c
+                }
+            };
+            for _ in 0..(1 + round % 16) {
+                let r = next();
+                copy.0[(r as usize >> 8) % HEADER_SIZE] = r as u8;
+            }
+            let _ = describe(meta(), copy.header());
+        }
+        let mut copy = valid_copy();
+        copy.header()
+            .state
+            .store(STATE_READY + 9, Ordering::Relaxed);
+        let info = describe(meta(), copy.header()).unwrap();
+        assert_eq!(info.state, SegmentState::Unknown(STATE_READY + 9));
+        assert!(!info.is_valid());
+    }
+}
