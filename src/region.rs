@@ -169,8 +169,13 @@ impl DataRegion {
 }
 
 /// The MPMC cell table: for each cell, a stamp (u64 position, see `mpmc.rs`) and a
-/// record word (length, flags, position tag; meaningful in the first cell of a
-/// record), 16 bytes per cell. Every entry is reached only as an atomic.
+/// record word (length and flags; meaningful in the first cell of a record), 16
+/// bytes per cell. Every entry is reached only as an atomic.
+///
+/// Entries are strided across cache lines: with `L = cells / 4` lines, cell `j` has
+/// entry `(j mod L) * 4 + j / L`, so consecutive cells sit on consecutive lines and
+/// a consumer releasing cell `j` does not take the line a producer is publishing cell
+/// `j + 1` in (four entries share a line only `L` cells apart).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CellTable {
     #[cfg(not(loom))]
@@ -179,6 +184,9 @@ pub(crate) struct CellTable {
     words: *const [AtomicU64],
     /// Power of two.
     cells: usize,
+    /// log2 of the number of lines (`cells / 4`), or 0 for tables of under 8 cells,
+    /// which are not strided.
+    line_shift: u32,
 }
 
 impl CellTable {
@@ -193,6 +201,7 @@ impl CellTable {
         CellTable {
             base: base.cast(),
             cells,
+            line_shift: Self::line_shift(cells),
         }
     }
 
@@ -201,7 +210,19 @@ impl CellTable {
     /// `words` (2 per cell) outlives every copy of the returned value.
     #[cfg(loom)]
     pub(crate) unsafe fn new(words: *const [AtomicU64], cells: usize) -> Self {
-        CellTable { words, cells }
+        CellTable {
+            words,
+            cells,
+            line_shift: Self::line_shift(cells),
+        }
+    }
+
+    fn line_shift(cells: usize) -> u32 {
+        if cells >= 8 {
+            (cells / 4).trailing_zeros()
+        } else {
+            0
+        }
     }
 
     /// The number of cells.
@@ -212,7 +233,13 @@ impl CellTable {
 
     #[inline]
     fn word(&self, position: u64, which: usize) -> &AtomicU64 {
-        let i = (position & (self.cells as u64 - 1)) as usize * 2 + which;
+        let j = (position & (self.cells as u64 - 1)) as usize;
+        let entry = if self.line_shift == 0 {
+            j
+        } else {
+            ((j & ((1 << self.line_shift) - 1)) << 2) | (j >> self.line_shift)
+        };
+        let i = entry * 2 + which;
         #[cfg(not(loom))]
         {
             // SAFETY: `i < 2 * cells` (masked), inside the table; the constructor's

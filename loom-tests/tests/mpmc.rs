@@ -29,6 +29,18 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     b.check(f);
 }
 
+/// A model explored with at most one preemption per execution, whatever
+/// `LOOM_MAX_PREEMPTIONS` says: with four threads (or three, one of them streaming)
+/// a bound of 2 runs for hours on two cores. One preemption still covers every
+/// schedule that interrupts one endpoint once at any step of its protocol, on top of
+/// every switch at the points where an endpoint blocks.
+fn model_one_preemption<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 100_000;
+    b.preemption_bound = Some(1);
+    b.check(f);
+}
+
 /// Message `seq` of producer `id`, `len >= 2` bytes: id, seq, then derived bytes.
 fn message(id: u8, seq: u8, len: usize) -> Vec<u8> {
     let mut m: Vec<u8> = (0..len)
@@ -53,11 +65,13 @@ fn ring(cells: usize) -> (mpmc::Producer, mpmc::Consumer) {
     (tx, rx)
 }
 
-/// Receives until `Disconnected`, checking each message; returns (id, seq) pairs.
-fn drain(mut rx: mpmc::Consumer, lens: &[&[usize]]) -> Vec<(u8, u8)> {
+/// Receives `count` messages, checking each; returns their (id, seq). Each consumer
+/// of a model takes a fixed number: every message goes to exactly one of them, so the
+/// counts add up, and the model needs no `Disconnected` round, which keeps it small.
+fn take(rx: &mut mpmc::Consumer, count: usize, lens: &[&[usize]]) -> Vec<(u8, u8)> {
     let mut got = Vec::new();
     let mut buf = Vec::new();
-    loop {
+    for _ in 0..count {
         match rx.recv(&mut buf) {
             Ok(n) => {
                 let (id, seq) = (buf[0], buf[1]);
@@ -65,10 +79,10 @@ fn drain(mut rx: mpmc::Consumer, lens: &[&[usize]]) -> Vec<(u8, u8)> {
                 assert_eq!(buf, message(id, seq, n), "content of {id}/{seq}");
                 got.push((id, seq));
             }
-            Err(RecvError::Disconnected) => return got,
             Err(e) => panic!("after {got:?}: {e:?}"),
         }
     }
+    got
 }
 
 /// Exactly once across consumers, each producer in order at each consumer.
@@ -92,14 +106,13 @@ fn check_delivery(per_consumer: &[Vec<(u8, u8)>], lens: &[&[usize]]) {
     assert_eq!(all, want, "every message exactly once");
 }
 
-/// Two producers and two consumers on 4 cells: producer 0 sends records of 1 and 2
-/// cells, producer 1 one of 1 cell; more than fits at once in some interleavings, so
-/// claims wait for releases and the ring wraps (with padding when a 2-cell record
-/// would straddle the end).
+/// Two producers and two consumers on 4 cells, one message each way: the claims race
+/// on `tail`, the takes on `head`, a release against the other consumer's take, and
+/// a 2-cell record shares the cell table with a 1-cell one.
 #[test]
 fn two_producers_two_consumers() {
-    const LENS: [&[usize]; 2] = [&[10, 30], &[16]];
-    model(|| {
+    const LENS: [&[usize]; 2] = [&[30], &[10]];
+    model_one_preemption(|| {
         let (tx0, rx0) = ring(4);
         let tx1 = tx0.try_clone().unwrap();
         let rx1 = rx0.try_clone().unwrap();
@@ -115,8 +128,12 @@ fn two_producers_two_consumers() {
                 tx.send(&message(1, seq as u8, len)).unwrap();
             }
         });
-        let c1 = thread::spawn(move || drain(rx1, &LENS));
-        let got0 = drain(rx0, &LENS);
+        let c1 = thread::spawn(move || {
+            let mut rx = rx1;
+            take(&mut rx, 1, &LENS)
+        });
+        let mut rx0 = rx0;
+        let got0 = take(&mut rx0, 1, &LENS);
         let got1 = c1.join().unwrap();
         p0.join().unwrap();
         p1.join().unwrap();
@@ -124,16 +141,15 @@ fn two_producers_two_consumers() {
     });
 }
 
-/// One producer, two consumers, 4 cells: records of 1, 2 and 2 cells. The third
-/// would straddle the end (index 3, two cells), so the producer pads cell 3 and
-/// writes it at index 0; whichever consumer meets the padding skips it. Both
-/// consumers use the zero-copy path.
+/// One producer and one consumer, 4 cells: records of 1, 2 and 2 cells written in
+/// place. The third would straddle the end (index 3, two cells), so the producer pads
+/// cell 3 and writes it at index 0 once the consumer has released cells 0 and 1; the
+/// consumer skips the padding. Then `Disconnected`.
 #[test]
 fn wrap_with_padding() {
     const LENS: [&[usize]; 1] = [&[8, 24, 20]];
     model(|| {
-        let (mut tx, rx0) = ring(4);
-        let rx1 = rx0.try_clone().unwrap();
+        let (mut tx, mut rx) = ring(4);
         let p = thread::spawn(move || {
             for (seq, &len) in LENS[0].iter().enumerate() {
                 let mut g = tx.reserve(len).unwrap();
@@ -141,42 +157,67 @@ fn wrap_with_padding() {
                 g.commit();
             }
         });
-        let by_ref = |mut rx: mpmc::Consumer| {
-            let mut got = Vec::new();
-            loop {
-                match rx.recv_ref() {
-                    Ok(g) => {
-                        let (id, seq) = (g[0], g[1]);
-                        assert_eq!(g.len(), LENS[0][seq as usize]);
-                        assert_eq!(&*g, &message(id, seq, g.len())[..]);
-                        got.push((id, seq));
-                    }
-                    Err(RecvError::Disconnected) => return got,
-                    Err(e) => panic!("{e:?}"),
+        let mut got = Vec::new();
+        loop {
+            match rx.recv_ref() {
+                Ok(g) => {
+                    let (id, seq) = (g[0], g[1]);
+                    assert_eq!(g.len(), LENS[0][seq as usize]);
+                    assert_eq!(&*g, &message(id, seq, g.len())[..]);
+                    got.push((id, seq));
                 }
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("{e:?}"),
             }
-        };
-        let c1 = thread::spawn(move || by_ref(rx1));
-        let got0 = by_ref(rx0);
-        let got1 = c1.join().unwrap();
+        }
         p.join().unwrap();
-        check_delivery(&[got0, got1], &LENS);
+        check_delivery(&[got], &LENS);
     });
 }
 
-/// The stream slots: producer 0 sends a 40-byte message in fragments (16-byte
-/// fragments: BEGIN with 8 bytes of content, then 16 and 16), producer 1 a small
-/// message. Two consumers. The fragments are never interleaved with the small message
-/// (writer slot) nor split between the consumers (reader slot): both messages arrive
-/// whole.
+/// Two consumers and padding: the producer drops a 2-cell grant (the cells become
+/// padding) and sends a message; whichever consumer meets the padding skips it and
+/// exactly one of them gets the message.
 #[test]
-fn stream_slots_keep_fragments_together() {
+fn padding_between_two_consumers() {
+    model(|| {
+        let (mut tx, rx0) = ring(4);
+        let rx1 = rx0.try_clone().unwrap();
+        let p = thread::spawn(move || {
+            drop(tx.reserve(20).unwrap());
+            tx.send(&message(0, 0, 12)).unwrap();
+        });
+        let c1 = thread::spawn(move || {
+            let mut rx = rx1;
+            rx.try_recv(&mut Vec::new()).ok().map(|_| ())
+        });
+        let mut rx0 = rx0;
+        let mut buf = Vec::new();
+        let mine = rx0.try_recv(&mut buf).is_ok();
+        let theirs = c1.join().unwrap().is_some();
+        p.join().unwrap();
+        assert!(!(mine && theirs), "one message taken twice");
+        if !mine && !theirs {
+            // Neither tried late enough: the message is still there, once.
+            assert_eq!(rx0.try_recv(&mut buf), Ok(12));
+        } else if mine {
+            assert_eq!(buf, message(0, 0, 12));
+        }
+        assert!(rx0.try_recv(&mut buf).is_err());
+    });
+}
+
+/// The writer-stream slot: producer 0 sends a 40-byte message in fragments (16-byte
+/// fragments: BEGIN with 8 bytes of content, then 16 and 16) while producer 1 sends a
+/// small message: the small one never lands between the fragments, so the consumer
+/// gets both whole.
+#[test]
+fn writer_slot_keeps_fragments_contiguous() {
     const LENS: [&[usize]; 2] = [&[40], &[6]];
     model(|| {
-        let (tx0, rx0) = ring(4);
+        let (tx0, mut rx) = ring(4);
         assert_eq!(tx0.max_record_payload(), 32);
         let tx1 = tx0.try_clone().unwrap();
-        let rx1 = rx0.try_clone().unwrap();
         let p0 = thread::spawn(move || {
             let mut tx = tx0;
             tx.send(&message(0, 0, 40)).unwrap();
@@ -185,11 +226,34 @@ fn stream_slots_keep_fragments_together() {
             let mut tx = tx1;
             tx.send(&message(1, 0, 6)).unwrap();
         });
-        let c1 = thread::spawn(move || drain(rx1, &LENS));
-        let got0 = drain(rx0, &LENS);
-        let got1 = c1.join().unwrap();
+        let got = take(&mut rx, 2, &LENS);
         p0.join().unwrap();
         p1.join().unwrap();
+        check_delivery(&[got], &LENS);
+    });
+}
+
+/// The reader-stream slot: a 40-byte message in fragments, then a small one; two
+/// consumers take one message each. Whichever takes the BEGIN holds the slot and gets
+/// every fragment (the other waits, then takes the small message): both arrive whole.
+#[test]
+fn reader_slot_keeps_fragments_with_one_consumer() {
+    const LENS: [&[usize]; 1] = [&[40, 6]];
+    model(|| {
+        let (mut tx, rx0) = ring(4);
+        let rx1 = rx0.try_clone().unwrap();
+        let p = thread::spawn(move || {
+            tx.send(&message(0, 0, 40)).unwrap();
+            tx.send(&message(0, 1, 6)).unwrap();
+        });
+        let c1 = thread::spawn(move || {
+            let mut rx = rx1;
+            take(&mut rx, 1, &LENS)
+        });
+        let mut rx0 = rx0;
+        let got0 = take(&mut rx0, 1, &LENS);
+        let got1 = c1.join().unwrap();
+        p.join().unwrap();
         check_delivery(&[got0, got1], &LENS);
     });
 }
@@ -209,13 +273,15 @@ enum Seen {
 ///    the writer slot if there is no room for it);
 /// 4. send a whole message (seq 1).
 ///
-/// Producer 1 sends one message meanwhile. One consumer receives until
-/// `Disconnected`: it gets every completed message of both, the abandoned one as
-/// `Truncated` at most once, and no claimed-but-abandoned cell ever stops it.
-fn model_stops(stop: usize) {
+/// With `other`, producer 1 sends one message meanwhile (the models with a stream are
+/// too large for loom with a third thread; the stream's slot is covered against a
+/// second producer by `stream_slots_keep_fragments_together`). One consumer receives
+/// until `Disconnected`: it gets every completed message, the abandoned one as
+/// `Truncated` exactly once, and no claimed-but-abandoned cell ever stops it.
+fn model_stops(stop: usize, other: bool) {
     model(move || {
         let (tx0, mut rx) = ring(4);
-        let tx1 = tx0.try_clone().unwrap();
+        let tx1 = other.then(|| tx0.try_clone().unwrap());
         let p0 = thread::spawn(move || {
             let mut tx = tx0;
             let step = |n: usize| n <= stop;
@@ -235,9 +301,10 @@ fn model_stops(stop: usize) {
                 tx.send(&message(0, 1, 14)).unwrap();
             }
         });
-        let p1 = thread::spawn(move || {
-            let mut tx = tx1;
-            tx.send(&message(1, 0, 5)).unwrap();
+        let p1 = tx1.map(|mut tx| {
+            thread::spawn(move || {
+                tx.send(&message(1, 0, 5)).unwrap();
+            })
         });
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut buf = Vec::new();
@@ -254,7 +321,9 @@ fn model_stops(stop: usize) {
             }
         }
         p0.join().unwrap();
-        p1.join().unwrap();
+        if let Some(p1) = p1 {
+            p1.join().unwrap();
+        }
         let seen = seen.lock().unwrap().clone();
         let of0: Vec<Seen> = seen
             .iter()
@@ -274,7 +343,7 @@ fn model_stops(stop: usize) {
         assert_eq!(of0, want, "producer 0 stopped after {stop}: saw {seen:?}");
         assert_eq!(
             seen.iter().filter(|s| **s == Seen::Message(1, 0)).count(),
-            1,
+            usize::from(other),
             "producer 1's message: {seen:?}"
         );
     });
@@ -282,27 +351,27 @@ fn model_stops(stop: usize) {
 
 #[test]
 fn producer_stops_before_anything() {
-    model_stops(0);
+    model_stops(0, true);
 }
 
 #[test]
 fn producer_stops_after_a_message() {
-    model_stops(1);
+    model_stops(1, true);
 }
 
 #[test]
 fn producer_stops_after_dropping_a_grant() {
-    model_stops(2);
+    model_stops(2, true);
 }
 
 #[test]
 fn producer_stops_after_abandoning_a_stream() {
-    model_stops(3);
+    model_stops(3, false);
 }
 
 #[test]
 fn producer_goes_on_after_an_abandoned_stream() {
-    model_stops(4);
+    model_stops(4, false);
 }
 
 /// A consumer that stops with a message in fragments half read (its reader, then
@@ -310,7 +379,7 @@ fn producer_goes_on_after_an_abandoned_stream() {
 /// rest of that message, and gets the next one.
 #[test]
 fn consumer_stops_mid_stream() {
-    model(|| {
+    model_one_preemption(|| {
         let (mut tx, mut rx0) = ring(4);
         let mut rx1 = rx0.try_clone().unwrap();
         rx1.set_wait(WAIT);
