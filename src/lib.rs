@@ -5,6 +5,9 @@
 //!   Zero-copy on both sides ([`spsc::Producer::reserve`], [`spsc::Consumer::recv_ref`]),
 //!   messages of any size (those larger than half the ring travel in fragments, and
 //!   can be streamed with [`std::io::Write`] / [`std::io::Read`]).
+//! - **MPMC cell ring** ([`mpmc`]): any number of producer and consumer processes on
+//!   one ring (up to a limit chosen at creation), the same methods, each message to
+//!   exactly one consumer, each producer's order kept.
 //! - **Waiting without system calls** while nobody sleeps: the default
 //!   [`Wait::Adaptive`] spins, then yields, then parks on a futex event count; a
 //!   sender makes the wake-up system call only when the receiver really sleeps.

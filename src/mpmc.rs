@@ -532,6 +532,9 @@ impl Producer {
             };
             let index = pos & (n - 1);
             let pad = if index + k > n { n - index } else { 0 };
+            // The payload's first line will be ours to write: start taking it now, in
+            // parallel with the stamp loads and the CAS (which would hold it back).
+            crate::sync::prefetch_write(r.data.ptr(r.index(pos + pad)));
             for p in pos..pos + pad + k {
                 // SYNC POINT: Acquire pairs with the Release store of the consumer that
                 // released this cell: its reads of the cell happen before our writes.
@@ -885,6 +888,9 @@ impl Consumer {
                     position: pos,
                 });
             }
+            // Published: fetch the payload's first line while we decode and claim (a
+            // locked CAS would hold back a load issued after it).
+            crate::sync::prefetch_read(r.data.ptr(r.index(pos)));
             let word = r.table.record(pos).load(Ordering::Relaxed);
             let max_payload = r.params.max_record;
             let record = match decode_cell(word, pos & (n - 1), n, r.cell_shift, max_payload) {

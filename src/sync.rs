@@ -47,6 +47,31 @@ pub(crate) fn set_flag(flag: &ProcessFlag, value: u8) {
     flag.store(value, std::sync::atomic::Ordering::Release);
 }
 
+/// Asks the CPU to start fetching the cache line at `p` for reading. A hint: no
+/// memory is accessed, so any address is fine; a no-op under loom and Miri and off
+/// x86-64.
+#[inline(always)]
+pub(crate) fn prefetch_read(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    // SAFETY: PREFETCHT0 is a hint that never faults and accesses no memory.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    let _ = p;
+}
+
+/// Asks the CPU to start fetching the cache line at `p` for writing (PREFETCHW). A
+/// hint, as [`prefetch_read`].
+#[inline(always)]
+pub(crate) fn prefetch_write(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    // SAFETY: PREFETCHW is a hint that never faults and accesses no memory.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p.cast())
+    };
+    let _ = p;
+}
+
 /// A hint to the CPU that we are in a spin loop; under loom, a yield so the model
 /// checker can schedule the thread we wait for.
 #[inline]
