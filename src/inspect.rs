@@ -1114,6 +1114,7 @@ mod tests {
     use crate::header::STATE_READY;
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn liveness_of_this_process_and_of_nobody() {
         let me = std::process::id();
         assert!(process_alive(me, None));
@@ -1130,6 +1131,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn zombies_are_dead() {
         let mut child = std::process::Command::new("true")
             .spawn()
@@ -1149,6 +1151,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn sysv_names() {
         assert_eq!(sysv_key("/x").map(|r| r.is_ok()), None);
         assert_eq!(sysv_key("sysv:0x10").unwrap().unwrap(), 16);
@@ -1189,6 +1192,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn an_mpmc_header_in_words() {
         let mut copy = valid_mpmc_copy();
         {
@@ -1212,6 +1216,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn a_valid_header_in_words() {
         let mut copy = valid_copy();
         let info = describe(meta(), copy.header()).unwrap();
@@ -1233,6 +1238,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn a_corrupt_header_is_described_not_refused() {
         let mut copy = valid_copy();
         {
@@ -1265,6 +1271,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn not_a_ring() {
         let mut copy = HeaderCopy::zeroed();
         copy.0[..8].copy_from_slice(b"GARBAGE!");
