@@ -25,7 +25,8 @@
 //!   payload, then store `p + N` into each of the `k` stamps with Release.
 //! - A producer stalled between its claim and its publish holds up consumers at its
 //!   record only (other producers keep claiming and publishing behind it); a consumer
-//!   stalled between its claim and its release holds up only the reuse of its cells.
+//!   stalled between its claim and its release holds up no other consumer, and
+//!   producers only when they come round to its cells a lap later.
 //!
 //! # Streams (messages larger than one record)
 //!
