@@ -160,7 +160,12 @@ impl<'a> EventCount<'a> {
         // (futex returns EAGAIN) or is in the futex queue and is woken below.
         self.word.epoch.fetch_add(1, Ordering::Release);
         match self.sem {
-            Some(sem) => semaphore::post(sem),
+            // One token per registered waiter (an MPMC ring may have several), capped
+            // at the endpoint table's size: the count is untrusted.
+            Some(sem) => {
+                let waiters = self.word.waiters.load(Ordering::Relaxed);
+                semaphore::post(sem, waiters.min(crate::header::ENDPOINT_SLOTS as u32))
+            }
             None => futex::wake_all(self.word),
         }
     }
@@ -223,8 +228,10 @@ impl<'a> EventCount<'a> {
 pub(crate) mod semaphore {
     use super::*;
 
-    /// Adds a token if there is none, waking one sleeper.
-    pub(super) fn post(sem: &SemSlot) {
+    /// Tops the tokens up to `waiters` (at least one), waking that many sleepers.
+    /// Tokens left over by waiters that did not sleep after all only make a later wait
+    /// return at once, and its caller re-checks.
+    pub(super) fn post(sem: &SemSlot, waiters: u32) {
         #[cfg(not(loom))]
         {
             crate::sync::count(&futex::WAKE_CALLS);
@@ -232,14 +239,15 @@ pub(crate) mod semaphore {
             // SAFETY: the slot holds a semaphore initialised (pshared) before the ring
             // became READY; `value` outlives the call.
             let r = unsafe { libc::sem_getvalue(sem.sem_ptr(), &mut value) };
-            if r != 0 || value <= 0 {
+            let have = if r == 0 { value.max(0) as u32 } else { 0 };
+            for _ in have..waiters.max(1) {
                 // SAFETY: as above.
                 let r = unsafe { libc::sem_post(sem.sem_ptr()) };
                 debug_assert_eq!(r, 0, "sem_post: {}", std::io::Error::last_os_error());
             }
         }
         #[cfg(loom)]
-        let _ = sem;
+        let _ = (sem, waiters);
     }
 
     /// Takes a token, waiting at most `timeout` for one.
