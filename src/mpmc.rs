@@ -44,12 +44,19 @@
 //! # Waking
 //!
 //! Producers sleep on "space available", consumers on "data available", the event
-//! counts of `wait.rs` shared by all endpoints. A notifier makes a system call only
-//! when someone sleeps, and then wakes every sleeper of that event count. (Waking one
-//! would need each woken endpoint that leaves without taking what it was woken for
-//! — a deadline, a stream slot held by another — to pass the wake-up on; a missed
-//! hand-off costs a whole park slice. With at most 64 endpoints, waking all is the
-//! bounded, provable choice.)
+//! counts of `wait.rs` shared by all endpoints, and waiters for a stream slot on one
+//! event count per slot. A notifier makes a system call only when someone sleeps.
+//! A published record wakes **one** consumer: any consumer can take it, and a
+//! consumer that stops waiting without taking one (its deadline passed, an error, or
+//! another consumer took the reader slot first) passes the wake-up on to the next
+//! sleeper (`wait_for`), so no record waits while a consumer sleeps. (The loom
+//! models run with this wake-one: their futex is a condition variable whose
+//! `notify_one` wakes one blocked waiter. They pass without the hand-off too, so they
+//! do not prove it is needed; the argument is in `wait_for`.) Released cells wake
+//! **every** sleeping producer: claims go in ring
+//! order, and the producer woken might need more room than was freed while another
+//! needs less. A stream slot freed, or an endpoint leaving, wakes everyone waiting
+//! for it.
 
 use std::sync::Arc;
 
@@ -85,12 +92,19 @@ enum Poll<T> {
 /// Waits for `poll` to find something other than `Empty` (on `ready`, as `wait`
 /// says) or other than `SlotHeld` (parked on `slot_free`), until `deadline`.
 /// `Ok(None)`: timed out.
+///
+/// `pass_on`: `ready` is notified one waiter at a time (consumers on "data
+/// available": one message needs one consumer), so a waiter that stops waiting on it
+/// without a result (deadline, error, or a stream slot that another consumer took)
+/// wakes the next one, in case the wake-up it may have received was for a message it
+/// leaves to others. Then no published message waits while a consumer sleeps.
 fn wait_for<T, E>(
     wait: Wait,
     spinner: &mut Spinner,
     deadline: Option<std::time::Instant>,
     ready: EventCount<'_>,
     slot_free: EventCount<'_>,
+    pass_on: bool,
     mut poll: impl FnMut() -> Result<Poll<T>, E>,
 ) -> Result<Option<T>, E> {
     let mut last = poll()?;
@@ -112,8 +126,11 @@ fn wait_for<T, E>(
                 Poll::SlotHeld if waiting_for == 1 => None,
                 other => Some(other),
             })
-        })?;
-        match next {
+        });
+        if pass_on && waiting_for == 0 && !matches!(next, Ok(Some(Poll::Ready(_)))) {
+            ready.notify_one();
+        }
+        match next? {
             None => return Ok(None),
             Some(p) => last = p,
         }
@@ -634,10 +651,20 @@ impl RecordProducer for Producer {
         };
         let mut spinner = self.spinner;
         let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, || {
-            self.check_connected()?;
-            Ok(self.try_claim(k, flags)?)
-        });
+        // Producers are woken all at once: a release may free room for one that needs
+        // little and not for one that needs much, and claims go in ring order.
+        let result = wait_for(
+            self.wait,
+            &mut spinner,
+            deadline,
+            space,
+            slot,
+            false,
+            || {
+                self.check_connected()?;
+                Ok(self.try_claim(k, flags)?)
+            },
+        );
         self.spinner = spinner;
         result
     }
@@ -663,13 +690,14 @@ impl RecordProducer for Producer {
             // The last fragment (or the ABORT) of our stream: free the writer slot.
             self.release_writer_slot();
         }
-        self.ring.data_ready().notify();
+        // One record, one consumer (see `wait_for` for why one is enough).
+        self.ring.data_ready().notify_one();
     }
 
     fn abandon(&mut self, claim: Claim) {
         if claim.flags == FLAGS_WHOLE {
             self.ring.publish_pad(claim.pos, claim.cells);
-            self.ring.data_ready().notify();
+            self.ring.data_ready().notify_one();
         } else {
             // Part of a stream: close it here, which frees the writer slot.
             self.publish(claim, 0, FLAGS_ABORTED);
@@ -994,7 +1022,7 @@ impl RecordConsumer for Consumer {
         };
         let mut spinner = self.spinner;
         let (data, slot) = (self.ring.data_ready(), self.ring.reader_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, || {
+        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, true, || {
             self.poll_record()
         });
         self.spinner = spinner;

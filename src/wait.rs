@@ -135,6 +135,19 @@ impl<'a> EventCount<'a> {
     /// system call only if someone is registered. Returns whether it woke anyone.
     #[inline]
     pub(crate) fn notify(&self) -> bool {
+        self.notify_n(true)
+    }
+
+    /// Like [`notify`](Self::notify), but wakes one sleeper: for an event that one
+    /// waiter can take care of, when every waiter that stops waiting without taking
+    /// care of it passes the wake-up on with `notify_one` (see `mpmc::wait_for`).
+    #[inline]
+    pub(crate) fn notify_one(&self) -> bool {
+        self.notify_n(false)
+    }
+
+    #[inline(always)]
+    fn notify_n(&self, all: bool) -> bool {
         if self.asymmetric {
             // Only the compiler is kept from moving the load above our publishing store;
             // the CPU may still reorder them, and the waiter's membarrier makes up for it
@@ -149,12 +162,12 @@ impl<'a> EventCount<'a> {
         if self.word.waiters.load(Ordering::Relaxed) == 0 {
             return false;
         }
-        self.notify_slow();
+        self.notify_slow(all);
         true
     }
 
     #[cold]
-    fn notify_slow(&self) {
+    fn notify_slow(&self, all: bool) {
         // Bumping the epoch is an RMW on the word the waiter futex-waits on: a waiter
         // that registered with the old epoch either sees the new one before it sleeps
         // (futex returns EAGAIN) or is in the futex queue and is woken below.
@@ -164,9 +177,10 @@ impl<'a> EventCount<'a> {
             // at the endpoint table's size: the count is untrusted.
             Some(sem) => {
                 let waiters = self.word.waiters.load(Ordering::Relaxed);
-                semaphore::post(sem, waiters.min(crate::header::ENDPOINT_SLOTS as u32))
+                let tokens = if all { waiters } else { 1 };
+                semaphore::post(sem, tokens.min(crate::header::ENDPOINT_SLOTS as u32))
             }
-            None => futex::wake_all(self.word),
+            None => futex::wake(self.word, all),
         }
     }
 
@@ -390,7 +404,8 @@ mod futex {
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
     pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
-    pub(super) fn wake_all(word: &EventWord) {
+    /// Wakes every sleeper on the epoch (`all`) or one.
+    pub(super) fn wake(word: &EventWord, all: bool) {
         count(&WAKE_CALLS);
         // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
         // it is the valid, 4-byte aligned address of the epoch.
@@ -399,7 +414,7 @@ mod futex {
                 libc::SYS_futex,
                 word.epoch.as_ptr(),
                 libc::FUTEX_WAKE,
-                i32::MAX,
+                if all { i32::MAX } else { 1 },
                 std::ptr::null::<libc::timespec>(),
                 std::ptr::null::<u32>(),
                 0u32,
@@ -455,9 +470,13 @@ mod futex {
     //! cannot hide one.
     use super::*;
 
-    pub(super) fn wake_all(word: &EventWord) {
+    pub(super) fn wake(word: &EventWord, all: bool) {
         let _guard = word.sleepers.lock().unwrap();
-        word.woken.notify_all();
+        if all {
+            word.woken.notify_all();
+        } else {
+            word.woken.notify_one();
+        }
     }
 
     pub(super) fn wait_while_epoch(word: &EventWord, epoch: u32, _timeout: Duration) {

@@ -329,7 +329,8 @@ fn stalled_producer_blocks_only_at_its_message() {
     let mut buf = Vec::new();
     let mut grant = a.reserve(10).unwrap();
     for i in 0..5u8 {
-        b.try_send(&[i; 20]).expect("other producers go on claiming");
+        b.try_send(&[i; 20])
+            .expect("other producers go on claiming");
     }
     // The consumers wait at the stalled message.
     assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
@@ -369,7 +370,8 @@ fn stalled_consumer_blocks_no_other_consumer() {
     assert_eq!(sent, 4);
     drop(held);
     for _ in 0..4 {
-        tx.try_send(&[9; 30]).expect("the held cell and those after it are free again");
+        tx.try_send(&[9; 30])
+            .expect("the held cell and those after it are free again");
     }
     assert_eq!(tx.try_send(&[9; 30]), Err(TrySendError::Full));
 }
