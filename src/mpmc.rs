@@ -312,32 +312,28 @@ impl View {
     #[inline]
     fn data_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_data_ready);
-        EventCount::new(&h.data_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.data_ready, &h.sem_data_ready, &self.params)
     }
 
     /// The "space available" event count (producers sleep on it).
     #[inline]
     fn space_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_space_ready);
-        EventCount::new(&h.space_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
 
     /// The "writer-stream slot free" event count (producers waiting for the slot).
     #[inline]
     fn writer_free<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_writer_free);
-        EventCount::new(&h.writer_free, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.writer_free, &h.sem_writer_free, &self.params)
     }
 
     /// The "reader-stream slot free" event count (consumers waiting for the slot).
     #[inline]
     fn reader_free<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_reader_free);
-        EventCount::new(&h.reader_free, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.reader_free, &h.sem_reader_free, &self.params)
     }
 
     /// Our mark in a stream slot.
@@ -476,11 +472,6 @@ impl Producer {
         Producer::attach(self.ring.seg.clone(), self.ring.params, self.wait)
     }
 
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
     /// The cell size in bytes.
     pub fn cell_size(&self) -> usize {
         self.ring.params.cell_size
@@ -495,21 +486,6 @@ impl Producer {
     /// [`reserve`](Self::reserve)): `capacity / 2`.
     pub fn max_record_payload(&self) -> usize {
         self.ring.params.max_record
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
     }
 
     /// Whether every consumer that attached has detached (false while none has come).
@@ -834,39 +810,9 @@ impl Consumer {
         Ok(c)
     }
 
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
     /// The cell size in bytes.
     pub fn cell_size(&self) -> usize {
         self.ring.params.cell_size
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
-
-    /// The largest message [`recv`](Self::recv) reassembles.
-    pub fn max_message(&self) -> u64 {
-        self.max_message
-    }
-
-    /// Sets the largest message [`recv`](Self::recv) reassembles.
-    pub fn set_max_message(&mut self, bytes: u64) {
-        self.max_message = bytes;
     }
 
     /// Whether every producer that attached has detached (false while none has come).

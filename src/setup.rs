@@ -159,10 +159,10 @@ pub(crate) fn create_or_open_segment(
     }))
 }
 
-/// The constructors of an endpoint type of ring module `$m` (`"spsc"` or `"mpmc"`),
+/// The constructors and common accessors of an endpoint type of ring module `$m` (`"spsc"` or `"mpmc"`),
 /// kind `$kind`, role `$role` (`"producer"` or `"consumer"`), whose peer type is
-/// `$peer`. The type has `fn attach(Arc<Segment>, RingParams, Wait) -> Result<Self>`
-/// and a `ring.seg` field.
+/// `$peer`. The type has `fn attach(Arc<Segment>, RingParams, Wait) -> Result<Self>`,
+/// `ring.seg` and `ring.params` fields, and a `wait` field.
 macro_rules! endpoint_constructors {
     ($m:literal, $kind:expr, $role:literal, $peer:literal) => {
         /// Creates the ring `name` (a POSIX shared-memory name such as `"/my-ring"`)
@@ -288,6 +288,27 @@ macro_rules! endpoint_constructors {
         #[cfg(not(loom))]
         pub fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
             self.ring.seg.memfd()
+        }
+
+        /// The ring's data-region size in bytes.
+        pub fn capacity(&self) -> usize {
+            self.ring.params.capacity
+        }
+
+        /// The segment's name: the POSIX name, `sysv:0x<key>`, `memfd:<label>`, or
+        /// `"(heap)"` for a ring made by `channel`.
+        pub fn name(&self) -> &str {
+            self.ring.seg.name()
+        }
+
+        /// The wait strategy of this endpoint.
+        pub fn wait_strategy(&self) -> $crate::Wait {
+            self.wait
+        }
+
+        /// Sets the wait strategy of this endpoint.
+        pub fn set_wait(&mut self, wait: $crate::Wait) {
+            self.wait = wait;
         }
     };
 }

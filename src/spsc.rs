@@ -201,16 +201,14 @@ impl RingView {
     #[inline]
     fn data_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_data_ready);
-        EventCount::new(&h.data_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.data_ready, &h.sem_data_ready, &self.params)
     }
 
     /// The "space available" event count (the producer sleeps on it).
     #[inline]
     fn space_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_space_ready);
-        EventCount::new(&h.space_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
 
     /// Whether the endpoint in `slot` has detached.
@@ -366,30 +364,10 @@ impl Producer {
         })
     }
 
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
     /// The largest message that travels in one record (and so the largest
     /// [`reserve`](Self::reserve)): `capacity / 2 - 8`.
     pub fn max_record_payload(&self) -> usize {
         self.ring.params.max_record - RECORD_HEADER
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
     }
 
     /// Whether the consumer has detached (it has dropped its endpoint).
@@ -682,37 +660,6 @@ impl Consumer {
             max_message: params.max_message,
             partial: None,
         })
-    }
-
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
-
-    /// The largest message [`recv`](Self::recv) reassembles (from the ring's options
-    /// unless changed with [`set_max_message`](Self::set_max_message)).
-    pub fn max_message(&self) -> u64 {
-        self.max_message
-    }
-
-    /// Sets the largest message [`recv`](Self::recv) reassembles.
-    pub fn set_max_message(&mut self, bytes: u64) {
-        self.max_message = bytes;
     }
 
     /// Whether the producer has detached. Messages it sent may still be in the ring.

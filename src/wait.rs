@@ -131,6 +131,21 @@ impl<'a> EventCount<'a> {
         }
     }
 
+    /// The event count over `word` of a ring with `params`: its fence mode, and `sem`
+    /// if its notifier is the semaphore.
+    #[inline]
+    pub(crate) fn for_ring(
+        word: &'a EventWord,
+        sem: &'a SemSlot,
+        params: &crate::header::RingParams,
+    ) -> Self {
+        EventCount::new(
+            word,
+            params.asymmetric_fences(),
+            params.semaphores().then_some(sem),
+        )
+    }
+
     /// Called after the Release store that publishes. Wakes every sleeper, and makes a
     /// system call only if someone is registered. Returns whether it woke anyone.
     #[inline]
