@@ -145,6 +145,25 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 /// than a year at a billion messages a second).
 const MAX_POSITION: u64 = 1 << (POS_BITS - 1);
 
+/// Whether `stamp` is a value the stamp of the cell of `pos` can ever hold: that
+/// cell's positions are `pos + m·n`, and its stamp is one of them ("free for it") or
+/// one of them + 1 ("published there").
+#[inline]
+fn stamp_fits(stamp: u64, pos: u64, n: u64) -> bool {
+    stamp.wrapping_sub(pos) & (n - 1) <= 1
+}
+
+/// The latest value of `cursor` (a read-modify-write reads the last value in its
+/// modification order, where a load may return an older one), given that `seen` was
+/// read from it. Used before calling a value corruption: a plain load could still
+/// return the stale value that made the stamp look wrong.
+#[cold]
+fn latest(cursor: &AtomicU64, seen: u64) -> u64 {
+    match cursor.compare_exchange(seen, seen, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(v) | Err(v) => v,
+    }
+}
+
 #[inline(always)]
 fn pos_of(word: u64) -> u64 {
     word & POS_MASK
@@ -537,17 +556,26 @@ impl Producer {
                 if d == 0 {
                     continue;
                 }
-                // Still held from the previous lap: published, or an inner cell, and
-                // not released yet.
-                if d == -(n as i64) || d == 1 - n as i64 {
+                if !stamp_fits(stamp, p, n) {
+                    return Err(Corruption {
+                        what: "cell stamp (written for no position of this cell)",
+                        value: stamp,
+                        position: p,
+                    });
+                }
+                if d < 0 {
+                    // Held from an earlier lap: published, or an inner cell, and not
+                    // released yet. (Or a stale read: a load may return an older value
+                    // of the stamp than the latest, and looking again will see it.)
                     return Ok(Poll::Empty);
                 }
-                // Ahead of us: another producer claimed it since we read `tail`.
-                if tail.load(Ordering::Relaxed) != t {
+                // Ahead of us: another producer claimed it since we read `tail`, or the
+                // stamp is corrupt if the latest `tail` still says otherwise.
+                if latest(tail, t) != t {
                     continue 'retry;
                 }
                 return Err(Corruption {
-                    what: "cell stamp (neither free nor held for this position)",
+                    what: "cell stamp (ahead of the producers' cursor)",
                     value: stamp,
                     position: p,
                 });
@@ -849,16 +877,23 @@ impl Consumer {
             let stamp = r.table.stamp(pos).load(Ordering::Acquire);
             let d = stamp.wrapping_sub(pos) as i64;
             if d != 1 {
-                // Not published for this position yet: free, claimed and being written,
-                // or still held from the previous lap.
-                if d == 0 || d == -(n as i64) || d == 1 - n as i64 {
+                if !stamp_fits(stamp, pos, n) {
+                    return Err(Corruption {
+                        what: "cell stamp at head (written for no position of this cell)",
+                        value: stamp,
+                        position: pos,
+                    });
+                }
+                if d <= 0 {
+                    // Not published for this position yet: free, claimed and being
+                    // written, or still held from the previous lap (or a stale read).
                     return Ok(Poll::Empty);
                 }
-                if head.load(Ordering::Relaxed) != hw {
+                if latest(head, hw) != hw {
                     continue; // another consumer took it since we read `head`
                 }
                 return Err(Corruption {
-                    what: "cell stamp at head",
+                    what: "cell stamp at head (ahead of the consumers' cursor)",
                     value: stamp,
                     position: pos,
                 });
@@ -871,7 +906,7 @@ impl Consumer {
             let record = match decode_cell(word, pos & (n - 1), n, r.cell_shift, max_payload) {
                 Ok(rec) => rec,
                 Err(mut c) => {
-                    if head.load(Ordering::Relaxed) != hw {
+                    if latest(head, hw) != hw {
                         continue;
                     }
                     c.position = pos;
