@@ -70,6 +70,10 @@ pub(crate) const ENDPOINT_VACANT: u32 = 0;
 pub(crate) const ENDPOINT_ATTACHED: u32 = 1;
 /// `EndpointSlot::state`: the endpoint that was attached has detached cleanly.
 pub(crate) const ENDPOINT_DETACHED: u32 = 2;
+/// `EndpointSlot::state`: an endpoint has taken the slot and is writing its pid, start
+/// time and role; `ENDPOINT_ATTACHED` follows. So an observer never sees an attached
+/// slot with the previous owner's pid (and takes a live endpoint for a dead one).
+pub(crate) const ENDPOINT_ATTACHING: u32 = 3;
 
 /// `abi` field: pointer width in bytes in the low byte, bit 8 set on little-endian.
 pub(crate) const ABI: u32 = (std::mem::size_of::<usize>() as u32)
@@ -112,7 +116,8 @@ static_assertions::const_assert!(
 /// One entry of the endpoint table. 32 bytes.
 #[repr(C)]
 pub(crate) struct EndpointSlot {
-    /// `ENDPOINT_VACANT`, `ENDPOINT_ATTACHED` or `ENDPOINT_DETACHED`.
+    /// `ENDPOINT_VACANT`, `ENDPOINT_ATTACHING`, `ENDPOINT_ATTACHED` or
+    /// `ENDPOINT_DETACHED`.
     pub(crate) state: AtomicU32,
     /// Process id of the attached endpoint (information only: never trusted alone).
     pub(crate) pid: AtomicU32,
@@ -135,14 +140,14 @@ impl EndpointSlot {
         loop {
             match cur {
                 ENDPOINT_VACANT | ENDPOINT_DETACHED => {}
-                ENDPOINT_ATTACHED => return Ok(false),
+                ENDPOINT_ATTACHED | ENDPOINT_ATTACHING => return Ok(false),
                 other => return Err(other),
             }
             // Acquire pairs with the Release of a previous endpoint's detach, so we see
             // what it published.
             match self.state.compare_exchange(
                 cur,
-                ENDPOINT_ATTACHED,
+                ENDPOINT_ATTACHING,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -155,6 +160,8 @@ impl EndpointSlot {
             .store(process_start_time().unwrap_or(0), Ordering::Relaxed);
         self.role.store(role, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::Relaxed);
+        // Release: whoever sees ATTACHED (Acquire) sees the fields above.
+        self.state.store(ENDPOINT_ATTACHED, Ordering::Release);
         Ok(true)
     }
 

@@ -56,10 +56,10 @@ use nix::sys::mman::shm_open;
 use nix::sys::stat::Mode;
 
 use crate::header::{
-    layout_hash, Header, HeaderFault, ABI, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT,
-    FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC, LAYOUT_VERSION, MAGIC,
-    NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
-    STATE_READY,
+    layout_hash, Header, HeaderFault, ABI, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING,
+    ENDPOINT_DETACHED, ENDPOINT_VACANT, FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC,
+    LAYOUT_VERSION, MAGIC, NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER,
+    STATE_INIT, STATE_POISONED, STATE_READY,
 };
 use crate::segment::shared::io_err;
 use crate::segment::sysv::segment_name;
@@ -214,6 +214,9 @@ pub enum EndpointState {
     Attached,
     /// The endpoint that was attached detached cleanly.
     Detached,
+    /// An endpoint is attaching (it has taken the slot and is writing its pid); it
+    /// counts as alive.
+    Attaching,
     /// A state word no shmlane writes.
     Unknown(u32),
 }
@@ -348,6 +351,7 @@ display_as_str!(EndpointState {
     EndpointState::Vacant => "vacant",
     EndpointState::Attached => "attached",
     EndpointState::Detached => "detached",
+    EndpointState::Attaching => "attaching",
     EndpointState::Unknown(_) => "unknown",
 });
 display_as_str!(Liveness {
@@ -625,9 +629,11 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             ENDPOINT_VACANT => EndpointState::Vacant,
             ENDPOINT_ATTACHED => EndpointState::Attached,
             ENDPOINT_DETACHED => EndpointState::Detached,
+            ENDPOINT_ATTACHING => EndpointState::Attaching,
             other => {
                 problems.push(format!(
-                    "endpoint slot {slot}: state = {other:#x}: not vacant, attached or detached"
+                    "endpoint slot {slot}: state = {other:#x}: not vacant, attaching, \
+                     attached or detached"
                 ));
                 EndpointState::Unknown(other)
             }
@@ -645,8 +651,11 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         if state == EndpointState::Attached && pid == 0 {
             problems.push(format!("endpoint slot {slot}: attached with pid 0"));
         }
-        let alive = state == EndpointState::Attached
-            && endpoint_alive(pid, (start_time != 0).then_some(start_time));
+        // An attaching endpoint is alive: it is running its attach right now (one that
+        // died there leaves the slot so: issue 4's locks will tell).
+        let alive = state == EndpointState::Attaching
+            || (state == EndpointState::Attached
+                && endpoint_alive(pid, (start_time != 0).then_some(start_time)));
         endpoints.push(EndpointInfo {
             slot,
             role,

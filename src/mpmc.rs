@@ -262,7 +262,7 @@ impl View {
                         name: seg.name().to_string(),
                         field: "endpoint state",
                         value: state.into(),
-                        reason: "not vacant, attached or detached",
+                        reason: "not vacant, attaching, attached or detached",
                     })
                 }
             }

@@ -176,7 +176,7 @@ impl RingView {
                     name: seg.name().to_string(),
                     field: "endpoint state",
                     value: other.into(),
-                    reason: "not vacant, attached or detached",
+                    reason: "not vacant, attaching, attached or detached",
                 })
             }
         }
