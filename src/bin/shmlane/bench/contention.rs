@@ -86,7 +86,7 @@ struct Line(AtomicU64);
 /// The counters of one row, in a shared anonymous mapping made before the fork.
 #[repr(C)]
 #[derive(Debug)]
-pub(crate) struct Board {
+struct Board {
     /// Endpoints that have arrived at the start barrier.
     ready: Line,
     /// Raised (non-zero) by the parent at the end of the timed part: producers stop.

@@ -388,7 +388,7 @@ pub(crate) fn summarize(r: &Results) -> Summary<'_> {
             threshold: 1.5,
         },
         Target {
-            name: "MPMC 2P2C 64 B msgs/s (processes) / ArrayQueue 1P1C (threads)".into(),
+            name: "MPMC 2P2C 64 B msgs/s, processes / ArrayQueue 1P1C threads".into(),
             value: ratio(
                 crowd_rate(ring(RingKind::Mpmc, Wait::Adaptive), 64, SHAPES[1]),
                 crowd_rate(Mech::ArrayQueue, 64, one_one),
@@ -616,7 +616,7 @@ fn mpmc_section(o: &mut String, s: &Summary<'_>, c: &Config, e: &super::Env) {
         let _ = writeln!(
             o,
             "\nMPMC / SPSC, one producer and one consumer per ring (rows above): round-trip \
-             p50 and p99,\nand one-way msgs/s (below 1 = slower)"
+             p50 and p99\n(above 1 = MPMC slower), one-way msgs/s (below 1 = MPMC slower)"
         );
         let mut head = format!("{:<9}", "wait");
         for &len in &LATENCY_SIZES {
