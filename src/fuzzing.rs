@@ -1497,9 +1497,11 @@ fn peer_op(env: &Env, m: &mut Model, input: &mut Input<'_>) {
                 _ => input.u32(),
             };
             if input.u8() & 1 == 0 {
-                word.waiters.store(v, Ordering::Release);
+                let e = word.state.load(Ordering::Relaxed);
+                word.state
+                    .store(e & !0xffff_ffff | u64::from(v), Ordering::Release);
             } else {
-                word.epoch.store(v, Ordering::Release);
+                word.futex.store(v, Ordering::Release);
             }
         }
         4 | 5 => {
@@ -1577,10 +1579,10 @@ fn header_fields(h: &Header) -> Vec<Field<'_>> {
         v.push(Field::U64(&slot.generation));
     }
     v.extend([
-        Field::U32(&h.data_ready.epoch),
-        Field::U32(&h.data_ready.waiters),
-        Field::U32(&h.space_ready.epoch),
-        Field::U32(&h.space_ready.waiters),
+        Field::U64(&h.data_ready.state),
+        Field::U32(&h.data_ready.futex),
+        Field::U64(&h.space_ready.state),
+        Field::U32(&h.space_ready.futex),
         Field::U64(&h.tail),
         Field::U64(&h.head),
     ]);

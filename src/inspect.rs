@@ -678,9 +678,12 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         ),
         _ => (None, None),
     };
-    let event_count = |word: &crate::wait::EventWord| EventCountInfo {
-        epoch: word.epoch.load(r),
-        waiters: word.waiters.load(r),
+    let event_count = |word: &crate::wait::EventWord| {
+        let state = word.state.load(r);
+        EventCountInfo {
+            epoch: (state >> 32) as u32,
+            waiters: state as u32,
+        }
     };
     Ok(RingInfo {
         name: meta.name,
@@ -1259,8 +1262,7 @@ mod tests {
             h.endpoints[5]
                 .state
                 .store(ENDPOINT_ATTACHED, Ordering::Relaxed);
-            h.data_ready.epoch.store(3, Ordering::Relaxed);
-            h.data_ready.waiters.store(1, Ordering::Relaxed);
+            h.data_ready.state.store(3 << 32 | 1, Ordering::Relaxed);
         }
         let info = describe(meta(), copy.header()).unwrap();
         let all = info.problems.join("\n");

@@ -175,9 +175,9 @@ pub mod loom_internals {
         pub fn new() -> Self {
             EventWord(crate::wait::EventWord::new())
         }
-        /// The number of registered waiters.
+        /// The number of registered waiters not yet taken by a notifier.
         pub fn waiters(&self) -> u32 {
-            self.0.waiters.load(loom::sync::atomic::Ordering::Relaxed)
+            self.0.state.load(loom::sync::atomic::Ordering::Relaxed) as u32
         }
     }
 

@@ -45,18 +45,17 @@
 //!
 //! Producers sleep on "space available", consumers on "data available", the event
 //! counts of `wait.rs` shared by all endpoints, and waiters for a stream slot on one
-//! event count per slot. A notifier makes a system call only when someone sleeps.
-//! A published record wakes **one** consumer: any consumer can take it, and a
-//! consumer that stops waiting without taking one (its deadline passed, an error, or
-//! another consumer took the reader slot first) passes the wake-up on to the next
-//! sleeper (`wait_for`), so no record waits while a consumer sleeps. (The loom
-//! models run with this wake-one: their futex is a condition variable whose
-//! `notify_one` wakes one blocked waiter. They pass without the hand-off too, so they
-//! do not prove it is needed; the argument is in `wait_for`.) Released cells wake
-//! **every** sleeping producer: claims go in ring
-//! order, and the producer woken might need more room than was freed while another
-//! needs less. A stream slot freed, or an endpoint leaving, wakes everyone waiting
-//! for it.
+//! event count per slot. A notifier makes a system call only when someone is
+//! registered to sleep and not yet woken: it wakes every sleeper of that event count
+//! and takes them off the count (`wait.rs`), so the records and releases that follow,
+//! until one of them registers again, cost no system call, however long the woken
+//! take to get a CPU. (Waking one sleeper per record would wake fewer processes, but
+//! needs every woken consumer that leaves without a record to hand the wake-up on,
+//! and per-waiter accounting that the taken-off count cannot give; with at most 64
+//! endpoints, and one wake-up call per sleep rather than per record, waking all is
+//! the simpler provable choice. Producers must be woken all at once anyway: a
+//! release may free room for one that needs little and not for one that needs
+//! much.)
 
 use std::sync::Arc;
 
@@ -92,19 +91,12 @@ enum Poll<T> {
 /// Waits for `poll` to find something other than `Empty` (on `ready`, as `wait`
 /// says) or other than `SlotHeld` (parked on `slot_free`), until `deadline`.
 /// `Ok(None)`: timed out.
-///
-/// `pass_on`: `ready` is notified one waiter at a time (consumers on "data
-/// available": one message needs one consumer), so a waiter that stops waiting on it
-/// without a result (deadline, error, or a stream slot that another consumer took)
-/// wakes the next one, in case the wake-up it may have received was for a message it
-/// leaves to others. Then no published message waits while a consumer sleeps.
 fn wait_for<T, E>(
     wait: Wait,
     spinner: &mut Spinner,
     deadline: Option<std::time::Instant>,
     ready: EventCount<'_>,
     slot_free: EventCount<'_>,
-    pass_on: bool,
     mut poll: impl FnMut() -> Result<Poll<T>, E>,
 ) -> Result<Option<T>, E> {
     let mut last = poll()?;
@@ -126,11 +118,8 @@ fn wait_for<T, E>(
                 Poll::SlotHeld if waiting_for == 1 => None,
                 other => Some(other),
             })
-        });
-        if pass_on && waiting_for == 0 && !matches!(next, Ok(Some(Poll::Ready(_)))) {
-            ready.notify_one();
-        }
-        match next? {
+        })?;
+        match next {
             None => return Ok(None),
             Some(p) => last = p,
         }
@@ -655,20 +644,10 @@ impl RecordProducer for Producer {
         };
         let mut spinner = self.spinner;
         let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
-        // Producers are woken all at once: a release may free room for one that needs
-        // little and not for one that needs much, and claims go in ring order.
-        let result = wait_for(
-            self.wait,
-            &mut spinner,
-            deadline,
-            space,
-            slot,
-            false,
-            || {
-                self.check_connected()?;
-                Ok(self.try_claim(k, flags)?)
-            },
-        );
+        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, || {
+            self.check_connected()?;
+            Ok(self.try_claim(k, flags)?)
+        });
         self.spinner = spinner;
         result
     }
@@ -694,14 +673,13 @@ impl RecordProducer for Producer {
             // The last fragment (or the ABORT) of our stream: free the writer slot.
             self.release_writer_slot();
         }
-        // One record, one consumer (see `wait_for` for why one is enough).
-        self.ring.data_ready().notify_one();
+        self.ring.data_ready().notify();
     }
 
     fn abandon(&mut self, claim: Claim) {
         if claim.flags == FLAGS_WHOLE {
             self.ring.publish_pad(claim.pos, claim.cells);
-            self.ring.data_ready().notify_one();
+            self.ring.data_ready().notify();
         } else {
             // Part of a stream: close it here, which frees the writer slot.
             self.publish(claim, 0, FLAGS_ABORTED);
@@ -1003,7 +981,7 @@ impl RecordConsumer for Consumer {
         };
         let mut spinner = self.spinner;
         let (data, slot) = (self.ring.data_ready(), self.ring.reader_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, true, || {
+        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, || {
             self.poll_record()
         });
         self.spinner = spinner;
