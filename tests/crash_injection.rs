@@ -1,0 +1,1234 @@
+//! Crash injection ("Survive crashes"): endpoints SIGKILLed at any instruction while
+//! messages flow, replaced at once, and what the survivors see checked message by
+//! message.
+//!
+//! # The run
+//!
+//! The test process is the controller. It creates an MPMC ring (64 KiB, default cells,
+//! 16 endpoints at most) and an SPSC ring (64 KiB), and forks eight endpoint processes
+//! into eight *slots*: 4 MPMC producers, 2 MPMC consumers, 1 SPSC producer and 1 SPSC
+//! consumer. Then, every 2–5 ms (random), it SIGKILLs the process of a random slot,
+//! reaps it, and forks a new *incarnation* of the same role into the slot: 500 kills
+//! by default, `SHMLANE_CRASH_KILLS` to change it (the long run is 10,000).
+//! `SHMLANE_CRASH_SEED` replays a run (the seed is printed); `SHMLANE_CRASH_RINGS=mpmc`
+//! (or `spsc`) kills only that ring's endpoints (the other ring runs undisturbed).
+//! `SHMLANE_CRASH_GENTLE=1` checks the harness itself: the controller asks each victim
+//! to detach and exit (between two messages) instead of killing it, so every message
+//! sent must be delivered. Then it stops the
+//! producers (a shared flag: each finishes its message and detaches), waits for them,
+//! tells the consumers, which drain the rings until `Disconnected`, waits for them,
+//! removes both segments and checks the deliveries.
+//!
+//! # What the processes share
+//!
+//! - A `MAP_SHARED | MAP_ANONYMOUS` mapping made before the first fork (the [`Board`]):
+//!   the stop flags, counters, the first failure's text, and one [`Incarnation`] entry
+//!   per process ever started (its role; when it was forked and when it had attached;
+//!   for a producer, how many of its sends have returned `Ok`, stored after each).
+//!   The controller reads a killed producer's count after reaping it.
+//! - One log file, opened `O_APPEND` and unlinked before the first fork: a consumer
+//!   appends one 16-byte record per message it received (its incarnation, the
+//!   producer's incarnation, the sequence number, the length) with a single
+//!   `write(2)`. Records are 16-byte aligned, so none straddles a page, and a SIGKILL
+//!   leaves a record whole or absent.
+//!
+//! # Messages
+//!
+//! Each producer incarnation has an id from the controller (`u32`, never reused) and
+//! numbers its messages 0, 1, 2, ...; a message starts with `id << 32 | seq` and a
+//! checksum of its body (`common::fill_message`). Sizes are random, mostly small;
+//! about 1 in 100 is larger than the ring, so it travels in fragments.
+//!
+//! Producers send with `send_timeout(1 s)`, consumers receive one message at a time
+//! with `recv_timeout(1 s)`. A `Disconnected` before the end (every peer of the other
+//! side was killed and its replacement is not attached yet, or not attached before
+//! us) is retried every millisecond, the same message again; longer than 1 s is a
+//! failure. `Truncated` is counted (a producer died in the middle of a message).
+//!
+//! # Checks
+//!
+//! Failures found by a process are recorded on the board; the controller checks it
+//! (and, with `waitid(WNOWAIT)`, that no endpoint ended on its own) before every kill,
+//! and stops the run at the first one.
+//!
+//! - No torn or corrupt message: length, tag and checksum at the consumer.
+//! - No surviving endpoint blocked more than 1 s: a `Timeout` from `send_timeout` or
+//!   `recv_timeout`, a `Disconnected` for more than 1 s before the end, or `Busy` for
+//!   more than 1 s from `open` (the slots of dead endpoints must be reclaimed).
+//! - No message delivered twice, across all consumers and incarnations.
+//! - Each consumer incarnation sees each producer incarnation's messages in order.
+//! - No message delivered that was never sent (a sequence number beyond the
+//!   producer's count), and none whose `send` did not return `Ok`, from a producer
+//!   that was not killed.
+//! - Every message whose `send` returned `Ok` delivered, except those lost with a
+//!   killed consumer: delivery is at most once, and a consumer killed while it holds
+//!   a message (inside `recv`, or after `recv` but before its log record) loses that
+//!   one. So each ring may miss at most as many messages as it had consumer kills.
+//!   The message a killed producer was sending may or may not arrive.
+//! - `Truncated` at most once per kill on that ring (plus once per `Disconnected`
+//!   seen by a producer, which abandons a message in fragments).
+//! - Both segments removed at the end, and no name of this run left in /dev/shm.
+//!
+//! The figures (kills per role, incarnations, messages sent and delivered per ring,
+//! losses, truncations, longest wait, attach latency, rates) are printed with
+//! `eprintln!` (`--nocapture` to see them).
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{check_message, fill_message, seg_name, Outcome, Procs, Rng, SegGuard, MSG_HEADER};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use shmlane::{mpmc, spsc, Error, RecvTimeoutError, RingOptions, SendTimeoutError};
+
+/// Bytes of each ring's data region.
+const RING_BYTES: usize = 64 << 10;
+/// Endpoints the MPMC ring admits at once (6 live ones, and room for dead ones not
+/// reclaimed yet).
+const MAX_ENDPOINTS: usize = 16;
+/// Longest a surviving endpoint may wait for anything.
+const STALL: Duration = Duration::from_secs(1);
+/// Kills of the default run.
+const DEFAULT_KILLS: usize = 500;
+/// Bytes kept of the first failure's text.
+const FAILURE_TEXT: usize = 2048;
+/// Longest the controller waits for a message on each ring between two kills.
+const FLOW_WAIT: Duration = Duration::from_secs(2);
+/// One kill in this many may take a process that has not attached yet.
+const RAW_KILL: u64 = 16;
+/// Bytes of one log record.
+const RECORD: usize = 16;
+
+// ---------------------------------------------------------------------------------
+// Roles
+// ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ring {
+    Mpmc,
+    Spsc,
+}
+
+impl Ring {
+    const ALL: [Ring; 2] = [Ring::Mpmc, Ring::Spsc];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    MpmcProducer,
+    MpmcConsumer,
+    SpscProducer,
+    SpscConsumer,
+}
+
+impl Role {
+    const ALL: [Role; 4] = [
+        Role::MpmcProducer,
+        Role::MpmcConsumer,
+        Role::SpscProducer,
+        Role::SpscConsumer,
+    ];
+
+    /// The roles of the eight slots.
+    const SLOTS: [Role; 8] = [
+        Role::MpmcProducer,
+        Role::MpmcProducer,
+        Role::MpmcProducer,
+        Role::MpmcProducer,
+        Role::SpscProducer,
+        Role::MpmcConsumer,
+        Role::MpmcConsumer,
+        Role::SpscConsumer,
+    ];
+
+    fn ring(self) -> Ring {
+        match self {
+            Role::MpmcProducer | Role::MpmcConsumer => Ring::Mpmc,
+            Role::SpscProducer | Role::SpscConsumer => Ring::Spsc,
+        }
+    }
+
+    fn is_producer(self) -> bool {
+        matches!(self, Role::MpmcProducer | Role::SpscProducer)
+    }
+
+    /// Its code on the board; 0 is "no incarnation".
+    fn code(self) -> u32 {
+        self as u32 + 1
+    }
+
+    fn from_code(code: u32) -> Option<Role> {
+        Role::ALL.get((code as usize).checked_sub(1)?).copied()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::MpmcProducer => "MPMC producer",
+            Role::MpmcConsumer => "MPMC consumer",
+            Role::SpscProducer => "SPSC producer",
+            Role::SpscConsumer => "SPSC consumer",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The board: memory shared by every process of the run
+// ---------------------------------------------------------------------------------
+
+/// Counters of one ring, written by its endpoints.
+#[repr(C)]
+struct RingStats {
+    /// Messages received (and logged).
+    delivered: AtomicU64,
+    /// `Truncated` results at consumers.
+    truncated: AtomicU64,
+    /// Runs of `Disconnected` at a producer before the end (retried).
+    producer_disconnects: AtomicU64,
+    /// Runs of `Disconnected` at a consumer before the end (retried).
+    consumer_disconnects: AtomicU64,
+    /// Opens that got `Busy` at least once (retried for up to `STALL`).
+    busy_opens: AtomicU64,
+    /// Longest `send_timeout`, in nanoseconds.
+    max_send_ns: AtomicU64,
+    /// Longest `recv_timeout`, in nanoseconds.
+    max_recv_ns: AtomicU64,
+}
+
+/// The fixed part of the shared mapping. All zero at first, which is a valid value of
+/// every field.
+#[repr(C)]
+struct Board {
+    /// Set by the controller: producers stop after the message they are sending.
+    stop: AtomicU32,
+    /// Set by the controller once every producer has exited: `Disconnected` is final.
+    producers_gone: AtomicU32,
+    /// Failures recorded; the first one writes its text.
+    failures: AtomicU32,
+    /// Length of the first failure's text, once written.
+    failure_len: AtomicU32,
+    failure_text: [AtomicU8; FAILURE_TEXT],
+    rings: [RingStats; 2],
+}
+
+/// One process ever started. Incarnation ids start at 1 (0 is never used).
+#[repr(C)]
+struct Incarnation {
+    /// `Role::code`, written by the controller before the fork.
+    role: AtomicU32,
+    /// Set by the controller in the gentle mode: detach and exit (between messages).
+    quit: AtomicU32,
+    /// CLOCK_MONOTONIC at the fork, in nanoseconds (controller).
+    spawned_ns: AtomicU64,
+    /// CLOCK_MONOTONIC once attached, in nanoseconds; 0 until then.
+    attached_ns: AtomicU64,
+    /// Producer: how many sends have returned `Ok` (messages `0..done` are sent).
+    /// Consumer: how many messages it has received.
+    done: AtomicU64,
+}
+
+/// The shared mapping: the board, then `incarnations` entries.
+struct Shared {
+    base: *mut u8,
+    len: usize,
+    incarnations: usize,
+}
+
+impl Shared {
+    fn new(incarnations: usize) -> Shared {
+        let len = std::mem::size_of::<Board>() + incarnations * std::mem::size_of::<Incarnation>();
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(
+            base != libc::MAP_FAILED,
+            "mmap of {len} shared bytes: {}",
+            std::io::Error::last_os_error()
+        );
+        Shared {
+            base: base.cast(),
+            len,
+            incarnations,
+        }
+    }
+
+    fn board(&self) -> &Board {
+        // SAFETY: the mapping is page-aligned, at least `size_of::<Board>()` long and
+        // lives as long as `self`; it starts zeroed, a valid `Board`; every field is
+        // an atomic (or padding), so shared access from several processes is sound.
+        unsafe { &*self.base.cast::<Board>() }
+    }
+
+    fn ring(&self, ring: Ring) -> &RingStats {
+        &self.board().rings[ring.index()]
+    }
+
+    /// Entry `id`, if there is one.
+    fn get(&self, id: u32) -> Option<&Incarnation> {
+        let i = id as usize;
+        if i == 0 || i >= self.incarnations {
+            return None;
+        }
+        // SAFETY: `i < incarnations`, so the entry is inside the mapping; the offset
+        // of the entries (`size_of::<Board>()`) is a multiple of 8, their alignment;
+        // zeroed memory is a valid `Incarnation` and every field is atomic.
+        Some(unsafe {
+            &*self
+                .base
+                .add(std::mem::size_of::<Board>())
+                .cast::<Incarnation>()
+                .add(i)
+        })
+    }
+
+    fn inc(&self, id: u32) -> &Incarnation {
+        self.get(id)
+            .unwrap_or_else(|| panic!("incarnation {id} out of range"))
+    }
+
+    /// Records a failure; the first one keeps its text.
+    fn fail(&self, text: &str) {
+        let b = self.board();
+        if b.failures.fetch_add(1, Ordering::AcqRel) == 0 {
+            let bytes = &text.as_bytes()[..text.len().min(FAILURE_TEXT)];
+            for (slot, &byte) in b.failure_text.iter().zip(bytes) {
+                slot.store(byte, Ordering::Relaxed);
+            }
+            // Release: pairs with the Acquire load in `failure`, so the reader sees
+            // the text bytes.
+            b.failure_len.store(bytes.len() as u32, Ordering::Release);
+        }
+    }
+
+    /// The first failure, if any (its text, once written; the writer may have been
+    /// killed before it finished).
+    fn failure(&self) -> Option<String> {
+        let b = self.board();
+        let n = b.failures.load(Ordering::Acquire);
+        if n == 0 {
+            return None;
+        }
+        let deadline = Instant::now() + Duration::from_millis(200);
+        loop {
+            let len = b.failure_len.load(Ordering::Acquire) as usize;
+            if len > 0 {
+                let bytes: Vec<u8> = b.failure_text[..len]
+                    .iter()
+                    .map(|x| x.load(Ordering::Relaxed))
+                    .collect();
+                let more = if n > 1 {
+                    format!(" (and {} more failures)", n - 1)
+                } else {
+                    String::new()
+                };
+                return Some(format!("{}{more}", String::from_utf8_lossy(&bytes)));
+            }
+            if Instant::now() >= deadline {
+                return Some(format!(
+                    "{n} failure(s); the first one's text was not written (its process was killed)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are the mapping made in `new`, not unmapped before; no
+        // reference into it outlives `self`.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the kernel to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+// ---------------------------------------------------------------------------------
+// Endpoints
+// ---------------------------------------------------------------------------------
+
+enum Tx {
+    Mpmc(mpmc::Producer),
+    Spsc(spsc::Producer),
+}
+
+impl Tx {
+    fn open(ring: Ring, name: &str) -> Result<Tx, Error> {
+        Ok(match ring {
+            Ring::Mpmc => Tx::Mpmc(mpmc::Producer::open(name)?),
+            Ring::Spsc => Tx::Spsc(spsc::Producer::open(name)?),
+        })
+    }
+
+    fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        match self {
+            Tx::Mpmc(p) => p.send_timeout(msg, timeout),
+            Tx::Spsc(p) => p.send_timeout(msg, timeout),
+        }
+    }
+}
+
+enum Rx {
+    Mpmc(mpmc::Consumer),
+    Spsc(spsc::Consumer),
+}
+
+impl Rx {
+    fn open(ring: Ring, name: &str) -> Result<Rx, Error> {
+        Ok(match ring {
+            Ring::Mpmc => Rx::Mpmc(mpmc::Consumer::open(name)?),
+            Ring::Spsc => Rx::Spsc(spsc::Consumer::open(name)?),
+        })
+    }
+
+    fn recv_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        match self {
+            Rx::Mpmc(c) => c.recv_timeout(buf, timeout),
+            Rx::Spsc(c) => c.recv_timeout(buf, timeout),
+        }
+    }
+}
+
+/// Opens an endpoint, retrying `Busy` (no free slot: a dead endpoint's slot not
+/// reclaimed yet) for up to `STALL`.
+fn open_retrying<T>(
+    stats: &RingStats,
+    mut open: impl FnMut() -> Result<T, Error>,
+) -> Result<T, String> {
+    let start = Instant::now();
+    let mut busy = false;
+    loop {
+        match open() {
+            Ok(x) => return Ok(x),
+            Err(Error::Busy { .. }) if start.elapsed() < STALL => {
+                if !busy {
+                    busy = true;
+                    stats.busy_opens.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(format!("open (after {:.0?}): {e}", start.elapsed())),
+        }
+    }
+}
+
+/// A message length: mostly small, some up to a few KiB, about 1 in 100 larger than
+/// the ring (in fragments). At least `MSG_HEADER`, for the tag and the checksum.
+fn message_len(rng: &mut Rng) -> usize {
+    let len = match rng.below(100) {
+        0 => rng.range(RING_BYTES + 1, 2 * RING_BYTES),
+        1..=4 => rng.range(0, 8 << 10),
+        5..=24 => rng.range(0, 1024),
+        _ => rng.range(0, 100),
+    };
+    len.max(MSG_HEADER)
+}
+
+/// A message's tag: its producer incarnation and sequence number.
+fn tag(id: u32, seq: u32) -> u64 {
+    u64::from(id) << 32 | u64::from(seq)
+}
+
+/// A producer incarnation: sends until the stop flag, counting the sends that
+/// returned `Ok` on the board after each.
+fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<String, String> {
+    let board = sh.board();
+    let stats = sh.ring(ring);
+    let me = sh.inc(id);
+    // Acquire: pairs with the controller's Release store of the flag.
+    let go = || board.stop.load(Ordering::Acquire) == 0 && me.quit.load(Ordering::Acquire) == 0;
+    if !go() {
+        return Ok("stopped before attaching".into());
+    }
+    let mut tx = open_retrying(stats, || Tx::open(ring, name))?;
+    me.attached_ns.store(now_ns(), Ordering::Release);
+    let mut rng = Rng::new(seed ^ u64::from(id));
+    let mut buf = Vec::new();
+    let mut seq: u32 = 0;
+    'messages: while go() {
+        let len = message_len(&mut rng);
+        buf.resize(len, 0);
+        fill_message(&mut buf, tag(id, seq));
+        let mut disconnected_since: Option<Instant> = None;
+        loop {
+            let t0 = Instant::now();
+            let r = tx.send_timeout(&buf, STALL);
+            stats
+                .max_send_ns
+                .fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            match r {
+                Ok(()) => break,
+                Err(SendTimeoutError::Disconnected) => {
+                    let since = *disconnected_since.get_or_insert_with(|| {
+                        stats.producer_disconnects.fetch_add(1, Ordering::Relaxed);
+                        t0
+                    });
+                    if !go() {
+                        break 'messages;
+                    }
+                    if since.elapsed() > STALL {
+                        return Err(format!(
+                            "message {seq} ({len} bytes): Disconnected for {:.0?}, though a \
+                             killed consumer is replaced within milliseconds",
+                            since.elapsed()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(SendTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "blocked more than {STALL:?} in send_timeout of message {seq} ({len} \
+                         bytes)"
+                    ))
+                }
+                Err(e) => return Err(format!("send_timeout of message {seq} ({len} bytes): {e}")),
+            }
+        }
+        seq += 1;
+        // Release: the controller reads it after reaping us (or after our exit).
+        me.done.store(u64::from(seq), Ordering::Release);
+    }
+    drop(tx);
+    Ok(format!("{seq} messages"))
+}
+
+/// A consumer incarnation: receives one message at a time, checks it, and logs it,
+/// until `Disconnected` once the producers are gone.
+fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<String, String> {
+    let board = sh.board();
+    let stats = sh.ring(ring);
+    let me = sh.inc(id);
+    let producer_role = match ring {
+        Ring::Mpmc => Role::MpmcProducer,
+        Ring::Spsc => Role::SpscProducer,
+    };
+    let mut rx = open_retrying(stats, || Rx::open(ring, name))?;
+    me.attached_ns.store(now_ns(), Ordering::Release);
+    let mut buf = Vec::new();
+    let mut received = 0u64;
+    let mut disconnected_since: Option<Instant> = None;
+    while me.quit.load(Ordering::Acquire) == 0 {
+        let t0 = Instant::now();
+        let r = rx.recv_timeout(&mut buf, STALL);
+        stats
+            .max_recv_ns
+            .fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match r {
+            Ok(len) => {
+                disconnected_since = None;
+                if len != buf.len() {
+                    return Err(format!(
+                        "recv_timeout returned {len} with {} bytes",
+                        buf.len()
+                    ));
+                }
+                if len < MSG_HEADER {
+                    return Err(format!(
+                        "corrupt message: {len} bytes ({buf:02x?}), every message has at least \
+                         {MSG_HEADER}"
+                    ));
+                }
+                let t = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                check_message(&buf, t, len).map_err(|e| format!("torn or corrupt message: {e}"))?;
+                let (from, seq) = ((t >> 32) as u32, t as u32);
+                let role = sh.get(from).map(|p| p.role.load(Ordering::Acquire));
+                if role != Some(producer_role.code()) {
+                    return Err(format!(
+                        "message {seq} of incarnation {from}, which is not a {} (role code \
+                         {role:?})",
+                        producer_role.name()
+                    ));
+                }
+                let mut rec = [0u8; RECORD];
+                rec[..4].copy_from_slice(&id.to_le_bytes());
+                rec[4..8].copy_from_slice(&from.to_le_bytes());
+                rec[8..12].copy_from_slice(&seq.to_le_bytes());
+                rec[12..].copy_from_slice(&(len as u32).to_le_bytes());
+                // One write(2) of 16 bytes in an O_APPEND file: whole or absent.
+                (&*log)
+                    .write_all(&rec)
+                    .map_err(|e| format!("write the log: {e}"))?;
+                received += 1;
+                me.done.store(received, Ordering::Release);
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(RecvTimeoutError::Truncated) => {
+                stats.truncated.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                if board.producers_gone.load(Ordering::Acquire) != 0 {
+                    break;
+                }
+                let since = *disconnected_since.get_or_insert_with(|| {
+                    stats.consumer_disconnects.fetch_add(1, Ordering::Relaxed);
+                    t0
+                });
+                if board.stop.load(Ordering::Acquire) == 0 && since.elapsed() > STALL {
+                    return Err(format!(
+                        "Disconnected for {:.0?} after {received} messages, though a killed \
+                         producer is replaced within milliseconds",
+                        since.elapsed()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let when = if board.stop.load(Ordering::Acquire) != 0 {
+                    "while draining (neither a message nor Disconnected)"
+                } else {
+                    "while the producers run"
+                };
+                return Err(format!(
+                    "blocked more than {STALL:?} in recv_timeout {when}, after {received} \
+                     messages"
+                ));
+            }
+            Err(e) => return Err(format!("recv_timeout after {received} messages: {e}")),
+        }
+    }
+    drop(rx);
+    Ok(format!("{received} messages"))
+}
+
+/// Runs a role in a child: records its failure (error or panic) on the board.
+fn guarded(
+    sh: &Shared,
+    what: &str,
+    body: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => {
+            let e = format!("{what}: {e}");
+            sh.fail(&e);
+            Err(e)
+        }
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".into());
+            sh.fail(&format!("{what} panicked: {text}"));
+            resume_unwind(payload)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The controller
+// ---------------------------------------------------------------------------------
+
+fn env_u64(var: &str) -> Option<u64> {
+    std::env::var(var).ok().and_then(|v| v.parse().ok())
+}
+
+/// Raises the soft limit of open files to `need` if it is lower (every child's report
+/// pipe stays open in `Procs` until the end).
+fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for the kernel to fill.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert_eq!(r, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    if lim.rlim_cur >= need {
+        return;
+    }
+    assert!(
+        lim.rlim_max >= need,
+        "this run needs {need} open files (one per process started), the hard limit is {}",
+        lim.rlim_max
+    );
+    lim.rlim_cur = need;
+    // SAFETY: `lim` is a valid rlimit.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(r, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+/// One slot's current process.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    role: Role,
+    id: u32,
+    child: usize,
+}
+
+struct Controller<'a> {
+    sh: &'a Shared,
+    log: &'a File,
+    names: [String; 2],
+    seed: u64,
+    procs: Procs,
+    slots: Vec<Slot>,
+    next_id: u32,
+    /// Per incarnation id: whether the controller killed it.
+    killed: Vec<bool>,
+    kills: [u64; 4],
+    /// Kills of a process that had not attached yet.
+    kills_before_attach: u64,
+    start: Instant,
+}
+
+impl Controller<'_> {
+    fn spawn(&mut self, role: Role) -> Slot {
+        let id = self.next_id;
+        self.next_id += 1;
+        let inc = self.sh.inc(id);
+        inc.role.store(role.code(), Ordering::Release);
+        inc.spawned_ns.store(now_ns(), Ordering::Release);
+        self.killed.push(false);
+        let ring = role.ring();
+        let (sh, log, seed) = (self.sh, self.log, self.seed);
+        let name = self.names[ring.index()].clone();
+        let what = format!("{} #{id}", role.name());
+        let label = what.clone();
+        let child = self.procs.spawn(&label, move || {
+            guarded(sh, &what, || {
+                if role.is_producer() {
+                    producer(sh, ring, &name, id, seed)
+                } else {
+                    consumer(sh, ring, &name, id, log)
+                }
+            })
+        });
+        Slot { role, id, child }
+    }
+
+    /// Panics with the run's state and `what`.
+    fn fail(&mut self, what: &str) -> ! {
+        let failure = self
+            .sh
+            .failure()
+            .unwrap_or_else(|| "(none recorded)".into());
+        self.procs.kill_all();
+        // The processes of the slots that ended on their own, with their reports.
+        let ended: String = self
+            .slots
+            .clone()
+            .iter()
+            .map(|s| self.procs.wait(s.child))
+            .filter(|r| matches!(r.outcome, Outcome::Exited(_)))
+            .map(|r| format!("\n  {r}"))
+            .collect();
+        panic!(
+            "crash injection failed after {:.2?}, {} kills ({}), seed {:#x}: {what}\nfirst \
+             failure recorded by an endpoint: {failure}\nendpoints that ended on their \
+             own:{ended}\n{}",
+            self.start.elapsed(),
+            self.kills.iter().sum::<u64>(),
+            self.kills_text(),
+            self.seed,
+            self.counters_text()
+        );
+    }
+
+    /// Fails if an endpoint recorded a failure or ended on its own.
+    fn check(&mut self) {
+        if self.sh.board().failures.load(Ordering::Acquire) != 0 {
+            // Let the failing process exit, for its report.
+            std::thread::sleep(Duration::from_millis(20));
+            self.fail("an endpoint failed");
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::All, flags) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(status) => {
+                let pid = status.pid();
+                let slot = self
+                    .slots
+                    .iter()
+                    .copied()
+                    .find(|s| Some(self.procs.pid(s.child)) == pid);
+                let what = match slot {
+                    Some(s) => {
+                        let r = self.procs.wait(s.child);
+                        format!("an endpoint ended on its own: {r}")
+                    }
+                    None => format!("an unknown child ended: {status:?}"),
+                };
+                self.fail(&what);
+            }
+            Err(e) => self.fail(&format!("waitid: {e}")),
+        }
+    }
+
+    fn kills_text(&self) -> String {
+        Role::ALL
+            .iter()
+            .map(|r| format!("{} {}", r.name(), self.kills[*r as usize]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn counters_text(&self) -> String {
+        Ring::ALL
+            .iter()
+            .map(|&ring| {
+                let s = self.sh.ring(ring);
+                format!(
+                    "{ring:?}: delivered {}, truncated {}, Disconnected runs at producers {} / \
+                     consumers {}, opens that met Busy {}, longest send {:.1?}, longest recv \
+                     {:.1?}",
+                    s.delivered.load(Ordering::Relaxed),
+                    s.truncated.load(Ordering::Relaxed),
+                    s.producer_disconnects.load(Ordering::Relaxed),
+                    s.consumer_disconnects.load(Ordering::Relaxed),
+                    s.busy_opens.load(Ordering::Relaxed),
+                    Duration::from_nanos(s.max_send_ns.load(Ordering::Relaxed)),
+                    Duration::from_nanos(s.max_recv_ns.load(Ordering::Relaxed)),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn delivered(&self, ring: Ring) -> u64 {
+        self.sh.ring(ring).delivered.load(Ordering::Relaxed)
+    }
+}
+
+/// What the log says about one ring.
+#[derive(Default, Debug)]
+struct Tally {
+    producers: u64,
+    consumers: u64,
+    producer_kills: u64,
+    consumer_kills: u64,
+    /// Sends that returned `Ok`.
+    sent: u64,
+    /// Records in the log.
+    delivered: u64,
+    /// Sent but never delivered (lost with a killed consumer).
+    missing: u64,
+    missing_examples: Vec<(u32, u32)>,
+    /// The message a killed producer was sending: delivered or not.
+    in_flight_delivered: u64,
+    in_flight_lost: u64,
+}
+
+#[test]
+fn crash_injection() {
+    let _heavy = common::heavy();
+    let kills = env_u64("SHMLANE_CRASH_KILLS").unwrap_or(DEFAULT_KILLS as u64) as usize;
+    let seed = env_u64("SHMLANE_CRASH_SEED").unwrap_or_else(now_ns);
+    let slots = Role::SLOTS.len();
+    // The harness's own check, on a library without crash recovery: victims are asked
+    // to detach and exit instead of being killed, so nothing may be lost.
+    let gentle = std::env::var_os("SHMLANE_CRASH_GENTLE").is_some();
+    // The slots whose processes are killed: every one, or one ring's.
+    let only = std::env::var("SHMLANE_CRASH_RINGS").unwrap_or_default();
+    let targets: Vec<usize> = (0..slots)
+        .filter(|&i| match only.as_str() {
+            "mpmc" => Role::SLOTS[i].ring() == Ring::Mpmc,
+            "spsc" => Role::SLOTS[i].ring() == Ring::Spsc,
+            "" | "both" => true,
+            other => panic!("SHMLANE_CRASH_RINGS={other}: mpmc, spsc or both"),
+        })
+        .collect();
+    raise_fd_limit((kills + slots) as u64 + 256);
+
+    let names = [seg_name("crash-mpmc"), seg_name("crash-spsc")];
+    let guards = [SegGuard::new(&names[0]), SegGuard::new(&names[1])];
+    mpmc::create_ring(
+        &names[0],
+        &RingOptions::new(RING_BYTES).max_endpoints(MAX_ENDPOINTS),
+    )
+    .expect("create the MPMC ring");
+    spsc::create_ring(&names[1], &RingOptions::new(RING_BYTES)).expect("create the SPSC ring");
+
+    let sh = Shared::new(kills + slots + 1);
+    let log_path = std::env::temp_dir().join(format!("shmlane-crash-{}.log", std::process::id()));
+    let log = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .truncate(false)
+        .open(&log_path)
+        .expect("create the delivery log");
+    log.set_len(0).expect("empty the delivery log");
+    std::fs::remove_file(&log_path).expect("unlink the delivery log");
+
+    let deadline = Duration::from_secs(90) + Duration::from_millis(30) * kills as u32;
+    let mut c = Controller {
+        sh: &sh,
+        log: &log,
+        names: names.clone(),
+        seed,
+        procs: Procs::new("crash_injection", deadline),
+        slots: Vec::new(),
+        next_id: 1,
+        killed: vec![false],
+        kills: [0; 4],
+        kills_before_attach: 0,
+        start: Instant::now(),
+    };
+    eprintln!(
+        "crash_injection: {kills} {}, seed {seed:#x} (SHMLANE_CRASH_SEED to replay)",
+        if gentle {
+            "gentle kills (detach and exit)"
+        } else {
+            "kills"
+        }
+    );
+
+    // Start: every slot, then wait until each process has attached.
+    for role in Role::SLOTS {
+        let s = c.spawn(role);
+        c.slots.push(s);
+    }
+    let attach_deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .slots
+        .iter()
+        .any(|s| sh.inc(s.id).attached_ns.load(Ordering::Acquire) == 0)
+    {
+        c.check();
+        if Instant::now() >= attach_deadline {
+            c.fail("the first endpoints did not attach within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // The kill loop. Before each kill, both rings must have delivered a message since
+    // the previous one (so kills land while messages flow); the victim is a random
+    // slot, re-drawn among the attached ones if its process has not attached yet,
+    // except one time in `RAW_KILL` (a crash inside `open`). So a process stuck in
+    // `open` lives long enough to report it.
+    let mut rng = Rng::new(seed);
+    let mut last = [c.delivered(Ring::Mpmc), c.delivered(Ring::Spsc)];
+    let mut flow_wait = Duration::ZERO;
+    let mut longest_flow_wait = Duration::ZERO;
+    c.start = Instant::now();
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_micros(rng.range(2000, 5000) as u64));
+        let waiting = Instant::now();
+        loop {
+            c.check();
+            let now = [c.delivered(Ring::Mpmc), c.delivered(Ring::Spsc)];
+            if now[0] > last[0] && now[1] > last[1] {
+                last = now;
+                break;
+            }
+            if waiting.elapsed() > FLOW_WAIT {
+                c.fail(&format!(
+                    "no message delivered for {FLOW_WAIT:?} on {}",
+                    match (now[0] > last[0], now[1] > last[1]) {
+                        (false, false) => "either ring",
+                        (false, true) => "the MPMC ring",
+                        _ => "the SPSC ring",
+                    }
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let waited = waiting.elapsed();
+        flow_wait += waited;
+        longest_flow_wait = longest_flow_wait.max(waited);
+        let attached = |s: &Slot| sh.inc(s.id).attached_ns.load(Ordering::Acquire) != 0;
+        let mut i = targets[rng.below(targets.len() as u64) as usize];
+        if !attached(&c.slots[i]) && rng.below(RAW_KILL) != 0 {
+            let ready: Vec<usize> = targets
+                .iter()
+                .copied()
+                .filter(|&j| attached(&c.slots[j]))
+                .collect();
+            if !ready.is_empty() {
+                i = ready[rng.below(ready.len() as u64) as usize];
+            }
+        }
+        let victim = c.slots[i];
+        if !attached(&victim) {
+            c.kills_before_attach += 1;
+        }
+        if gentle {
+            sh.inc(victim.id).quit.store(1, Ordering::Release);
+            let r = c.procs.wait(victim.child);
+            if !r.ok() {
+                c.fail(&format!("an endpoint asked to quit failed: {r}"));
+            }
+        } else {
+            let r = c.procs.kill(victim.child);
+            if r.outcome != Outcome::Signaled(Signal::SIGKILL) {
+                c.fail(&format!("an endpoint ended before it was killed: {r}"));
+            }
+            c.killed[victim.id as usize] = true;
+        }
+        c.kills[victim.role as usize] += 1;
+        c.slots[i] = c.spawn(victim.role);
+    }
+    let kill_phase = c.start.elapsed();
+    c.check();
+
+    // The end: producers stop and exit, then the consumers drain and exit.
+    sh.board().stop.store(1, Ordering::Release);
+    let stop_start = Instant::now();
+    for s in c.slots.clone() {
+        if s.role.is_producer() {
+            let r = c.procs.wait(s.child);
+            if !r.ok() {
+                c.fail(&format!("a producer did not stop cleanly: {r}"));
+            }
+        }
+    }
+    sh.board().producers_gone.store(1, Ordering::Release);
+    for s in c.slots.clone() {
+        if !s.role.is_producer() {
+            let r = c.procs.wait(s.child);
+            if !r.ok() {
+                c.fail(&format!("a consumer did not drain cleanly: {r}"));
+            }
+        }
+    }
+    let drain = stop_start.elapsed();
+    let wall = c.start.elapsed();
+    if let Some(f) = sh.failure() {
+        c.fail(&format!("an endpoint failed: {f}"));
+    }
+
+    // No segment left.
+    for name in &names {
+        shmlane::remove(name).unwrap_or_else(|e| panic!("remove {name}: {e}"));
+    }
+    drop(guards);
+    let suffix = format!("-{}", std::process::id());
+    let left: Vec<String> = std::fs::read_dir("/dev/shm")
+        .expect("read /dev/shm")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("shmlane-test-crash-") && n.ends_with(&suffix))
+        .collect();
+    assert!(left.is_empty(), "segments left in /dev/shm: {left:?}");
+
+    // The deliveries.
+    let mut bytes = Vec::new();
+    (&log).seek(SeekFrom::Start(0)).expect("seek the log");
+    (&log).read_to_end(&mut bytes).expect("read the log");
+    let ids = c.next_id as usize;
+    let role_of = |id: u32| -> Option<Role> {
+        sh.get(id)
+            .and_then(|i| Role::from_code(i.role.load(Ordering::Acquire)))
+    };
+    let done: Vec<u64> = (0..ids as u32)
+        .map(|id| sh.get(id).map_or(0, |i| i.done.load(Ordering::Acquire)))
+        .collect();
+    // Per producer incarnation, per message: the consumer that received it (0: none).
+    let mut got: Vec<Vec<u32>> = (0..ids)
+        .map(|id| match role_of(id as u32) {
+            Some(r) if r.is_producer() => vec![0; done[id] as usize + 1],
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut last_seen: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut tally = [Tally::default(), Tally::default()];
+    let mut errors: Vec<String> = Vec::new();
+    let mut error = |e: String| {
+        if errors.len() < 20 {
+            errors.push(e);
+        }
+    };
+    if bytes.len() % RECORD != 0 {
+        error(format!(
+            "the log has {} bytes, not whole records",
+            bytes.len()
+        ));
+    }
+    for rec in bytes.chunks_exact(RECORD) {
+        let word = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
+        let (cons, from, seq, len) = (word(0), word(4), word(8), word(12));
+        let (Some(cr), Some(pr)) = (role_of(cons), role_of(from)) else {
+            error(format!(
+                "log record of consumer {cons}, producer {from}: no such roles"
+            ));
+            continue;
+        };
+        if cr.is_producer() || !pr.is_producer() || cr.ring() != pr.ring() {
+            error(format!(
+                "log record {cons}/{from}: {} received from {}",
+                cr.name(),
+                pr.name()
+            ));
+            continue;
+        }
+        tally[pr.ring().index()].delivered += 1;
+        let seen = &mut got[from as usize];
+        let Some(first) = seen.get_mut(seq as usize) else {
+            error(format!(
+                "{} #{from} message {seq} ({len} bytes) delivered to #{cons}, but only {} of \
+                 its sends returned",
+                pr.name(),
+                done[from as usize]
+            ));
+            continue;
+        };
+        if *first != 0 {
+            error(format!(
+                "{} #{from} message {seq} ({len} bytes) delivered twice: to #{} and to #{cons}",
+                pr.name(),
+                *first
+            ));
+        }
+        *first = cons;
+        if let Some(prev) = last_seen.insert((cons, from), seq) {
+            if prev >= seq {
+                error(format!(
+                    "{} #{cons} received message {seq} of #{from} after its message {prev}",
+                    cr.name()
+                ));
+            }
+        }
+    }
+
+    for id in 1..ids as u32 {
+        let Some(role) = role_of(id) else { continue };
+        let t = &mut tally[role.ring().index()];
+        let killed = c.killed[id as usize];
+        if !role.is_producer() {
+            t.consumers += 1;
+            t.consumer_kills += u64::from(killed);
+            continue;
+        }
+        t.producers += 1;
+        t.producer_kills += u64::from(killed);
+        let n = done[id as usize];
+        t.sent += n;
+        let seen = &got[id as usize];
+        for (seq, &by) in seen[..n as usize].iter().enumerate() {
+            if by == 0 {
+                t.missing += 1;
+                if t.missing_examples.len() < 10 {
+                    t.missing_examples.push((id, seq as u32));
+                }
+            }
+        }
+        let in_flight = seen[n as usize] != 0;
+        if killed {
+            if in_flight {
+                t.in_flight_delivered += 1;
+            } else {
+                t.in_flight_lost += 1;
+            }
+        } else if in_flight {
+            error(format!(
+                "{} #{id} exited cleanly after {n} sends returned Ok, yet its message {n} was \
+                 delivered",
+                role.name()
+            ));
+        }
+    }
+
+    let total_kills: u64 = c.kills.iter().sum();
+    let mut report = format!(
+        "crash_injection: {total_kills} kills in {kill_phase:.2?} ({:.0} kills/s; {}; {} \
+         before the victim had attached), {} incarnations, seed {seed:#x}; waiting for \
+         messages to flow between kills {flow_wait:.2?} in all, {longest_flow_wait:.1?} at \
+         most; stop and drain {drain:.2?}, wall {wall:.2?}",
+        total_kills as f64 / kill_phase.as_secs_f64(),
+        c.kills_text(),
+        c.kills_before_attach,
+        ids - 1,
+    );
+    for ring in Ring::ALL {
+        let t = &tally[ring.index()];
+        let s = sh.ring(ring);
+        let attach: Vec<u64> = (1..ids as u32)
+            .filter(|&id| role_of(id).map(Role::ring) == Some(ring))
+            .filter_map(|id| {
+                let i = sh.inc(id);
+                let a = i.attached_ns.load(Ordering::Acquire);
+                (a != 0).then(|| a.saturating_sub(i.spawned_ns.load(Ordering::Acquire)))
+            })
+            .collect();
+        let mean_attach = attach.iter().sum::<u64>() / attach.len().max(1) as u64;
+        let max_attach = attach.iter().copied().max().unwrap_or(0);
+        report += &format!(
+            "\n  {ring:?}: {} producer / {} consumer incarnations ({} / {} killed); {} messages \
+             sent, {} delivered ({:.0} msg/s); lost with a killed consumer {}; a killed \
+             producer's last message delivered {} / lost {}; truncated {}; Disconnected runs \
+             at producers {} / consumers {}; opens that met Busy {}; longest send {:.1?}, \
+             longest recv {:.1?}; fork to attached {:.1?} mean, {:.1?} max",
+            t.producers,
+            t.consumers,
+            t.producer_kills,
+            t.consumer_kills,
+            t.sent,
+            t.delivered,
+            t.delivered as f64 / wall.as_secs_f64(),
+            t.missing,
+            t.in_flight_delivered,
+            t.in_flight_lost,
+            s.truncated.load(Ordering::Relaxed),
+            s.producer_disconnects.load(Ordering::Relaxed),
+            s.consumer_disconnects.load(Ordering::Relaxed),
+            s.busy_opens.load(Ordering::Relaxed),
+            Duration::from_nanos(s.max_send_ns.load(Ordering::Relaxed)),
+            Duration::from_nanos(s.max_recv_ns.load(Ordering::Relaxed)),
+            Duration::from_nanos(mean_attach),
+            Duration::from_nanos(max_attach),
+        );
+        if t.missing > t.consumer_kills {
+            error(format!(
+                "{ring:?}: {} messages whose send returned Ok were never delivered, more than \
+                 the {} consumer kills can lose; the first: {:?} (incarnation, seq)",
+                t.missing, t.consumer_kills, t.missing_examples
+            ));
+        }
+        let truncated = s.truncated.load(Ordering::Relaxed);
+        let allowed =
+            t.producer_kills + t.consumer_kills + s.producer_disconnects.load(Ordering::Relaxed);
+        if truncated > allowed {
+            error(format!(
+                "{ring:?}: {truncated} truncated messages, more than the {allowed} that kills \
+                 and Disconnected sends can explain"
+            ));
+        }
+        if t.delivered < t.producer_kills + t.consumer_kills {
+            error(format!(
+                "{ring:?}: only {} messages delivered for {} kills: the kills did not land \
+                 while messages flowed",
+                t.delivered,
+                t.producer_kills + t.consumer_kills
+            ));
+        }
+    }
+    eprintln!("{report}");
+    assert!(
+        errors.is_empty(),
+        "crash injection: {} check(s) failed:\n  {}\n{report}",
+        errors.len(),
+        errors.join("\n  ")
+    );
+}
