@@ -100,8 +100,8 @@ const DEFAULT_KILLS: usize = 500;
 const FAILURE_TEXT: usize = 2048;
 /// Longest the controller waits for a message on each ring between two kills.
 const FLOW_WAIT: Duration = Duration::from_secs(2);
-/// One kill in this many may take a process that has not attached yet.
-const RAW_KILL: u64 = 16;
+/// One kill in this many is followed by a kill of the replacement in its start-up.
+const EARLY_KILL: u64 = 32;
 /// Bytes of one log record.
 const RECORD: usize = 16;
 
@@ -192,9 +192,9 @@ struct RingStats {
     delivered: AtomicU64,
     /// `Truncated` results at consumers.
     truncated: AtomicU64,
-    /// Runs of `Disconnected` at a producer before the end (retried).
+    /// Runs of `Disconnected` at a producer before the stop (retried).
     producer_disconnects: AtomicU64,
-    /// Runs of `Disconnected` at a consumer before the end (retried).
+    /// Runs of `Disconnected` at a consumer before the stop (retried).
     consumer_disconnects: AtomicU64,
     /// Opens that got `Busy` at least once (retried for up to `STALL`).
     busy_opens: AtomicU64,
@@ -492,8 +492,11 @@ fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<S
                 Ok(()) => break,
                 Err(SendTimeoutError::Disconnected) => {
                     let since = *disconnected_since.get_or_insert_with(|| {
-                        stats.producer_disconnects.fetch_add(1, Ordering::Relaxed);
-                        t0
+                        if board.stop.load(Ordering::Acquire) == 0 {
+                            stats.producer_disconnects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // From the first Disconnected: the call may have waited before.
+                        Instant::now()
                     });
                     if !go() {
                         break 'messages;
@@ -592,8 +595,11 @@ fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<
                     break;
                 }
                 let since = *disconnected_since.get_or_insert_with(|| {
-                    stats.consumer_disconnects.fetch_add(1, Ordering::Relaxed);
-                    t0
+                    if board.stop.load(Ordering::Acquire) == 0 {
+                        stats.consumer_disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // From the first Disconnected: the call may have waited before.
+                    Instant::now()
                 });
                 if board.stop.load(Ordering::Acquire) == 0 && since.elapsed() > STALL {
                     return Err(format!(
@@ -700,6 +706,8 @@ struct Controller<'a> {
     kills: [u64; 4],
     /// Kills of a process that had not attached yet.
     kills_before_attach: u64,
+    /// Kills of a replacement 0-1.5 ms after its fork.
+    early_kills: u64,
     start: Instant,
 }
 
@@ -816,6 +824,43 @@ impl Controller<'_> {
             .join("\n")
     }
 
+    fn total_kills(&self) -> u64 {
+        self.kills.iter().sum()
+    }
+
+    /// Whether the process of slot `i` has attached.
+    fn attached(&self, i: usize) -> bool {
+        self.sh
+            .inc(self.slots[i].id)
+            .attached_ns
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// Kills the process of slot `i` (or, gentle, asks it to quit) and starts a new
+    /// incarnation in its place.
+    fn replace(&mut self, i: usize, gentle: bool) {
+        let victim = self.slots[i];
+        if !self.attached(i) {
+            self.kills_before_attach += 1;
+        }
+        if gentle {
+            self.sh.inc(victim.id).quit.store(1, Ordering::Release);
+            let r = self.procs.wait(victim.child);
+            if !r.ok() {
+                self.fail(&format!("an endpoint asked to quit failed: {r}"));
+            }
+        } else {
+            let r = self.procs.kill(victim.child);
+            if r.outcome != Outcome::Signaled(Signal::SIGKILL) {
+                self.fail(&format!("an endpoint ended before it was killed: {r}"));
+            }
+            self.killed[victim.id as usize] = true;
+        }
+        self.kills[victim.role as usize] += 1;
+        self.slots[i] = self.spawn(victim.role);
+    }
+
     fn delivered(&self, ring: Ring) -> u64 {
         self.sh.ring(ring).delivered.load(Ordering::Relaxed)
     }
@@ -848,7 +893,7 @@ fn crash_injection() {
     let slots = Role::SLOTS.len();
     // The harness's own check, on a library without crash recovery: victims are asked
     // to detach and exit instead of being killed, so nothing may be lost.
-    let gentle = std::env::var_os("SHMLANE_CRASH_GENTLE").is_some();
+    let gentle = std::env::var("SHMLANE_CRASH_GENTLE").is_ok_and(|v| !v.is_empty() && v != "0");
     // The slots whose processes are killed: every one, or one ring's.
     let only = std::env::var("SHMLANE_CRASH_RINGS").unwrap_or_default();
     let targets: Vec<usize> = (0..slots)
@@ -894,6 +939,7 @@ fn crash_injection() {
         killed: vec![false],
         kills: [0; 4],
         kills_before_attach: 0,
+        early_kills: 0,
         start: Instant::now(),
     };
     eprintln!(
@@ -925,15 +971,15 @@ fn crash_injection() {
 
     // The kill loop. Before each kill, both rings must have delivered a message since
     // the previous one (so kills land while messages flow); the victim is a random
-    // slot, re-drawn among the attached ones if its process has not attached yet,
-    // except one time in `RAW_KILL` (a crash inside `open`). So a process stuck in
-    // `open` lives long enough to report it.
+    // slot among the attached ones, so that a process stuck in `open` lives long
+    // enough to report it. One time in `EARLY_KILL`, the replacement is killed again
+    // 0-1.5 ms after its fork: in its start-up, `open` included.
     let mut rng = Rng::new(seed);
     let mut last = [c.delivered(Ring::Mpmc), c.delivered(Ring::Spsc)];
     let mut flow_wait = Duration::ZERO;
     let mut longest_flow_wait = Duration::ZERO;
     c.start = Instant::now();
-    for _ in 0..kills {
+    while c.total_kills() < kills as u64 {
         std::thread::sleep(Duration::from_micros(rng.range(2000, 5000) as u64));
         let waiting = Instant::now();
         loop {
@@ -958,37 +1004,15 @@ fn crash_injection() {
         let waited = waiting.elapsed();
         flow_wait += waited;
         longest_flow_wait = longest_flow_wait.max(waited);
-        let attached = |s: &Slot| sh.inc(s.id).attached_ns.load(Ordering::Acquire) != 0;
-        let mut i = targets[rng.below(targets.len() as u64) as usize];
-        if !attached(&c.slots[i]) && rng.below(RAW_KILL) != 0 {
-            let ready: Vec<usize> = targets
-                .iter()
-                .copied()
-                .filter(|&j| attached(&c.slots[j]))
-                .collect();
-            if !ready.is_empty() {
-                i = ready[rng.below(ready.len() as u64) as usize];
-            }
+        let ready: Vec<usize> = targets.iter().copied().filter(|&j| c.attached(j)).collect();
+        let from = if ready.is_empty() { &targets } else { &ready };
+        let i = from[rng.below(from.len() as u64) as usize];
+        c.replace(i, gentle);
+        if rng.below(EARLY_KILL) == 0 && c.total_kills() < kills as u64 {
+            std::thread::sleep(Duration::from_micros(rng.range(0, 1500) as u64));
+            c.replace(i, gentle);
+            c.early_kills += 1;
         }
-        let victim = c.slots[i];
-        if !attached(&victim) {
-            c.kills_before_attach += 1;
-        }
-        if gentle {
-            sh.inc(victim.id).quit.store(1, Ordering::Release);
-            let r = c.procs.wait(victim.child);
-            if !r.ok() {
-                c.fail(&format!("an endpoint asked to quit failed: {r}"));
-            }
-        } else {
-            let r = c.procs.kill(victim.child);
-            if r.outcome != Outcome::Signaled(Signal::SIGKILL) {
-                c.fail(&format!("an endpoint ended before it was killed: {r}"));
-            }
-            c.killed[victim.id as usize] = true;
-        }
-        c.kills[victim.role as usize] += 1;
-        c.slots[i] = c.spawn(victim.role);
     }
     let kill_phase = c.start.elapsed();
     c.check();
@@ -1034,9 +1058,9 @@ fn crash_injection() {
     assert!(left.is_empty(), "segments left in /dev/shm: {left:?}");
 
     // The deliveries.
-    let mut bytes = Vec::new();
+    let log_len = log.metadata().expect("stat the log").len();
     (&log).seek(SeekFrom::Start(0)).expect("seek the log");
-    (&log).read_to_end(&mut bytes).expect("read the log");
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &log);
     let ids = c.next_id as usize;
     let role_of = |id: u32| -> Option<Role> {
         sh.get(id)
@@ -1060,13 +1084,12 @@ fn crash_injection() {
             errors.push(e);
         }
     };
-    if bytes.len() % RECORD != 0 {
-        error(format!(
-            "the log has {} bytes, not whole records",
-            bytes.len()
-        ));
+    if log_len % RECORD as u64 != 0 {
+        error(format!("the log has {log_len} bytes, not whole records"));
     }
-    for rec in bytes.chunks_exact(RECORD) {
+    let mut rec = [0u8; RECORD];
+    for _ in 0..log_len / RECORD as u64 {
+        reader.read_exact(&mut rec).expect("read the log");
         let word = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
         let (cons, from, seq, len) = (word(0), word(4), word(8), word(12));
         let (Some(cr), Some(pr)) = (role_of(cons), role_of(from)) else {
@@ -1153,11 +1176,13 @@ fn crash_injection() {
     let total_kills: u64 = c.kills.iter().sum();
     let mut report = format!(
         "crash_injection: {total_kills} kills in {kill_phase:.2?} ({:.0} kills/s; {}; {} \
-         before the victim had attached), {} incarnations, seed {seed:#x}; waiting for \
+         of a replacement in its start-up, {} before the victim had attached), {} \
+         incarnations, seed {seed:#x}; waiting for \
          messages to flow between kills {flow_wait:.2?} in all, {longest_flow_wait:.1?} at \
          most; stop and drain {drain:.2?}, wall {wall:.2?}",
         total_kills as f64 / kill_phase.as_secs_f64(),
         c.kills_text(),
+        c.early_kills,
         c.kills_before_attach,
         ids - 1,
     );
