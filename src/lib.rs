@@ -84,6 +84,7 @@ pub mod fuzzing;
 pub(crate) mod header;
 #[cfg(not(loom))]
 pub mod inspect;
+pub(crate) mod liveness;
 mod message;
 pub mod mpmc;
 mod options;

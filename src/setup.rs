@@ -314,3 +314,22 @@ macro_rules! endpoint_constructors {
 }
 
 pub(crate) use endpoint_constructors;
+
+/// The error for a failed attach to `seg`.
+pub(crate) fn attach_error(seg: &Segment, e: crate::liveness::AttachError) -> Error {
+    use crate::liveness::AttachError;
+    match e {
+        AttachError::State(state) => Error::Corrupt {
+            name: seg.name().to_string(),
+            field: "endpoint state",
+            value: state.into(),
+            reason: "not vacant, attaching, attached, detached or recovering",
+        },
+        AttachError::Corrupt(c) => Error::Corrupt {
+            name: seg.name().to_string(),
+            field: c.what,
+            value: c.value,
+            reason: "found while recovering the leftovers of a dead endpoint",
+        },
+    }
+}

@@ -212,7 +212,7 @@ fn sysv_corrupted_header_is_named() {
         ),
         (
             "version",
-            vec![(VERSION, u32b(2))],
+            vec![(VERSION, u32b(99))],
             Want::Incompatible("version"),
         ),
         ("kind", vec![(KIND, u32b(99))], Want::Corrupt("kind")),

@@ -1135,7 +1135,7 @@ fn corrupted_cursors_and_records_are_errors() {
         },
         Case {
             what: "consumer endpoint state",
-            writes: vec![(ENDPOINTS + 32, u32b(77))],
+            writes: vec![(ENDPOINTS + ENDPOINT_SLOT_SIZE, u32b(77))],
             open: Open::Consumer,
             want: Want::Corrupt(&["endpoint state"]),
         },

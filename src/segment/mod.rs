@@ -93,6 +93,18 @@ impl Segment {
         }
     }
 
+    /// The descriptor of the file behind the segment (POSIX, memfd), on which
+    /// endpoints take their liveness locks; `None` for SysV and heap segments.
+    #[cfg(not(loom))]
+    pub(crate) fn file_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self {
+            Segment::Posix(s) => Some(s.file().as_fd()),
+            Segment::Memfd(s) => Some(s.fd()),
+            _ => None,
+        }
+    }
+
     /// The memfd of a memfd segment.
     #[cfg(not(loom))]
     pub(crate) fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {

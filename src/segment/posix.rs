@@ -30,8 +30,8 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct PosixSegment {
     map: Mapping,
-    /// Kept open: the crash detection to come takes its locks on this descriptor.
-    _file: File,
+    /// Kept open: endpoints reopen it for their liveness locks (`liveness.rs`).
+    file: File,
     name: String,
     capacity: usize,
     /// The hugetlbfs file that holds the segment, if it is not in /dev/shm.
@@ -54,6 +54,10 @@ impl PosixSegment {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 }
 
@@ -253,7 +257,7 @@ pub(crate) fn create(
     match placed {
         Ok(map) => Ok(PosixSegment {
             map,
-            _file: file,
+            file,
             name: name.to_string(),
             capacity: params.capacity,
             hugetlbfs_path,
@@ -321,7 +325,7 @@ pub(crate) fn open(
     Ok((
         PosixSegment {
             map,
-            _file: file,
+            file,
             name: name.to_string(),
             capacity: params.capacity,
             hugetlbfs_path,
