@@ -102,7 +102,8 @@ pub use error::{
 pub use header::{MAX_CAPACITY, MIN_CAPACITY};
 pub use message::{ReadGrant, WriteGrant};
 pub use options::{
-    Notifier, RingOptions, DEFAULT_CELL_SIZE, DEFAULT_MAX_ENDPOINTS, DEFAULT_MAX_MESSAGE,
+    Notifier, OpenOptions, RingOptions, DEFAULT_CELL_SIZE, DEFAULT_MAX_ENDPOINTS,
+    DEFAULT_MAX_MESSAGE,
 };
 pub use segment::backing::Backing;
 pub use stream::{MessageReader, MessageWriter};
