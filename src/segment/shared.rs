@@ -462,8 +462,8 @@ pub(crate) trait Object {
     fn size(&self) -> Result<u64, Error>;
     /// Maps at least its first `len` bytes (`HEADER_SIZE <= len <= size`).
     fn map(&self, len: usize) -> Result<Mapping, Error>;
-    /// Whether a size under one header may still grow: a POSIX object between its
-    /// creator's `shm_open` and `ftruncate`. A sealed memfd and a SysV segment have their
+    /// Whether a size of 0 may still grow: a POSIX object between its creator's
+    /// `shm_open` and `ftruncate`. A sealed memfd and a SysV segment have their
     /// size from the start.
     fn may_grow(&self) -> bool;
 }
@@ -517,12 +517,14 @@ pub(crate) fn open_object(
     let start = Instant::now();
     let mut backoff = Duration::from_micros(50);
     // Between a POSIX creator's shm_open and its ftruncate the object is empty: wait.
+    // The ftruncate sets the whole length at once, so any other size under a header is
+    // final.
     loop {
         let size = obj.size()?;
         if size >= HEADER_SIZE as u64 {
             break;
         }
-        if !obj.may_grow() {
+        if !obj.may_grow() || size > 0 {
             return Err(Error::Corrupt {
                 name: name.to_string(),
                 field: "segment size",
