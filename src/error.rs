@@ -62,6 +62,22 @@ pub enum Error {
         /// Why it cannot be right.
         reason: &'static str,
     },
+    /// The segment is owned by another user, or its permission bits grant more than the
+    /// opener accepts (default: owned by the opener's effective user, mode within
+    /// 0600). Nothing was mapped. Accept it, if you trust who can write to it, with
+    /// [`OpenOptions`](crate::OpenOptions) (`open_with`, or
+    /// [`RingOptions::open_options`](crate::RingOptions::open_options) for
+    /// `create_or_open`).
+    Permissions {
+        /// The segment name.
+        name: String,
+        /// The segment's owner (file owner, or SysV `shm_perm.uid`).
+        owner: u32,
+        /// The segment's permission bits (e.g. `0o644`).
+        mode: u32,
+        /// What was wrong, what was expected, and the option that accepts it.
+        reason: String,
+    },
     /// A size is larger than this platform or the segment allows.
     TooLarge {
         /// What was too large.
@@ -125,6 +141,15 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "segment {name} is corrupt: {field} = {value:#x}: {reason}"
+            ),
+            Error::Permissions {
+                name,
+                owner,
+                mode,
+                reason,
+            } => write!(
+                f,
+                "segment {name} (owner uid {owner}, mode {mode:04o}) refused: {reason}"
             ),
             Error::TooLarge { what, value, max } => {
                 write!(

@@ -56,8 +56,8 @@ use nix::sys::mman::shm_open;
 use nix::sys::stat::Mode;
 
 use crate::header::{
-    layout_hash, Header, HeaderFault, ABI, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING,
-    ENDPOINT_DETACHED, ENDPOINT_VACANT, FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC,
+    layout_hash, word_pid, word_state, Header, HeaderFault, ABI, ENDPOINT_ATTACHED,
+    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT, FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC,
     LAYOUT_VERSION, MAGIC, NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER,
     STATE_INIT, STATE_POISONED, STATE_READY,
 };
@@ -214,9 +214,11 @@ pub enum EndpointState {
     Attached,
     /// The endpoint that was attached detached cleanly.
     Detached,
-    /// An endpoint is attaching (it has taken the slot and is writing its pid); it
-    /// counts as alive.
+    /// An endpoint is attaching (it has taken the slot and is writing its fields).
     Attaching,
+    /// The endpoint died; another is recovering what it left (the slot's pid is the
+    /// recoverer's).
+    Recovering,
     /// A state word no shmlane writes.
     Unknown(u32),
 }
@@ -352,6 +354,7 @@ display_as_str!(EndpointState {
     EndpointState::Attached => "attached",
     EndpointState::Detached => "detached",
     EndpointState::Attaching => "attaching",
+    EndpointState::Recovering => "recovering",
     EndpointState::Unknown(_) => "unknown",
 });
 display_as_str!(Liveness {
@@ -451,6 +454,9 @@ struct Meta {
     uid: u32,
     mode: u32,
     attachments: Option<u64>,
+    /// Per endpoint slot, whether its OFD lock is held (by someone other than us),
+    /// where the segment is a file we could ask; `None`: judge by pid.
+    locks: Option<Vec<Option<bool>>>,
 }
 
 fn not_shmlane(name: &str, field: &'static str, value: u64, reason: &'static str) -> Error {
@@ -607,8 +613,8 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
     };
     let mut endpoints = Vec::new();
     for (slot, s) in h.endpoints.iter().enumerate() {
-        let state_word = s.state.load(Ordering::Acquire);
-        let pid = s.pid.load(r);
+        let word = s.word.load(Ordering::Acquire);
+        let (state_word, pid) = (word_state(word), word_pid(word));
         let generation = s.generation.load(r);
         let start_time = s.start_time.load(r);
         let role = match (s.role.load(r), kind, slot) {
@@ -630,10 +636,11 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             ENDPOINT_ATTACHED => EndpointState::Attached,
             ENDPOINT_DETACHED => EndpointState::Detached,
             ENDPOINT_ATTACHING => EndpointState::Attaching,
+            ENDPOINT_RECOVERING => EndpointState::Recovering,
             other => {
                 problems.push(format!(
                     "endpoint slot {slot}: state = {other:#x}: not vacant, attaching, \
-                     attached or detached"
+                     attached, detached or recovering"
                 ));
                 EndpointState::Unknown(other)
             }
@@ -651,11 +658,21 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         if state == EndpointState::Attached && pid == 0 {
             problems.push(format!("endpoint slot {slot}: attached with pid 0"));
         }
-        // An attaching endpoint is alive: it is running its attach right now (one that
-        // died there leaves the slot so: issue 4's locks will tell).
-        let alive = state == EndpointState::Attaching
-            || (state == EndpointState::Attached
-                && endpoint_alive(pid, (start_time != 0).then_some(start_time)));
+        // Where the segment is a file, the endpoint's OFD lock says (`liveness.rs`):
+        // held while it lives, whatever its pid. Else the pid and start time.
+        let occupied = matches!(
+            state,
+            EndpointState::Attached | EndpointState::Attaching | EndpointState::Recovering
+        );
+        let lock = meta.locks.as_ref().and_then(|l| l.get(slot).copied().flatten());
+        let alive = occupied
+            && match lock {
+                Some(held) => held,
+                None => {
+                    state == EndpointState::Attaching
+                        || endpoint_alive(pid, (start_time != 0).then_some(start_time))
+                }
+            };
         endpoints.push(EndpointInfo {
             slot,
             role,
@@ -888,6 +905,14 @@ impl Probe {
             uid: st.uid(),
             mode: st.mode() & 0o7777,
             attachments: None,
+            locks: Some(
+                (0..crate::header::ENDPOINT_SLOTS)
+                    .map(|i| {
+                        crate::liveness::ofd_held(std::os::fd::AsFd::as_fd(file), crate::liveness::lock_byte(i))
+                            .ok()
+                    })
+                    .collect(),
+            ),
         };
         describe(meta, copy.header())
     }
@@ -943,6 +968,7 @@ fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
         uid: ds.shm_perm.uid,
         mode: u32::from(ds.shm_perm.mode) & 0o777,
         attachments: Some(nattch),
+        locks: None,
     };
     describe(meta, copy.header())
 }
@@ -1182,6 +1208,7 @@ mod tests {
             uid: 0,
             mode: 0o600,
             attachments: None,
+            locks: None,
         }
     }
 
@@ -1258,10 +1285,10 @@ mod tests {
             h.capacity.store(1000, Ordering::Relaxed);
             h.head.store(64, Ordering::Relaxed);
             h.tail.store(8, Ordering::Relaxed);
-            h.endpoints[0].state.store(7, Ordering::Relaxed);
+            h.endpoints[0].word.store(7, Ordering::Relaxed);
             h.endpoints[5]
-                .state
-                .store(ENDPOINT_ATTACHED, Ordering::Relaxed);
+                .word
+                .store(u64::from(ENDPOINT_ATTACHED), Ordering::Relaxed);
             h.data_ready.state.store(3 << 32 | 1, Ordering::Relaxed);
         }
         let info = describe(meta(), copy.header()).unwrap();

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use crate::error::{Corruption, RecvError, RecvTimeoutError, SendError};
 use crate::frame::{self, DataRecord, Record, RECORD_HEADER};
+use crate::liveness::{Liveness, Recovered, Watch};
 use crate::header::{
     Header, RingParams, ENDPOINT_DETACHED, KIND_SPSC, ROLE_CONSUMER, ROLE_PRODUCER,
 };
@@ -147,10 +148,15 @@ struct RingView {
     params: RingParams,
     /// `PRODUCER_SLOT` or `CONSUMER_SLOT`; attached while this view lives.
     slot: usize,
+    /// Our hold on `slot`, and the test of the peer's life.
+    liveness: Liveness,
+    /// When a `try_*` call that found nothing should check the peer's life.
+    watch: Watch,
 }
 
 impl RingView {
-    /// Attaches to endpoint slot `slot`: vacant or detached becomes attached.
+    /// Attaches to endpoint slot `slot`: vacant, detached, or held by an endpoint
+    /// proven dead becomes ours.
     fn attach(seg: Arc<Segment>, params: RingParams, slot: usize) -> Result<Self, Error> {
         let role = if slot == PRODUCER_SLOT {
             "producer"
@@ -163,28 +169,33 @@ impl RingView {
         } else {
             ROLE_CONSUMER
         };
-        match seg.header().endpoints[slot].try_attach(role_code) {
-            Ok(true) => {}
-            Ok(false) => {
+        let liveness = Liveness::for_segment(&seg);
+        // A dead SPSC endpoint leaves nothing to recover: a producer publishes nothing
+        // until a record is whole (the next one walks over records published past
+        // `tail`), and a consumer publishes `head` as it releases each record.
+        let attached = liveness.attach(
+            &seg.header().endpoints,
+            slot..slot + 1,
+            role_code,
+            &mut |_, _| Ok(Recovered::Done),
+        );
+        match attached {
+            Ok(Some(_)) => {}
+            Ok(None) => {
                 return Err(Error::Busy {
                     name: seg.name().to_string(),
                     endpoint: role,
                 })
             }
-            Err(other) => {
-                return Err(Error::Corrupt {
-                    name: seg.name().to_string(),
-                    field: "endpoint state",
-                    value: other.into(),
-                    reason: "not vacant, attaching, attached or detached",
-                })
-            }
+            Err(e) => return Err(crate::setup::attach_error(&seg, e)),
         }
         Ok(RingView {
             header: seg.header(),
             data: seg.data(),
             params,
             slot,
+            liveness,
+            watch: Watch::default(),
             seg,
         })
     }
@@ -211,10 +222,22 @@ impl RingView {
         EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
 
-    /// Whether the endpoint in `slot` has detached.
+    /// Whether the endpoint in `slot` has gone: detached, or (if `thorough`, a system
+    /// call) died, which we then record in its slot. `false` while none came yet.
     #[inline]
-    fn detached(&self, slot: usize) -> bool {
-        self.header().endpoints[slot].state.load(Ordering::Acquire) == ENDPOINT_DETACHED
+    fn gone(&self, slot: usize, thorough: bool) -> bool {
+        let s = &self.header().endpoints[slot];
+        let state = s.state();
+        if state == ENDPOINT_DETACHED {
+            return true;
+        }
+        if !thorough || !crate::liveness::occupied(state) {
+            return false;
+        }
+        // Nothing to recover for SPSC (see `attach`); a corrupt slot is not our peer.
+        self.liveness
+            .reap(slot, s, &mut |_, _| Ok(Recovered::Done))
+            .unwrap_or(false)
     }
 
     fn corrupt(&self, field: &'static str, value: u64, reason: &'static str) -> Error {
@@ -252,10 +275,11 @@ impl RingView {
 
 impl Drop for RingView {
     fn drop(&mut self) {
-        let header = self.header();
-        // SYNC POINT: Release pairs with the peer's Acquire load of our state, so
-        // everything we published before is visible to a peer that sees us gone.
-        header.endpoints[self.slot].detach();
+        // SYNC POINT: Release (in `detach`) pairs with the peer's Acquire load of our
+        // state, so everything we published before is visible to a peer that sees us
+        // gone.
+        self.liveness
+            .detach(self.slot, &self.header().endpoints[self.slot]);
         // Wake the peer if it sleeps waiting for us: a consumer on "data available", a
         // producer on "space available".
         let peer_waits_on = if self.slot == PRODUCER_SLOT {
@@ -370,9 +394,9 @@ impl Producer {
         self.ring.params.max_record - RECORD_HEADER
     }
 
-    /// Whether the consumer has detached (it has dropped its endpoint).
+    /// Whether the consumer has gone: dropped its endpoint, or died (checked now).
     pub fn is_disconnected(&self) -> bool {
-        self.ring.detached(CONSUMER_SLOT)
+        self.ring.gone(CONSUMER_SLOT, true)
     }
 
     // --- claiming space -----------------------------------------------------------
@@ -429,6 +453,10 @@ impl Producer {
             return Ok(Some(pos));
         }
         let Mode::Block(deadline) = mode else {
+            // Not waiting: look for a dead consumer now and then.
+            if self.ring.watch.due() && self.ring.gone(CONSUMER_SLOT, true) {
+                return Err(SendError::Disconnected);
+            }
             return Ok(None);
         };
         let mut spinner = self.spinner;
@@ -437,8 +465,8 @@ impl Producer {
             &mut spinner,
             deadline,
             self.ring.space_ready(),
-            || {
-                if self.ring.detached(CONSUMER_SLOT) {
+            |thorough| {
+                if self.ring.gone(CONSUMER_SLOT, thorough) {
                     return Err(SendError::Disconnected);
                 }
                 Ok(self.try_claim(size)?)
@@ -523,7 +551,7 @@ impl Producer {
 impl RecordProducer for Producer {
     #[inline]
     fn check_connected(&self) -> Result<(), SendError> {
-        if self.ring.detached(CONSUMER_SLOT) {
+        if self.ring.gone(CONSUMER_SLOT, false) {
             return Err(SendError::Disconnected);
         }
         Ok(())
@@ -614,12 +642,13 @@ pub type WriteGrant<'a> = crate::WriteGrant<'a, Producer>;
 /// ```
 pub struct Consumer {
     ring: RingView,
-    /// Next read position; a multiple of 8; `published_head <= head`.
+    /// Next read position; a multiple of 8; stored to the shared `head` at every
+    /// release.
     head: u64,
-    /// Last value stored to the shared `head`.
-    published_head: u64,
-    /// Publish `head` once this many bytes are unpublished.
-    publish_every: u64,
+    /// `head` when we last woke the producer (`notified_head <= head`).
+    notified_head: u64,
+    /// Wake the producer once this many bytes were released since.
+    notify_every: u64,
     wait: Wait,
     spinner: Spinner,
     max_message: u64,
@@ -636,7 +665,7 @@ impl std::fmt::Debug for Consumer {
             .field("name", &self.ring.seg.name())
             .field("capacity", &self.ring.params.capacity)
             .field("head", &self.head)
-            .field("published_head", &self.published_head)
+            .field("notified_head", &self.notified_head)
             .field("wait", &self.wait)
             .field("max_message", &self.max_message)
             .finish()
@@ -653,8 +682,8 @@ impl Consumer {
         Ok(Consumer {
             ring,
             head,
-            published_head: head,
-            publish_every: (params.capacity / 4) as u64,
+            notified_head: head,
+            notify_every: (params.capacity / 4) as u64,
             wait,
             spinner: Spinner::default(),
             max_message: params.max_message,
@@ -662,9 +691,10 @@ impl Consumer {
         })
     }
 
-    /// Whether the producer has detached. Messages it sent may still be in the ring.
+    /// Whether the producer has gone: dropped its endpoint, or died (checked now).
+    /// Messages it sent may still be in the ring.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.detached(PRODUCER_SLOT)
+        self.ring.gone(PRODUCER_SLOT, true)
     }
 
     // --- reading records ----------------------------------------------------------
@@ -695,34 +725,38 @@ impl Consumer {
     #[inline]
     fn release(&mut self, size: usize) {
         self.head += size as u64;
-        if self.head - self.published_head >= self.publish_every {
-            self.publish_head();
+        // Published at once, with Release (a store to a line the producer reads only
+        // when it runs out of room): so a consumer that dies after a `recv` returned
+        // leaves nothing for the next consumer to read a second time. Pairs with the
+        // producer's Acquire load in `refresh_head`: our reads of the released bytes
+        // happen before it overwrites them. The wake-ups stay batched.
+        self.ring.header().head.store(self.head, Ordering::Release);
+        if self.head - self.notified_head >= self.notify_every {
+            self.notify_space();
         }
     }
 
-    /// Publishes `head` and wakes a producer waiting for room.
-    fn publish_head(&mut self) {
-        // SYNC POINT: Release pairs with the producer's Acquire load in `refresh_head`:
-        // our reads of the released bytes happen before it overwrites them.
-        self.ring.header().head.store(self.head, Ordering::Release);
-        self.published_head = self.head;
+    /// Wakes a producer waiting for room.
+    fn notify_space(&mut self) {
+        self.notified_head = self.head;
         self.ring.space_ready().notify();
     }
 
     /// The next record, or `None` if the ring is empty; `Disconnected` if it is empty
-    /// and the producer has detached. Publishes `head` when the ring is empty, so a
-    /// producer waiting for room sees everything we have read before we wait.
+    /// and the producer has gone (detached, or died: looked for if `thorough`). Wakes
+    /// the producer when the ring is empty, so a producer waiting for room gets it
+    /// before we wait.
     #[inline(always)]
-    fn poll_record(&mut self) -> Result<Option<DataRecord>, RecvError> {
+    fn poll_record(&mut self, thorough: bool) -> Result<Option<DataRecord>, RecvError> {
         if let Some(r) = self.peek()? {
             return Ok(Some(r));
         }
-        if self.head != self.published_head {
-            self.publish_head();
+        if self.head != self.notified_head {
+            self.notify_space();
         }
         // Acquire load of the producer's state first, then look again: a producer that
         // published and then detached (Release) has its last record visible to us here.
-        if self.ring.detached(PRODUCER_SLOT) {
+        if self.ring.gone(PRODUCER_SLOT, thorough) {
             if let Some(r) = self.peek()? {
                 return Ok(Some(r));
             }
@@ -735,10 +769,16 @@ impl Consumer {
     /// once, for `Mode::Try`).
     #[inline]
     fn wait_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
-        if let Some(r) = self.poll_record()? {
+        if let Some(r) = self.poll_record(false)? {
             return Ok(r);
         }
         let Mode::Block(deadline) = mode else {
+            // Not waiting: look for a dead producer now and then.
+            if self.ring.watch.due() {
+                if let Some(r) = self.poll_record(true)? {
+                    return Ok(r);
+                }
+            }
             return Err(RecvTimeoutError::Timeout);
         };
         let mut spinner = self.spinner;
@@ -747,7 +787,7 @@ impl Consumer {
             &mut spinner,
             deadline,
             self.ring.data_ready(),
-            || self.poll_record(),
+            |thorough| self.poll_record(thorough),
         );
         self.spinner = spinner;
         result?.ok_or(RecvTimeoutError::Timeout)
@@ -799,11 +839,8 @@ impl RecordConsumer for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        // Publish everything we read, so a consumer that attaches next starts after it.
-        // SYNC POINT: Release pairs with the Acquire loads of `head` by the producer and
-        // by a consumer that attaches next. Then `ring` drops: it detaches and wakes the
-        // producer.
-        self.ring.header().head.store(self.head, Ordering::Release);
+        // `head` is published at every release; `ring` drops next: it detaches and
+        // wakes the producer.
     }
 }
 

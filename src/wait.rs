@@ -76,6 +76,10 @@ pub const YIELD_UNTIL: Duration = Duration::from_micros(200);
 /// The longest single sleep: a parked endpoint wakes at least this often to check
 /// that its peer is still attached.
 pub const PARK_SLICE: Duration = Duration::from_millis(50);
+/// How often a waiter checks that the peers it waits for are alive (OFD lock probes,
+/// a system call each). With [`PARK_SLICE`], a parked waiter sees a peer's death
+/// within `PARK_SLICE + LIVENESS_EVERY` at worst.
+pub const LIVENESS_EVERY: Duration = Duration::from_millis(25);
 
 /// The shared state of one event count: 16 bytes in the header.
 ///
@@ -604,18 +608,29 @@ pub(crate) fn block_on<T, E>(
     spinner: &mut Spinner,
     deadline: Option<Instant>,
     ec: EventCount<'_>,
-    mut poll: impl FnMut() -> Result<Option<T>, E>,
+    mut poll: impl FnMut(bool) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     // The clock is read lazily (~20 ns a read): a wait that ends within the first
     // polls, as every wait of a round trip does, never reads it.
     let mut started: Option<Instant> = None;
     let mut elapsed = |t: Instant| t - *started.get_or_insert(t);
     let expired = |t: Instant| deadline.is_some_and(|d| t >= d);
+    // `poll(true)` every LIVENESS_EVERY of waiting: the caller then also checks that
+    // its peers are alive (a system call), which a dead peer cannot wake us to do.
+    let mut next_check: Option<Instant> = None;
+    let mut thorough = false;
+    let mut check_due = |t: Instant, thorough: &mut bool| {
+        let next = next_check.get_or_insert(t + LIVENESS_EVERY);
+        if t >= *next {
+            *next = t + LIVENESS_EVERY;
+            *thorough = true;
+        }
+    };
     let mut polls: u32 = 0;
     // Spin phase (Spin for ever; Adaptive for the spinner's budget).
     if matches!(strategy, Wait::Spin | Wait::Adaptive) {
         loop {
-            if let Some(v) = poll()? {
+            if let Some(v) = poll(std::mem::take(&mut thorough))? {
                 spinner.succeeded_spinning();
                 return Ok(Some(v));
             }
@@ -631,6 +646,7 @@ pub(crate) fn block_on<T, E>(
                 if expired(t) {
                     return Ok(None);
                 }
+                check_due(t, &mut thorough);
                 if strategy == Wait::Adaptive && (cfg!(loom) || elapsed(t) >= spinner.spin_for) {
                     spinner.spun_in_vain();
                     break;
@@ -641,13 +657,14 @@ pub(crate) fn block_on<T, E>(
     // Yield phase (Yield for ever; Adaptive until YIELD_UNTIL).
     if matches!(strategy, Wait::Yield | Wait::Adaptive) {
         loop {
-            if let Some(v) = poll()? {
+            if let Some(v) = poll(std::mem::take(&mut thorough))? {
                 return Ok(Some(v));
             }
             let t = now();
             if expired(t) {
                 return Ok(None);
             }
+            check_due(t, &mut thorough);
             if strategy == Wait::Adaptive && (cfg!(loom) || elapsed(t) >= YIELD_UNTIL) {
                 break;
             }
@@ -657,16 +674,16 @@ pub(crate) fn block_on<T, E>(
     // Park phase.
     loop {
         let key = ec.prepare_wait();
-        match poll() {
+        match poll(std::mem::take(&mut thorough)) {
             Ok(None) => {}
             other => {
                 ec.cancel_wait(key);
                 return other;
             }
         }
+        let t = now();
         let slice = match deadline {
             Some(d) => {
-                let t = now();
                 if t >= d {
                     ec.cancel_wait(key);
                     return Ok(None);
@@ -676,6 +693,7 @@ pub(crate) fn block_on<T, E>(
             None => PARK_SLICE,
         };
         ec.wait(key, slice);
+        check_due(now(), &mut thorough);
     }
 }
 

@@ -1,11 +1,18 @@
 //! POSIX shared-memory segments (`shm_open`, on Linux a file in /dev/shm), and their
 //! huge-page form: a file of the same name in a hugetlbfs mount.
 //!
-//! Create: `O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW`, then `fchmod(0600)` (so the
-//! umask plays no part), `ftruncate`, map, initialise the header, and publish READY.
-//! An existing object is never truncated. Open: the discipline of
+//! Create: `O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW` with mode 0600, then `fchmod` to
+//! 0600 or 0660 (so the umask plays no part), `ftruncate`, map, initialise the header,
+//! and publish READY. An existing object is never truncated. Open: `fstat` the
+//! descriptor and check its owner and mode
+//! ([`check_permissions`](super::shared::check_permissions)), then the discipline of
 //! [`open_object`](super::shared::open_object) (`fstat` before every mapping, bounded
 //! wait for READY, header validation).
+//!
+//! A POSIX object can be resized by any process that can open it for writing: one that
+//! shrinks it under a mapping makes accesses past the new end raise SIGBUS (see the
+//! crate's trust model). The owner and mode checks keep that to the owner (and, with
+//! group access, its group).
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -16,13 +23,15 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
-use nix::sys::stat::{fchmod, Mode};
+use nix::sys::stat::{fchmod, fstat, Mode};
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    init_segment, io_err, object_len, on_huge_pages, open_object, FdObject, Mapping,
+    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, FdObject,
+    Mapping,
 };
 use crate::header::{Header, RingParams};
+use crate::options::OpenOptions;
 use crate::region::DataRegion;
 use crate::Error;
 
@@ -30,8 +39,8 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct PosixSegment {
     map: Mapping,
-    /// Kept open: the crash detection to come takes its locks on this descriptor.
-    _file: File,
+    /// Kept open: endpoints reopen it for their liveness locks (`liveness.rs`).
+    file: File,
     name: String,
     capacity: usize,
     /// The hugetlbfs file that holds the segment, if it is not in /dev/shm.
@@ -54,6 +63,10 @@ impl PosixSegment {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 }
 
@@ -224,11 +237,13 @@ fn create_object(name: &str, huge: Option<usize>) -> Result<(File, Option<PathBu
     }
 }
 
-/// Creates a new segment for `params`; fails with `AlreadyExists` if the name is taken.
+/// Creates a new segment for `params` with permission bits `mode` (0600 or 0660); fails
+/// with `AlreadyExists` if the name is taken.
 pub(crate) fn create(
     name: &str,
     params: &RingParams,
     mem: &MemoryOptions,
+    mode: u32,
     unlink_on_drop: bool,
 ) -> Result<PosixSegment, Error> {
     validate_name(name)?;
@@ -237,7 +252,8 @@ pub(crate) fn create(
     let (file, hugetlbfs_path) = create_object(name, huge)?;
     // From here on the name is ours: remove it again if anything fails.
     let placed = (|| {
-        fchmod(&file, Mode::S_IRUSR | Mode::S_IWUSR).map_err(|e| io_err("fchmod", name, e))?;
+        fchmod(&file, Mode::from_bits_truncate(mode as libc::mode_t))
+            .map_err(|e| io_err("fchmod", name, e))?;
         file.set_len(len as u64).map_err(|source| Error::Io {
             op: "ftruncate",
             name: name.to_string(),
@@ -253,7 +269,7 @@ pub(crate) fn create(
     match placed {
         Ok(map) => Ok(PosixSegment {
             map,
-            _file: file,
+            file,
             name: name.to_string(),
             capacity: params.capacity,
             hugetlbfs_path,
@@ -303,15 +319,18 @@ fn open_object_file(name: &str) -> Result<(File, Option<PathBuf>), Error> {
     })
 }
 
-/// Opens an existing segment of kind `expected_kind`, waiting up to `ready_wait` for a
-/// creator that is still initialising it.
+/// Opens an existing segment of kind `expected_kind` whose owner and mode `accept`
+/// allows, waiting up to `ready_wait` for a creator that is still initialising it.
 pub(crate) fn open(
     name: &str,
     expected_kind: u32,
+    accept: &OpenOptions,
     ready_wait: Duration,
 ) -> Result<(PosixSegment, RingParams), Error> {
     validate_name(name)?;
     let (file, hugetlbfs_path) = open_object_file(name)?;
+    let st = fstat(&file).map_err(|e| io_err("fstat", name, e))?;
+    check_permissions(name, st.st_uid, st.st_mode, accept)?;
     let object = FdObject {
         fd: file.as_fd(),
         name,
@@ -321,7 +340,7 @@ pub(crate) fn open(
     Ok((
         PosixSegment {
             map,
-            _file: file,
+            file,
             name: name.to_string(),
             capacity: params.capacity,
             hugetlbfs_path,

@@ -125,8 +125,11 @@ pub mod offsets {
     pub const SPACE_READY: u64 = 1152;
     pub const TAIL: u64 = 1280;
     pub const HEAD: u64 = 1408;
-    /// Endpoint slot `i` is at `ENDPOINTS + 32 * i`; its state is the first u32.
+    /// Endpoint slot `i` is at `ENDPOINTS + ENDPOINT_SLOT_SIZE * i`; its state is the
+    /// first u32, the pid of its holder the second; its claim note is at +32.
     pub const ENDPOINTS: u64 = 2048;
+    /// Size of one endpoint slot.
+    pub const ENDPOINT_SLOT_SIZE: u64 = 64;
     /// The data region starts after the 4096-byte header.
     pub const DATA: u64 = 4096;
 }
