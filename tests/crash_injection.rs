@@ -234,6 +234,10 @@ struct Incarnation {
     /// Producer: how many sends have returned `Ok` (messages `0..done` are sent).
     /// Consumer: how many messages it has received.
     done: AtomicU64,
+    /// Consumer: the tag of the last message it received, stored as soon as `recv`
+    /// returns it, before its checks and its log record. So the controller knows
+    /// what a consumer killed between the two had received.
+    last: AtomicU64,
 }
 
 /// The shared mapping: the board, then `incarnations` entries.
@@ -564,6 +568,10 @@ fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<
                     ));
                 }
                 let t = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                // At once, before the checks (a large message's checksum takes a while):
+                // a kill from here on does not count as a loss. The controller checks the
+                // tag again.
+                me.last.store(t, Ordering::Release);
                 check_message(&buf, t, len).map_err(|e| format!("torn or corrupt message: {e}"))?;
                 let (from, seq) = ((t >> 32) as u32, t as u32);
                 let role = sh.get(from).map(|p| p.role.load(Ordering::Acquire));
@@ -879,7 +887,10 @@ struct Tally {
     delivered: u64,
     /// Sent but never delivered (lost with a killed consumer).
     missing: u64,
-    missing_examples: Vec<(u32, u32)>,
+    /// Of which messages in fragments.
+    missing_fragmented: u64,
+    /// (incarnation, seq, length) of the first ones.
+    missing_examples: Vec<(u32, u32, usize)>,
     /// The message a killed producer was sending: delivered or not.
     in_flight_delivered: u64,
     in_flight_lost: u64,
@@ -915,6 +926,15 @@ fn crash_injection() {
     .expect("create the MPMC ring");
     spsc::create_ring(&names[1], &RingOptions::new(RING_BYTES)).expect("create the SPSC ring");
 
+    // The largest message that travels as one record, per ring.
+    let max_record = [
+        mpmc::Producer::open(&names[0])
+            .expect("open the MPMC ring")
+            .max_record_payload(),
+        spsc::Producer::open(&names[1])
+            .expect("open the SPSC ring")
+            .max_record_payload(),
+    ];
     let sh = Shared::new(kills + slots + 1);
     let log_path = std::env::temp_dir().join(format!("shmlane-crash-{}.log", std::process::id()));
     let log = std::fs::OpenOptions::new()
@@ -1087,16 +1107,17 @@ fn crash_injection() {
     if log_len % RECORD as u64 != 0 {
         error(format!("the log has {log_len} bytes, not whole records"));
     }
-    let mut rec = [0u8; RECORD];
-    for _ in 0..log_len / RECORD as u64 {
-        reader.read_exact(&mut rec).expect("read the log");
-        let word = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
-        let (cons, from, seq, len) = (word(0), word(4), word(8), word(12));
+    // One delivery: message `seq` of producer `from` received by consumer `cons`. With
+    // `unless_logged`, only if the log does not have it already (`false` if it does).
+    let mut add = |cons: u32, from: u32, seq: u32, len: u32, unless_logged: bool| -> bool {
+        if unless_logged && last_seen.get(&(cons, from)) == Some(&seq) {
+            return false;
+        }
         let (Some(cr), Some(pr)) = (role_of(cons), role_of(from)) else {
             error(format!(
                 "log record of consumer {cons}, producer {from}: no such roles"
             ));
-            continue;
+            return true;
         };
         if cr.is_producer() || !pr.is_producer() || cr.ring() != pr.ring() {
             error(format!(
@@ -1104,7 +1125,7 @@ fn crash_injection() {
                 cr.name(),
                 pr.name()
             ));
-            continue;
+            return true;
         }
         tally[pr.ring().index()].delivered += 1;
         let seen = &mut got[from as usize];
@@ -1115,7 +1136,7 @@ fn crash_injection() {
                 pr.name(),
                 done[from as usize]
             ));
-            continue;
+            return true;
         };
         if *first != 0 {
             error(format!(
@@ -1133,6 +1154,29 @@ fn crash_injection() {
                 ));
             }
         }
+        true
+    };
+    let mut rec = [0u8; RECORD];
+    for _ in 0..log_len / RECORD as u64 {
+        reader.read_exact(&mut rec).expect("read the log");
+        let word = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
+        add(word(0), word(4), word(8), word(12), false);
+    }
+    // A consumer killed after `recv` returned a message and before its log record was
+    // written: its last message counts as delivered to it.
+    let mut unlogged = [0u64; 2];
+    for id in 1..ids as u32 {
+        let Some(role) = role_of(id).filter(|r| !r.is_producer()) else {
+            continue;
+        };
+        if !c.killed[id as usize] {
+            continue;
+        }
+        let t = sh.inc(id).last.load(Ordering::Acquire);
+        let (from, seq) = ((t >> 32) as u32, t as u32);
+        if t != 0 && add(id, from, seq, 0, true) {
+            unlogged[role.ring().index()] += 1;
+        }
     }
 
     for id in 1..ids as u32 {
@@ -1149,11 +1193,19 @@ fn crash_injection() {
         let n = done[id as usize];
         t.sent += n;
         let seen = &got[id as usize];
-        for (seq, &by) in seen[..n as usize].iter().enumerate() {
-            if by == 0 {
-                t.missing += 1;
-                if t.missing_examples.len() < 10 {
-                    t.missing_examples.push((id, seq as u32));
+        if seen[..n as usize].contains(&0) {
+            // The producer's sizes, replayed, tell whole records from fragments.
+            let mut rng = Rng::new(seed ^ u64::from(id));
+            for (seq, &by) in seen[..n as usize].iter().enumerate() {
+                let len = message_len(&mut rng);
+                if by == 0 {
+                    t.missing += 1;
+                    if len > max_record[role.ring().index()] {
+                        t.missing_fragmented += 1;
+                    }
+                    if t.missing_examples.len() < 10 {
+                        t.missing_examples.push((id, seq as u32, len));
+                    }
                 }
             }
         }
@@ -1201,10 +1253,12 @@ fn crash_injection() {
         let max_attach = attach.iter().copied().max().unwrap_or(0);
         report += &format!(
             "\n  {ring:?}: {} producer / {} consumer incarnations ({} / {} killed); {} messages \
-             sent, {} delivered ({:.0} msg/s); lost with a killed consumer {}; a killed \
+             sent, {} delivered ({:.0} msg/s); lost with a killed consumer {} ({} of them \
+             in fragments); a killed \
              producer's last message delivered {} / lost {}; truncated {}; Disconnected runs \
              at producers {} / consumers {}; opens that met Busy {}; longest send {:.1?}, \
-             longest recv {:.1?}; fork to attached {:.1?} mean, {:.1?} max",
+             longest recv {:.1?}; fork to attached {:.1?} mean, {:.1?} max; messages received by a \
+             consumer killed before it logged them {}; first losses (incarnation, seq, length) {:?}",
             t.producers,
             t.consumers,
             t.producer_kills,
@@ -1213,6 +1267,7 @@ fn crash_injection() {
             t.delivered,
             t.delivered as f64 / wall.as_secs_f64(),
             t.missing,
+            t.missing_fragmented,
             t.in_flight_delivered,
             t.in_flight_lost,
             s.truncated.load(Ordering::Relaxed),
@@ -1223,11 +1278,13 @@ fn crash_injection() {
             Duration::from_nanos(s.max_recv_ns.load(Ordering::Relaxed)),
             Duration::from_nanos(mean_attach),
             Duration::from_nanos(max_attach),
+            unlogged[ring.index()],
+            t.missing_examples,
         );
         if t.missing > t.consumer_kills {
             error(format!(
                 "{ring:?}: {} messages whose send returned Ok were never delivered, more than \
-                 the {} consumer kills can lose; the first: {:?} (incarnation, seq)",
+                 the {} consumer kills can lose; the first: {:?} (incarnation, seq, length)",
                 t.missing, t.consumer_kills, t.missing_examples
             ));
         }
