@@ -102,6 +102,8 @@ const FAILURE_TEXT: usize = 2048;
 const FLOW_WAIT: Duration = Duration::from_secs(2);
 /// One kill in this many is followed by a kill of the replacement in its start-up.
 const EARLY_KILL: u64 = 32;
+/// A wait counted as slow in the figures.
+const SLOW: Duration = Duration::from_millis(50);
 /// Bytes of one log record.
 const RECORD: usize = 16;
 
@@ -200,8 +202,14 @@ struct RingStats {
     busy_opens: AtomicU64,
     /// Longest `send_timeout`, in nanoseconds.
     max_send_ns: AtomicU64,
-    /// Longest `recv_timeout`, in nanoseconds.
+    /// Longest `recv_timeout` before the stop, in nanoseconds.
     max_recv_ns: AtomicU64,
+    /// Sends that took longer than `SLOW`.
+    slow_sends: AtomicU64,
+    /// Receives before the stop that took longer than `SLOW`.
+    slow_recvs: AtomicU64,
+    /// Longest `open`, in nanoseconds (the retries on `Busy` included).
+    max_open_ns: AtomicU64,
 }
 
 /// The fixed part of the shared mapping. All zero at first, which is a valid value of
@@ -435,7 +443,12 @@ fn open_retrying<T>(
     let mut busy = false;
     loop {
         match open() {
-            Ok(x) => return Ok(x),
+            Ok(x) => {
+                stats
+                    .max_open_ns
+                    .fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                return Ok(x);
+            }
             Err(Error::Busy { .. }) if start.elapsed() < STALL => {
                 if !busy {
                     busy = true;
@@ -489,9 +502,13 @@ fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<S
         loop {
             let t0 = Instant::now();
             let r = tx.send_timeout(&buf, STALL);
+            let took = t0.elapsed();
             stats
                 .max_send_ns
-                .fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                .fetch_max(took.as_nanos() as u64, Ordering::Relaxed);
+            if took > SLOW {
+                stats.slow_sends.fetch_add(1, Ordering::Relaxed);
+            }
             match r {
                 Ok(()) => break,
                 Err(SendTimeoutError::Disconnected) => {
@@ -549,9 +566,16 @@ fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<
     while me.quit.load(Ordering::Acquire) == 0 {
         let t0 = Instant::now();
         let r = rx.recv_timeout(&mut buf, STALL);
-        stats
-            .max_recv_ns
-            .fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let took = t0.elapsed();
+        // While the producers run (the drain's wait for Disconnected is apart).
+        if board.stop.load(Ordering::Acquire) == 0 {
+            stats
+                .max_recv_ns
+                .fetch_max(took.as_nanos() as u64, Ordering::Relaxed);
+            if took > SLOW {
+                stats.slow_recvs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         match r {
             Ok(len) => {
                 disconnected_since = None;
@@ -1257,7 +1281,8 @@ fn crash_injection() {
              in fragments); a killed \
              producer's last message delivered {} / lost {}; truncated {}; Disconnected runs \
              at producers {} / consumers {}; opens that met Busy {}; longest send {:.1?}, \
-             longest recv {:.1?}; fork to attached {:.1?} mean, {:.1?} max; messages received by a \
+             longest recv {:.1?}; over {SLOW:?}: {} sends, {} receives; longest open {:.1?}; \
+             fork to attached {:.1?} mean, {:.1?} max; messages received by a \
              consumer killed before it logged them {}; first losses (incarnation, seq, length) {:?}",
             t.producers,
             t.consumers,
@@ -1276,6 +1301,9 @@ fn crash_injection() {
             s.busy_opens.load(Ordering::Relaxed),
             Duration::from_nanos(s.max_send_ns.load(Ordering::Relaxed)),
             Duration::from_nanos(s.max_recv_ns.load(Ordering::Relaxed)),
+            s.slow_sends.load(Ordering::Relaxed),
+            s.slow_recvs.load(Ordering::Relaxed),
+            Duration::from_nanos(s.max_open_ns.load(Ordering::Relaxed)),
             Duration::from_nanos(mean_attach),
             Duration::from_nanos(max_attach),
             unlogged[ring.index()],
