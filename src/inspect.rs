@@ -1090,9 +1090,7 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     // Read it again right before removing, so an endpoint that attached since the
-    // listing keeps its ring. (One that attaches between this read and the unlink
-    // keeps a ring nobody else can find any more: the OFD locks of issue 4 will close
-    // that window.)
+    // listing keeps its ring.
     let probe = match Probe::open(&info.name) {
         Ok(p) => p,
         Err(Error::NotFound { .. }) => return Ok(false),
@@ -1107,7 +1105,16 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     let removed = match &probe.source {
-        Source::Posix { .. } => crate::remove(&info.name),
+        // Removed only while we hold every lock of its header: no endpoint can attach
+        // meanwhile (one that opened it and attaches after finds it unlinked), and one
+        // that holds its slot keeps the ring.
+        Source::Posix { .. } => {
+            let creator = (info.creator_pid, info.creator_start_time);
+            return crate::segment::posix::remove_if_unused(&info.name, |h| {
+                let r = Ordering::Acquire;
+                (h.creator_pid.load(r), h.creator_start_time.load(r)) == creator
+            });
+        }
         Source::SysV { shmid, .. } => {
             // By id, not by key: the key may name a newer segment by now.
             // SAFETY: IPC_RMID takes no buffer.

@@ -127,25 +127,33 @@ mod ofd {
         }
     }
 
-    /// Takes the write lock on `byte`, waiting for its holder to let it go.
-    pub(crate) fn lock(fd: BorrowedFd<'_>, byte: i64) -> Result<(), Errno> {
-        let fl = flock(libc::F_WRLCK as libc::c_short, byte);
+    /// Lets the lock on `byte` go.
+    pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
+        unlock_range(fd, byte, 1);
+    }
+
+    /// Takes the write lock on `len` bytes from `start` without waiting (all or none).
+    pub(crate) fn try_lock_range(fd: BorrowedFd<'_>, start: i64, len: i64) -> Result<bool, Errno> {
+        let mut fl = flock(libc::F_WRLCK as libc::c_short, start);
+        fl.l_len = len as libc::off_t;
         loop {
             // SAFETY: as in `try_lock`.
-            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
             if r == 0 {
-                return Ok(());
+                return Ok(true);
             }
             match Errno::last() {
+                Errno::EAGAIN | Errno::EACCES => return Ok(false),
                 Errno::EINTR => continue,
                 e => return Err(e),
             }
         }
     }
 
-    /// Lets the lock on `byte` go.
-    pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
-        let fl = flock(libc::F_UNLCK as libc::c_short, byte);
+    /// Lets the lock on `len` bytes from `start` go.
+    pub(crate) fn unlock_range(fd: BorrowedFd<'_>, start: i64, len: i64) {
+        let mut fl = flock(libc::F_UNLCK as libc::c_short, start);
+        fl.l_len = len as libc::off_t;
         // SAFETY: as in `try_lock`. Unlocking cannot fail on a valid descriptor.
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     }
@@ -184,7 +192,10 @@ mod ofd {
 }
 
 #[cfg(not(loom))]
-pub(crate) use ofd::held as ofd_held;
+pub(crate) use ofd::{
+    held as ofd_held, try_lock as ofd_try_lock, try_lock_range as ofd_try_lock_range,
+    unlock as ofd_unlock,
+};
 
 // ---------------------------------------------------------------------------------
 // Closing lock descriptors in forked children
