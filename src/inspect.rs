@@ -57,9 +57,10 @@ use nix::sys::stat::Mode;
 
 use crate::header::{
     layout_hash, word_pid, word_state, Header, HeaderFault, ABI, ENDPOINT_ATTACHED,
-    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT, FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC,
-    LAYOUT_VERSION, MAGIC, NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER,
-    STATE_INIT, STATE_POISONED, STATE_READY,
+    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT,
+    FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC, LAYOUT_VERSION, MAGIC,
+    NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
+    STATE_READY,
 };
 use crate::segment::shared::io_err;
 use crate::segment::sysv::segment_name;
@@ -664,7 +665,10 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             state,
             EndpointState::Attached | EndpointState::Attaching | EndpointState::Recovering
         );
-        let lock = meta.locks.as_ref().and_then(|l| l.get(slot).copied().flatten());
+        let lock = meta
+            .locks
+            .as_ref()
+            .and_then(|l| l.get(slot).copied().flatten());
         let alive = occupied
             && match lock {
                 Some(held) => held,
@@ -908,8 +912,11 @@ impl Probe {
             locks: Some(
                 (0..crate::header::ENDPOINT_SLOTS)
                     .map(|i| {
-                        crate::liveness::ofd_held(std::os::fd::AsFd::as_fd(file), crate::liveness::lock_byte(i))
-                            .ok()
+                        crate::liveness::ofd_held(
+                            std::os::fd::AsFd::as_fd(file),
+                            crate::liveness::lock_byte(i),
+                        )
+                        .ok()
                     })
                     .collect(),
             ),

@@ -35,14 +35,13 @@
 //! that is attaching and found it dead.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::AtomicI32;
 
 use crate::error::Corruption;
 use crate::header::{
     slot_word, word_pid, word_state, EndpointSlot, Header, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING,
     ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT,
 };
-use crate::sync::Ordering;
+use crate::sync::{replace_fd, take_fd, Ordering, ProcessFd, NO_FD};
 
 /// Offset in the segment file of the byte whose lock owns endpoint slot `slot`: the
 /// slot's first byte.
@@ -177,12 +176,7 @@ mod ofd {
         use std::os::fd::FromRawFd;
         let path = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
         // SAFETY: `path` is NUL-terminated and outlives the call.
-        let r = unsafe {
-            libc::open(
-                path.as_ptr().cast(),
-                libc::O_RDWR | libc::O_CLOEXEC,
-            )
-        };
+        let r = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
         if r < 0 {
             return Err(Errno::last());
         }
@@ -204,15 +198,15 @@ pub(crate) use ofd::{
 /// The lock descriptors of this process's endpoints, for the fork handler: -1 where
 /// free. Lock-free, because the handler runs in the child of a fork that may have
 /// happened while another thread was registering.
-static LOCK_FDS: [AtomicI32; 256] = [const { AtomicI32::new(-1) }; 256];
+static LOCK_FDS: [ProcessFd; 256] = [const { ProcessFd::new(NO_FD) }; 256];
 
 /// Runs in the child of every `fork()`: closes the child's copies of the lock
 /// descriptors, so that the locks stay only as long as the parent holds them. Only
 /// `close`, which is async-signal-safe.
 #[cfg(not(loom))]
 extern "C" fn close_locks_in_child() {
-    for fd in &LOCK_FDS {
-        let fd = fd.swap(-1, std::sync::atomic::Ordering::Relaxed);
+    for entry in &LOCK_FDS {
+        let fd = take_fd(entry);
         if fd >= 0 {
             // SAFETY: the descriptor was open in the parent at the fork (entries are
             // removed before their descriptor closes), so it is this child's copy.
@@ -230,19 +224,13 @@ fn register(fd: i32) -> bool {
         // SAFETY: registers a handler with no captured state; it only calls close.
         unsafe { libc::pthread_atfork(None, None, Some(close_locks_in_child)) };
     });
-    LOCK_FDS.iter().any(|slot| {
-        slot.compare_exchange(-1, fd, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
-            .is_ok()
-    })
+    LOCK_FDS.iter().any(|entry| replace_fd(entry, NO_FD, fd))
 }
 
 /// Removes `fd` from the fork handler's table (before it is closed).
 fn unregister(fd: i32) {
-    for slot in &LOCK_FDS {
-        if slot
-            .compare_exchange(fd, -1, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
-            .is_ok()
-        {
+    for entry in &LOCK_FDS {
+        if replace_fd(entry, fd, NO_FD) {
             return;
         }
     }
@@ -287,7 +275,9 @@ impl Liveness {
     fn try_own(&self, i: usize) -> bool {
         match self {
             #[cfg(not(loom))]
-            Liveness::Ofd(fd) => ofd::try_lock(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(false),
+            Liveness::Ofd(fd) => {
+                ofd::try_lock(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(false)
+            }
             #[cfg(loom)]
             Liveness::Ofd(_) => true,
             Liveness::Pid | Liveness::Local => true,

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{seg_name, Gate, Procs, SegGuard};
 use nix::sys::signal::{kill, Signal};
-use shmlane::{mpmc, spsc, RecvError, RecvTimeoutError, RingOptions, SendTimeoutError, TrySendError};
+use shmlane::{
+    mpmc, spsc, RecvError, RecvTimeoutError, RingOptions, SendTimeoutError, TrySendError,
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The bound on noticing a dead peer, for a parked waiter.
@@ -217,7 +219,10 @@ fn mpmc_consumer_killed_holding_a_record_releases_it() {
     eprintln!("MPMC producer recovered a dead consumer's cells after {took:?}");
     let mut buf = Vec::new();
     assert_eq!(rx.recv(&mut buf).unwrap(), 200);
-    assert_eq!(buf, [1; 200], "the record the dead consumer held is not delivered again");
+    assert_eq!(
+        buf, [1; 200],
+        "the record the dead consumer held is not delivered again"
+    );
     assert_eq!(rx.recv(&mut buf).unwrap(), 200);
     assert_eq!(buf, [2; 200]);
 }
@@ -362,7 +367,10 @@ fn a_stopped_producer_is_waited_for_not_taken_for_dead() {
         other => panic!("a stopped producer was not waited for: {other:?}"),
     }
     kill(procs.pid(child), Signal::SIGCONT).unwrap();
-    assert_eq!(rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(), 5);
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(),
+        5
+    );
     assert_eq!(buf, b"slow!");
     let done = procs.wait(child);
     assert!(done.ok(), "{done}");
@@ -402,7 +410,10 @@ fn a_forked_child_does_not_keep_its_parents_endpoint_alive() {
     let mut buf = Vec::new();
     let (r, took) = time_to_notice(&mut procs, parent, || rx.recv(&mut buf));
     assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
-    assert!(took < Duration::from_secs(1), "the grandchild kept it alive: {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the grandchild kept it alive: {took:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -431,7 +442,11 @@ fn a_segment_whose_creator_died_before_ready_is_abandoned_and_taken_over() {
         other => panic!("open of a half-made segment: {other:?}"),
     }
     // Told well before the 2 s a live creator gets.
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     let mut rx = spsc::Consumer::create_or_open(&name, &RingOptions::new(4096))
         .expect("create_or_open replaces it");
     let mut tx = spsc::Producer::open(&name).unwrap();
@@ -507,7 +522,10 @@ fn a_ring_whose_endpoints_all_died_is_reused_or_removed_as_stale() {
     // their slots are recovered, and the message they left is still delivered.
     let mut rx = mpmc::Consumer::create_or_open(&kept, &small_mpmc(&kept)).unwrap();
     let mut buf = Vec::new();
-    assert_eq!(rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap(), 11);
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap(),
+        11
+    );
     // remove_stale removes the other (every endpoint dead, creator dead), and keeps
     // the one we now use.
     let removed = shmlane::inspect::remove_stale().unwrap();
