@@ -53,13 +53,16 @@ use shmlane::{mpmc, spsc, Notifier, RingOptions};
 /// Start of the endpoint table in the header.
 const ENDPOINT_TABLE: u64 = 2048;
 /// Bytes per endpoint slot.
-const SLOT_SIZE: u64 = 32;
+const SLOT_SIZE: u64 = 64;
 /// Offsets of the fields of one endpoint slot, from the slot's start.
 const SLOT_STATE: u64 = 0;
 const SLOT_PID: u64 = 4;
 const SLOT_GENERATION: u64 = 8;
 const SLOT_START_TIME: u64 = 16;
 const SLOT_ROLE: u64 = 24;
+/// MPMC claim note: position with VALID/CONFIRMED bits, then padding and record cells.
+const SLOT_CLAIM: u64 = 32;
+const SLOT_CLAIM_CELLS: u64 = 40;
 
 /// Offset of field `field` (a `SLOT_*`) of endpoint slot `slot`.
 const fn ep(slot: u64, field: u64) -> u64 {
@@ -117,16 +120,22 @@ const FIELDS: &[(&str, u64, u8)] = &[
     ("ep0.generation", ep(0, SLOT_GENERATION), 8),
     ("ep0.start_time", ep(0, SLOT_START_TIME), 8),
     ("ep0.role", ep(0, SLOT_ROLE), 4),
+    ("ep0.claim", ep(0, SLOT_CLAIM), 8),
+    ("ep0.claim_cells", ep(0, SLOT_CLAIM_CELLS), 8),
     ("ep1.state", ep(1, SLOT_STATE), 4),
     ("ep1.pid", ep(1, SLOT_PID), 4),
     ("ep1.generation", ep(1, SLOT_GENERATION), 8),
     ("ep1.start_time", ep(1, SLOT_START_TIME), 8),
     ("ep1.role", ep(1, SLOT_ROLE), 4),
+    ("ep1.claim", ep(1, SLOT_CLAIM), 8),
+    ("ep1.claim_cells", ep(1, SLOT_CLAIM_CELLS), 8),
     ("ep2.state", ep(2, SLOT_STATE), 4),
     ("ep2.pid", ep(2, SLOT_PID), 4),
     ("ep2.generation", ep(2, SLOT_GENERATION), 8),
     ("ep2.start_time", ep(2, SLOT_START_TIME), 8),
     ("ep2.role", ep(2, SLOT_ROLE), 4),
+    ("ep2.claim", ep(2, SLOT_CLAIM), 8),
+    ("ep2.claim_cells", ep(2, SLOT_CLAIM_CELLS), 8),
 ];
 
 /// The data region starts after the 4096-byte header; the MPMC cell table follows it.
