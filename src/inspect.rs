@@ -57,9 +57,10 @@ use nix::sys::stat::Mode;
 
 use crate::header::{
     layout_hash, word_pid, word_state, Header, HeaderFault, ABI, ENDPOINT_ATTACHED,
-    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT, FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC,
-    LAYOUT_VERSION, MAGIC, NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER,
-    STATE_INIT, STATE_POISONED, STATE_READY,
+    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT,
+    FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC, LAYOUT_VERSION, MAGIC,
+    NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
+    STATE_READY,
 };
 use crate::segment::shared::io_err;
 use crate::segment::sysv::segment_name;
@@ -664,7 +665,10 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             state,
             EndpointState::Attached | EndpointState::Attaching | EndpointState::Recovering
         );
-        let lock = meta.locks.as_ref().and_then(|l| l.get(slot).copied().flatten());
+        let lock = meta
+            .locks
+            .as_ref()
+            .and_then(|l| l.get(slot).copied().flatten());
         let alive = occupied
             && match lock {
                 Some(held) => held,
@@ -908,8 +912,11 @@ impl Probe {
             locks: Some(
                 (0..crate::header::ENDPOINT_SLOTS)
                     .map(|i| {
-                        crate::liveness::ofd_held(std::os::fd::AsFd::as_fd(file), crate::liveness::lock_byte(i))
-                            .ok()
+                        crate::liveness::ofd_held(
+                            std::os::fd::AsFd::as_fd(file),
+                            crate::liveness::lock_byte(i),
+                        )
+                        .ok()
                     })
                     .collect(),
             ),
@@ -1090,9 +1097,7 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     // Read it again right before removing, so an endpoint that attached since the
-    // listing keeps its ring. (One that attaches between this read and the unlink
-    // keeps a ring nobody else can find any more: the OFD locks of issue 4 will close
-    // that window.)
+    // listing keeps its ring.
     let probe = match Probe::open(&info.name) {
         Ok(p) => p,
         Err(Error::NotFound { .. }) => return Ok(false),
@@ -1107,7 +1112,16 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     let removed = match &probe.source {
-        Source::Posix { .. } => crate::remove(&info.name),
+        // Removed only while we hold every lock of its header: no endpoint can attach
+        // meanwhile (one that opened it and attaches after finds it unlinked), and one
+        // that holds its slot keeps the ring.
+        Source::Posix { .. } => {
+            let creator = (info.creator_pid, info.creator_start_time);
+            return crate::segment::posix::remove_if_unused(&info.name, |h| {
+                let r = Ordering::Acquire;
+                (h.creator_pid.load(r), h.creator_start_time.load(r)) == creator
+            });
+        }
         Source::SysV { shmid, .. } => {
             // By id, not by key: the key may name a newer segment by now.
             // SAFETY: IPC_RMID takes no buffer.

@@ -28,10 +28,10 @@ use std::sync::Arc;
 
 use crate::error::{Corruption, RecvError, RecvTimeoutError, SendError};
 use crate::frame::{self, DataRecord, Record, RECORD_HEADER};
-use crate::liveness::{Liveness, Recovered, Watch};
 use crate::header::{
     Header, RingParams, ENDPOINT_DETACHED, KIND_SPSC, ROLE_CONSUMER, ROLE_PRODUCER,
 };
+use crate::liveness::{Liveness, Recovered, Watch};
 use crate::message::{
     consumer_methods, producer_methods, Claim, Mode, Partial, RecordConsumer, RecordProducer,
 };
