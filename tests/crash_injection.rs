@@ -774,6 +774,42 @@ impl Controller<'_> {
             .sh
             .failure()
             .unwrap_or_else(|| "(none recorded)".into());
+        // Where each slot's process was, and the rings' state (before the kills).
+        let now = now_ns();
+        let slots: String = self
+            .slots
+            .iter()
+            .map(|s| {
+                let inc = self.sh.inc(s.id);
+                let age = Duration::from_nanos(
+                    now.saturating_sub(inc.spawned_ns.load(Ordering::Acquire)),
+                );
+                let attached = inc.attached_ns.load(Ordering::Acquire);
+                let state = if attached == 0 {
+                    format!("forked {age:.1?} ago, not attached")
+                } else {
+                    format!(
+                        "forked {age:.1?} ago, attached {:.1?} ago",
+                        Duration::from_nanos(now.saturating_sub(attached))
+                    )
+                };
+                format!(
+                    "\n  {} #{} pid {}: {state}, {} messages",
+                    s.role.name(),
+                    s.id,
+                    self.procs.pid(s.child),
+                    inc.done.load(Ordering::Acquire)
+                )
+            })
+            .collect();
+        let rings: String = self
+            .names
+            .iter()
+            .map(|n| match shmlane::inspect::inspect(n) {
+                Ok(info) => format!("\n{info:?}"),
+                Err(e) => format!("\ninspect {n}: {e}"),
+            })
+            .collect();
         self.procs.kill_all();
         // The processes of the slots that ended on their own, with their reports.
         let ended: String = self
@@ -787,7 +823,7 @@ impl Controller<'_> {
         panic!(
             "crash injection failed after {:.2?}, {} kills ({}), seed {:#x}: {what}\nfirst \
              failure recorded by an endpoint: {failure}\nendpoints that ended on their \
-             own:{ended}\n{}",
+             own:{ended}\nslots:{slots}\n{}\nrings:{rings}",
             self.start.elapsed(),
             self.kills.iter().sum::<u64>(),
             self.kills_text(),
