@@ -7,49 +7,63 @@
 //! The test process is the controller. It creates an MPMC ring (64 KiB, default cells,
 //! 16 endpoints at most) and an SPSC ring (64 KiB), and forks eight endpoint processes
 //! into eight *slots*: 4 MPMC producers, 2 MPMC consumers, 1 SPSC producer and 1 SPSC
-//! consumer. Then, every 2–5 ms (random), it SIGKILLs the process of a random slot,
-//! reaps it, and forks a new *incarnation* of the same role into the slot: 500 kills
-//! by default, `SHMLANE_CRASH_KILLS` to change it (the long run is 10,000).
-//! `SHMLANE_CRASH_SEED` replays a run (the seed is printed); `SHMLANE_CRASH_RINGS=mpmc`
-//! (or `spsc`) kills only that ring's endpoints (the other ring runs undisturbed).
-//! `SHMLANE_CRASH_GENTLE=1` checks the harness itself: the controller asks each victim
-//! to detach and exit (between two messages) instead of killing it, so every message
-//! sent must be delivered. Then it stops the
-//! producers (a shared flag: each finishes its message and detaches), waits for them,
-//! tells the consumers, which drain the rings until `Disconnected`, waits for them,
-//! removes both segments and checks the deliveries.
+//! consumer. Then, every 2–5 ms (random), once both rings have delivered a message
+//! since the previous kill (so kills land while messages flow; 2 s without one is a
+//! failure), it SIGKILLs the process of a random slot, reaps it, and forks a new
+//! *incarnation* of the same role into the slot. Victims are drawn among the processes
+//! that have attached, so one stuck in `open` lives to report it; but one kill in 32
+//! is followed, 0–1.5 ms later, by a kill of the replacement in its start-up (`open`
+//! included). 500 kills by default (a few seconds); the long run is 10,000.
+//!
+//! At the end, the controller stops the producers (a shared flag: each finishes its
+//! message and detaches), waits for them, tells the consumers, which drain the rings
+//! until `Disconnected`, waits for them, removes both segments and checks the
+//! deliveries. A deadline (`common::Procs`) kills every process left if the test
+//! itself ever hangs.
+//!
+//! Environment:
+//! - `SHMLANE_CRASH_KILLS`: the number of kills (default 500; the long run: 10000).
+//! - `SHMLANE_CRASH_SEED`: replays a run's choices (the seed is printed).
+//! - `SHMLANE_CRASH_RINGS=mpmc` (or `spsc`): kills only that ring's endpoints.
+//! - `SHMLANE_CRASH_GENTLE=1`: a check of the harness itself, on a library without
+//!   crash recovery: victims are asked to detach and exit between two messages
+//!   instead of being killed, so every message sent must be delivered.
 //!
 //! # What the processes share
 //!
 //! - A `MAP_SHARED | MAP_ANONYMOUS` mapping made before the first fork (the [`Board`]):
 //!   the stop flags, counters, the first failure's text, and one [`Incarnation`] entry
-//!   per process ever started (its role; when it was forked and when it had attached;
-//!   for a producer, how many of its sends have returned `Ok`, stored after each).
-//!   The controller reads a killed producer's count after reaping it.
+//!   per process ever started: its role; when it was forked and when it had attached;
+//!   for a producer, how many of its sends have returned `Ok` (stored after each); for
+//!   a consumer, the tag of the last message `recv` returned (stored at once). The
+//!   controller reads a killed process's entry after reaping it.
 //! - One log file, opened `O_APPEND` and unlinked before the first fork: a consumer
 //!   appends one 16-byte record per message it received (its incarnation, the
 //!   producer's incarnation, the sequence number, the length) with a single
 //!   `write(2)`. Records are 16-byte aligned, so none straddles a page, and a SIGKILL
-//!   leaves a record whole or absent.
+//!   leaves a record whole or absent. A consumer killed between `recv` and its record
+//!   has its last message counted from its board entry.
 //!
 //! # Messages
 //!
 //! Each producer incarnation has an id from the controller (`u32`, never reused) and
 //! numbers its messages 0, 1, 2, ...; a message starts with `id << 32 | seq` and a
-//! checksum of its body (`common::fill_message`). Sizes are random, mostly small;
-//! about 1 in 100 is larger than the ring, so it travels in fragments.
+//! checksum of its body (`common::fill_message`). Sizes are random (replayable from the
+//! seed and the id), mostly small; about 1 in 100 is larger than the ring, so it
+//! travels in fragments.
 //!
 //! Producers send with `send_timeout(1 s)`, consumers receive one message at a time
-//! with `recv_timeout(1 s)`. A `Disconnected` before the end (every peer of the other
-//! side was killed and its replacement is not attached yet, or not attached before
-//! us) is retried every millisecond, the same message again; longer than 1 s is a
-//! failure. `Truncated` is counted (a producer died in the middle of a message).
+//! with `recv_timeout(1 s)`. A `Disconnected` before the end (every peer on the other
+//! side was killed and no replacement has attached yet) is retried every millisecond,
+//! the same message again; for more than 1 s it is a failure. `Truncated` is counted
+//! (a producer died in the middle of a message).
 //!
 //! # Checks
 //!
 //! Failures found by a process are recorded on the board; the controller checks it
 //! (and, with `waitid(WNOWAIT)`, that no endpoint ended on its own) before every kill,
-//! and stops the run at the first one.
+//! and stops the run at the first one, with every slot's state and both rings'
+//! `inspect` in the panic message.
 //!
 //! - No torn or corrupt message: length, tag and checksum at the consumer.
 //! - No surviving endpoint blocked more than 1 s: a `Timeout` from `send_timeout` or
@@ -62,16 +76,18 @@
 //!   that was not killed.
 //! - Every message whose `send` returned `Ok` delivered, except those lost with a
 //!   killed consumer: delivery is at most once, and a consumer killed while it holds
-//!   a message (inside `recv`, or after `recv` but before its log record) loses that
-//!   one. So each ring may miss at most as many messages as it had consumer kills.
-//!   The message a killed producer was sending may or may not arrive.
+//!   a message (inside `recv`) loses that one. So each ring may miss at most as many
+//!   messages as it had consumer kills. The message a killed producer was sending may
+//!   or may not arrive.
 //! - `Truncated` at most once per kill on that ring (plus once per `Disconnected`
 //!   seen by a producer, which abandons a message in fragments).
 //! - Both segments removed at the end, and no name of this run left in /dev/shm.
 //!
-//! The figures (kills per role, incarnations, messages sent and delivered per ring,
-//! losses, truncations, longest wait, attach latency, rates) are printed with
-//! `eprintln!` (`--nocapture` to see them).
+//! The figures are printed with `eprintln!` (`--no-capture` to see them): kills per
+//! role, incarnations, messages sent and delivered per ring and per second, losses
+//! (how many in fragments, and the first ones), a killed producer's last message
+//! delivered or not, truncations, `Disconnected` runs, the longest send, receive and
+//! `open`, waits over 50 ms, fork-to-attached latency.
 
 mod common;
 
