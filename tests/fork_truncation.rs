@@ -43,7 +43,7 @@ fn cuts(len: u64) -> [(&'static str, u64); 5] {
 /// for it and gives `NotReady`; any other size under a header is final.
 fn expected(e: &Error, size: u64, may_grow: bool) -> bool {
     match e {
-        Error::NotReady { .. } => size == 0 && may_grow,
+        Error::NotReady { .. } | Error::Abandoned { .. } => size == 0 && may_grow,
         Error::Corrupt { field, .. } => match size {
             0 if may_grow => false,
             s if s < HEADER => *field == "segment size",
