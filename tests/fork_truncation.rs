@@ -112,6 +112,9 @@ fn posix_segment_cut_before_open_is_an_error_not_sigbus() {
                     match open(&name) {
                         Err(e) if expected(&e, size, true) => out = e.to_string(),
                         Err(e) => return Err(format!("{what}: {call}: unexpected {e:?}")),
+                        // An empty segment that no creator is making is abandoned:
+                        // create_or_open replaces it with a new ring.
+                        Ok(()) if size == 0 && call.ends_with("create_or_open") => {}
                         Ok(()) => return Err(format!("{what}: {call} opened it")),
                     }
                 }
