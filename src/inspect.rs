@@ -875,6 +875,10 @@ impl Probe {
                 "not a regular file: not a shmlane segment",
             ));
         }
+        // The slot locks are read before and after the header: an endpoint counts as
+        // alive if its lock was held at either time, so one that attaches or detaches
+        // while we read is not taken for dead.
+        let before = slot_locks(file);
         let mut copy = HeaderCopy::zeroed();
         let mut filled = 0;
         while filled < HEADER_SIZE {
@@ -910,19 +914,32 @@ impl Probe {
             mode: st.mode() & 0o7777,
             attachments: None,
             locks: Some(
-                (0..crate::header::ENDPOINT_SLOTS)
-                    .map(|i| {
-                        crate::liveness::ofd_held(
-                            std::os::fd::AsFd::as_fd(file),
-                            crate::liveness::lock_byte(i),
-                        )
-                        .ok()
+                before
+                    .into_iter()
+                    .zip(slot_locks(file))
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => Some(a || b),
+                        _ => None,
                     })
                     .collect(),
             ),
         };
         describe(meta, copy.header())
     }
+}
+
+/// For each endpoint slot, whether another open file description holds its lock
+/// (`None` where that could not be asked).
+fn slot_locks(file: &File) -> Vec<Option<bool>> {
+    (0..crate::header::ENDPOINT_SLOTS)
+        .map(|i| {
+            crate::liveness::ofd_held(
+                std::os::fd::AsFd::as_fd(file),
+                crate::liveness::lock_byte(i),
+            )
+            .ok()
+        })
+        .collect()
 }
 
 /// Copies the header of the SysV segment `shmid` through a read-only attachment.
