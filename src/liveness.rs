@@ -17,9 +17,9 @@
 //!   proven dead, and the one who took the lock is the only one who may recover it;
 //!   a live endpoint, however long it stalls, keeps its lock, so it is never taken
 //!   for dead;
-//! - the lock descriptors are closed in the child of a `fork()` ([`register`], a
-//!   `pthread_atfork` handler), so a forked child does not keep its parent's
-//!   endpoints alive.
+//! - the child of a `fork()` lets go of its copies of the lock descriptors (they are
+//!   made to refer to `/dev/null` by a `pthread_atfork` handler, see [`register`]), so
+//!   a forked child does not keep its parent's endpoints alive.
 //!
 //! Where there is no file (SysV), the fallback is the pid and process start time in
 //! the slot; a recoverer then takes the slot with a compare-exchange of its state
@@ -200,18 +200,34 @@ pub(crate) use ofd::{
 /// happened while another thread was registering.
 static LOCK_FDS: [ProcessFd; 256] = [const { ProcessFd::new(NO_FD) }; 256];
 
-/// Runs in the child of every `fork()`: closes the child's copies of the lock
-/// descriptors, so that the locks stay only as long as the parent holds them. Only
-/// `close`, which is async-signal-safe.
+/// Runs in the child of every `fork()`: makes the child's copies of the lock
+/// descriptors refer to `/dev/null` (`dup2` over them), so that the locks stay only
+/// as long as the parent holds them. Not `close`: the child still has the endpoints'
+/// `OwnedFd`s, and one dropped later would close whatever reused the number. Only
+/// `open`, `dup3` and `close`, which are async-signal-safe.
 #[cfg(not(loom))]
 extern "C" fn close_locks_in_child() {
+    // SAFETY: a NUL-terminated path; the flags ask for nothing unusual.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     for entry in &LOCK_FDS {
         let fd = take_fd(entry);
-        if fd >= 0 {
-            // SAFETY: the descriptor was open in the parent at the fork (entries are
-            // removed before their descriptor closes), so it is this child's copy.
+        if fd < 0 {
+            continue;
+        }
+        if null >= 0 {
+            // SAFETY: `fd` was open in the parent at the fork (entries are removed
+            // before their descriptor closes), so it is this child's copy; dup2 over it
+            // drops the child's reference to the locked description atomically (dup3:
+            // keeping close-on-exec).
+            unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) };
+        } else {
+            // SAFETY: as above; without /dev/null, closing is the fallback.
             unsafe { libc::close(fd) };
         }
+    }
+    if null >= 0 {
+        // SAFETY: the descriptor we opened above.
+        unsafe { libc::close(null) };
     }
 }
 

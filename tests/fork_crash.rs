@@ -534,3 +534,67 @@ fn a_ring_whose_endpoints_all_died_is_reused_or_removed_as_stale() {
     assert!(!std::path::Path::new(&common::shm_path(&name)).exists());
     assert!(std::path::Path::new(&common::shm_path(&kept)).exists());
 }
+
+// ---------------------------------------------------------------------------------
+// Other backings
+// ---------------------------------------------------------------------------------
+
+/// SysV has no file to lock: the pid and process start time tell. A killed MPMC
+/// producer holding a claim is recovered there too.
+#[test]
+fn sysv_rings_tell_the_dead_by_pid_and_start_time() {
+    let key = common::backings::sysv_key("crash-sysv");
+    let _ = shmlane::remove_sysv(key);
+    let opts = small_mpmc("").backing(shmlane::Backing::SysV { key });
+    let mut rx = mpmc::Consumer::create_sysv(key, &opts).unwrap();
+    struct Remove(i32);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = shmlane::remove_sysv(self.0);
+        }
+    }
+    let _remove = Remove(key);
+    let mut procs = Procs::new("crash-sysv", DEADLINE);
+    let ready = Gate::new();
+    let g = &ready;
+    let child = procs.spawn("producer", move || {
+        let mut p = mpmc::Producer::open_sysv(key).map_err(|e| e.to_string())?;
+        p.send(b"one").map_err(|e| e.to_string())?;
+        let _grant = p.reserve(10).map_err(|e| e.to_string())?;
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 3);
+    let (r, took) = time_to_notice(&mut procs, child, || rx.recv(&mut buf));
+    assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
+    eprintln!("SysV: MPMC consumer recovered and saw its producer dead after {took:?}");
+    assert!(took < 4 * NOTICE, "{took:?}");
+    // The dead producer's slot is free again for a new one.
+    let mut tx = mpmc::Producer::open_sysv(key).unwrap();
+    tx.send(b"two").unwrap();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 3);
+}
+
+/// A memfd ring handed to a child (here by fork): the child's endpoint locks a file
+/// description of its own, so its death is seen although the parent holds the memfd.
+#[test]
+fn memfd_rings_tell_the_dead_by_their_locks() {
+    let (mut rx, fd) = spsc::Consumer::create_memfd(&RingOptions::new(4096)).unwrap();
+    let mut procs = Procs::new("crash-memfd", DEADLINE);
+    let ready = Gate::new();
+    let g = &ready;
+    let child = procs.spawn("producer", move || {
+        let mut tx = spsc::Producer::open_fd(fd).map_err(|e| e.to_string())?;
+        tx.send(b"hi").map_err(|e| e.to_string())?;
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 2);
+    let (r, took) = time_to_notice(&mut procs, child, || rx.recv(&mut buf));
+    assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
+    assert!(took < 4 * NOTICE, "{took:?}");
+}
