@@ -1064,6 +1064,16 @@ fn crash_injection() {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    // `Disconnected` before every process had attached (here, or after the probe that
+    // read `max_record` detached) is not counted.
+    for ring in Ring::ALL {
+        sh.ring(ring)
+            .producer_disconnects
+            .store(0, Ordering::Relaxed);
+        sh.ring(ring)
+            .consumer_disconnects
+            .store(0, Ordering::Relaxed);
+    }
 
     // The kill loop. Before each kill, both rings must have delivered a message since
     // the previous one (so kills land while messages flow); the victim is a random
