@@ -279,9 +279,9 @@ impl RingView {
 
 /// Recovers what the dead endpoint of slot `i` left. A producer leaves nothing: it
 /// publishes a record only when it is whole, and the next producer walks over records
-/// published past `tail`. A consumer leaves the position it had read up to, noted in
-/// its slot at every release and published in batches: it becomes `head`, so nothing
-/// it received is read again.
+/// published past `tail`. A consumer leaves the position it had read up to (through
+/// the last record it was handed), noted in its slot: it becomes `head`, so nothing
+/// it received, or held, is read again.
 fn recover(h: &Header, params: &RingParams, i: usize) -> Result<Recovered, Corruption> {
     if i != CONSUMER_SLOT {
         return Ok(Recovered::Done);
@@ -674,8 +674,8 @@ pub type WriteGrant<'a> = crate::WriteGrant<'a, Producer>;
 /// ```
 pub struct Consumer {
     ring: RingView,
-    /// Next read position; a multiple of 8; `published_head <= head`. Also noted in
-    /// our endpoint slot at every release (see `release`).
+    /// Next read position; a multiple of 8; `published_head <= head`. Our endpoint
+    /// slot notes the end of the last record handed out (see `next_record`).
     head: u64,
     /// Last value stored to the shared `head`.
     published_head: u64,
@@ -757,14 +757,6 @@ impl Consumer {
     #[inline]
     fn release(&mut self, size: usize) {
         self.head += size as u64;
-        // Noted at once in our own endpoint slot (a line nobody else reads while we
-        // live): if we die after a `recv` returned, the recovery publishes it as
-        // `head`, so the next consumer does not read the message again. The shared
-        // `head` itself is published in batches, as the producer needs it.
-        self.ring
-            .note()
-            .claim
-            .store(self.head | CLAIM_VALID, Ordering::Relaxed);
         if self.head - self.published_head >= self.publish_every {
             self.publish_head();
         }
@@ -836,7 +828,17 @@ impl Consumer {
 impl RecordConsumer for Consumer {
     #[inline(always)]
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
-        self.wait_record(mode)
+        let rec = self.wait_record(mode)?;
+        // Noted in our own endpoint slot (a line nobody else reads while we live) as
+        // read, before anyone sees it: if we die holding it, or after `recv` returned
+        // it, the recovery publishes this as `head`, and the next consumer does not
+        // get the message again (at most once, as MPMC). The shared `head` itself is
+        // published in batches, as the producer needs it.
+        self.ring.note().claim.store(
+            (self.head + rec.size() as u64) | CLAIM_VALID,
+            Ordering::Relaxed,
+        );
+        Ok(rec)
     }
 
     #[inline(always)]

@@ -598,3 +598,31 @@ fn memfd_rings_tell_the_dead_by_their_locks() {
     assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
     assert!(took < 4 * NOTICE, "{took:?}");
 }
+
+/// An SPSC consumer killed while it reads a message in place: the next consumer does
+/// not get that message again (at most once, as MPMC).
+#[test]
+fn spsc_consumer_killed_holding_a_grant_does_not_get_it_redelivered() {
+    let name = seg_name("crash-spsc-grant");
+    let _guard = SegGuard::new(&name);
+    let mut tx = spsc::Producer::create(&name, &RingOptions::new(4096)).unwrap();
+    for m in [&b"held"[..], b"next"] {
+        tx.send(m).unwrap();
+    }
+    let mut procs = Procs::new("crash-spsc-grant", DEADLINE);
+    let ready = Gate::new();
+    let (n, g) = (name.clone(), &ready);
+    let child = procs.spawn("consumer", move || {
+        let mut rx = spsc::Consumer::open(&n).map_err(|e| e.to_string())?;
+        let grant = rx.recv_ref().map_err(|e| e.to_string())?;
+        assert_eq!(&grant[..], b"held");
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    procs.kill(child);
+    let mut rx = spsc::Consumer::open(&name).expect("a replacement consumer attaches");
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+    assert_eq!(buf, b"next");
+}
