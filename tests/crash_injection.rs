@@ -118,6 +118,8 @@ const FAILURE_TEXT: usize = 2048;
 const FLOW_WAIT: Duration = Duration::from_secs(2);
 /// One kill in this many is followed by a kill of the replacement in its start-up.
 const EARLY_KILL: u64 = 32;
+/// A process not attached this long after its fork has its state noted.
+const SLOW_START: Duration = Duration::from_millis(300);
 /// A wait counted as slow in the figures.
 const SLOW: Duration = Duration::from_millis(50);
 /// Bytes of one log record.
@@ -262,6 +264,8 @@ struct Incarnation {
     /// returns it, before its checks and its log record. So the controller knows
     /// what a consumer killed between the two had received.
     last: AtomicU64,
+    /// CLOCK_MONOTONIC when it called `open`, in nanoseconds; 0 until then.
+    opening_ns: AtomicU64,
 }
 
 /// The shared mapping: the board, then `incarnations` entries.
@@ -505,6 +509,7 @@ fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<S
     if !go() {
         return Ok("stopped before attaching".into());
     }
+    me.opening_ns.store(now_ns(), Ordering::Release);
     let mut tx = open_retrying(stats, || Tx::open(ring, name))?;
     me.attached_ns.store(now_ns(), Ordering::Release);
     let mut rng = Rng::new(seed ^ u64::from(id));
@@ -574,6 +579,7 @@ fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<
         Ring::Mpmc => Role::MpmcProducer,
         Ring::Spsc => Role::SpscProducer,
     };
+    me.opening_ns.store(now_ns(), Ordering::Release);
     let mut rx = open_retrying(stats, || Rx::open(ring, name))?;
     me.attached_ns.store(now_ns(), Ordering::Release);
     let mut buf = Vec::new();
@@ -756,6 +762,10 @@ struct Controller<'a> {
     kills_before_attach: u64,
     /// Kills of a replacement 0-1.5 ms after its fork.
     early_kills: u64,
+    /// Processes not attached `SLOW_START` after their fork: where they were then.
+    slow_starts: Vec<String>,
+    /// Per incarnation id: whether it is in `slow_starts`.
+    seen_slow: Vec<bool>,
     start: Instant,
 }
 
@@ -767,6 +777,7 @@ impl Controller<'_> {
         inc.role.store(role.code(), Ordering::Release);
         inc.spawned_ns.store(now_ns(), Ordering::Release);
         self.killed.push(false);
+        self.seen_slow.push(false);
         let ring = role.ring();
         let (sh, log, seed) = (self.sh, self.log, self.seed);
         let name = self.names[ring.index()].clone();
@@ -839,13 +850,69 @@ impl Controller<'_> {
         panic!(
             "crash injection failed after {:.2?}, {} kills ({}), seed {:#x}: {what}\nfirst \
              failure recorded by an endpoint: {failure}\nendpoints that ended on their \
-             own:{ended}\nslots:{slots}\n{}\nrings:{rings}",
+             own:{ended}\nslots:{slots}\n{}\nslow starts:{}\nrings:{rings}",
             self.start.elapsed(),
             self.kills.iter().sum::<u64>(),
             self.kills_text(),
             self.seed,
-            self.counters_text()
+            self.counters_text(),
+            self.slow_starts_text(),
         );
+    }
+
+    /// Notes, once, each process not attached `SLOW_START` after its fork: when it
+    /// called `open`, and what the kernel says it is doing (wchan, system call, stack).
+    fn watch_starts(&mut self) {
+        let now = now_ns();
+        for s in self.slots.clone() {
+            let inc = self.sh.inc(s.id);
+            let forked = inc.spawned_ns.load(Ordering::Acquire);
+            if self.seen_slow[s.id as usize]
+                || inc.attached_ns.load(Ordering::Acquire) != 0
+                || now.saturating_sub(forked) < SLOW_START.as_nanos() as u64
+            {
+                continue;
+            }
+            self.seen_slow[s.id as usize] = true;
+            let opening = inc.opening_ns.load(Ordering::Acquire);
+            let open = if opening == 0 {
+                "open not called yet".to_string()
+            } else {
+                format!(
+                    "in open for {:.1?}",
+                    Duration::from_nanos(now.saturating_sub(opening))
+                )
+            };
+            let pid = self.procs.pid(s.child);
+            let proc_file = |f: &str| {
+                std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+                    .map(|t| t.trim().replace('\n', " | "))
+                    .unwrap_or_else(|e| format!("({e})"))
+            };
+            self.slow_starts.push(format!(
+                "{} #{} pid {pid}: not attached {:.1?} after its fork, {open}; wchan {}; \
+                 syscall {}; stack {}",
+                s.role.name(),
+                s.id,
+                Duration::from_nanos(now.saturating_sub(forked)),
+                proc_file("wchan"),
+                proc_file("syscall"),
+                proc_file("stack"),
+            ));
+        }
+    }
+
+    fn slow_starts_text(&self) -> String {
+        let mut t: String = self
+            .slow_starts
+            .iter()
+            .take(5)
+            .map(|x| format!("\n  {x}"))
+            .collect();
+        if self.slow_starts.len() > 5 {
+            t += &format!("\n  ... {} in all", self.slow_starts.len());
+        }
+        t
     }
 
     /// Fails if an endpoint recorded a failure or ended on its own.
@@ -1036,6 +1103,8 @@ fn crash_injection() {
         kills: [0; 4],
         kills_before_attach: 0,
         early_kills: 0,
+        slow_starts: Vec::new(),
+        seen_slow: vec![false],
         start: Instant::now(),
     };
     eprintln!(
@@ -1090,6 +1159,7 @@ fn crash_injection() {
         let waiting = Instant::now();
         loop {
             c.check();
+            c.watch_starts();
             let now = [c.delivered(Ring::Mpmc), c.delivered(Ring::Spsc)];
             if now[0] > last[0] && now[1] > last[1] {
                 last = now;
@@ -1317,12 +1387,15 @@ fn crash_injection() {
          of a replacement in its start-up, {} before the victim had attached), {} \
          incarnations, seed {seed:#x}; waiting for \
          messages to flow between kills {flow_wait:.2?} in all, {longest_flow_wait:.1?} at \
-         most; stop and drain {drain:.2?}, wall {wall:.2?}",
+         most; stop and drain {drain:.2?}, wall {wall:.2?}; processes not attached \
+         {SLOW_START:?} after their fork: {}{}",
         total_kills as f64 / kill_phase.as_secs_f64(),
         c.kills_text(),
         c.early_kills,
         c.kills_before_attach,
         ids - 1,
+        c.slow_starts.len(),
+        c.slow_starts_text(),
     );
     for ring in Ring::ALL {
         let t = &tally[ring.index()];
