@@ -96,6 +96,15 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
     },
+    /// The segment was left half-made: it is not ready, and its creator has died (the
+    /// lock a creator holds while it initialises a segment is free). Remove it
+    /// ([`remove`](crate::remove)), or use `create_or_open`, which replaces it.
+    Abandoned {
+        /// The segment name.
+        name: String,
+        /// The state word found (0 = uninitialised, 1 = initialising).
+        state: u32,
+    },
     /// The endpoint role (producer or consumer) is already attached to this ring.
     Busy {
         /// The segment name.
@@ -164,6 +173,12 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "segment {name} did not become ready within {waited:?} (state word {state})"
+            ),
+            Error::Abandoned { name, state } => write!(
+                f,
+                "segment {name} was left half-made: its creator died before it was ready \
+                 (state word {state}); remove it, or open it with create_or_open, which \
+                 replaces it"
             ),
             Error::Busy { name, endpoint } => {
                 write!(f, "segment {name} already has a {endpoint} attached")

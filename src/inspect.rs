@@ -57,9 +57,10 @@ use nix::sys::stat::Mode;
 
 use crate::header::{
     layout_hash, word_pid, word_state, Header, HeaderFault, ABI, ENDPOINT_ATTACHED,
-    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT, FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC,
-    LAYOUT_VERSION, MAGIC, NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER,
-    STATE_INIT, STATE_POISONED, STATE_READY,
+    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT,
+    FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC, LAYOUT_VERSION, MAGIC,
+    NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
+    STATE_READY,
 };
 use crate::segment::shared::io_err;
 use crate::segment::sysv::segment_name;
@@ -664,7 +665,10 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             state,
             EndpointState::Attached | EndpointState::Attaching | EndpointState::Recovering
         );
-        let lock = meta.locks.as_ref().and_then(|l| l.get(slot).copied().flatten());
+        let lock = meta
+            .locks
+            .as_ref()
+            .and_then(|l| l.get(slot).copied().flatten());
         let alive = occupied
             && match lock {
                 Some(held) => held,
@@ -871,6 +875,10 @@ impl Probe {
                 "not a regular file: not a shmlane segment",
             ));
         }
+        // The slot locks are read before and after the header: an endpoint counts as
+        // alive if its lock was held at either time, so one that attaches or detaches
+        // while we read is not taken for dead.
+        let before = slot_locks(file);
         let mut copy = HeaderCopy::zeroed();
         let mut filled = 0;
         while filled < HEADER_SIZE {
@@ -906,16 +914,32 @@ impl Probe {
             mode: st.mode() & 0o7777,
             attachments: None,
             locks: Some(
-                (0..crate::header::ENDPOINT_SLOTS)
-                    .map(|i| {
-                        crate::liveness::ofd_held(std::os::fd::AsFd::as_fd(file), crate::liveness::lock_byte(i))
-                            .ok()
+                before
+                    .into_iter()
+                    .zip(slot_locks(file))
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => Some(a || b),
+                        _ => None,
                     })
                     .collect(),
             ),
         };
         describe(meta, copy.header())
     }
+}
+
+/// For each endpoint slot, whether another open file description holds its lock
+/// (`None` where that could not be asked).
+fn slot_locks(file: &File) -> Vec<Option<bool>> {
+    (0..crate::header::ENDPOINT_SLOTS)
+        .map(|i| {
+            crate::liveness::ofd_held(
+                std::os::fd::AsFd::as_fd(file),
+                crate::liveness::lock_byte(i),
+            )
+            .ok()
+        })
+        .collect()
 }
 
 /// Copies the header of the SysV segment `shmid` through a read-only attachment.
@@ -1090,9 +1114,7 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     // Read it again right before removing, so an endpoint that attached since the
-    // listing keeps its ring. (One that attaches between this read and the unlink
-    // keeps a ring nobody else can find any more: the OFD locks of issue 4 will close
-    // that window.)
+    // listing keeps its ring.
     let probe = match Probe::open(&info.name) {
         Ok(p) => p,
         Err(Error::NotFound { .. }) => return Ok(false),
@@ -1107,7 +1129,16 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     let removed = match &probe.source {
-        Source::Posix { .. } => crate::remove(&info.name),
+        // Removed only while we hold every lock of its header: no endpoint can attach
+        // meanwhile (one that opened it and attaches after finds it unlinked), and one
+        // that holds its slot keeps the ring.
+        Source::Posix { .. } => {
+            let creator = (info.creator_pid, info.creator_start_time);
+            return crate::segment::posix::remove_if_unused(&info.name, |h| {
+                let r = Ordering::Acquire;
+                (h.creator_pid.load(r), h.creator_start_time.load(r)) == creator
+            });
+        }
         Source::SysV { shmid, .. } => {
             // By id, not by key: the key may name a newer segment by now.
             // SAFETY: IPC_RMID takes no buffer.

@@ -17,9 +17,9 @@
 //!   proven dead, and the one who took the lock is the only one who may recover it;
 //!   a live endpoint, however long it stalls, keeps its lock, so it is never taken
 //!   for dead;
-//! - the lock descriptors are closed in the child of a `fork()` ([`register`], a
-//!   `pthread_atfork` handler), so a forked child does not keep its parent's
-//!   endpoints alive.
+//! - the child of a `fork()` lets go of its copies of the lock descriptors (they are
+//!   made to refer to `/dev/null` by a `pthread_atfork` handler, see [`register`]), so
+//!   a forked child does not keep its parent's endpoints alive.
 //!
 //! Where there is no file (SysV), the fallback is the pid and process start time in
 //! the slot; a recoverer then takes the slot with a compare-exchange of its state
@@ -37,14 +37,13 @@
 #[cfg(not(loom))]
 use std::os::fd::BorrowedFd;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::AtomicI32;
 
 use crate::error::Corruption;
 use crate::header::{
     slot_word, word_pid, word_state, EndpointSlot, Header, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING,
     ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT,
 };
-use crate::sync::Ordering;
+use crate::sync::{replace_fd, take_fd, Ordering, ProcessFd, NO_FD};
 
 /// Offset in the segment file of the byte whose lock owns endpoint slot `slot`: the
 /// slot's first byte.
@@ -129,25 +128,33 @@ mod ofd {
         }
     }
 
-    /// Takes the write lock on `byte`, waiting for its holder to let it go.
-    pub(crate) fn lock(fd: BorrowedFd<'_>, byte: i64) -> Result<(), Errno> {
-        let fl = flock(libc::F_WRLCK as libc::c_short, byte);
+    /// Lets the lock on `byte` go.
+    pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
+        unlock_range(fd, byte, 1);
+    }
+
+    /// Takes the write lock on `len` bytes from `start` without waiting (all or none).
+    pub(crate) fn try_lock_range(fd: BorrowedFd<'_>, start: i64, len: i64) -> Result<bool, Errno> {
+        let mut fl = flock(libc::F_WRLCK as libc::c_short, start);
+        fl.l_len = len as libc::off_t;
         loop {
             // SAFETY: as in `try_lock`.
-            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
             if r == 0 {
-                return Ok(());
+                return Ok(true);
             }
             match Errno::last() {
+                Errno::EAGAIN | Errno::EACCES => return Ok(false),
                 Errno::EINTR => continue,
                 e => return Err(e),
             }
         }
     }
 
-    /// Lets the lock on `byte` go.
-    pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
-        let fl = flock(libc::F_UNLCK as libc::c_short, byte);
+    /// Lets the lock on `len` bytes from `start` go.
+    pub(crate) fn unlock_range(fd: BorrowedFd<'_>, start: i64, len: i64) {
+        let mut fl = flock(libc::F_UNLCK as libc::c_short, start);
+        fl.l_len = len as libc::off_t;
         // SAFETY: as in `try_lock`. Unlocking cannot fail on a valid descriptor.
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     }
@@ -171,12 +178,7 @@ mod ofd {
         use std::os::fd::FromRawFd;
         let path = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
         // SAFETY: `path` is NUL-terminated and outlives the call.
-        let r = unsafe {
-            libc::open(
-                path.as_ptr().cast(),
-                libc::O_RDWR | libc::O_CLOEXEC,
-            )
-        };
+        let r = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
         if r < 0 {
             return Err(Errno::last());
         }
@@ -186,7 +188,10 @@ mod ofd {
 }
 
 #[cfg(not(loom))]
-pub(crate) use ofd::held as ofd_held;
+pub(crate) use ofd::{
+    held as ofd_held, try_lock as ofd_try_lock, try_lock_range as ofd_try_lock_range,
+    unlock as ofd_unlock,
+};
 
 // ---------------------------------------------------------------------------------
 // Closing lock descriptors in forked children
@@ -195,20 +200,36 @@ pub(crate) use ofd::held as ofd_held;
 /// The lock descriptors of this process's endpoints, for the fork handler: -1 where
 /// free. Lock-free, because the handler runs in the child of a fork that may have
 /// happened while another thread was registering.
-static LOCK_FDS: [AtomicI32; 256] = [const { AtomicI32::new(-1) }; 256];
+static LOCK_FDS: [ProcessFd; 256] = [const { ProcessFd::new(NO_FD) }; 256];
 
-/// Runs in the child of every `fork()`: closes the child's copies of the lock
-/// descriptors, so that the locks stay only as long as the parent holds them. Only
-/// `close`, which is async-signal-safe.
+/// Runs in the child of every `fork()`: makes the child's copies of the lock
+/// descriptors refer to `/dev/null` (`dup2` over them), so that the locks stay only
+/// as long as the parent holds them. Not `close`: the child still has the endpoints'
+/// `OwnedFd`s, and one dropped later would close whatever reused the number. Only
+/// `open`, `dup3` and `close`, which are async-signal-safe.
 #[cfg(not(loom))]
 extern "C" fn close_locks_in_child() {
-    for fd in &LOCK_FDS {
-        let fd = fd.swap(-1, std::sync::atomic::Ordering::Relaxed);
-        if fd >= 0 {
-            // SAFETY: the descriptor was open in the parent at the fork (entries are
-            // removed before their descriptor closes), so it is this child's copy.
+    // SAFETY: a NUL-terminated path; the flags ask for nothing unusual.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    for entry in &LOCK_FDS {
+        let fd = take_fd(entry);
+        if fd < 0 {
+            continue;
+        }
+        if null >= 0 {
+            // SAFETY: `fd` was open in the parent at the fork (entries are removed
+            // before their descriptor closes), so it is this child's copy; dup2 over it
+            // drops the child's reference to the locked description atomically (dup3:
+            // keeping close-on-exec).
+            unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) };
+        } else {
+            // SAFETY: as above; without /dev/null, closing is the fallback.
             unsafe { libc::close(fd) };
         }
+    }
+    if null >= 0 {
+        // SAFETY: the descriptor we opened above.
+        unsafe { libc::close(null) };
     }
 }
 
@@ -221,19 +242,13 @@ fn register(fd: i32) -> bool {
         // SAFETY: registers a handler with no captured state; it only calls close.
         unsafe { libc::pthread_atfork(None, None, Some(close_locks_in_child)) };
     });
-    LOCK_FDS.iter().any(|slot| {
-        slot.compare_exchange(-1, fd, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
-            .is_ok()
-    })
+    LOCK_FDS.iter().any(|entry| replace_fd(entry, NO_FD, fd))
 }
 
 /// Removes `fd` from the fork handler's table (before it is closed).
 fn unregister(fd: i32) {
-    for slot in &LOCK_FDS {
-        if slot
-            .compare_exchange(fd, -1, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
-            .is_ok()
-        {
+    for entry in &LOCK_FDS {
+        if replace_fd(entry, fd, NO_FD) {
             return;
         }
     }
@@ -280,7 +295,9 @@ impl Liveness {
         let _ = i;
         match self {
             #[cfg(not(loom))]
-            Liveness::Ofd(fd) => ofd::try_lock(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(false),
+            Liveness::Ofd(fd) => {
+                ofd::try_lock(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(false)
+            }
             #[cfg(loom)]
             Liveness::Ofd(_) => true,
             Liveness::Pid | Liveness::Local => true,

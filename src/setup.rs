@@ -160,6 +160,14 @@ pub(crate) fn create_or_open_segment(
         }
         match open_segment(kind, location()?, &accept) {
             Err(e @ Error::NotFound { .. }) => last = Some(e),
+            // Its creator died before it was ready: replace it (if still so once we
+            // hold every lock of it), then race to create again.
+            Err(e @ Error::Abandoned { .. }) if opts.memory.backing == Backing::Posix => {
+                crate::segment::posix::remove_if_unused(name, |h| {
+                    h.state.load(crate::sync::Ordering::Acquire) != crate::header::STATE_READY
+                })?;
+                last = Some(e);
+            }
             other => return other,
         }
     }
@@ -225,7 +233,10 @@ macro_rules! endpoint_constructors {
                 $crate::segment::Location::Posix(name),
                 accept,
             )?;
-            Self::attach(seg, params, $crate::Wait::default())
+            let endpoint = Self::attach(seg.clone(), params, $crate::Wait::default())?;
+            // Dropped (detaching) if the name was removed while we attached.
+            $crate::setup::still_linked(&seg)?;
+            Ok(endpoint)
         }
 
         /// Creates the ring if it does not exist, else opens it (`opts` then only sets
@@ -242,7 +253,9 @@ macro_rules! endpoint_constructors {
             opts: &$crate::RingOptions,
         ) -> Result<Self, $crate::Error> {
             let (seg, params) = $crate::setup::create_or_open_segment($kind, name, opts)?;
-            Self::attach(seg, params, opts.wait)
+            let endpoint = Self::attach(seg.clone(), params, opts.wait)?;
+            $crate::setup::still_linked(&seg)?;
+            Ok(endpoint)
         }
 
         #[doc = concat!("Creates a System V ring with `key` (`shmget`, permissions 0600, or 0660 with `group_access`) and attaches as its ", $role, ":")]
@@ -399,5 +412,23 @@ pub(crate) fn attach_error(seg: &Segment, e: crate::liveness::AttachError) -> Er
             value: c.value,
             reason: "found while recovering the leftovers of a dead endpoint",
         },
+    }
+}
+
+/// `Err(NotFound)` if `seg` is a POSIX segment whose name was removed: checked after
+/// attaching by name, so an endpoint never joins a ring that `remove_stale` (or
+/// `create_or_open`'s takeover) removed while it attached. Those remove a name only
+/// while holding every slot lock of the segment, which an attaching endpoint takes
+/// before it reads this.
+#[cfg(not(loom))]
+pub(crate) fn still_linked(seg: &Segment) -> Result<(), Error> {
+    match seg {
+        Segment::Posix(s) => match nix::sys::stat::fstat(s.file()) {
+            Ok(st) if st.st_nlink == 0 => Err(Error::NotFound {
+                name: seg.name().to_string(),
+            }),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
     }
 }

@@ -28,10 +28,11 @@ use std::sync::Arc;
 
 use crate::error::{Corruption, RecvError, RecvTimeoutError, SendError};
 use crate::frame::{self, DataRecord, Record, RECORD_HEADER};
-use crate::liveness::{Liveness, Recovered, Watch};
 use crate::header::{
-    Header, RingParams, ENDPOINT_DETACHED, KIND_SPSC, ROLE_CONSUMER, ROLE_PRODUCER,
+    EndpointSlot, Header, RingParams, CLAIM_POS_MASK, CLAIM_VALID, ENDPOINT_DETACHED, KIND_SPSC,
+    ROLE_CONSUMER, ROLE_PRODUCER,
 };
+use crate::liveness::{Liveness, Recovered, Watch};
 use crate::message::{
     consumer_methods, producer_methods, Claim, Mode, Partial, RecordConsumer, RecordProducer,
 };
@@ -170,14 +171,11 @@ impl RingView {
             ROLE_CONSUMER
         };
         let liveness = Liveness::for_segment(&seg);
-        // A dead SPSC endpoint leaves nothing to recover: a producer publishes nothing
-        // until a record is whole (the next one walks over records published past
-        // `tail`), and a consumer publishes `head` as it releases each record.
         let attached = liveness.attach(
             &seg.header().endpoints,
             slot..slot + 1,
             role_code,
-            &mut |_, _| Ok(Recovered::Done),
+            &mut |i, _| recover(seg.header(), &params, i),
         );
         match attached {
             Ok(Some(_)) => {}
@@ -198,6 +196,12 @@ impl RingView {
             watch: Watch::default(),
             seg,
         })
+    }
+
+    /// Our endpoint slot (the consumer notes its position there).
+    #[inline(always)]
+    fn note<'h>(&self) -> &'h EndpointSlot {
+        &self.header().endpoints[self.slot]
     }
 
     #[inline]
@@ -234,9 +238,9 @@ impl RingView {
         if !thorough || !crate::liveness::occupied(state) {
             return false;
         }
-        // Nothing to recover for SPSC (see `attach`); a corrupt slot is not our peer.
+        // A corrupt note is reported by the next attach; here the peer is gone anyway.
         self.liveness
-            .reap(slot, s, &mut |_, _| Ok(Recovered::Done))
+            .reap(slot, s, &mut |i, _| recover(self.header(), &self.params, i))
             .unwrap_or(false)
     }
 
@@ -271,6 +275,34 @@ impl RingView {
         }
         Ok((head, tail))
     }
+}
+
+/// Recovers what the dead endpoint of slot `i` left. A producer leaves nothing: it
+/// publishes a record only when it is whole, and the next producer walks over records
+/// published past `tail`. A consumer leaves the position it had read up to (through
+/// the last record it was handed), noted in its slot: it becomes `head`, so nothing
+/// it received, or held, is read again.
+fn recover(h: &Header, params: &RingParams, i: usize) -> Result<Recovered, Corruption> {
+    if i != CONSUMER_SLOT {
+        return Ok(Recovered::Done);
+    }
+    let note = h.endpoints[i].claim.load(Ordering::Acquire);
+    if note & CLAIM_VALID == 0 {
+        return Ok(Recovered::Done);
+    }
+    let read_to = note & CLAIM_POS_MASK;
+    let head = h.head.load(Ordering::Acquire);
+    // Not a position it could have read to: ignore it (the ring itself is checked by
+    // the endpoints' own validation). (`tail` may be one record behind: a producer
+    // stores it after the record.)
+    if read_to % 8 != 0 || read_to < head || read_to - head > params.capacity as u64 {
+        return Ok(Recovered::Done);
+    }
+    // SYNC POINT: Release, as the consumer's own publication of `head`.
+    let _ = h
+        .head
+        .compare_exchange(head, read_to, Ordering::AcqRel, Ordering::Relaxed);
+    Ok(Recovered::Done)
 }
 
 impl Drop for RingView {
@@ -642,13 +674,13 @@ pub type WriteGrant<'a> = crate::WriteGrant<'a, Producer>;
 /// ```
 pub struct Consumer {
     ring: RingView,
-    /// Next read position; a multiple of 8; stored to the shared `head` at every
-    /// release.
+    /// Next read position; a multiple of 8; `published_head <= head`. Our endpoint
+    /// slot notes the end of the last record handed out (see `next_record`).
     head: u64,
-    /// `head` when we last woke the producer (`notified_head <= head`).
-    notified_head: u64,
-    /// Wake the producer once this many bytes were released since.
-    notify_every: u64,
+    /// Last value stored to the shared `head`.
+    published_head: u64,
+    /// Publish `head` once this many bytes are unpublished.
+    publish_every: u64,
     wait: Wait,
     spinner: Spinner,
     max_message: u64,
@@ -665,7 +697,7 @@ impl std::fmt::Debug for Consumer {
             .field("name", &self.ring.seg.name())
             .field("capacity", &self.ring.params.capacity)
             .field("head", &self.head)
-            .field("notified_head", &self.notified_head)
+            .field("published_head", &self.published_head)
             .field("wait", &self.wait)
             .field("max_message", &self.max_message)
             .finish()
@@ -682,8 +714,8 @@ impl Consumer {
         Ok(Consumer {
             ring,
             head,
-            notified_head: head,
-            notify_every: (params.capacity / 4) as u64,
+            published_head: head,
+            publish_every: (params.capacity / 4) as u64,
             wait,
             spinner: Spinner::default(),
             max_message: params.max_message,
@@ -725,34 +757,31 @@ impl Consumer {
     #[inline]
     fn release(&mut self, size: usize) {
         self.head += size as u64;
-        // Published at once, with Release (a store to a line the producer reads only
-        // when it runs out of room): so a consumer that dies after a `recv` returned
-        // leaves nothing for the next consumer to read a second time. Pairs with the
-        // producer's Acquire load in `refresh_head`: our reads of the released bytes
-        // happen before it overwrites them. The wake-ups stay batched.
-        self.ring.header().head.store(self.head, Ordering::Release);
-        if self.head - self.notified_head >= self.notify_every {
-            self.notify_space();
+        if self.head - self.published_head >= self.publish_every {
+            self.publish_head();
         }
     }
 
-    /// Wakes a producer waiting for room.
-    fn notify_space(&mut self) {
-        self.notified_head = self.head;
+    /// Publishes `head` and wakes a producer waiting for room.
+    fn publish_head(&mut self) {
+        // SYNC POINT: Release pairs with the producer's Acquire load in `refresh_head`:
+        // our reads of the released bytes happen before it overwrites them.
+        self.ring.header().head.store(self.head, Ordering::Release);
+        self.published_head = self.head;
         self.ring.space_ready().notify();
     }
 
     /// The next record, or `None` if the ring is empty; `Disconnected` if it is empty
-    /// and the producer has gone (detached, or died: looked for if `thorough`). Wakes
-    /// the producer when the ring is empty, so a producer waiting for room gets it
-    /// before we wait.
+    /// and the producer has gone (detached, or died: looked for if `thorough`).
+    /// Publishes `head` when the ring is empty, so a producer waiting for room sees
+    /// everything we have read before we wait.
     #[inline(always)]
     fn poll_record(&mut self, thorough: bool) -> Result<Option<DataRecord>, RecvError> {
         if let Some(r) = self.peek()? {
             return Ok(Some(r));
         }
-        if self.head != self.notified_head {
-            self.notify_space();
+        if self.head != self.published_head {
+            self.publish_head();
         }
         // Acquire load of the producer's state first, then look again: a producer that
         // published and then detached (Release) has its last record visible to us here.
@@ -799,7 +828,17 @@ impl Consumer {
 impl RecordConsumer for Consumer {
     #[inline(always)]
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
-        self.wait_record(mode)
+        let rec = self.wait_record(mode)?;
+        // Noted in our own endpoint slot (a line nobody else reads while we live) as
+        // read, before anyone sees it: if we die holding it, or after `recv` returned
+        // it, the recovery publishes this as `head`, and the next consumer does not
+        // get the message again (at most once, as MPMC). The shared `head` itself is
+        // published in batches, as the producer needs it.
+        self.ring.note().claim.store(
+            (self.head + rec.size() as u64) | CLAIM_VALID,
+            Ordering::Relaxed,
+        );
+        Ok(rec)
     }
 
     #[inline(always)]
@@ -839,8 +878,11 @@ impl RecordConsumer for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        // `head` is published at every release; `ring` drops next: it detaches and
-        // wakes the producer.
+        // Publish everything we read, so a consumer that attaches next starts after it.
+        // SYNC POINT: Release pairs with the Acquire loads of `head` by the producer and
+        // by a consumer that attaches next. Then `ring` drops: it detaches and wakes the
+        // producer.
+        self.ring.header().head.store(self.head, Ordering::Release);
     }
 }
 

@@ -96,7 +96,7 @@ impl Want {
         match (self, e) {
             (Want::Corrupt(f), Error::Corrupt { field, .. }) => *field == f,
             (Want::Incompatible(f), Error::Incompatible { field, .. }) => field.starts_with(f),
-            (Want::NotReady, Error::NotReady { .. }) => true,
+            (Want::NotReady, Error::NotReady { .. } | Error::Abandoned { .. }) => true,
             _ => false,
         }
     }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{seg_name, Gate, Procs, SegGuard};
 use nix::sys::signal::{kill, Signal};
-use shmlane::{mpmc, spsc, RecvError, RecvTimeoutError, RingOptions, SendTimeoutError, TrySendError};
+use shmlane::{
+    mpmc, spsc, RecvError, RecvTimeoutError, RingOptions, SendTimeoutError, TrySendError,
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The bound on noticing a dead peer, for a parked waiter.
@@ -217,7 +219,10 @@ fn mpmc_consumer_killed_holding_a_record_releases_it() {
     eprintln!("MPMC producer recovered a dead consumer's cells after {took:?}");
     let mut buf = Vec::new();
     assert_eq!(rx.recv(&mut buf).unwrap(), 200);
-    assert_eq!(buf, [1; 200], "the record the dead consumer held is not delivered again");
+    assert_eq!(
+        buf, [1; 200],
+        "the record the dead consumer held is not delivered again"
+    );
     assert_eq!(rx.recv(&mut buf).unwrap(), 200);
     assert_eq!(buf, [2; 200]);
 }
@@ -362,7 +367,10 @@ fn a_stopped_producer_is_waited_for_not_taken_for_dead() {
         other => panic!("a stopped producer was not waited for: {other:?}"),
     }
     kill(procs.pid(child), Signal::SIGCONT).unwrap();
-    assert_eq!(rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(), 5);
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(),
+        5
+    );
     assert_eq!(buf, b"slow!");
     let done = procs.wait(child);
     assert!(done.ok(), "{done}");
@@ -382,7 +390,13 @@ fn a_forked_child_does_not_keep_its_parents_endpoint_alive() {
         // SAFETY: the grandchild only sleeps and exits.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                std::thread::sleep(Duration::from_secs(5));
+                // Not the test harness's output: it would wait for us.
+                // SAFETY: closing our copies of stdout and stderr.
+                unsafe {
+                    libc::close(1);
+                    libc::close(2);
+                }
+                std::thread::sleep(Duration::from_secs(3));
                 // SAFETY: ends the grandchild at once.
                 unsafe { libc::_exit(0) }
             }
@@ -396,5 +410,219 @@ fn a_forked_child_does_not_keep_its_parents_endpoint_alive() {
     let mut buf = Vec::new();
     let (r, took) = time_to_notice(&mut procs, parent, || rx.recv(&mut buf));
     assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
-    assert!(took < Duration::from_secs(2), "the grandchild kept it alive: {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the grandchild kept it alive: {took:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Stale segments
+// ---------------------------------------------------------------------------------
+
+/// A segment file as a creator leaves it when it dies while initialising: the right
+/// size, the magic, state INIT (1), nobody holding its init lock.
+fn half_made(name: &str) {
+    let path = common::shm_path(name);
+    std::fs::write(&path, vec![0u8; 8192]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::poke(name, 0, b"SHMLANE\0");
+    common::poke(name, common::offsets::STATE, &1u32.to_le_bytes());
+}
+
+#[test]
+fn a_segment_whose_creator_died_before_ready_is_abandoned_and_taken_over() {
+    let name = seg_name("crash-abandoned");
+    let _guard = SegGuard::new(&name);
+    half_made(&name);
+    let started = Instant::now();
+    match spsc::Consumer::open(&name) {
+        Err(shmlane::Error::Abandoned { state: 1, .. }) => {}
+        other => panic!("open of a half-made segment: {other:?}"),
+    }
+    // Told well before the 2 s a live creator gets.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rx = spsc::Consumer::create_or_open(&name, &RingOptions::new(4096))
+        .expect("create_or_open replaces it");
+    let mut tx = spsc::Producer::open(&name).unwrap();
+    tx.send(b"fresh").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+}
+
+#[test]
+fn a_segment_whose_creator_lives_is_not_taken_over() {
+    let name = seg_name("crash-creating");
+    let _guard = SegGuard::new(&name);
+    half_made(&name);
+    // A "creator" that holds the init lock (the state word's byte) and lives.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(common::shm_path(&name))
+        .unwrap();
+    let mut procs = Procs::new("crash-creating", DEADLINE);
+    let ready = Gate::new();
+    let g = &ready;
+    let creator = procs.spawn("creator", move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock is plain data.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = common::offsets::STATE as libc::off_t;
+        fl.l_len = 1;
+        // SAFETY: F_OFD_SETLK reads `fl`. Our own description: open the file again.
+        let own = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|e| e.to_string())?;
+        if unsafe { libc::fcntl(own.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    match spsc::Consumer::create_or_open(&name, &RingOptions::new(4096)) {
+        Err(shmlane::Error::NotReady { .. }) => {}
+        other => panic!("a segment being made was taken over: {other:?}"),
+    }
+    procs.kill(creator);
+    assert!(spsc::Consumer::create_or_open(&name, &RingOptions::new(4096)).is_ok());
+}
+
+#[test]
+fn a_ring_whose_endpoints_all_died_is_reused_or_removed_as_stale() {
+    let name = seg_name("crash-stale");
+    let _guard = SegGuard::new(&name);
+    let kept = seg_name("crash-kept");
+    let _kept_guard = SegGuard::new(&kept);
+    let mut procs = Procs::new("crash-stale", DEADLINE);
+    for n in [&name, &kept] {
+        let ready = Gate::new();
+        let g = &ready;
+        let child = procs.spawn("creator and endpoints", move || {
+            let mut tx = mpmc::Producer::create(n, &small_mpmc(n)).map_err(|e| e.to_string())?;
+            let _rx = mpmc::Consumer::open(n).map_err(|e| e.to_string())?;
+            tx.send(b"left behind").map_err(|e| e.to_string())?;
+            g.open();
+            hold()
+        });
+        assert!(ready.wait(DEADLINE));
+        procs.kill(child);
+    }
+    // create_or_open takes over a ready ring whose endpoints are all dead as it is:
+    // their slots are recovered, and the message they left is still delivered.
+    let mut rx = mpmc::Consumer::create_or_open(&kept, &small_mpmc(&kept)).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap(),
+        11
+    );
+    // remove_stale removes the other (every endpoint dead, creator dead), and keeps
+    // the one we now use.
+    let removed = shmlane::inspect::remove_stale().unwrap();
+    assert!(removed.contains(&name), "{removed:?}");
+    assert!(!removed.contains(&kept), "{removed:?}");
+    assert!(!std::path::Path::new(&common::shm_path(&name)).exists());
+    assert!(std::path::Path::new(&common::shm_path(&kept)).exists());
+}
+
+// ---------------------------------------------------------------------------------
+// Other backings
+// ---------------------------------------------------------------------------------
+
+/// SysV has no file to lock: the pid and process start time tell. A killed MPMC
+/// producer holding a claim is recovered there too.
+#[test]
+fn sysv_rings_tell_the_dead_by_pid_and_start_time() {
+    let key = common::backings::sysv_key("crash-sysv");
+    let _ = shmlane::remove_sysv(key);
+    let opts = small_mpmc("").backing(shmlane::Backing::SysV { key });
+    let mut rx = mpmc::Consumer::create_sysv(key, &opts).unwrap();
+    struct Remove(i32);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = shmlane::remove_sysv(self.0);
+        }
+    }
+    let _remove = Remove(key);
+    let mut procs = Procs::new("crash-sysv", DEADLINE);
+    let ready = Gate::new();
+    let g = &ready;
+    let child = procs.spawn("producer", move || {
+        let mut p = mpmc::Producer::open_sysv(key).map_err(|e| e.to_string())?;
+        p.send(b"one").map_err(|e| e.to_string())?;
+        let _grant = p.reserve(10).map_err(|e| e.to_string())?;
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 3);
+    let (r, took) = time_to_notice(&mut procs, child, || rx.recv(&mut buf));
+    assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
+    eprintln!("SysV: MPMC consumer recovered and saw its producer dead after {took:?}");
+    assert!(took < 4 * NOTICE, "{took:?}");
+    // The dead producer's slot is free again for a new one.
+    let mut tx = mpmc::Producer::open_sysv(key).unwrap();
+    tx.send(b"two").unwrap();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 3);
+}
+
+/// A memfd ring handed to a child (here by fork): the child's endpoint locks a file
+/// description of its own, so its death is seen although the parent holds the memfd.
+#[test]
+fn memfd_rings_tell_the_dead_by_their_locks() {
+    let (mut rx, fd) = spsc::Consumer::create_memfd(&RingOptions::new(4096)).unwrap();
+    let mut procs = Procs::new("crash-memfd", DEADLINE);
+    let ready = Gate::new();
+    let g = &ready;
+    let child = procs.spawn("producer", move || {
+        let mut tx = spsc::Producer::open_fd(fd).map_err(|e| e.to_string())?;
+        tx.send(b"hi").map_err(|e| e.to_string())?;
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 2);
+    let (r, took) = time_to_notice(&mut procs, child, || rx.recv(&mut buf));
+    assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
+    assert!(took < 4 * NOTICE, "{took:?}");
+}
+
+/// An SPSC consumer killed while it reads a message in place: the next consumer does
+/// not get that message again (at most once, as MPMC).
+#[test]
+fn spsc_consumer_killed_holding_a_grant_does_not_get_it_redelivered() {
+    let name = seg_name("crash-spsc-grant");
+    let _guard = SegGuard::new(&name);
+    let mut tx = spsc::Producer::create(&name, &RingOptions::new(4096)).unwrap();
+    for m in [&b"held"[..], b"next"] {
+        tx.send(m).unwrap();
+    }
+    let mut procs = Procs::new("crash-spsc-grant", DEADLINE);
+    let ready = Gate::new();
+    let (n, g) = (name.clone(), &ready);
+    let child = procs.spawn("consumer", move || {
+        let mut rx = spsc::Consumer::open(&n).map_err(|e| e.to_string())?;
+        let grant = rx.recv_ref().map_err(|e| e.to_string())?;
+        assert_eq!(&grant[..], b"held");
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    procs.kill(child);
+    let mut rx = spsc::Consumer::open(&name).expect("a replacement consumer attaches");
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+    assert_eq!(buf, b"next");
 }

@@ -42,7 +42,7 @@
 //! Each step checks the stamp it would change, so doing it twice (a recoverer that
 //! died halfway, taken over by another) changes nothing more.
 
-use super::{holder_of, pos_of, cursor, View, MAX_POSITION};
+use super::{cursor, holder_of, pos_of, View, MAX_POSITION};
 use crate::error::Corruption;
 use crate::frame::{decode_cell, encode_cell, CellRecord, FLAG_PAD};
 use crate::header::{

@@ -30,7 +30,7 @@ use super::shared::{
     check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, FdObject,
     Mapping,
 };
-use crate::header::{Header, RingParams};
+use crate::header::{Header, RingParams, HEADER_SIZE};
 use crate::options::OpenOptions;
 use crate::region::DataRegion;
 use crate::Error;
@@ -250,6 +250,10 @@ pub(crate) fn create(
     // Size it.
     let (len, huge) = object_len(params, mem, name)?;
     let (file, hugetlbfs_path) = create_object(name, huge)?;
+    // While we make it, we hold the lock on its init byte: an opener that finds it
+    // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
+    // but an opener may come between `shm_open` and here: it waits a grace period.
+    let _ = crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte());
     // From here on the name is ours: remove it again if anything fails.
     let placed = (|| {
         fchmod(&file, Mode::from_bits_truncate(mode as libc::mode_t))
@@ -266,6 +270,7 @@ pub(crate) fn create(
         init_segment(&map, params, mem, name)?;
         Ok(map)
     })();
+    crate::liveness::ofd_unlock(file.as_fd(), crate::liveness::init_lock_byte());
     match placed {
         Ok(map) => Ok(PosixSegment {
             map,
@@ -348,6 +353,54 @@ pub(crate) fn open(
         },
         params,
     ))
+}
+
+/// Removes the segment `name` if nobody uses it: we take the lock of every byte of
+/// its header at once (so no endpoint holds its slot, no creator its init byte, and
+/// none can take one while we look), `unused` agrees on its header, and the name
+/// still names the file we locked. Returns whether it removed it. An endpoint that
+/// opened the segment before and attaches after sees it unlinked and gives up
+/// (`setup::still_linked`).
+pub(crate) fn remove_if_unused(
+    name: &str,
+    unused: impl FnOnce(&Header) -> bool,
+) -> Result<bool, Error> {
+    validate_name(name)?;
+    let (file, hugetlbfs_path) = match open_object_file(name) {
+        Ok(f) => f,
+        Err(Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let fd = file.as_fd();
+    match crate::liveness::ofd_try_lock_range(fd, 0, HEADER_SIZE as i64) {
+        Ok(true) => {}
+        Ok(false) => return Ok(false),
+        Err(e) => return Err(io_err("fcntl(F_OFD_SETLK)", name, e)),
+    }
+    let st = nix::sys::stat::fstat(fd).map_err(|e| io_err("fstat", name, e))?;
+    if (st.st_size as u64) >= HEADER_SIZE as u64 {
+        let map = Mapping::mmap(fd, HEADER_SIZE, false, name)?;
+        if !unused(map.header()) {
+            return Ok(false);
+        }
+    }
+    let path = hugetlbfs_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/{}", &name[1..])));
+    match nix::sys::stat::stat(&path) {
+        Ok(now) if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => {}
+        _ => return Ok(false), // replaced meanwhile: not the one we looked at
+    }
+    let removed = match &hugetlbfs_path {
+        Some(path) => std::fs::remove_file(path).map_err(|source| Error::Io {
+            op: "unlink (hugetlbfs)",
+            name: name.to_string(),
+            source,
+        }),
+        None => shm_unlink(name).map_err(|e| io_err("shm_unlink", name, e)),
+    };
+    // Closing `file` lets the locks go.
+    removed.map(|()| true)
 }
 
 /// Removes the segment `name` (from /dev/shm, else from a hugetlbfs mount). Endpoints

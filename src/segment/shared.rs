@@ -466,6 +466,31 @@ pub(crate) trait Object {
     /// `shm_open` and `ftruncate`. A sealed memfd and a SysV segment have their
     /// size from the start.
     fn may_grow(&self) -> bool;
+    /// Whether the creator of a segment that is not ready yet is known to have died
+    /// (its init lock is free: POSIX only). `false` where that cannot be told.
+    fn creator_gone(&self) -> bool {
+        false
+    }
+}
+
+/// How long a segment must stay unready with its creator's init lock free before it
+/// counts as abandoned: a creator takes the lock right after `shm_open`, and an
+/// opener may look in between.
+const ABANDON_GRACE: Duration = Duration::from_millis(100);
+
+/// Tracks how long a segment has been unready with its creator gone.
+#[derive(Default)]
+struct Abandonment(Option<Instant>);
+
+impl Abandonment {
+    /// Whether `obj` (unready now) counts as abandoned.
+    fn abandoned(&mut self, obj: &impl Object) -> bool {
+        if !obj.creator_gone() {
+            self.0 = None;
+            return false;
+        }
+        self.0.get_or_insert_with(Instant::now).elapsed() >= ABANDON_GRACE
+    }
 }
 
 /// A file descriptor's object: a POSIX shared-memory object, a hugetlbfs file, a memfd.
@@ -502,6 +527,14 @@ impl Object for FdObject<'_> {
     fn may_grow(&self) -> bool {
         self.may_grow
     }
+
+    fn creator_gone(&self) -> bool {
+        self.may_grow
+            && matches!(
+                crate::liveness::ofd_held(self.fd, crate::liveness::init_lock_byte()),
+                Ok(false)
+            )
+    }
 }
 
 /// Opens the segment in `obj` as a ring of kind `expected_kind`: sizes it before
@@ -516,6 +549,7 @@ pub(crate) fn open_object(
 ) -> Result<(Mapping, RingParams), Error> {
     let start = Instant::now();
     let mut backoff = Duration::from_micros(50);
+    let mut abandonment = Abandonment::default();
     // Between a POSIX creator's shm_open and its ftruncate the object is empty: wait.
     // The ftruncate sets the whole length at once, so any other size under a header is
     // final.
@@ -532,6 +566,12 @@ pub(crate) fn open_object(
                 reason: "smaller than the 4096-byte header: not a shmlane segment",
             });
         }
+        if abandonment.abandoned(obj) {
+            return Err(Error::Abandoned {
+                name: name.to_string(),
+                state: 0,
+            });
+        }
         if start.elapsed() >= ready_wait {
             return Err(Error::NotReady {
                 name: name.to_string(),
@@ -546,6 +586,14 @@ pub(crate) fn open_object(
         let size = obj.size()?;
         match probe.header().validate(expected_kind, size) {
             Ok(params) => break params,
+            Err(HeaderFault::NotReady { state })
+                if state != STATE_POISONED && abandonment.abandoned(obj) =>
+            {
+                return Err(Error::Abandoned {
+                    name: name.to_string(),
+                    state,
+                })
+            }
             Err(HeaderFault::NotReady { state })
                 if state != STATE_POISONED && start.elapsed() < ready_wait =>
             {

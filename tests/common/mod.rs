@@ -361,6 +361,17 @@ impl Procs {
         true
     }
 
+    /// Child `idx`'s result if it has ended, without waiting (and without the test's
+    /// deadline: for callers that keep a deadline per child, such as the corruption
+    /// sweep, and [`kill`](Self::kill) the ones that overrun it).
+    pub fn try_wait(&mut self, idx: usize) -> Option<ChildResult> {
+        if self.try_reap(idx) {
+            self.children[idx].result.clone()
+        } else {
+            None
+        }
+    }
+
     /// SIGKILLs every child still running and reaps it.
     pub fn kill_all(&mut self) {
         for i in 0..self.children.len() {
