@@ -43,7 +43,9 @@ use crate::header::{
     slot_word, word_pid, word_state, EndpointSlot, Header, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING,
     ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT,
 };
-use crate::sync::{replace_fd, take_fd, Ordering, ProcessFd, NO_FD};
+#[cfg(not(loom))]
+use crate::sync::take_fd;
+use crate::sync::{replace_fd, Ordering, ProcessFd, NO_FD};
 
 /// Offset in the segment file of the byte whose lock owns endpoint slot `slot`: the
 /// slot's first byte.

@@ -340,7 +340,7 @@ fn consumer_dies_after(k: u32, stops: &'static Stops, not_yet: &'static StdAtomi
         let lost = match got0 {
             Ok(mine) => {
                 assert!(
-                    mine.map_or(true, |m| !got1.contains(&m)),
+                    !mine.is_some_and(|m| got1.contains(&m)),
                     "a message delivered twice"
                 );
                 all.extend(mine);
