@@ -332,9 +332,11 @@ impl Liveness {
         }
     }
 
-    /// Whether the endpoint of slot `i` might be alive, without taking anything: for
-    /// scans (`false` only if it is proven dead).
-    pub(crate) fn maybe_alive(&self, i: usize, slot: &EndpointSlot) -> bool {
+    /// Whether slot `i` holds an endpoint proven dead, without taking anything: for
+    /// scans. `false` if it may be alive, and also if the slot holds no endpoint (any
+    /// more): one read of the state word decides both, so an endpoint that detaches
+    /// while a scan looks at it is never taken for a dead one.
+    pub(crate) fn proven_dead(&self, i: usize, slot: &EndpointSlot) -> bool {
         #[cfg(loom)]
         let _ = i;
         let word = slot.word.load(Ordering::Acquire);
@@ -344,12 +346,12 @@ impl Liveness {
         match self {
             #[cfg(not(loom))]
             Liveness::Ofd(fd) => {
-                ofd::held(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(true)
+                !ofd::held(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(true)
             }
             #[cfg(loom)]
-            Liveness::Ofd(_) => true,
-            Liveness::Pid => !self.owner_dead(slot, word),
-            Liveness::Local => true,
+            Liveness::Ofd(_) => false,
+            Liveness::Pid => self.owner_dead(slot, word),
+            Liveness::Local => false,
         }
     }
 

@@ -171,21 +171,41 @@ const PRODUCER_STEPS: [&str; 7] = [
 /// Producer 0 sends one message and stops after its `k`-th step; producer 1 sends one
 /// message meanwhile. The consumer waits for producer 0 to end (a join: its death, or
 /// its return), recovers it if it died, racing producer 1's claim and publish (and
-/// retrying while producer 1's unconfirmed note says the dead one's position), then
-/// receives until `Disconnected`.
+/// retrying while producer 1's unconfirmed note says the dead one's position), and
+/// receives what was published. Then producer 2 sends a message and leaves: it must
+/// arrive, and then `Disconnected`.
 ///
 /// The consumer joins rather than polls the ring between recovery attempts: a polling
 /// loop multiplies the schedules loom explores by every poll (each a handful of loads
-/// that may each read an older value), which made the eleven models of this test take
+/// that may each read an older value), which made the models of this test take
 /// far longer than `.ci/run` can afford, on a ring whose state the polls do not change.
-fn producer_dies_after(k: u32, stops: &'static Stops, not_yet: &'static StdAtomicUsize) {
+///
+/// With `wrap`, three one-cell messages go through first (before the threads start,
+/// so without branching), and producer 0's message takes two cells: claimed first, at
+/// cell 3 of 4, it does not fit before the end, and its claim takes the padding cell
+/// too (the claim note says both).
+fn producer_dies_after(
+    k: u32,
+    wrap: bool,
+    stops: &'static Stops,
+    not_yet: &'static StdAtomicUsize,
+) {
     model_one_preemption(move || {
-        let (tx0, mut rx) = ring(4);
+        let (mut tx0, mut rx) = ring(4);
+        if wrap {
+            let mut buf = Vec::new();
+            for seq in 0..3 {
+                tx0.send(&message(9, seq, 8)).unwrap();
+                rx.recv(&mut buf).unwrap();
+            }
+        }
+        let len = if wrap { 20 } else { 12 };
         let tx1 = tx0.try_clone().unwrap();
+        let mut tx2 = tx0.try_clone().unwrap();
         let p0 = thread::spawn(move || {
             let mut tx = tx0;
             mpmc_stop_after_producer(&tx, k);
-            match run_until_stop(|| tx.send(&message(0, 0, 12))) {
+            match run_until_stop(|| tx.send(&message(0, 0, len))) {
                 Ok(sent) => {
                     sent.unwrap();
                     drop(tx);
@@ -211,16 +231,6 @@ fn producer_dies_after(k: u32, stops: &'static Stops, not_yet: &'static StdAtomi
                 }
             }
         }
-        let mut got = Vec::new();
-        let mut buf = Vec::new();
-        loop {
-            match rx.recv(&mut buf) {
-                Ok(_) => got.push(check(&buf)),
-                Err(RecvError::Disconnected) => break,
-                Err(e) => panic!("after {got:?}: {e:?}"),
-            }
-        }
-        p1.join().unwrap();
         // Published if it got past its stamp's store: then it is delivered, else never.
         let stopped = stopped.err().map(|(step, _)| step);
         let published = match stopped {
@@ -234,6 +244,20 @@ fn producer_dies_after(k: u32, stops: &'static Stops, not_yet: &'static StdAtomi
         if published {
             want.insert(0, (0, 0));
         }
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        for _ in 0..want.len() {
+            rx.recv(&mut buf).unwrap();
+            got.push(check(&buf));
+        }
+        p1.join().unwrap();
+        // The ring goes on where the survivors left it: a recovery that published
+        // cells nobody claimed (beyond `tail`) would fail this send, or lose it.
+        tx2.send(&message(2, 0, 6)).unwrap();
+        drop(tx2);
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(check(&buf), (2, 0));
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
         got.sort_unstable();
         assert_eq!(got, want, "producer 0 stopped after {stopped:?}");
     });
@@ -250,10 +274,26 @@ fn producer_dies_after_each_step() {
     static STOPS: Stops = StdMutex::new(BTreeSet::new());
     static NOT_YET: StdAtomicUsize = StdAtomicUsize::new(0);
     for k in 1..=PRODUCER_STEPS.len() as u32 + 2 {
-        producer_dies_after(k, &STOPS, &NOT_YET);
+        producer_dies_after(k, false, &STOPS, &NOT_YET);
     }
     let mut want = PRODUCER_STEPS.to_vec();
     want.push("claim CAS failed");
+    assert_stopped_at(&STOPS, &want);
+}
+
+/// As `producer_dies_after_each_step`, with the dead producer's record wrapping round
+/// the end of the ring: one more step (the padding before the end, published right
+/// after the claim), and a recovery that must pad both the padding cell and the
+/// record's cells if it died before publishing them.
+#[test]
+fn producer_dies_after_each_step_of_a_wrapping_send() {
+    static STOPS: Stops = StdMutex::new(BTreeSet::new());
+    static NOT_YET: StdAtomicUsize = StdAtomicUsize::new(0);
+    for k in 1..=PRODUCER_STEPS.len() as u32 + 3 {
+        producer_dies_after(k, true, &STOPS, &NOT_YET);
+    }
+    let mut want = PRODUCER_STEPS.to_vec();
+    want.push("wrap padding published");
     assert_stopped_at(&STOPS, &want);
 }
 

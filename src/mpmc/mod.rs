@@ -249,10 +249,11 @@ struct View {
 
 /// Loom models only: an endpoint that stops for ever after a given number of steps of
 /// its protocol ([`View::step`]), as a process killed there would. The stop unwinds
-/// (with [`Stopped`]) out to the model, which forgets the endpoint without its `Drop`
-/// (`loom_internals::mpmc_die`); while it unwinds, the drops of its grants and
-/// streams find it stopped and leave the ring alone, so that after its last step the
-/// endpoint writes nothing more, as a dead process.
+/// (with [`Stopped`]) out to the model, which ends the endpoint with
+/// `loom_internals::mpmc_die` (its `Drop` code, finding it stopped, does nothing);
+/// while it unwinds, the drops of its grants and streams find it stopped and leave the
+/// ring alone, so that after its last step the endpoint writes nothing more, as a dead
+/// process.
 #[cfg(loom)]
 #[derive(Debug, Default)]
 struct StopBudget {
