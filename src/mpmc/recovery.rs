@@ -193,10 +193,15 @@ fn producer_claim(v: &View, i: usize) -> Result<Recovered, Corruption> {
             return Ok(Recovered::Done);
         }
     }
+    // The record's cells first, the padding before them last: so while the first
+    // cell still reads "free for `p`", a recoverer that takes over from one that died
+    // halfway knows the claim for ours (above) and finishes it. (The other order
+    // could let consumers release the padding before it is taken over, and leave the
+    // record's cells unpublished for ever.)
+    pad_unpublished(v, p + pad, k);
     if pad > 0 {
         pad_unpublished(v, p, pad);
     }
-    pad_unpublished(v, p + pad, k);
     Ok(Recovered::Done)
 }
 
