@@ -4,9 +4,9 @@
 #
 #   scripts/check-nightly.sh [miri] [tsan] [asan]      default: all three
 #
-# miri  The protocol over the heap backing under Miri, with strict provenance and
+# miri  The protocols over the heap backing under Miri, with strict provenance and
 #       symbolic alignment checks, once with Stacked Borrows and once with Tree
-#       Borrows: the library's unit tests, tests/heap_ring.rs, tests/fuzz_replay.rs
+#       Borrows: the library's unit tests, tests/heap_ring.rs, tests/mpmc_heap.rs, tests/fuzz_replay.rs
 #       (the fuzz targets' seeds and random inputs; Miri's isolation has no file
 #       system for the corpus) and the heap ring of tests/sanitizer_stress.rs. Tests
 #       that need the OS (shm_open, fork, futex waits between processes, membarrier)
@@ -38,7 +38,7 @@ for check in "${checks[@]}"; do
         for borrows in "" "-Zmiri-tree-borrows"; do
             run env MIRIFLAGS="$base${borrows:+ $borrows}" \
                 cargo +nightly miri test -p shmlane --lib \
-                --test heap_ring --test fuzz_replay --test sanitizer_stress
+                --test heap_ring --test mpmc_heap --test fuzz_replay --test sanitizer_stress
         done
         ;;
     tsan | asan)

@@ -62,6 +62,22 @@ pub enum Error {
         /// Why it cannot be right.
         reason: &'static str,
     },
+    /// The segment is owned by another user, or its permission bits grant more than the
+    /// opener accepts (default: owned by the opener's effective user, mode within
+    /// 0600). Nothing was mapped. Accept it, if you trust who can write to it, with
+    /// [`OpenOptions`](crate::OpenOptions) (`open_with`, or
+    /// [`RingOptions::open_options`](crate::RingOptions::open_options) for
+    /// `create_or_open`).
+    Permissions {
+        /// The segment name.
+        name: String,
+        /// The segment's owner (file owner, or SysV `shm_perm.uid`).
+        owner: u32,
+        /// The segment's permission bits (e.g. `0o644`).
+        mode: u32,
+        /// What was wrong, what was expected, and the option that accepts it.
+        reason: String,
+    },
     /// A size is larger than this platform or the segment allows.
     TooLarge {
         /// What was too large.
@@ -79,6 +95,15 @@ pub enum Error {
         state: u32,
         /// How long we waited.
         waited: Duration,
+    },
+    /// The segment was left half-made: it is not ready, and its creator has died (the
+    /// lock a creator holds while it initialises a segment is free). Remove it
+    /// ([`remove`](crate::remove)), or use `create_or_open`, which replaces it.
+    Abandoned {
+        /// The segment name.
+        name: String,
+        /// The state word found (0 = uninitialised, 1 = initialising).
+        state: u32,
     },
     /// The endpoint role (producer or consumer) is already attached to this ring.
     Busy {
@@ -126,6 +151,15 @@ impl fmt::Display for Error {
                 f,
                 "segment {name} is corrupt: {field} = {value:#x}: {reason}"
             ),
+            Error::Permissions {
+                name,
+                owner,
+                mode,
+                reason,
+            } => write!(
+                f,
+                "segment {name} (owner uid {owner}, mode {mode:04o}) refused: {reason}"
+            ),
             Error::TooLarge { what, value, max } => {
                 write!(
                     f,
@@ -139,6 +173,12 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "segment {name} did not become ready within {waited:?} (state word {state})"
+            ),
+            Error::Abandoned { name, state } => write!(
+                f,
+                "segment {name} was left half-made: its creator died before it was ready \
+                 (state word {state}); remove it, or open it with create_or_open, which \
+                 replaces it"
             ),
             Error::Busy { name, endpoint } => {
                 write!(f, "segment {name} already has a {endpoint} attached")

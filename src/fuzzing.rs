@@ -216,8 +216,8 @@ fn from_try(e: TryRecvError) -> RecvTimeoutError {
 /// it: a consumer call that would wait for more then stops at the end of what is in
 /// the ring (`Disconnected` or `Truncated`). Used on rings whose contents are unknown.
 fn producer_away<T>(seg: &Segment, f: impl FnOnce() -> T) -> T {
-    let state = &seg.header().endpoints[PRODUCER_SLOT].state;
-    let saved = state.swap(ENDPOINT_DETACHED, Ordering::AcqRel);
+    let state = &seg.header().endpoints[PRODUCER_SLOT].word;
+    let saved = state.swap(u64::from(ENDPOINT_DETACHED), Ordering::AcqRel);
     let r = f();
     state.store(saved, Ordering::Release);
     r
@@ -263,8 +263,8 @@ pub fn frame_decode(data: &[u8]) {
     header.head.store(head, Ordering::Relaxed);
     header.tail.store(tail, Ordering::Relaxed);
     header.endpoints[PRODUCER_SLOT]
-        .state
-        .store(ENDPOINT_DETACHED, Ordering::Release);
+        .word
+        .store(u64::from(ENDPOINT_DETACHED), Ordering::Release);
     let region = seg.data();
     let start = (head & (cap - 1) & !7) as usize;
     let first = bytes.len().min(capacity - start);
@@ -1484,7 +1484,9 @@ fn peer_op(env: &Env, m: &mut Model, input: &mut Input<'_>) {
                 2 => ENDPOINT_DETACHED,
                 _ => input.u32(),
             };
-            header.endpoints[slot].state.store(v, Ordering::Release);
+            header.endpoints[slot]
+                .word
+                .store(u64::from(v), Ordering::Release);
         }
         3 => {
             let word = if input.u8() & 1 == 0 {
@@ -1497,9 +1499,11 @@ fn peer_op(env: &Env, m: &mut Model, input: &mut Input<'_>) {
                 _ => input.u32(),
             };
             if input.u8() & 1 == 0 {
-                word.waiters.store(v, Ordering::Release);
+                let e = word.state.load(Ordering::Relaxed);
+                word.state
+                    .store(e & !0xffff_ffff | u64::from(v), Ordering::Release);
             } else {
-                word.epoch.store(v, Ordering::Release);
+                word.futex.store(v, Ordering::Release);
             }
         }
         4 | 5 => {
@@ -1572,15 +1576,14 @@ fn header_fields(h: &Header) -> Vec<Field<'_>> {
         Field::U32(&h.state),
     ];
     for slot in &h.endpoints[..2] {
-        v.push(Field::U32(&slot.state));
-        v.push(Field::U32(&slot.pid));
+        v.push(Field::U64(&slot.word));
         v.push(Field::U64(&slot.generation));
     }
     v.extend([
-        Field::U32(&h.data_ready.epoch),
-        Field::U32(&h.data_ready.waiters),
-        Field::U32(&h.space_ready.epoch),
-        Field::U32(&h.space_ready.waiters),
+        Field::U64(&h.data_ready.state),
+        Field::U32(&h.data_ready.futex),
+        Field::U64(&h.space_ready.state),
+        Field::U32(&h.space_ready.futex),
         Field::U64(&h.tail),
         Field::U64(&h.head),
     ]);

@@ -16,7 +16,7 @@ use crate::wait::EventWord;
 /// `b"SHMLANE\0"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANE\0");
 /// Bumped whenever the meaning of any header field or record bit changes.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Size of the header; the data region starts here (page aligned).
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// Byte ring with one producer and one consumer.
@@ -30,7 +30,10 @@ pub const MIN_CAPACITY: usize = 64;
 pub const MAX_CAPACITY: usize = 1 << 40;
 /// How many endpoint slots the header has. SPSC uses 0 = producer, 1 = consumer; an
 /// MPMC ring uses the first `max_endpoints` (chosen at creation, at most this).
-pub(crate) const ENDPOINT_SLOTS: usize = 64;
+pub(crate) const ENDPOINT_SLOTS: usize = 32;
+/// Size of one endpoint slot: a cache line, so that the claim notes a producer or
+/// consumer writes for every record (`EndpointSlot::claim`) share it with nobody.
+pub(crate) const ENDPOINT_SLOT_SIZE: usize = 64;
 /// MPMC cells: the smallest and largest cell size in bytes.
 pub(crate) const MIN_CELL_SIZE: usize = 8;
 /// See [`MIN_CELL_SIZE`].
@@ -68,8 +71,43 @@ pub(crate) const KNOWN_FLAGS: u64 = FLAG_ASYMMETRIC_FENCES;
 pub(crate) const ENDPOINT_VACANT: u32 = 0;
 /// `EndpointSlot::state`: an endpoint is attached.
 pub(crate) const ENDPOINT_ATTACHED: u32 = 1;
-/// `EndpointSlot::state`: the endpoint that was attached has detached cleanly.
+/// `EndpointSlot::state`: the endpoint that was attached has detached cleanly, or died
+/// and was recovered.
 pub(crate) const ENDPOINT_DETACHED: u32 = 2;
+/// `EndpointSlot::state`: an endpoint has taken the slot and is writing its start
+/// time and role; `ENDPOINT_ATTACHED` follows. So an observer never sees an attached
+/// slot with the previous owner's fields.
+pub(crate) const ENDPOINT_ATTACHING: u32 = 3;
+/// `EndpointSlot::state`: the endpoint died; the process in `pid` is recovering what
+/// it left (`liveness.rs`). `role` and the claim notes are still the dead endpoint's.
+pub(crate) const ENDPOINT_RECOVERING: u32 = 4;
+
+/// `EndpointSlot::claim`: the note is set (positions are below 2^56).
+pub(crate) const CLAIM_VALID: u64 = 1 << 63;
+/// `EndpointSlot::claim`: the compare-exchange of the cursor succeeded: the cells
+/// are this endpoint's.
+pub(crate) const CLAIM_CONFIRMED: u64 = 1 << 62;
+/// `EndpointSlot::claim`: the position bits.
+pub(crate) const CLAIM_POS_MASK: u64 = (1 << 56) - 1;
+
+/// The state word of an endpoint slot: state in the low half, pid in the high half,
+/// so that taking a slot and saying who took it is one compare-exchange.
+#[inline]
+pub(crate) const fn slot_word(state: u32, pid: u32) -> u64 {
+    state as u64 | (pid as u64) << 32
+}
+
+/// The state of a slot word.
+#[inline]
+pub(crate) const fn word_state(word: u64) -> u32 {
+    word as u32
+}
+
+/// The pid of a slot word.
+#[inline]
+pub(crate) const fn word_pid(word: u64) -> u32 {
+    (word >> 32) as u32
+}
 
 /// `abi` field: pointer width in bytes in the low byte, bit 8 set on little-endian.
 pub(crate) const ABI: u32 = (std::mem::size_of::<usize>() as u32)
@@ -109,59 +147,40 @@ static_assertions::const_assert!(
         && std::mem::align_of::<libc::sem_t>() <= std::mem::align_of::<SemSlot>()
 );
 
-/// One entry of the endpoint table. 32 bytes.
-#[repr(C)]
+/// One entry of the endpoint table: a cache line.
+///
+/// Who may write it: the endpoint that owns it (which, where the segment is a file,
+/// holds the OFD lock on the slot's first byte: see `liveness.rs`), or, once that
+/// endpoint is proven dead, the one endpoint that took the slot over to recover it.
+#[repr(C, align(64))]
 pub(crate) struct EndpointSlot {
-    /// `ENDPOINT_VACANT`, `ENDPOINT_ATTACHED` or `ENDPOINT_DETACHED`.
-    pub(crate) state: AtomicU32,
-    /// Process id of the attached endpoint (information only: never trusted alone).
-    pub(crate) pid: AtomicU32,
+    /// `slot_word(state, pid)`: one of the `ENDPOINT_*` states, and the process that
+    /// holds the slot in it (the endpoint's, or a recoverer's). The pid is never
+    /// trusted alone: see `liveness.rs`.
+    pub(crate) word: AtomicU64,
     /// Incremented on every attach, so an observer can tell two lives apart.
     pub(crate) generation: AtomicU64,
-    /// Start time of the attached process (clock ticks since boot), with `pid` the
-    /// fallback liveness test where the backing has no file to lock.
+    /// Start time of the process in `word` (clock ticks since boot): with the pid, the
+    /// liveness test where the backing has no file to lock (SysV).
     pub(crate) start_time: AtomicU64,
     /// `ROLE_PRODUCER` or `ROLE_CONSUMER` (0 while vacant).
     pub(crate) role: AtomicU32,
-    _reserved: AtomicU32,
+    _reserved0: AtomicU32,
+    /// MPMC claim note: the cursor position this endpoint is claiming at, with
+    /// `CLAIM_VALID`, and `CLAIM_CONFIRMED` once its compare-exchange succeeded; 0 when
+    /// it claims nothing. Read by whoever recovers the endpoint after it died, to find
+    /// the cells it may have claimed and not published (or released).
+    pub(crate) claim: AtomicU64,
+    /// MPMC claim note: `padding_cells << 32 | record_cells` of the claim in `claim`
+    /// (producers; written before `claim`).
+    pub(crate) claim_cells: AtomicU64,
+    _reserved1: [AtomicU64; 2],
 }
 
 impl EndpointSlot {
-    /// Tries to take this slot for an endpoint of `role` in this process: vacant or
-    /// detached becomes attached. `Ok(false)`: an endpoint holds it. `Err(state)`: the
-    /// state word is none of the known values.
-    pub(crate) fn try_attach(&self, role: u32) -> Result<bool, u32> {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            match cur {
-                ENDPOINT_VACANT | ENDPOINT_DETACHED => {}
-                ENDPOINT_ATTACHED => return Ok(false),
-                other => return Err(other),
-            }
-            // Acquire pairs with the Release of a previous endpoint's detach, so we see
-            // what it published.
-            match self.state.compare_exchange(
-                cur,
-                ENDPOINT_ATTACHED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        self.pid.store(std::process::id(), Ordering::Relaxed);
-        self.start_time
-            .store(process_start_time().unwrap_or(0), Ordering::Relaxed);
-        self.role.store(role, Ordering::Relaxed);
-        self.generation.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
-    }
-
-    /// Marks the slot detached. Release: everything the endpoint published before is
-    /// visible to whoever sees it gone (Acquire load of `state`).
-    pub(crate) fn detach(&self) {
-        self.state.store(ENDPOINT_DETACHED, Ordering::Release);
+    /// The slot's state (`ENDPOINT_*`).
+    pub(crate) fn state(&self) -> u32 {
+        word_state(self.word.load(Ordering::Acquire))
     }
 }
 
@@ -216,17 +235,17 @@ pub(crate) struct Header {
     pub(crate) sem_reader_free: SemSlot,
     /// MPMC: event count "writer-stream slot free" (producers waiting for it sleep here).
     pub(crate) writer_free: EventWord,
-    _pad_wf: [u8; 120],
+    _pad_wf: [u8; 112],
     /// MPMC: event count "reader-stream slot free" (consumers waiting for it sleep here).
     pub(crate) reader_free: EventWord,
-    _pad_rf: [u8; 120],
+    _pad_rf: [u8; 112],
     _reserved1: [AtomicU64; 32],
     /// Event count "data available": epoch (the futex word), then waiter count.
     pub(crate) data_ready: EventWord,
-    _pad1: [u8; 120],
+    _pad1: [u8; 112],
     /// Event count "space available".
     pub(crate) space_ready: EventWord,
-    _pad2: [u8; 120],
+    _pad2: [u8; 112],
     /// Producer's published position (bytes written since creation). Only grows.
     pub(crate) tail: AtomicU64,
     _pad3: [u8; 120],
@@ -246,7 +265,8 @@ mod layout_asserts {
 
     const_assert_eq!(size_of::<Header>(), HEADER_SIZE);
     const_assert!(align_of::<Header>() == 64);
-    const_assert_eq!(size_of::<EndpointSlot>(), 32);
+    const_assert_eq!(size_of::<EndpointSlot>(), ENDPOINT_SLOT_SIZE);
+    const_assert_eq!(ENDPOINT_SLOTS * ENDPOINT_SLOT_SIZE, HEADER_SIZE - 2048);
     const_assert_eq!(offset_of!(Header, magic), 0);
     const_assert_eq!(offset_of!(Header, version), 8);
     const_assert_eq!(offset_of!(Header, header_size), 12);
@@ -278,8 +298,12 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(Header, tail), 1280);
     const_assert_eq!(offset_of!(Header, head), 1408);
     const_assert_eq!(offset_of!(Header, endpoints), 2048);
+    const_assert_eq!(offset_of!(EndpointSlot, word), 0);
+    const_assert_eq!(offset_of!(EndpointSlot, generation), 8);
     const_assert_eq!(offset_of!(EndpointSlot, start_time), 16);
     const_assert_eq!(offset_of!(EndpointSlot, role), 24);
+    const_assert_eq!(offset_of!(EndpointSlot, claim), 32);
+    const_assert_eq!(offset_of!(EndpointSlot, claim_cells), 40);
     // Each cursor and event count has a 128-byte line of its own (two 64-byte lines,
     // so that adjacent-line prefetch does not pair them either).
     const_assert_eq!(offset_of!(Header, data_ready) % 128, 0);
@@ -293,7 +317,7 @@ pub(crate) const fn layout_hash() -> u64 {
     #[cfg(not(loom))]
     {
         use std::mem::offset_of;
-        let fields: [(usize, usize); 38] = [
+        let fields: [(usize, usize); 39] = [
             (offset_of!(Header, magic), 8),
             (offset_of!(Header, version), 4),
             (offset_of!(Header, header_size), 4),
@@ -318,8 +342,8 @@ pub(crate) const fn layout_hash() -> u64 {
             (offset_of!(Header, sem_space_ready), 64),
             (offset_of!(Header, sem_writer_free), 64),
             (offset_of!(Header, sem_reader_free), 64),
-            (offset_of!(Header, writer_free), 8),
-            (offset_of!(Header, reader_free), 8),
+            (offset_of!(Header, writer_free), 16),
+            (offset_of!(Header, reader_free), 16),
             (
                 offset_of!(Header, endpoints),
                 std::mem::size_of::<EndpointSlot>(),
@@ -329,9 +353,13 @@ pub(crate) const fn layout_hash() -> u64 {
                 offset_of!(EndpointSlot, start_time),
                 offset_of!(EndpointSlot, role),
             ),
+            (
+                offset_of!(EndpointSlot, claim),
+                offset_of!(EndpointSlot, claim_cells),
+            ),
             (CELL_ENTRY_SIZE, 0),
-            (offset_of!(Header, data_ready), 8),
-            (offset_of!(Header, space_ready), 8),
+            (offset_of!(Header, data_ready), 16),
+            (offset_of!(Header, space_ready), 16),
             (offset_of!(Header, tail), 8),
             (offset_of!(Header, head), 8),
             (HEADER_SIZE, 0),
@@ -789,12 +817,14 @@ impl Header {
         }
         fn slot() -> EndpointSlot {
             EndpointSlot {
-                state: z32(),
-                pid: z32(),
+                word: z64(),
                 generation: z64(),
                 start_time: z64(),
                 role: z32(),
-                _reserved: z32(),
+                _reserved0: z32(),
+                claim: z64(),
+                claim_cells: z64(),
+                _reserved1: [z64(), z64()],
             }
         }
         Header {
@@ -825,15 +855,15 @@ impl Header {
             sem_writer_free: SemSlot(std::cell::UnsafeCell::new([0; 8])),
             sem_reader_free: SemSlot(std::cell::UnsafeCell::new([0; 8])),
             writer_free: EventWord::new(),
-            _pad_wf: [0; 120],
+            _pad_wf: [0; 112],
             reader_free: EventWord::new(),
-            _pad_rf: [0; 120],
+            _pad_rf: [0; 112],
             _reserved1: std::array::from_fn(|_| z64()),
             endpoints: std::array::from_fn(|_| slot()),
             data_ready: EventWord::new(),
-            _pad1: [0; 120],
+            _pad1: [0; 112],
             space_ready: EventWord::new(),
-            _pad2: [0; 120],
+            _pad2: [0; 112],
             tail: z64(),
             _pad3: [0; 120],
             head: z64(),

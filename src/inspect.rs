@@ -56,7 +56,8 @@ use nix::sys::mman::shm_open;
 use nix::sys::stat::Mode;
 
 use crate::header::{
-    layout_hash, Header, HeaderFault, ABI, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT,
+    layout_hash, word_pid, word_state, Header, HeaderFault, ABI, ENDPOINT_ATTACHED,
+    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT,
     FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC, LAYOUT_VERSION, MAGIC,
     NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
     STATE_READY,
@@ -214,6 +215,11 @@ pub enum EndpointState {
     Attached,
     /// The endpoint that was attached detached cleanly.
     Detached,
+    /// An endpoint is attaching (it has taken the slot and is writing its fields).
+    Attaching,
+    /// The endpoint died; another is recovering what it left (the slot's pid is the
+    /// recoverer's).
+    Recovering,
     /// A state word no shmlane writes.
     Unknown(u32),
 }
@@ -348,6 +354,8 @@ display_as_str!(EndpointState {
     EndpointState::Vacant => "vacant",
     EndpointState::Attached => "attached",
     EndpointState::Detached => "detached",
+    EndpointState::Attaching => "attaching",
+    EndpointState::Recovering => "recovering",
     EndpointState::Unknown(_) => "unknown",
 });
 display_as_str!(Liveness {
@@ -447,6 +455,9 @@ struct Meta {
     uid: u32,
     mode: u32,
     attachments: Option<u64>,
+    /// Per endpoint slot, whether its OFD lock is held (by someone other than us),
+    /// where the segment is a file we could ask; `None`: judge by pid.
+    locks: Option<Vec<Option<bool>>>,
 }
 
 fn not_shmlane(name: &str, field: &'static str, value: u64, reason: &'static str) -> Error {
@@ -603,8 +614,8 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
     };
     let mut endpoints = Vec::new();
     for (slot, s) in h.endpoints.iter().enumerate() {
-        let state_word = s.state.load(Ordering::Acquire);
-        let pid = s.pid.load(r);
+        let word = s.word.load(Ordering::Acquire);
+        let (state_word, pid) = (word_state(word), word_pid(word));
         let generation = s.generation.load(r);
         let start_time = s.start_time.load(r);
         let role = match (s.role.load(r), kind, slot) {
@@ -625,9 +636,12 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             ENDPOINT_VACANT => EndpointState::Vacant,
             ENDPOINT_ATTACHED => EndpointState::Attached,
             ENDPOINT_DETACHED => EndpointState::Detached,
+            ENDPOINT_ATTACHING => EndpointState::Attaching,
+            ENDPOINT_RECOVERING => EndpointState::Recovering,
             other => {
                 problems.push(format!(
-                    "endpoint slot {slot}: state = {other:#x}: not vacant, attached or detached"
+                    "endpoint slot {slot}: state = {other:#x}: not vacant, attaching, \
+                     attached, detached or recovering"
                 ));
                 EndpointState::Unknown(other)
             }
@@ -645,8 +659,24 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         if state == EndpointState::Attached && pid == 0 {
             problems.push(format!("endpoint slot {slot}: attached with pid 0"));
         }
-        let alive = state == EndpointState::Attached
-            && endpoint_alive(pid, (start_time != 0).then_some(start_time));
+        // Where the segment is a file, the endpoint's OFD lock says (`liveness.rs`):
+        // held while it lives, whatever its pid. Else the pid and start time.
+        let occupied = matches!(
+            state,
+            EndpointState::Attached | EndpointState::Attaching | EndpointState::Recovering
+        );
+        let lock = meta
+            .locks
+            .as_ref()
+            .and_then(|l| l.get(slot).copied().flatten());
+        let alive = occupied
+            && match lock {
+                Some(held) => held,
+                None => {
+                    state == EndpointState::Attaching
+                        || endpoint_alive(pid, (start_time != 0).then_some(start_time))
+                }
+            };
         endpoints.push(EndpointInfo {
             slot,
             role,
@@ -669,9 +699,12 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         ),
         _ => (None, None),
     };
-    let event_count = |word: &crate::wait::EventWord| EventCountInfo {
-        epoch: word.epoch.load(r),
-        waiters: word.waiters.load(r),
+    let event_count = |word: &crate::wait::EventWord| {
+        let state = word.state.load(r);
+        EventCountInfo {
+            epoch: (state >> 32) as u32,
+            waiters: state as u32,
+        }
     };
     Ok(RingInfo {
         name: meta.name,
@@ -842,6 +875,10 @@ impl Probe {
                 "not a regular file: not a shmlane segment",
             ));
         }
+        // The slot locks are read before and after the header: an endpoint counts as
+        // alive if its lock was held at either time, so one that attaches or detaches
+        // while we read is not taken for dead.
+        let before = slot_locks(file);
         let mut copy = HeaderCopy::zeroed();
         let mut filled = 0;
         while filled < HEADER_SIZE {
@@ -876,9 +913,33 @@ impl Probe {
             uid: st.uid(),
             mode: st.mode() & 0o7777,
             attachments: None,
+            locks: Some(
+                before
+                    .into_iter()
+                    .zip(slot_locks(file))
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => Some(a || b),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
         };
         describe(meta, copy.header())
     }
+}
+
+/// For each endpoint slot, whether another open file description holds its lock
+/// (`None` where that could not be asked).
+fn slot_locks(file: &File) -> Vec<Option<bool>> {
+    (0..crate::header::ENDPOINT_SLOTS)
+        .map(|i| {
+            crate::liveness::ofd_held(
+                std::os::fd::AsFd::as_fd(file),
+                crate::liveness::lock_byte(i),
+            )
+            .ok()
+        })
+        .collect()
 }
 
 /// Copies the header of the SysV segment `shmid` through a read-only attachment.
@@ -931,6 +992,7 @@ fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
         uid: ds.shm_perm.uid,
         mode: u32::from(ds.shm_perm.mode) & 0o777,
         attachments: Some(nattch),
+        locks: None,
     };
     describe(meta, copy.header())
 }
@@ -1052,9 +1114,7 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     // Read it again right before removing, so an endpoint that attached since the
-    // listing keeps its ring. (One that attaches between this read and the unlink
-    // keeps a ring nobody else can find any more: the OFD locks of issue 4 will close
-    // that window.)
+    // listing keeps its ring.
     let probe = match Probe::open(&info.name) {
         Ok(p) => p,
         Err(Error::NotFound { .. }) => return Ok(false),
@@ -1069,7 +1129,16 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         return Ok(false);
     }
     let removed = match &probe.source {
-        Source::Posix { .. } => crate::remove(&info.name),
+        // Removed only while we hold every lock of its header: no endpoint can attach
+        // meanwhile (one that opened it and attaches after finds it unlinked), and one
+        // that holds its slot keeps the ring.
+        Source::Posix { .. } => {
+            let creator = (info.creator_pid, info.creator_start_time);
+            return crate::segment::posix::remove_if_unused(&info.name, |h| {
+                let r = Ordering::Acquire;
+                (h.creator_pid.load(r), h.creator_start_time.load(r)) == creator
+            });
+        }
         Source::SysV { shmid, .. } => {
             // By id, not by key: the key may name a newer segment by now.
             // SAFETY: IPC_RMID takes no buffer.
@@ -1114,6 +1183,7 @@ mod tests {
     use crate::header::STATE_READY;
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn liveness_of_this_process_and_of_nobody() {
         let me = std::process::id();
         assert!(process_alive(me, None));
@@ -1130,6 +1200,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn zombies_are_dead() {
         let mut child = std::process::Command::new("true")
             .spawn()
@@ -1149,6 +1220,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn sysv_names() {
         assert_eq!(sysv_key("/x").map(|r| r.is_ok()), None);
         assert_eq!(sysv_key("sysv:0x10").unwrap().unwrap(), 16);
@@ -1167,6 +1239,7 @@ mod tests {
             uid: 0,
             mode: 0o600,
             attachments: None,
+            locks: None,
         }
     }
 
@@ -1189,6 +1262,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn an_mpmc_header_in_words() {
         let mut copy = valid_mpmc_copy();
         {
@@ -1212,6 +1286,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn a_valid_header_in_words() {
         let mut copy = valid_copy();
         let info = describe(meta(), copy.header()).unwrap();
@@ -1233,6 +1308,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn a_corrupt_header_is_described_not_refused() {
         let mut copy = valid_copy();
         {
@@ -1240,12 +1316,11 @@ mod tests {
             h.capacity.store(1000, Ordering::Relaxed);
             h.head.store(64, Ordering::Relaxed);
             h.tail.store(8, Ordering::Relaxed);
-            h.endpoints[0].state.store(7, Ordering::Relaxed);
+            h.endpoints[0].word.store(7, Ordering::Relaxed);
             h.endpoints[5]
-                .state
-                .store(ENDPOINT_ATTACHED, Ordering::Relaxed);
-            h.data_ready.epoch.store(3, Ordering::Relaxed);
-            h.data_ready.waiters.store(1, Ordering::Relaxed);
+                .word
+                .store(u64::from(ENDPOINT_ATTACHED), Ordering::Relaxed);
+            h.data_ready.state.store(3 << 32 | 1, Ordering::Relaxed);
         }
         let info = describe(meta(), copy.header()).unwrap();
         let all = info.problems.join("\n");
@@ -1265,6 +1340,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn not_a_ring() {
         let mut copy = HeaderCopy::zeroed();
         copy.0[..8].copy_from_slice(b"GARBAGE!");

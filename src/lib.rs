@@ -5,6 +5,9 @@
 //!   Zero-copy on both sides ([`spsc::Producer::reserve`], [`spsc::Consumer::recv_ref`]),
 //!   messages of any size (those larger than half the ring travel in fragments, and
 //!   can be streamed with [`std::io::Write`] / [`std::io::Read`]).
+//! - **MPMC cell ring** ([`mpmc`]): any number of producer and consumer processes on
+//!   one ring (up to a limit chosen at creation), the same methods, each message to
+//!   exactly one consumer, each producer's order kept.
 //! - **Waiting without system calls** while nobody sleeps: the default
 //!   [`Wait::Adaptive`] spins, then yields, then parks on a futex event count; a
 //!   sender makes the wake-up system call only when the receiver really sleeps.
@@ -52,11 +55,40 @@
 //!
 //! Peers are cooperative but may be buggy or die at any instruction: whatever they
 //! write into the segment makes our calls return an error, never panic, read out of
-//! bounds or hang without a timeout. Payload bytes are the peer's business. A peer
-//! that shrinks a POSIX segment's file (`ftruncate`) makes accesses past the new end
-//! raise SIGBUS: give the segment only to processes you trust with its file, or use a
-//! memfd ring, which is sealed against any change of size (a SysV segment cannot
-//! change size either).
+//! bounds or hang without a timeout. Payload bytes are the peer's business.
+//!
+//! **Who can be a peer.** Segments are created mode 0600, or 0660 with
+//! [`RingOptions::group_access`]; the mode is set explicitly, whatever the umask. An
+//! endpoint opens only a segment owned by its own effective user (root included) whose
+//! mode grants nothing beyond 0600; anything else is refused with
+//! [`Error::Permissions`] before it is mapped, unless the opener accepts it with
+//! [`OpenOptions`] (`open_with`, `open_sysv_with`, `open_fd_with`, or
+//! [`RingOptions::open_options`] for `create_or_open`). So by default only processes
+//! of the same user can have written into a ring one opens. [`inspect`] makes no such
+//! check: it only reads, and describes foreign and wide segments too.
+//!
+//! **Short and shrinking segments.** Every open sizes the segment (`fstat`, or
+//! `shmctl(IPC_STAT)` for SysV) before it maps anything, and again before it maps the
+//! data region: a segment shorter than a header, or than the length its header claims,
+//! is an error ([`Error::Corrupt`]), never a SIGBUS. What no check can prevent is a
+//! shrink *after* the mapping is made: a process that can open a POSIX segment's file
+//! for writing can `ftruncate` it smaller at any time, and every access of every
+//! process to a page past the new end then raises SIGBUS, which kills the process
+//! unless it handles the signal (growing the file back does not undo the damage to the
+//! data, only the faults). How each backing stands:
+//!
+//! - POSIX (and huge-page hugetlbfs files): can be shrunk by anyone with write
+//!   permission on the file, that is, by the owner (root aside), and by the group with
+//!   `group_access` or anyone else the mode was widened to. The owner and mode checks
+//!   keep the set of such processes to the users you accepted; they cannot take the
+//!   power away from those users.
+//! - memfd ([`Backing::Memfd`]): sealed with `F_SEAL_SHRINK | F_SEAL_GROW |
+//!   F_SEAL_SEAL` before its descriptor leaves the creator, and an open refuses a memfd
+//!   without those seals, so no process, of any user, can change its size: no SIGBUS.
+//! - SysV ([`Backing::SysV`]): a segment's size is fixed by `shmget` and cannot change;
+//!   removing it (`IPC_RMID`) leaves attached mappings whole. No SIGBUS.
+//!
+//! Where peers may not be trusted with the file, use a memfd ring.
 //!
 //! # Layout
 //!
@@ -84,6 +116,7 @@ pub mod fuzzing_mpmc;
 pub(crate) mod header;
 #[cfg(not(loom))]
 pub mod inspect;
+pub(crate) mod liveness;
 mod message;
 pub mod mpmc;
 mod options;
@@ -102,7 +135,8 @@ pub use error::{
 pub use header::{MAX_CAPACITY, MIN_CAPACITY};
 pub use message::{ReadGrant, WriteGrant};
 pub use options::{
-    Notifier, RingOptions, DEFAULT_CELL_SIZE, DEFAULT_MAX_ENDPOINTS, DEFAULT_MAX_MESSAGE,
+    Notifier, OpenOptions, RingOptions, DEFAULT_CELL_SIZE, DEFAULT_MAX_ENDPOINTS,
+    DEFAULT_MAX_MESSAGE,
 };
 pub use segment::backing::Backing;
 pub use stream::{MessageReader, MessageWriter};
@@ -175,9 +209,9 @@ pub mod loom_internals {
         pub fn new() -> Self {
             EventWord(crate::wait::EventWord::new())
         }
-        /// The number of registered waiters.
+        /// The number of registered waiters not yet taken by a notifier.
         pub fn waiters(&self) -> u32 {
-            self.0.waiters.load(loom::sync::atomic::Ordering::Relaxed)
+            self.0.state.load(loom::sync::atomic::Ordering::Relaxed) as u32
         }
     }
 

@@ -693,6 +693,17 @@ macro_rules! producer_methods {
 /// The receiving methods of a consumer type of ring module `$m`.
 macro_rules! consumer_methods {
     ($m:literal) => {
+        /// The largest message [`recv`](Self::recv) reassembles (from the ring's
+        /// options unless changed with [`set_max_message`](Self::set_max_message)).
+        pub fn max_message(&self) -> u64 {
+            self.max_message
+        }
+
+        /// Sets the largest message [`recv`](Self::recv) reassembles.
+        pub fn set_max_message(&mut self, bytes: u64) {
+            self.max_message = bytes;
+        }
+
         /// Receives one whole message into `buf` (replacing its contents), waiting as
         /// the wait strategy says. Returns its length.
         ///

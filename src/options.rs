@@ -1,4 +1,4 @@
-//! Options for creating a ring.
+//! Options for creating a ring ([`RingOptions`]) and for opening one ([`OpenOptions`]).
 
 use crate::wait::Wait;
 
@@ -30,6 +30,10 @@ pub struct RingOptions {
     pub(crate) cell_size: usize,
     /// MPMC: how many endpoints may be attached at once.
     pub(crate) max_endpoints: usize,
+    /// Create the segment 0660 rather than 0600.
+    pub(crate) group_access: bool,
+    /// What `create_or_open` accepts of a segment it opens (widened by `group_access`).
+    pub(crate) open: OpenOptions,
 }
 
 /// MPMC: the default cell size in bytes. A message takes `ceil(len / cell)` cells (at
@@ -76,6 +80,8 @@ impl RingOptions {
             memory: Default::default(),
             cell_size: 0,
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
+            group_access: false,
+            open: OpenOptions::new(),
         }
     }
 
@@ -194,8 +200,135 @@ impl RingOptions {
         self
     }
 
+    /// Whether the segment is made readable and writable by its group too (default
+    /// `false`): permissions 0660 instead of 0600, for peers that run as other users of
+    /// the creator's group. The mode is set explicitly (`fchmod` for POSIX, hugetlbfs
+    /// and memfd segments, the `shmget` flags for SysV), so the umask plays no part.
+    ///
+    /// `create_or_open` then also accepts group bits on a segment it opens rather than
+    /// creates, as [`OpenOptions::group_access`] does: peers that share these options
+    /// agree, whichever of them creates.
+    ///
+    /// The group is the creator's effective group (or the directory's, where the
+    /// filesystem says so); change it with `chown`/`fchown` or `IPC_SET` if it is not
+    /// the one the peers share.
+    pub fn group_access(mut self, group: bool) -> Self {
+        self.group_access = group;
+        self
+    }
+
+    /// What `create_or_open` accepts of a segment it opens rather than creates: its
+    /// owner and its permission bits (default [`OpenOptions::new`]: owned by this
+    /// process's effective user, no permission bit beyond 0600 — or 0660 with
+    /// [`group_access`](Self::group_access), which always widens what is accepted to
+    /// the mode it creates with). See [`OpenOptions`].
+    pub fn open_options(mut self, open: OpenOptions) -> Self {
+        self.open = open;
+        self
+    }
+
+    /// The permission bits a segment is created with.
+    pub(crate) fn create_mode(&self) -> u32 {
+        if self.group_access {
+            0o660
+        } else {
+            0o600
+        }
+    }
+
+    /// What `create_or_open` accepts of a segment it opens: `open`, widened to the mode
+    /// it would create with.
+    pub(crate) fn open_policy(&self) -> OpenOptions {
+        let mut open = self.open;
+        open.mode |= self.create_mode();
+        open
+    }
+
     /// The capacity asked for.
     pub fn capacity_bytes(&self) -> usize {
         self.capacity
+    }
+}
+
+/// What an endpoint accepts of an existing segment it opens: who may own it and which
+/// permission bits it may have. Taken by `open_with`, `open_sysv_with` and
+/// `open_fd_with` of every endpoint type, and by `create_or_open` through
+/// [`RingOptions::open_options`].
+///
+/// By default ([`OpenOptions::new`]) a segment must be owned by the effective user of
+/// the opening process and grant nothing beyond 0600 (read and write for its owner):
+/// then no other user can have written into it, resized it, or read what it carries.
+/// Anything else is refused with [`Error::Permissions`](crate::Error::Permissions),
+/// which says what was found and which option accepts it. Root is held to the same
+/// rule: opening a ring owned by another user needs [`foreign_owner`](Self::foreign_owner)
+/// even for root.
+///
+/// The checks are made on the opened object (`fstat` of the descriptor, or
+/// `shmctl(IPC_STAT)` of the SysV segment), before anything is mapped. Inspection
+/// ([`inspect`](crate::inspect)) makes none: it only reads.
+///
+/// A separate type rather than [`RingOptions`]: those describe a ring to create and need
+/// a capacity, which would mean nothing to an opener; an opener only says whom it trusts.
+///
+/// ```
+/// # let name = format!("/shmlane-doc-open-with-{}", std::process::id());
+/// use shmlane::{spsc, Error, OpenOptions, RingOptions};
+///
+/// // A ring its creator shares with its group (mode 0660).
+/// let tx = spsc::Producer::create(&name, &RingOptions::new(4096).group_access(true))?;
+/// // A plain open accepts 0600 only...
+/// assert!(matches!(spsc::Consumer::open(&name), Err(Error::Permissions { .. })));
+/// // ...an opener that agrees to share with the group opens it.
+/// let rx = spsc::Consumer::open_with(&name, &OpenOptions::new().group_access(true))?;
+/// # drop((tx, rx)); shmlane::remove(&name)?;
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpenOptions {
+    /// The permission bits a segment may have (a subset of 0o777): any other bit set on
+    /// the segment refuses it.
+    pub(crate) mode: u32,
+    /// Accept a segment owned by another user.
+    pub(crate) foreign_owner: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions::new()
+    }
+}
+
+impl OpenOptions {
+    /// The default checks: owned by this process's effective user, mode within 0600.
+    pub fn new() -> Self {
+        OpenOptions {
+            mode: 0o600,
+            foreign_owner: false,
+        }
+    }
+
+    /// Whether group read and write bits are accepted (default `false`): sets the
+    /// accepted mode to 0660 (`true`) or 0600 (`false`). The counterpart of
+    /// [`RingOptions::group_access`].
+    pub fn group_access(self, group: bool) -> Self {
+        self.accept_mode(if group { 0o660 } else { 0o600 })
+    }
+
+    /// The widest permission bits accepted (default 0o600): a segment with any bit
+    /// outside `mode` is refused. `accept_mode(0o666)` accepts a segment that every
+    /// user may read and write (`chmod`ed so by hand, or made by another program): any
+    /// local process can then corrupt the ring, read its messages, or truncate the
+    /// segment (see the crate's trust model). Only the permission bits (0o777) count.
+    pub fn accept_mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Whether a segment owned by another user is accepted (default `false`): that
+    /// user can resize or rewrite it at any time, so accept it only from a user you
+    /// trust. Applies to root too.
+    pub fn foreign_owner(mut self, accept: bool) -> Self {
+        self.foreign_owner = accept;
+        self
     }
 }

@@ -76,7 +76,13 @@ pub(crate) fn create_segment(
     opts: &RingOptions,
 ) -> Result<(Arc<Segment>, RingParams), Error> {
     let params = params_for(kind, opts)?;
-    let seg = crate::segment::create(name, &params, &opts.memory, opts.unlink_on_drop)?;
+    let seg = crate::segment::create(
+        name,
+        &params,
+        &opts.memory,
+        opts.create_mode(),
+        opts.unlink_on_drop,
+    )?;
     Ok((Arc::new(seg), params))
 }
 
@@ -113,18 +119,20 @@ pub(crate) fn create_ring(kind: u32, name: &str, opts: &RingOptions) -> Result<(
     create_segment(kind, name, &opts).map(drop)
 }
 
-/// Opens the segment at `location` as a ring of `kind`.
+/// Opens the segment at `location` as a ring of `kind`, if `accept` allows its owner
+/// and mode.
 #[cfg(not(loom))]
 pub(crate) fn open_segment(
     kind: u32,
     location: Location<'_>,
+    accept: &crate::OpenOptions,
 ) -> Result<(Arc<Segment>, RingParams), Error> {
-    let (seg, params) = crate::segment::open(location, kind)?;
+    let (seg, params) = crate::segment::open(location, kind, accept)?;
     Ok((Arc::new(seg), params))
 }
 
-/// Creates the ring if there is none, else opens it; exactly one of several racing
-/// processes creates.
+/// Creates the ring if there is none, else opens it (checked against
+/// `opts.open_policy()`); exactly one of several racing processes creates.
 #[cfg(not(loom))]
 pub(crate) fn create_or_open_segment(
     kind: u32,
@@ -141,6 +149,7 @@ pub(crate) fn create_or_open_segment(
         }),
     };
     location()?;
+    let accept = opts.open_policy();
     // One creator is elected by O_EXCL (IPC_EXCL for SysV). If the segment vanishes
     // between our failed create and our open (its creator removed it), try again.
     let mut last = None;
@@ -149,8 +158,16 @@ pub(crate) fn create_or_open_segment(
             Err(Error::AlreadyExists { .. }) => {}
             other => return other,
         }
-        match open_segment(kind, location()?) {
+        match open_segment(kind, location()?, &accept) {
             Err(e @ Error::NotFound { .. }) => last = Some(e),
+            // Its creator died before it was ready: replace it (if still so once we
+            // hold every lock of it), then race to create again.
+            Err(e @ Error::Abandoned { .. }) if opts.memory.backing == Backing::Posix => {
+                crate::segment::posix::remove_if_unused(name, |h| {
+                    h.state.load(crate::sync::Ordering::Acquire) != crate::header::STATE_READY
+                })?;
+                last = Some(e);
+            }
             other => return other,
         }
     }
@@ -159,10 +176,10 @@ pub(crate) fn create_or_open_segment(
     }))
 }
 
-/// The constructors of an endpoint type of ring module `$m` (`"spsc"` or `"mpmc"`),
+/// The constructors and common accessors of an endpoint type of ring module `$m` (`"spsc"` or `"mpmc"`),
 /// kind `$kind`, role `$role` (`"producer"` or `"consumer"`), whose peer type is
-/// `$peer`. The type has `fn attach(Arc<Segment>, RingParams, Wait) -> Result<Self>`
-/// and a `ring.seg` field.
+/// `$peer`. The type has `fn attach(Arc<Segment>, RingParams, Wait) -> Result<Self>`,
+/// `ring.seg` and `ring.params` fields, and a `wait` field.
 macro_rules! endpoint_constructors {
     ($m:literal, $kind:expr, $role:literal, $peer:literal) => {
         /// Creates the ring `name` (a POSIX shared-memory name such as `"/my-ring"`)
@@ -182,17 +199,51 @@ macro_rules! endpoint_constructors {
         }
 
         #[doc = concat!("Opens the existing ring `name` (POSIX) and attaches as its ", $role, ".")]
-        /// Waits up to 2 s for a creator that is still initialising it; validates every
-        /// header field.
+        /// Refuses a segment owned by another user or with permissions wider than 0600
+        /// ([`Error::Permissions`](crate::Error::Permissions); see
+        /// [`open_with`](Self::open_with) to accept one). Waits up to 2 s for a creator
+        /// that is still initialising it; checks the segment's size before mapping it,
+        /// and validates every header field.
         #[cfg(not(loom))]
         pub fn open(name: &str) -> Result<Self, $crate::Error> {
-            let (seg, params) =
-                $crate::setup::open_segment($kind, $crate::segment::Location::Posix(name))?;
-            Self::attach(seg, params, $crate::Wait::default())
+            Self::open_with(name, &$crate::OpenOptions::new())
+        }
+
+        /// [`open`](Self::open), accepting the owners and permissions `accept` allows.
+        ///
+        /// ```
+        /// # let name = format!("/shmlane-doc-open-with-{}-{}", std::process::id(), line!());
+        /// use shmlane::{Error, OpenOptions, RingOptions};
+        #[doc = concat!("let tx = shmlane::", $m, "::Producer::create(&name, &RingOptions::new(4096))?;")]
+        /// // Someone widens the segment to every user.
+        /// # std::fs::set_permissions(format!("/dev/shm{name}"), std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+        #[doc = concat!("let refused = shmlane::", $m, "::Consumer::open(&name);")]
+        /// assert!(matches!(refused, Err(Error::Permissions { mode: 0o666, .. })));
+        #[doc = concat!("let rx = shmlane::", $m, "::Consumer::open_with(&name, &OpenOptions::new().accept_mode(0o666))?;")]
+        /// # drop((tx, rx)); shmlane::remove(&name)?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        #[cfg(not(loom))]
+        pub fn open_with(
+            name: &str,
+            accept: &$crate::OpenOptions,
+        ) -> Result<Self, $crate::Error> {
+            let (seg, params) = $crate::setup::open_segment(
+                $kind,
+                $crate::segment::Location::Posix(name),
+                accept,
+            )?;
+            let endpoint = Self::attach(seg.clone(), params, $crate::Wait::default())?;
+            // Dropped (detaching) if the name was removed while we attached.
+            $crate::setup::still_linked(&seg)?;
+            Ok(endpoint)
         }
 
         /// Creates the ring if it does not exist, else opens it (`opts` then only sets
-        /// the wait strategy). Of several processes racing, exactly one creates. Works
+        /// the wait strategy, and what is accepted of the segment's owner and mode:
+        /// [`RingOptions::open_options`](crate::RingOptions::open_options), widened by
+        /// [`RingOptions::group_access`](crate::RingOptions::group_access)). Of several
+        /// processes racing, exactly one creates. Works
         /// with [`Backing::Posix`](crate::Backing::Posix) and
         /// [`Backing::SysV`](crate::Backing::SysV) (then by key, `name` unused); a memfd
         /// has nothing to open by ([`Error::InvalidOptions`](crate::Error::InvalidOptions)).
@@ -202,10 +253,12 @@ macro_rules! endpoint_constructors {
             opts: &$crate::RingOptions,
         ) -> Result<Self, $crate::Error> {
             let (seg, params) = $crate::setup::create_or_open_segment($kind, name, opts)?;
-            Self::attach(seg, params, opts.wait)
+            let endpoint = Self::attach(seg.clone(), params, opts.wait)?;
+            $crate::setup::still_linked(&seg)?;
+            Ok(endpoint)
         }
 
-        #[doc = concat!("Creates a System V ring with `key` (`shmget`, permissions 0600) and attaches as its ", $role, ":")]
+        #[doc = concat!("Creates a System V ring with `key` (`shmget`, permissions 0600, or 0660 with `group_access`) and attaches as its ", $role, ":")]
         /// [`create`](Self::create) with `opts.backing(Backing::SysV { key })`. Fails
         /// with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if a segment has
         /// the key. The segment stays until [`remove_sysv`](crate::remove_sysv) (or
@@ -228,13 +281,27 @@ macro_rules! endpoint_constructors {
         }
 
         #[doc = concat!("Opens the existing System V ring with `key` and attaches as its ", $role, ".")]
-        /// Checks the segment's size (`shmctl(IPC_STAT)`) before attaching, waits up to
-        /// 2 s for a creator that is still initialising it, and validates every header
-        /// field.
+        /// Checks the segment's owner, mode (as [`open`](Self::open) does: see
+        /// [`open_sysv_with`](Self::open_sysv_with)) and size (`shmctl(IPC_STAT)`)
+        /// before attaching, waits up to 2 s for a creator that is still initialising
+        /// it, and validates every header field.
         #[cfg(not(loom))]
         pub fn open_sysv(key: i32) -> Result<Self, $crate::Error> {
-            let (seg, params) =
-                $crate::setup::open_segment($kind, $crate::segment::Location::SysV(key))?;
+            Self::open_sysv_with(key, &$crate::OpenOptions::new())
+        }
+
+        /// [`open_sysv`](Self::open_sysv), accepting the owners and permissions
+        /// `accept` allows (of `shm_perm.uid` and `shm_perm.mode`).
+        #[cfg(not(loom))]
+        pub fn open_sysv_with(
+            key: i32,
+            accept: &$crate::OpenOptions,
+        ) -> Result<Self, $crate::Error> {
+            let (seg, params) = $crate::setup::open_segment(
+                $kind,
+                $crate::segment::Location::SysV(key),
+                accept,
+            )?;
             Self::attach(seg, params, $crate::Wait::default())
         }
 
@@ -275,11 +342,25 @@ macro_rules! endpoint_constructors {
         /// F_SEAL_GROW | F_SEAL_SEAL`), so that nobody can truncate it under us; a
         /// descriptor without them is refused with
         /// [`Error::Incompatible`](crate::Error::Incompatible) (field `"seals"`).
-        /// Validates every header field, as [`open`](Self::open) does.
+        /// Checks the memfd's owner and mode, and validates every header field, as
+        /// [`open`](Self::open) does (see [`open_fd_with`](Self::open_fd_with)): a
+        /// memfd made by anything but shmlane starts out mode 0777, and needs an
+        /// `fchmod` to 0600 or `accept_mode(0o777)`.
         #[cfg(not(loom))]
         pub fn open_fd(fd: std::os::fd::OwnedFd) -> Result<Self, $crate::Error> {
+            Self::open_fd_with(fd, &$crate::OpenOptions::new())
+        }
+
+        /// [`open_fd`](Self::open_fd), accepting the owners and permissions `accept`
+        /// allows: a memfd received from a process of another user is owned by that
+        /// user.
+        #[cfg(not(loom))]
+        pub fn open_fd_with(
+            fd: std::os::fd::OwnedFd,
+            accept: &$crate::OpenOptions,
+        ) -> Result<Self, $crate::Error> {
             let (seg, params) =
-                $crate::setup::open_segment($kind, $crate::segment::Location::Fd(fd))?;
+                $crate::setup::open_segment($kind, $crate::segment::Location::Fd(fd), accept)?;
             Self::attach(seg, params, $crate::Wait::default())
         }
 
@@ -289,7 +370,65 @@ macro_rules! endpoint_constructors {
         pub fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
             self.ring.seg.memfd()
         }
+
+        /// The ring's data-region size in bytes.
+        pub fn capacity(&self) -> usize {
+            self.ring.params.capacity
+        }
+
+        /// The segment's name: the POSIX name, `sysv:0x<key>`, `memfd:<label>`, or
+        /// `"(heap)"` for a ring made by `channel`.
+        pub fn name(&self) -> &str {
+            self.ring.seg.name()
+        }
+
+        /// The wait strategy of this endpoint.
+        pub fn wait_strategy(&self) -> $crate::Wait {
+            self.wait
+        }
+
+        /// Sets the wait strategy of this endpoint.
+        pub fn set_wait(&mut self, wait: $crate::Wait) {
+            self.wait = wait;
+        }
     };
 }
 
 pub(crate) use endpoint_constructors;
+
+/// The error for a failed attach to `seg`.
+pub(crate) fn attach_error(seg: &Segment, e: crate::liveness::AttachError) -> Error {
+    use crate::liveness::AttachError;
+    match e {
+        AttachError::State(state) => Error::Corrupt {
+            name: seg.name().to_string(),
+            field: "endpoint state",
+            value: state.into(),
+            reason: "not vacant, attaching, attached, detached or recovering",
+        },
+        AttachError::Corrupt(c) => Error::Corrupt {
+            name: seg.name().to_string(),
+            field: c.what,
+            value: c.value,
+            reason: "found while recovering the leftovers of a dead endpoint",
+        },
+    }
+}
+
+/// `Err(NotFound)` if `seg` is a POSIX segment whose name was removed: checked after
+/// attaching by name, so an endpoint never joins a ring that `remove_stale` (or
+/// `create_or_open`'s takeover) removed while it attached. Those remove a name only
+/// while holding every slot lock of the segment, which an attaching endpoint takes
+/// before it reads this.
+#[cfg(not(loom))]
+pub(crate) fn still_linked(seg: &Segment) -> Result<(), Error> {
+    match seg {
+        Segment::Posix(s) => match nix::sys::stat::fstat(s.file()) {
+            Ok(st) if st.st_nlink == 0 => Err(Error::NotFound {
+                name: seg.name().to_string(),
+            }),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}

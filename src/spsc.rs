@@ -29,8 +29,10 @@ use std::sync::Arc;
 use crate::error::{Corruption, RecvError, RecvTimeoutError, SendError};
 use crate::frame::{self, DataRecord, Record, RECORD_HEADER};
 use crate::header::{
-    Header, RingParams, ENDPOINT_DETACHED, KIND_SPSC, ROLE_CONSUMER, ROLE_PRODUCER,
+    EndpointSlot, Header, RingParams, CLAIM_POS_MASK, CLAIM_VALID, ENDPOINT_DETACHED, KIND_SPSC,
+    ROLE_CONSUMER, ROLE_PRODUCER,
 };
+use crate::liveness::{Liveness, Recovered, Watch};
 use crate::message::{
     consumer_methods, producer_methods, Claim, Mode, Partial, RecordConsumer, RecordProducer,
 };
@@ -147,10 +149,15 @@ struct RingView {
     params: RingParams,
     /// `PRODUCER_SLOT` or `CONSUMER_SLOT`; attached while this view lives.
     slot: usize,
+    /// Our hold on `slot`, and the test of the peer's life.
+    liveness: Liveness,
+    /// When a `try_*` call that found nothing should check the peer's life.
+    watch: Watch,
 }
 
 impl RingView {
-    /// Attaches to endpoint slot `slot`: vacant or detached becomes attached.
+    /// Attaches to endpoint slot `slot`: vacant, detached, or held by an endpoint
+    /// proven dead becomes ours.
     fn attach(seg: Arc<Segment>, params: RingParams, slot: usize) -> Result<Self, Error> {
         let role = if slot == PRODUCER_SLOT {
             "producer"
@@ -163,30 +170,38 @@ impl RingView {
         } else {
             ROLE_CONSUMER
         };
-        match seg.header().endpoints[slot].try_attach(role_code) {
-            Ok(true) => {}
-            Ok(false) => {
+        let liveness = Liveness::for_segment(&seg);
+        let attached = liveness.attach(
+            &seg.header().endpoints,
+            slot..slot + 1,
+            role_code,
+            &mut |i, _| recover(seg.header(), &params, i),
+        );
+        match attached {
+            Ok(Some(_)) => {}
+            Ok(None) => {
                 return Err(Error::Busy {
                     name: seg.name().to_string(),
                     endpoint: role,
                 })
             }
-            Err(other) => {
-                return Err(Error::Corrupt {
-                    name: seg.name().to_string(),
-                    field: "endpoint state",
-                    value: other.into(),
-                    reason: "not vacant, attached or detached",
-                })
-            }
+            Err(e) => return Err(crate::setup::attach_error(&seg, e)),
         }
         Ok(RingView {
             header: seg.header(),
             data: seg.data(),
             params,
             slot,
+            liveness,
+            watch: Watch::default(),
             seg,
         })
+    }
+
+    /// Our endpoint slot (the consumer notes its position there).
+    #[inline(always)]
+    fn note<'h>(&self) -> &'h EndpointSlot {
+        &self.header().endpoints[self.slot]
     }
 
     #[inline]
@@ -201,22 +216,32 @@ impl RingView {
     #[inline]
     fn data_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_data_ready);
-        EventCount::new(&h.data_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.data_ready, &h.sem_data_ready, &self.params)
     }
 
     /// The "space available" event count (the producer sleeps on it).
     #[inline]
     fn space_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_space_ready);
-        EventCount::new(&h.space_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
 
-    /// Whether the endpoint in `slot` has detached.
+    /// Whether the endpoint in `slot` has gone: detached, or (if `thorough`, a system
+    /// call) died, which we then record in its slot. `false` while none came yet.
     #[inline]
-    fn detached(&self, slot: usize) -> bool {
-        self.header().endpoints[slot].state.load(Ordering::Acquire) == ENDPOINT_DETACHED
+    fn gone(&self, slot: usize, thorough: bool) -> bool {
+        let s = &self.header().endpoints[slot];
+        let state = s.state();
+        if state == ENDPOINT_DETACHED {
+            return true;
+        }
+        if !thorough || !crate::liveness::occupied(state) {
+            return false;
+        }
+        // A corrupt note is reported by the next attach; here the peer is gone anyway.
+        self.liveness
+            .reap(slot, s, &mut |i, _| recover(self.header(), &self.params, i))
+            .unwrap_or(false)
     }
 
     fn corrupt(&self, field: &'static str, value: u64, reason: &'static str) -> Error {
@@ -252,12 +277,41 @@ impl RingView {
     }
 }
 
+/// Recovers what the dead endpoint of slot `i` left. A producer leaves nothing: it
+/// publishes a record only when it is whole, and the next producer walks over records
+/// published past `tail`. A consumer leaves the position it had read up to, noted in
+/// its slot at every release and published in batches: it becomes `head`, so nothing
+/// it received is read again.
+fn recover(h: &Header, params: &RingParams, i: usize) -> Result<Recovered, Corruption> {
+    if i != CONSUMER_SLOT {
+        return Ok(Recovered::Done);
+    }
+    let note = h.endpoints[i].claim.load(Ordering::Acquire);
+    if note & CLAIM_VALID == 0 {
+        return Ok(Recovered::Done);
+    }
+    let read_to = note & CLAIM_POS_MASK;
+    let head = h.head.load(Ordering::Acquire);
+    // Not a position it could have read to: ignore it (the ring itself is checked by
+    // the endpoints' own validation). (`tail` may be one record behind: a producer
+    // stores it after the record.)
+    if read_to % 8 != 0 || read_to < head || read_to - head > params.capacity as u64 {
+        return Ok(Recovered::Done);
+    }
+    // SYNC POINT: Release, as the consumer's own publication of `head`.
+    let _ = h
+        .head
+        .compare_exchange(head, read_to, Ordering::AcqRel, Ordering::Relaxed);
+    Ok(Recovered::Done)
+}
+
 impl Drop for RingView {
     fn drop(&mut self) {
-        let header = self.header();
-        // SYNC POINT: Release pairs with the peer's Acquire load of our state, so
-        // everything we published before is visible to a peer that sees us gone.
-        header.endpoints[self.slot].detach();
+        // SYNC POINT: Release (in `detach`) pairs with the peer's Acquire load of our
+        // state, so everything we published before is visible to a peer that sees us
+        // gone.
+        self.liveness
+            .detach(self.slot, &self.header().endpoints[self.slot]);
         // Wake the peer if it sleeps waiting for us: a consumer on "data available", a
         // producer on "space available".
         let peer_waits_on = if self.slot == PRODUCER_SLOT {
@@ -366,35 +420,15 @@ impl Producer {
         })
     }
 
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
     /// The largest message that travels in one record (and so the largest
     /// [`reserve`](Self::reserve)): `capacity / 2 - 8`.
     pub fn max_record_payload(&self) -> usize {
         self.ring.params.max_record - RECORD_HEADER
     }
 
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
-
-    /// Whether the consumer has detached (it has dropped its endpoint).
+    /// Whether the consumer has gone: dropped its endpoint, or died (checked now).
     pub fn is_disconnected(&self) -> bool {
-        self.ring.detached(CONSUMER_SLOT)
+        self.ring.gone(CONSUMER_SLOT, true)
     }
 
     // --- claiming space -----------------------------------------------------------
@@ -451,6 +485,10 @@ impl Producer {
             return Ok(Some(pos));
         }
         let Mode::Block(deadline) = mode else {
+            // Not waiting: look for a dead consumer now and then.
+            if self.ring.watch.due() && self.ring.gone(CONSUMER_SLOT, true) {
+                return Err(SendError::Disconnected);
+            }
             return Ok(None);
         };
         let mut spinner = self.spinner;
@@ -459,8 +497,8 @@ impl Producer {
             &mut spinner,
             deadline,
             self.ring.space_ready(),
-            || {
-                if self.ring.detached(CONSUMER_SLOT) {
+            |thorough| {
+                if self.ring.gone(CONSUMER_SLOT, thorough) {
                     return Err(SendError::Disconnected);
                 }
                 Ok(self.try_claim(size)?)
@@ -545,7 +583,7 @@ impl Producer {
 impl RecordProducer for Producer {
     #[inline]
     fn check_connected(&self) -> Result<(), SendError> {
-        if self.ring.detached(CONSUMER_SLOT) {
+        if self.ring.gone(CONSUMER_SLOT, false) {
             return Err(SendError::Disconnected);
         }
         Ok(())
@@ -636,7 +674,8 @@ pub type WriteGrant<'a> = crate::WriteGrant<'a, Producer>;
 /// ```
 pub struct Consumer {
     ring: RingView,
-    /// Next read position; a multiple of 8; `published_head <= head`.
+    /// Next read position; a multiple of 8; `published_head <= head`. Also noted in
+    /// our endpoint slot at every release (see `release`).
     head: u64,
     /// Last value stored to the shared `head`.
     published_head: u64,
@@ -684,40 +723,10 @@ impl Consumer {
         })
     }
 
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
-
-    /// The largest message [`recv`](Self::recv) reassembles (from the ring's options
-    /// unless changed with [`set_max_message`](Self::set_max_message)).
-    pub fn max_message(&self) -> u64 {
-        self.max_message
-    }
-
-    /// Sets the largest message [`recv`](Self::recv) reassembles.
-    pub fn set_max_message(&mut self, bytes: u64) {
-        self.max_message = bytes;
-    }
-
-    /// Whether the producer has detached. Messages it sent may still be in the ring.
+    /// Whether the producer has gone: dropped its endpoint, or died (checked now).
+    /// Messages it sent may still be in the ring.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.detached(PRODUCER_SLOT)
+        self.ring.gone(PRODUCER_SLOT, true)
     }
 
     // --- reading records ----------------------------------------------------------
@@ -748,6 +757,14 @@ impl Consumer {
     #[inline]
     fn release(&mut self, size: usize) {
         self.head += size as u64;
+        // Noted at once in our own endpoint slot (a line nobody else reads while we
+        // live): if we die after a `recv` returned, the recovery publishes it as
+        // `head`, so the next consumer does not read the message again. The shared
+        // `head` itself is published in batches, as the producer needs it.
+        self.ring
+            .note()
+            .claim
+            .store(self.head | CLAIM_VALID, Ordering::Relaxed);
         if self.head - self.published_head >= self.publish_every {
             self.publish_head();
         }
@@ -763,10 +780,11 @@ impl Consumer {
     }
 
     /// The next record, or `None` if the ring is empty; `Disconnected` if it is empty
-    /// and the producer has detached. Publishes `head` when the ring is empty, so a
-    /// producer waiting for room sees everything we have read before we wait.
+    /// and the producer has gone (detached, or died: looked for if `thorough`).
+    /// Publishes `head` when the ring is empty, so a producer waiting for room sees
+    /// everything we have read before we wait.
     #[inline(always)]
-    fn poll_record(&mut self) -> Result<Option<DataRecord>, RecvError> {
+    fn poll_record(&mut self, thorough: bool) -> Result<Option<DataRecord>, RecvError> {
         if let Some(r) = self.peek()? {
             return Ok(Some(r));
         }
@@ -775,7 +793,7 @@ impl Consumer {
         }
         // Acquire load of the producer's state first, then look again: a producer that
         // published and then detached (Release) has its last record visible to us here.
-        if self.ring.detached(PRODUCER_SLOT) {
+        if self.ring.gone(PRODUCER_SLOT, thorough) {
             if let Some(r) = self.peek()? {
                 return Ok(Some(r));
             }
@@ -788,10 +806,16 @@ impl Consumer {
     /// once, for `Mode::Try`).
     #[inline]
     fn wait_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
-        if let Some(r) = self.poll_record()? {
+        if let Some(r) = self.poll_record(false)? {
             return Ok(r);
         }
         let Mode::Block(deadline) = mode else {
+            // Not waiting: look for a dead producer now and then.
+            if self.ring.watch.due() {
+                if let Some(r) = self.poll_record(true)? {
+                    return Ok(r);
+                }
+            }
             return Err(RecvTimeoutError::Timeout);
         };
         let mut spinner = self.spinner;
@@ -800,7 +824,7 @@ impl Consumer {
             &mut spinner,
             deadline,
             self.ring.data_ready(),
-            || self.poll_record(),
+            |thorough| self.poll_record(thorough),
         );
         self.spinner = spinner;
         result?.ok_or(RecvTimeoutError::Timeout)

@@ -47,6 +47,57 @@ pub(crate) fn set_flag(flag: &ProcessFlag, value: u8) {
     flag.store(value, std::sync::atomic::Ordering::Release);
 }
 
+/// A process-local table entry (the descriptors `liveness.rs` closes in forked
+/// children): std's atomic also under loom, for the same reason as
+/// [`ProcessCounter`], and because a fork handler reads it.
+pub(crate) type ProcessFd = std::sync::atomic::AtomicI32;
+
+/// Empty [`ProcessFd`] entry.
+pub(crate) const NO_FD: i32 = -1;
+
+/// Takes what a [`ProcessFd`] holds, leaving it empty.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn take_fd(entry: &ProcessFd) -> i32 {
+    entry.swap(NO_FD, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Replaces `current` by `new` in a [`ProcessFd`]; whether it did.
+pub(crate) fn replace_fd(entry: &ProcessFd, current: i32, new: i32) -> bool {
+    entry
+        .compare_exchange(
+            current,
+            new,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        )
+        .is_ok()
+}
+
+/// Asks the CPU to start fetching the cache line at `p` for reading. A hint: no
+/// memory is accessed, so any address is fine; a no-op under loom and Miri and off
+/// x86-64.
+#[inline(always)]
+pub(crate) fn prefetch_read(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    // SAFETY: PREFETCHT0 is a hint that never faults and accesses no memory.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    let _ = p;
+}
+
+/// Asks the CPU to start fetching the cache line at `p` for writing (PREFETCHW). A
+/// hint, as [`prefetch_read`].
+#[inline(always)]
+pub(crate) fn prefetch_write(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    // SAFETY: PREFETCHW is a hint that never faults and accesses no memory.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p.cast())
+    };
+    let _ = p;
+}
+
 /// A hint to the CPU that we are in a spin loop; under loom, a yield so the model
 /// checker can schedule the thread we wait for.
 #[inline]

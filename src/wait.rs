@@ -1,30 +1,34 @@
 //! Waiting and waking: spin → yield → park, with event counts on shared futex words.
 //!
-//! An event count (folly's `EventCount`) is one 8-byte `EventWord` per direction
-//! ("data available", "space available"): a 32-bit epoch and a 32-bit count of
-//! registered waiters, side by side. (DESIGN §6 has them as the two halves of one
-//! u64. They are two `AtomicU32`s so that every access to the futex word, the
-//! kernel's included, has the same size: a 32-bit futex wait on half of a word that
-//! others update with 64-bit read-modify-writes is a mixed-size race, which Rust's
-//! memory model leaves undefined and Miri reports.)
+//! An event count (folly's `EventCount`) is one `EventWord` per direction ("data
+//! available", "space available", and for MPMC the two stream slots): a 64-bit state
+//! (epoch in the high half, registered waiters in the low half) and a separate 32-bit
+//! futex word that follows the epoch. (DESIGN §6 sleeps on the epoch half of the
+//! state word itself. A 32-bit futex wait on half of a word that others update with
+//! 64-bit read-modify-writes is a mixed-size race, which Rust's memory model leaves
+//! undefined and Miri reports; so the futex word is a whole `AtomicU32` of its own.)
 //!
-//! - A waiter registers (`EventCount::prepare_wait`: fetch_add on the count), issues
-//!   a SeqCst fence, loads the epoch (Acquire), re-checks the ring, then futex-waits
-//!   on the epoch while it still holds that value, and deregisters when it wakes.
-//! - A notifier, after its Release store that publishes (a record header or a cursor),
-//!   issues a SeqCst fence and loads the word (`EventCount::notify`). Only when the
-//!   waiter count is non-zero does it bump the epoch and make the futex-wake system
-//!   call. So no system call while nobody sleeps.
+//! - A waiter registers (`EventCount::prepare_wait`: fetch_add on the state, which
+//!   also returns the epoch it registered in), issues a SeqCst fence, re-checks the
+//!   ring, then futex-waits while the futex word still holds that epoch, and on waking
+//!   removes its registration if no notifier has taken it (the epoch is unchanged).
+//! - A notifier, after its Release store that publishes (a record or a cursor),
+//!   issues a SeqCst fence and loads the state (`EventCount::notify`). Only when the
+//!   waiter count is non-zero does it move the state to the next epoch with the count
+//!   at 0 (it "takes" every registered waiter, in one compare-exchange), advance the
+//!   futex word to that epoch, and make the futex-wake system call. So no system call
+//!   while nobody sleeps, and only one per sleep: the notifiers that follow, until
+//!   someone registers again, find the count at 0, however long the woken take to run.
 //!
 //! No lost wake-up: the two fences order "publish, then look for waiters" against
 //! "register, then look at the ring". In the single total order of SeqCst fences one
 //! of them comes first: if the notifier's fence is first, the waiter's re-check sees
 //! the published value (and does not sleep); if the waiter's is first, the notifier
-//! sees the waiter (and bumps the epoch, so the futex wait either returns at once with
-//! EAGAIN or is woken). The epoch the waiter sleeps on is the one it loaded before its
-//! re-check: had that load seen the notifier's bump (a Release RMW, read with Acquire),
-//! the published value would be visible to the re-check, so a waiter that missed the
-//! publication holds the old epoch and the futex cannot miss the bump.
+//! sees the waiter (and moves the epoch on, so the futex wait either returns at once
+//! with EAGAIN or is woken). The waiter's registration and the epoch it sleeps on come
+//! from one RMW, so a notifier that took it has moved the epoch past that value, and
+//! advances the futex word past it before waking (the futex word only moves forward,
+//! so a late notifier cannot set it back).
 //! `loom-tests/tests/event_count.rs` checks this.
 //!
 //! The futex calls are shared (never `FUTEX_PRIVATE_FLAG`): the word lives in memory
@@ -34,7 +38,16 @@
 use std::time::{Duration, Instant};
 
 use crate::header::SemSlot;
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+
+const WAITERS_MASK: u64 = 0xffff_ffff;
+const EPOCH_ONE: u64 = 1 << 32;
+
+/// Whether the futex word `futex` has passed epoch `epoch` (in wrapping order).
+#[inline]
+fn passed(futex: u32, epoch: u32) -> bool {
+    (futex.wrapping_sub(epoch) as i32) > 0
+}
 
 /// How an endpoint waits when the ring is full (producer) or empty (consumer).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -63,20 +76,28 @@ pub const YIELD_UNTIL: Duration = Duration::from_micros(200);
 /// The longest single sleep: a parked endpoint wakes at least this often to check
 /// that its peer is still attached.
 pub const PARK_SLICE: Duration = Duration::from_millis(50);
+/// How often a waiter checks that the peers it waits for are alive (OFD lock probes,
+/// a system call each). With [`PARK_SLICE`], a parked waiter sees a peer's death
+/// within `PARK_SLICE + LIVENESS_EVERY` at worst.
+pub const LIVENESS_EVERY: Duration = Duration::from_millis(25);
 
-/// The shared state of one event count: 8 bytes in the header.
+/// The shared state of one event count: 16 bytes in the header.
 ///
-/// Both fields are untrusted (a peer may write anything): a wrong `waiters` costs at
+/// Every field is untrusted (a peer may write anything): a wrong waiter count costs at
 /// most spurious wake-up calls or a missed one that the bounded park slice makes up
-/// for; a wrong `epoch` only makes a futex wait return early.
+/// for; a wrong epoch or futex word only makes a futex wait return early.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct EventWord {
-    /// Bumped by every notifier that finds waiters; the futex word.
-    pub(crate) epoch: AtomicU32,
-    /// How many endpoints are registered to sleep (between `prepare_wait` and the end
-    /// of `wait`/`cancel_wait`).
-    pub(crate) waiters: AtomicU32,
+    /// The epoch (high 32 bits) and the number of waiters registered in it and not
+    /// yet woken (low 32 bits). A notifier that finds waiters moves to the next epoch
+    /// with the count at 0 ("takes" them) and wakes them; so until one registers
+    /// again, later notifiers make no system call, however long the woken take to run.
+    pub(crate) state: AtomicU64,
+    /// The futex word: the low 32 bits of the latest epoch, stored (only forward) by
+    /// the notifier that moved to it, before it wakes.
+    pub(crate) futex: AtomicU32,
+    _reserved: AtomicU32,
     /// Under loom the futex is a condition variable (see `futex` below).
     #[cfg(loom)]
     sleepers: loom::sync::Mutex<()>,
@@ -89,8 +110,9 @@ impl EventWord {
     #[cfg(any(loom, miri))]
     pub(crate) fn new() -> Self {
         EventWord {
-            epoch: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            state: AtomicU64::new(0),
+            futex: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
             #[cfg(loom)]
             sleepers: loom::sync::Mutex::new(()),
             #[cfg(loom)]
@@ -131,8 +153,24 @@ impl<'a> EventCount<'a> {
         }
     }
 
+    /// The event count over `word` of a ring with `params`: its fence mode, and `sem`
+    /// if its notifier is the semaphore.
+    #[inline]
+    pub(crate) fn for_ring(
+        word: &'a EventWord,
+        sem: &'a SemSlot,
+        params: &crate::header::RingParams,
+    ) -> Self {
+        EventCount::new(
+            word,
+            params.asymmetric_fences(),
+            params.semaphores().then_some(sem),
+        )
+    }
+
     /// Called after the Release store that publishes. Wakes every sleeper, and makes a
-    /// system call only if someone is registered. Returns whether it woke anyone.
+    /// system call only if someone is registered (and not already woken). Returns
+    /// whether it woke anyone.
     #[inline]
     pub(crate) fn notify(&self) -> bool {
         if self.asymmetric {
@@ -146,29 +184,66 @@ impl<'a> EventCount<'a> {
             // in `prepare_wait`; see the module docs for why no wake-up is lost.
             fence(Ordering::SeqCst);
         }
-        if self.word.waiters.load(Ordering::Relaxed) == 0 {
+        if self.word.state.load(Ordering::Relaxed) & WAITERS_MASK == 0 {
             return false;
         }
-        self.notify_slow();
-        true
+        self.notify_slow()
     }
 
     #[cold]
-    fn notify_slow(&self) {
-        // Bumping the epoch is an RMW on the word the waiter futex-waits on: a waiter
-        // that registered with the old epoch either sees the new one before it sleeps
-        // (futex returns EAGAIN) or is in the futex queue and is woken below.
-        self.word.epoch.fetch_add(1, Ordering::Release);
-        match self.sem {
-            Some(sem) => semaphore::post(sem),
-            None => futex::wake_all(self.word),
+    fn notify_slow(&self) -> bool {
+        // Take every registered waiter: move to the next epoch with the count at 0. A
+        // waiter registered in the old epoch either sees the new futex word before it
+        // sleeps (the futex returns EAGAIN) or is in the futex queue and is woken below.
+        let mut v = self.word.state.load(Ordering::Relaxed);
+        let taken = loop {
+            let waiters = v & WAITERS_MASK;
+            if waiters == 0 {
+                return false; // another notifier took them
+            }
+            let next = (v & !WAITERS_MASK).wrapping_add(EPOCH_ONE);
+            // Release: pairs with the Acquire of a waiter's registration RMW (it then
+            // sees what we published before; see the module docs).
+            match self.word.state.compare_exchange_weak(
+                v,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break (waiters as u32, (next >> 32) as u32),
+                Err(now) => v = now,
+            }
+        };
+        let (waiters, epoch) = taken;
+        // The futex word only moves forward (a late notifier of an older epoch must not
+        // set it back, or waiters of the new one would never sleep).
+        let mut f = self.word.futex.load(Ordering::Relaxed);
+        while passed(epoch, f) {
+            match self.word.futex.compare_exchange_weak(
+                f,
+                epoch,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => f = now,
+            }
         }
+        match self.sem {
+            // One token per waiter taken (an MPMC ring may have several), capped at the
+            // endpoint table's size: the count is untrusted.
+            Some(sem) => semaphore::post(sem, waiters.min(crate::header::ENDPOINT_SLOTS as u32)),
+            None => futex::wake(self.word),
+        }
+        true
     }
 
-    /// Registers as a waiter. The caller must re-check its condition after this and
-    /// then call [`wait`](Self::wait) or [`cancel_wait`](Self::cancel_wait).
+    /// Registers as a waiter in the current epoch. The caller must re-check its
+    /// condition after this and then call [`wait`](Self::wait) or
+    /// [`cancel_wait`](Self::cancel_wait).
     pub(crate) fn prepare_wait(&self) -> WaitKey {
-        self.word.waiters.fetch_add(1, Ordering::SeqCst);
+        // The RMW returns the epoch we registered in, atomically with the registration.
+        let v = self.word.state.fetch_add(1, Ordering::SeqCst);
         if self.asymmetric {
             // A full barrier on every CPU that runs a registered process: a notifier
             // either published before it (we see its store below) or loads the waiter
@@ -179,34 +254,36 @@ impl<'a> EventCount<'a> {
             // ring (store-load). Pairs with the fence in `notify`.
             fence(Ordering::SeqCst);
         }
-        // Acquire: pairs with the notifier's Release bump (see the module docs).
         WaitKey {
-            epoch: self.word.epoch.load(Ordering::Acquire),
+            epoch: (v >> 32) as u32,
         }
     }
 
     /// Deregisters without sleeping (the re-check found the condition true).
-    pub(crate) fn cancel_wait(&self, _key: WaitKey) {
-        self.deregister();
+    pub(crate) fn cancel_wait(&self, key: WaitKey) {
+        self.deregister(key);
     }
 
-    /// Sleeps until the epoch moves on from `key` or `timeout` passes (or a spurious
-    /// wake-up), then deregisters.
+    /// Sleeps until a notifier takes our registration (the futex word leaves `key`'s
+    /// epoch) or `timeout` passes (or a spurious wake-up), then deregisters.
     pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
         match self.sem {
             Some(sem) => semaphore::wait(sem, timeout),
             None => futex::wait_while_epoch(self.word, key.epoch, timeout),
         }
-        self.deregister();
+        self.deregister(key);
     }
 
-    /// Decrements the waiter count, but never below 0: a peer that scribbled 0 over the
-    /// count must not make it wrap to 4 billion waiters (every notify a system call).
-    fn deregister(&self) {
+    /// Removes our registration, if no notifier has taken it (the epoch is still the
+    /// one we registered in), and never below 0: a peer that scribbled over the count
+    /// must not make it wrap to 4 billion waiters (every notify a system call).
+    fn deregister(&self, key: WaitKey) {
         let _ = self
             .word
-            .waiters
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                ((v >> 32) as u32 == key.epoch && v & WAITERS_MASK != 0).then(|| v - 1)
+            });
     }
 }
 
@@ -223,8 +300,10 @@ impl<'a> EventCount<'a> {
 pub(crate) mod semaphore {
     use super::*;
 
-    /// Adds a token if there is none, waking one sleeper.
-    pub(super) fn post(sem: &SemSlot) {
+    /// Tops the tokens up to `waiters` (at least one), waking that many sleepers.
+    /// Tokens left over by waiters that did not sleep after all only make a later wait
+    /// return at once, and its caller re-checks.
+    pub(super) fn post(sem: &SemSlot, waiters: u32) {
         #[cfg(not(loom))]
         {
             crate::sync::count(&futex::WAKE_CALLS);
@@ -232,14 +311,15 @@ pub(crate) mod semaphore {
             // SAFETY: the slot holds a semaphore initialised (pshared) before the ring
             // became READY; `value` outlives the call.
             let r = unsafe { libc::sem_getvalue(sem.sem_ptr(), &mut value) };
-            if r != 0 || value <= 0 {
+            let have = if r == 0 { value.max(0) as u32 } else { 0 };
+            for _ in have..waiters.max(1) {
                 // SAFETY: as above.
                 let r = unsafe { libc::sem_post(sem.sem_ptr()) };
                 debug_assert_eq!(r, 0, "sem_post: {}", std::io::Error::last_os_error());
             }
         }
         #[cfg(loom)]
-        let _ = sem;
+        let _ = (sem, waiters);
     }
 
     /// Takes a token, waiting at most `timeout` for one.
@@ -382,14 +462,15 @@ mod futex {
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
     pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
-    pub(super) fn wake_all(word: &EventWord) {
+    /// Wakes every sleeper on the futex word.
+    pub(super) fn wake(word: &EventWord) {
         count(&WAKE_CALLS);
         // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
         // it is the valid, 4-byte aligned address of the epoch.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                word.epoch.as_ptr(),
+                word.futex.as_ptr(),
                 libc::FUTEX_WAKE,
                 i32::MAX,
                 std::ptr::null::<libc::timespec>(),
@@ -404,20 +485,28 @@ mod futex {
         );
     }
 
+    /// Sleeps until the futex word passes `epoch` (the epoch we registered in: a
+    /// notifier that took us advances it past), or `timeout`. The word may still be
+    /// behind `epoch` (the notifier that moved the state there has not stored it yet):
+    /// then we sleep on the value it has, and its store wakes us.
     pub(super) fn wait_while_epoch(word: &EventWord, epoch: u32, timeout: Duration) {
+        let seen = word.futex.load(Ordering::Acquire);
+        if passed(seen, epoch) {
+            return;
+        }
         count(&WAIT_CALLS);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         // SAFETY: the address is that of a live, aligned AtomicU32 (the epoch); the
-        // kernel reads it atomically and compares it with `epoch`. `ts` outlives the call.
+        // kernel reads it atomically and compares it with `seen`. `ts` outlives the call.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                word.epoch.as_ptr(),
+                word.futex.as_ptr(),
                 libc::FUTEX_WAIT,
-                epoch,
+                seen,
                 &ts as *const libc::timespec,
                 std::ptr::null::<u32>(),
                 0u32,
@@ -447,14 +536,14 @@ mod futex {
     //! cannot hide one.
     use super::*;
 
-    pub(super) fn wake_all(word: &EventWord) {
+    pub(super) fn wake(word: &EventWord) {
         let _guard = word.sleepers.lock().unwrap();
         word.woken.notify_all();
     }
 
     pub(super) fn wait_while_epoch(word: &EventWord, epoch: u32, _timeout: Duration) {
         let mut guard = word.sleepers.lock().unwrap();
-        while word.epoch.load(Ordering::Acquire) == epoch {
+        while !passed(word.futex.load(Ordering::Acquire), epoch) {
             guard = word.woken.wait(guard).unwrap();
         }
     }
@@ -519,18 +608,29 @@ pub(crate) fn block_on<T, E>(
     spinner: &mut Spinner,
     deadline: Option<Instant>,
     ec: EventCount<'_>,
-    mut poll: impl FnMut() -> Result<Option<T>, E>,
+    mut poll: impl FnMut(bool) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     // The clock is read lazily (~20 ns a read): a wait that ends within the first
     // polls, as every wait of a round trip does, never reads it.
     let mut started: Option<Instant> = None;
     let mut elapsed = |t: Instant| t - *started.get_or_insert(t);
     let expired = |t: Instant| deadline.is_some_and(|d| t >= d);
+    // `poll(true)` every LIVENESS_EVERY of waiting: the caller then also checks that
+    // its peers are alive (a system call), which a dead peer cannot wake us to do.
+    let mut next_check: Option<Instant> = None;
+    let mut thorough = false;
+    let mut check_due = |t: Instant, thorough: &mut bool| {
+        let next = next_check.get_or_insert(t + LIVENESS_EVERY);
+        if t >= *next {
+            *next = t + LIVENESS_EVERY;
+            *thorough = true;
+        }
+    };
     let mut polls: u32 = 0;
     // Spin phase (Spin for ever; Adaptive for the spinner's budget).
     if matches!(strategy, Wait::Spin | Wait::Adaptive) {
         loop {
-            if let Some(v) = poll()? {
+            if let Some(v) = poll(std::mem::take(&mut thorough))? {
                 spinner.succeeded_spinning();
                 return Ok(Some(v));
             }
@@ -546,6 +646,7 @@ pub(crate) fn block_on<T, E>(
                 if expired(t) {
                     return Ok(None);
                 }
+                check_due(t, &mut thorough);
                 if strategy == Wait::Adaptive && (cfg!(loom) || elapsed(t) >= spinner.spin_for) {
                     spinner.spun_in_vain();
                     break;
@@ -556,13 +657,14 @@ pub(crate) fn block_on<T, E>(
     // Yield phase (Yield for ever; Adaptive until YIELD_UNTIL).
     if matches!(strategy, Wait::Yield | Wait::Adaptive) {
         loop {
-            if let Some(v) = poll()? {
+            if let Some(v) = poll(std::mem::take(&mut thorough))? {
                 return Ok(Some(v));
             }
             let t = now();
             if expired(t) {
                 return Ok(None);
             }
+            check_due(t, &mut thorough);
             if strategy == Wait::Adaptive && (cfg!(loom) || elapsed(t) >= YIELD_UNTIL) {
                 break;
             }
@@ -572,16 +674,16 @@ pub(crate) fn block_on<T, E>(
     // Park phase.
     loop {
         let key = ec.prepare_wait();
-        match poll() {
+        match poll(std::mem::take(&mut thorough)) {
             Ok(None) => {}
             other => {
                 ec.cancel_wait(key);
                 return other;
             }
         }
+        let t = now();
         let slice = match deadline {
             Some(d) => {
-                let t = now();
                 if t >= d {
                     ec.cancel_wait(key);
                     return Ok(None);
@@ -591,6 +693,7 @@ pub(crate) fn block_on<T, E>(
             None => PARK_SLICE,
         };
         ec.wait(key, slice);
+        check_due(now(), &mut thorough);
     }
 }
 

@@ -289,6 +289,12 @@ fn bad_names_and_options_are_status_2() {
     // A file in /dev/shm that is not a ring.
     let junk = Ring::new("junk");
     std::fs::write(junk.path(), vec![0x5a; 8192]).expect("write junk");
+    // Mode 0600, as a ring would have: else the mode check refuses it first.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(junk.path(), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod junk");
+    }
     for cmd in ["send", "recv"] {
         let done = run(&[cmd, "--timeout", "5", junk.name()]);
         assert_eq!(done.code(), Some(2), "{cmd}: {}", done.stderr);

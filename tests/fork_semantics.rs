@@ -884,7 +884,8 @@ impl Want {
         match (self, e) {
             (Want::Corrupt(fields), Error::Corrupt { field, .. }) => fields.contains(field),
             (Want::Incompatible(f), Error::Incompatible { field, .. }) => field.starts_with(f),
-            (Want::NotReady, Error::NotReady { .. }) => true,
+            // A segment whose creator is gone (no init lock) is said abandoned at once.
+            (Want::NotReady, Error::NotReady { .. } | Error::Abandoned { .. }) => true,
             (Want::AnyError, _) => true,
             _ => false,
         }
@@ -971,9 +972,9 @@ fn corrupted_header_fields_are_named() {
         case("magic", MAGIC, b"NOTSHMLN", Want::Corrupt(&["magic"])),
         case("magic (zero)", MAGIC, &u64b(0), Want::Corrupt(&["magic"])),
         case(
-            "version 2",
+            "version 99",
             VERSION,
-            &u32b(2),
+            &u32b(99),
             Want::Incompatible("version"),
         ),
         case(
@@ -1135,7 +1136,7 @@ fn corrupted_cursors_and_records_are_errors() {
         },
         Case {
             what: "consumer endpoint state",
-            writes: vec![(ENDPOINTS + 32, u32b(77))],
+            writes: vec![(ENDPOINTS + ENDPOINT_SLOT_SIZE, u32b(77))],
             open: Open::Consumer,
             want: Want::Corrupt(&["endpoint state"]),
         },
@@ -1228,8 +1229,20 @@ fn truncated_segment_is_an_error_not_sigbus() {
                     Some(Error::Corrupt {
                         field: "capacity", ..
                     }) if len >= 4096 => {}
-                    Some(Error::NotReady { .. }) if len < 4096 => {}
+                    // Empty: maybe a creator between shm_open and ftruncate, so the
+                    // open waits; any other size under a header is final.
+                    Some(Error::NotReady { .. } | Error::Abandoned { .. }) if len == 0 => {}
+                    Some(Error::Corrupt {
+                        field: "segment size",
+                        ..
+                    }) if len < 4096 => {}
                     Some(e) => return Err(format!("{call}: unexpected error {e:?}")),
+                    // An empty segment nobody is making (no creator holds its init
+                    // lock) is abandoned: create_or_open takes it over.
+                    None if len == 0 && call == "Consumer::create_or_open" => {
+                        out = "taken over by create_or_open".to_string();
+                        continue;
+                    }
                     None => return Err(format!("{call} succeeded on a truncated segment")),
                 }
                 out = format!("{:?}", r.unwrap());
@@ -1347,8 +1360,6 @@ fn second_endpoint_of_a_role_is_busy() {
 /// A producer process killed (SIGKILL) while attached: the consumer should get its
 /// messages, then `Disconnected`, within a bounded time (DESIGN §6, §8).
 #[test]
-#[ignore = "crash detection (DESIGN §8: endpoint OFD locks, liveness.rs) is not implemented yet: \
-            a killed producer stays attached and the consumer times out"]
 fn killed_producer_is_detected() {
     let test = "sem-killed-prod";
     let name = seg_name(test);
@@ -1383,8 +1394,6 @@ fn killed_producer_is_detected() {
 /// A consumer process killed (SIGKILL) while attached: the producer should get
 /// `Disconnected`, and a new consumer should be able to attach.
 #[test]
-#[ignore = "crash detection (DESIGN §8: endpoint OFD locks, liveness.rs) is not implemented yet: \
-            a killed consumer stays attached, the producer times out and a new consumer is Busy"]
 fn killed_consumer_is_detected() {
     let test = "sem-killed-cons";
     let name = seg_name(test);

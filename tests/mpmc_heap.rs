@@ -318,3 +318,60 @@ fn timeouts_and_fragmented_recv_ref() {
     assert_eq!(buf, vec![3u8; 3000]);
     drop(t.join().unwrap());
 }
+
+/// A producer stalled between its claim and its publish (a reserved grant) holds up
+/// the consumers at its own message only: other producers keep claiming and
+/// publishing behind it, and everything arrives once it commits.
+#[test]
+fn stalled_producer_blocks_only_at_its_message() {
+    let (mut a, mut rx) = mpmc::channel(&opts(4096)).unwrap();
+    let mut b = a.try_clone().unwrap();
+    let mut buf = Vec::new();
+    let mut grant = a.reserve(10).unwrap();
+    for i in 0..5u8 {
+        b.try_send(&[i; 20])
+            .expect("other producers go on claiming");
+    }
+    // The consumers wait at the stalled message.
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    grant.copy_from_slice(b"stalled!!!");
+    grant.commit();
+    assert_eq!(rx.try_recv(&mut buf), Ok(10));
+    assert_eq!(buf, b"stalled!!!");
+    for i in 0..5u8 {
+        assert_eq!(rx.try_recv(&mut buf), Ok(20));
+        assert_eq!(buf, [i; 20]);
+    }
+}
+
+/// A consumer stalled between its claim and its release (a held read grant) holds up
+/// no other consumer. Producers claim cells in ring order, so they stop when they
+/// come round to its cells (not before), and go on once it releases them.
+#[test]
+fn stalled_consumer_blocks_no_other_consumer() {
+    // 8 cells of 32 bytes.
+    let (mut tx, mut slow) = mpmc::channel(&opts(256).cell_size(32)).unwrap();
+    let mut fast = slow.try_clone().unwrap();
+    let mut buf = Vec::new();
+    for i in 0..4u8 {
+        tx.send(&[i; 30]).unwrap();
+    }
+    let held = slow.try_recv_ref().unwrap();
+    assert_eq!(&*held, &[0; 30]);
+    for i in 1..4u8 {
+        assert_eq!(fast.try_recv(&mut buf), Ok(30));
+        assert_eq!(buf, [i; 30]);
+    }
+    // Cells 4..8 are free; cell 0 (next in ring order) is held.
+    let mut sent = 0;
+    while tx.try_send(&[9; 30]).is_ok() {
+        sent += 1;
+    }
+    assert_eq!(sent, 4);
+    drop(held);
+    for _ in 0..4 {
+        tx.try_send(&[9; 30])
+            .expect("the held cell and those after it are free again");
+    }
+    assert_eq!(tx.try_send(&[9; 30]), Err(TrySendError::Full));
+}

@@ -241,12 +241,85 @@ fn two_mappings_per_ring_million_messages() {
 #[test]
 fn one_mapping_heap_ring() {
     let total = total_messages(200_000);
-    // Under Miri: no membarrier system call, and no parking (see `opts` in
-    // tests/heap_ring.rs: a futex wait on half an event-count word).
-    let mut opts = RingOptions::new(CAPACITY).asymmetric_fences(!cfg!(miri));
-    if cfg!(miri) {
-        opts = opts.wait(shmlane::Wait::Yield);
-    }
+    // Under Miri: no membarrier system call, so symmetric fences.
+    let opts = RingOptions::new(CAPACITY).asymmetric_fences(!cfg!(miri));
     let ring = spsc::channel(&opts).expect("a heap ring");
     run(vec![ring], total, 7);
+}
+
+/// MPMC over one heap mapping: 2 producer and 2 consumer threads, messages of the
+/// same sizes (fragments included), each carrying its producer and sequence number;
+/// every message arrives once, intact, in its producer's order at each consumer.
+#[test]
+fn mpmc_two_by_two_heap_ring() {
+    let total = total_messages(200_000);
+    let opts = RingOptions::new(CAPACITY)
+        .cell_size(32)
+        .asymmetric_fences(!cfg!(miri));
+    let (tx, rx) = shmlane::mpmc::channel(&opts).expect("a heap ring");
+    let txs = vec![tx.try_clone().expect("a second producer"), tx];
+    let rxs = vec![rx.try_clone().expect("a second consumer"), rx];
+    let per = total / 2;
+    let started = Instant::now();
+    let producers: Vec<_> = txs
+        .into_iter()
+        .enumerate()
+        .map(|(id, mut tx)| {
+            thread::spawn(move || {
+                let mut msg = Vec::new();
+                for seq in 0..per {
+                    let len = message_len(id as u64, seq).max(16);
+                    fill(&mut msg, id as u64, seq, len);
+                    msg[..8].copy_from_slice(&(id as u64).to_le_bytes());
+                    msg[8..16].copy_from_slice(&seq.to_le_bytes());
+                    tx.send(&msg).expect("send");
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = rxs
+        .into_iter()
+        .map(|mut rx| {
+            thread::spawn(move || {
+                let (mut buf, mut want) = (Vec::new(), Vec::new());
+                let mut next = [0u64; 2];
+                let mut got = Vec::new();
+                loop {
+                    match rx.recv_timeout(&mut buf, PATIENCE) {
+                        Ok(len) => {
+                            let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                            let seq = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+                            assert!(
+                                id < 2 && seq >= next[id as usize],
+                                "{id}/{seq} out of order"
+                            );
+                            next[id as usize] = seq + 1;
+                            fill(&mut want, id, seq, len);
+                            assert_eq!(&buf[16..], &want[16..], "message {id}/{seq}");
+                            got.push((id, seq));
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return got,
+                        Err(e) => panic!("recv: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().expect("a producer thread panicked");
+    }
+    let mut all: Vec<(u64, u64)> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().expect("a consumer thread panicked"))
+        .collect();
+    all.sort_unstable();
+    let want: Vec<(u64, u64)> = (0..2)
+        .flat_map(|id| (0..per).map(move |s| (id, s)))
+        .collect();
+    assert!(all == want, "messages lost or delivered twice");
+    println!(
+        "mpmc 2x2: {} messages, checked, in {:.2?}",
+        all.len(),
+        started.elapsed()
+    );
 }

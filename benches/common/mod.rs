@@ -331,6 +331,27 @@ impl Rx for Consumer {
     }
 }
 
+impl Tx for shmlane::mpmc::Producer {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        shmlane::mpmc::Producer::send(self, msg).expect("shmlane mpmc send");
+    }
+}
+
+impl Rx for shmlane::mpmc::Consumer {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
+        match shmlane::mpmc::Consumer::recv(self, buf) {
+            Ok(n) => {
+                assert_eq!(n, len, "shmlane mpmc message length");
+                true
+            }
+            Err(RecvError::Disconnected) => false,
+            Err(e) => panic!("shmlane mpmc recv: {e}"),
+        }
+    }
+}
+
 /// A pipe end or a socket.
 pub struct Fd(pub File);
 
@@ -420,6 +441,36 @@ pub fn shm_duplex(
     let (ab, ba) = (RingName::new("ping"), RingName::new("pong"));
     let opts = RingOptions::new(capacity).wait(wait).notifier(notifier);
     // A vacant slot is not "disconnected", so the order of attaching is free.
+    let tx = Producer::create(&ab.0, &opts).expect("create ping ring");
+    let rx = Consumer::create(&ba.0, &opts).expect("create pong ring");
+    let (a, b) = (ab.0.clone(), ba.0.clone());
+    let open = move || {
+        let mut rx = Consumer::open(&a).expect("open ping ring");
+        let mut tx = Producer::open(&b).expect("open pong ring");
+        rx.set_wait(wait);
+        tx.set_wait(wait);
+        Duplex { tx, rx }
+    };
+    (Duplex { tx, rx }, open, [ab, ba])
+}
+
+/// As [`shm_duplex`], with two `shmlane::mpmc` rings of cells of `cell` bytes: one
+/// producer and one consumer on each (the MPMC protocol's uncontended cost).
+pub fn mpmc_duplex(
+    capacity: usize,
+    cell: usize,
+    wait: Wait,
+) -> (
+    Duplex<shmlane::mpmc::Producer, shmlane::mpmc::Consumer>,
+    impl FnOnce() -> Duplex<shmlane::mpmc::Producer, shmlane::mpmc::Consumer>,
+    [RingName; 2],
+) {
+    use shmlane::mpmc::{Consumer, Producer};
+    let (ab, ba) = (RingName::new("mpmc-ping"), RingName::new("mpmc-pong"));
+    let opts = RingOptions::new(capacity)
+        .cell_size(cell)
+        .max_endpoints(2)
+        .wait(wait);
     let tx = Producer::create(&ab.0, &opts).expect("create ping ring");
     let rx = Consumer::create(&ba.0, &opts).expect("create pong ring");
     let (a, b) = (ab.0.clone(), ba.0.clone());

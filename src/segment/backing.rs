@@ -33,7 +33,8 @@ pub enum Backing {
     Posix,
     /// A System V shared-memory segment (`shmget`), found by its key: one the peers
     /// agree on, or one derived from a path with [`ftok`](crate::ftok). Created with
-    /// permissions 0600. Key 0 (`IPC_PRIVATE`) is refused: a peer could not open it.
+    /// permissions 0600 (0660 with
+    /// [`group_access`](crate::RingOptions::group_access)). Key 0 (`IPC_PRIVATE`) is refused: a peer could not open it.
     SysV {
         /// The segment's key.
         key: i32,

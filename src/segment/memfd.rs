@@ -1,7 +1,8 @@
 //! Sealed memfd segments (`memfd_create`), and handing their descriptor to another
 //! process over a UNIX socket (`SCM_RIGHTS`).
 //!
-//! Create: `memfd_create(MFD_ALLOW_SEALING)`, `ftruncate`, then
+//! Create: `memfd_create(MFD_ALLOW_SEALING)`, `fchmod` to 0600 or 0660 (a memfd starts
+//! out 0777, whatever the umask), `ftruncate`, then
 //! `F_ADD_SEALS(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)` before any other process can
 //! hold the descriptor, so nobody can ever change the segment's size: a reader can
 //! never be cut short by a truncation (a SIGBUS with POSIX shm). Then map it,
@@ -9,7 +10,8 @@
 //!
 //! Open: a descriptor without those three seals is refused (`Incompatible`, field
 //! `seals`) before anything is mapped: shmlane made every memfd ring sealed, and only a
-//! sealed one is safe from truncation. Then the discipline of [`open_object`].
+//! sealed one is safe from truncation. Then its owner and mode are checked (`fstat`,
+//! [`check_permissions`]), and the discipline of [`open_object`] follows.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -20,13 +22,16 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::stat::{fchmod, fstat, Mode};
 use nix::unistd::ftruncate;
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    init_segment, io_err, object_len, on_huge_pages, open_object, FdObject, Mapping,
+    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, FdObject,
+    Mapping,
 };
 use crate::header::{Header, RingParams};
+use crate::options::OpenOptions;
 use crate::region::DataRegion;
 use crate::Error;
 
@@ -72,11 +77,13 @@ impl MemfdSegment {
 }
 
 /// Creates a sealed memfd named `label` (a label only: `/proc/PID/fd` shows it as
-/// `/memfd:<label>`) and a ring for `params` in it.
+/// `/memfd:<label>`) with permission bits `mode` (0600 or 0660), and a ring for
+/// `params` in it.
 pub(crate) fn create(
     label: &str,
     params: &RingParams,
     mem: &MemoryOptions,
+    mode: u32,
 ) -> Result<MemfdSegment, Error> {
     let name = format!("memfd:{label}");
     if label.len() > MAX_LABEL || label.contains('\0') {
@@ -93,6 +100,8 @@ pub(crate) fn create(
     }
     let fd = memfd_create(label, flags)
         .map_err(|e| on_huge_pages(io_err("memfd_create", &name, e), huge))?;
+    fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
+        .map_err(|e| io_err("fchmod", &name, e))?;
     ftruncate(&fd, len as libc::off_t).map_err(|e| io_err("ftruncate", &name, e))?;
     // Seal it before anyone else can hold it.
     fcntl(&fd, FcntlArg::F_ADD_SEALS(SEALS)).map_err(|e| io_err("fcntl(F_ADD_SEALS)", &name, e))?;
@@ -127,10 +136,11 @@ fn name_of(fd: BorrowedFd<'_>) -> String {
 }
 
 /// Opens the ring in the memfd `fd` as kind `expected_kind`. The memfd must carry the
-/// seals `create` puts on it.
+/// seals `create` puts on it, and an owner and mode that `accept` allows.
 pub(crate) fn open(
     fd: OwnedFd,
     expected_kind: u32,
+    accept: &OpenOptions,
     ready_wait: Duration,
 ) -> Result<(MemfdSegment, RingParams), Error> {
     let name = name_of(fd.as_fd());
@@ -152,6 +162,8 @@ pub(crate) fn open(
             ),
         });
     }
+    let st = fstat(&fd).map_err(|e| io_err("fstat", &name, e))?;
+    check_permissions(&name, st.st_uid, st.st_mode, accept)?;
     let object = FdObject {
         fd: fd.as_fd(),
         name: &name,

@@ -93,6 +93,18 @@ impl Segment {
         }
     }
 
+    /// The descriptor of the file behind the segment (POSIX, memfd), on which
+    /// endpoints take their liveness locks; `None` for SysV and heap segments.
+    #[cfg(not(loom))]
+    pub(crate) fn file_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self {
+            Segment::Posix(s) => Some(s.file().as_fd()),
+            Segment::Memfd(s) => Some(s.fd()),
+            _ => None,
+        }
+    }
+
     /// The memfd of a memfd segment.
     #[cfg(not(loom))]
     pub(crate) fn memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
@@ -116,44 +128,48 @@ pub(crate) enum Location<'a> {
 }
 
 /// Creates a segment for `params` as `mem.backing` says: for POSIX named `name`; for
-/// SysV with its key (`name` unused); for memfd labelled `name`. `remove_on_drop`:
-/// the segment's name or key is removed when it is dropped (POSIX and SysV).
+/// SysV with its key (`name` unused); for memfd labelled `name`; with permission bits
+/// `mode` (0600 or 0660). `remove_on_drop`: the segment's name or key is removed when
+/// it is dropped (POSIX and SysV).
 #[cfg(not(loom))]
 pub(crate) fn create(
     name: &str,
     params: &crate::header::RingParams,
     mem: &backing::MemoryOptions,
+    mode: u32,
     remove_on_drop: bool,
 ) -> Result<Segment, crate::Error> {
     Ok(match mem.backing {
         backing::Backing::Posix => {
-            Segment::Posix(posix::create(name, params, mem, remove_on_drop)?)
+            Segment::Posix(posix::create(name, params, mem, mode, remove_on_drop)?)
         }
         backing::Backing::SysV { key } => {
-            Segment::SysV(sysv::create(key, params, mem, remove_on_drop)?)
+            Segment::SysV(sysv::create(key, params, mem, mode, remove_on_drop)?)
         }
-        backing::Backing::Memfd => Segment::Memfd(memfd::create(name, params, mem)?),
+        backing::Backing::Memfd => Segment::Memfd(memfd::create(name, params, mem, mode)?),
     })
 }
 
-/// Opens the segment at `location` as a ring of kind `expected_kind`.
+/// Opens the segment at `location` as a ring of kind `expected_kind`, if `accept`
+/// allows its owner and mode.
 #[cfg(not(loom))]
 pub(crate) fn open(
     location: Location<'_>,
     expected_kind: u32,
+    accept: &crate::OpenOptions,
 ) -> Result<(Segment, crate::header::RingParams), crate::Error> {
     let wait = shared::READY_WAIT;
     Ok(match location {
         Location::Posix(name) => {
-            let (s, p) = posix::open(name, expected_kind, wait)?;
+            let (s, p) = posix::open(name, expected_kind, accept, wait)?;
             (Segment::Posix(s), p)
         }
         Location::SysV(key) => {
-            let (s, p) = sysv::open(key, expected_kind, wait)?;
+            let (s, p) = sysv::open(key, expected_kind, accept, wait)?;
             (Segment::SysV(s), p)
         }
         Location::Fd(fd) => {
-            let (s, p) = memfd::open(fd, expected_kind, wait)?;
+            let (s, p) = memfd::open(fd, expected_kind, accept, wait)?;
             (Segment::Memfd(s), p)
         }
     })

@@ -1,11 +1,18 @@
 //! POSIX shared-memory segments (`shm_open`, on Linux a file in /dev/shm), and their
 //! huge-page form: a file of the same name in a hugetlbfs mount.
 //!
-//! Create: `O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW`, then `fchmod(0600)` (so the
-//! umask plays no part), `ftruncate`, map, initialise the header, and publish READY.
-//! An existing object is never truncated. Open: the discipline of
+//! Create: `O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW` with mode 0600, then `fchmod` to
+//! 0600 or 0660 (so the umask plays no part), `ftruncate`, map, initialise the header,
+//! and publish READY. An existing object is never truncated. Open: `fstat` the
+//! descriptor and check its owner and mode
+//! ([`check_permissions`](super::shared::check_permissions)), then the discipline of
 //! [`open_object`](super::shared::open_object) (`fstat` before every mapping, bounded
 //! wait for READY, header validation).
+//!
+//! A POSIX object can be resized by any process that can open it for writing: one that
+//! shrinks it under a mapping makes accesses past the new end raise SIGBUS (see the
+//! crate's trust model). The owner and mode checks keep that to the owner (and, with
+//! group access, its group).
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -16,13 +23,15 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
-use nix::sys::stat::{fchmod, Mode};
+use nix::sys::stat::{fchmod, fstat, Mode};
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    init_segment, io_err, object_len, on_huge_pages, open_object, FdObject, Mapping,
+    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, FdObject,
+    Mapping,
 };
-use crate::header::{Header, RingParams};
+use crate::header::{Header, RingParams, HEADER_SIZE};
+use crate::options::OpenOptions;
 use crate::region::DataRegion;
 use crate::Error;
 
@@ -30,8 +39,8 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct PosixSegment {
     map: Mapping,
-    /// Kept open: the crash detection to come takes its locks on this descriptor.
-    _file: File,
+    /// Kept open: endpoints reopen it for their liveness locks (`liveness.rs`).
+    file: File,
     name: String,
     capacity: usize,
     /// The hugetlbfs file that holds the segment, if it is not in /dev/shm.
@@ -54,6 +63,10 @@ impl PosixSegment {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 }
 
@@ -224,20 +237,27 @@ fn create_object(name: &str, huge: Option<usize>) -> Result<(File, Option<PathBu
     }
 }
 
-/// Creates a new segment for `params`; fails with `AlreadyExists` if the name is taken.
+/// Creates a new segment for `params` with permission bits `mode` (0600 or 0660); fails
+/// with `AlreadyExists` if the name is taken.
 pub(crate) fn create(
     name: &str,
     params: &RingParams,
     mem: &MemoryOptions,
+    mode: u32,
     unlink_on_drop: bool,
 ) -> Result<PosixSegment, Error> {
     validate_name(name)?;
     // Size it.
     let (len, huge) = object_len(params, mem, name)?;
     let (file, hugetlbfs_path) = create_object(name, huge)?;
+    // While we make it, we hold the lock on its init byte: an opener that finds it
+    // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
+    // but an opener may come between `shm_open` and here: it waits a grace period.
+    let _ = crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte());
     // From here on the name is ours: remove it again if anything fails.
     let placed = (|| {
-        fchmod(&file, Mode::S_IRUSR | Mode::S_IWUSR).map_err(|e| io_err("fchmod", name, e))?;
+        fchmod(&file, Mode::from_bits_truncate(mode as libc::mode_t))
+            .map_err(|e| io_err("fchmod", name, e))?;
         file.set_len(len as u64).map_err(|source| Error::Io {
             op: "ftruncate",
             name: name.to_string(),
@@ -250,10 +270,11 @@ pub(crate) fn create(
         init_segment(&map, params, mem, name)?;
         Ok(map)
     })();
+    crate::liveness::ofd_unlock(file.as_fd(), crate::liveness::init_lock_byte());
     match placed {
         Ok(map) => Ok(PosixSegment {
             map,
-            _file: file,
+            file,
             name: name.to_string(),
             capacity: params.capacity,
             hugetlbfs_path,
@@ -303,15 +324,18 @@ fn open_object_file(name: &str) -> Result<(File, Option<PathBuf>), Error> {
     })
 }
 
-/// Opens an existing segment of kind `expected_kind`, waiting up to `ready_wait` for a
-/// creator that is still initialising it.
+/// Opens an existing segment of kind `expected_kind` whose owner and mode `accept`
+/// allows, waiting up to `ready_wait` for a creator that is still initialising it.
 pub(crate) fn open(
     name: &str,
     expected_kind: u32,
+    accept: &OpenOptions,
     ready_wait: Duration,
 ) -> Result<(PosixSegment, RingParams), Error> {
     validate_name(name)?;
     let (file, hugetlbfs_path) = open_object_file(name)?;
+    let st = fstat(&file).map_err(|e| io_err("fstat", name, e))?;
+    check_permissions(name, st.st_uid, st.st_mode, accept)?;
     let object = FdObject {
         fd: file.as_fd(),
         name,
@@ -321,7 +345,7 @@ pub(crate) fn open(
     Ok((
         PosixSegment {
             map,
-            _file: file,
+            file,
             name: name.to_string(),
             capacity: params.capacity,
             hugetlbfs_path,
@@ -329,6 +353,54 @@ pub(crate) fn open(
         },
         params,
     ))
+}
+
+/// Removes the segment `name` if nobody uses it: we take the lock of every byte of
+/// its header at once (so no endpoint holds its slot, no creator its init byte, and
+/// none can take one while we look), `unused` agrees on its header, and the name
+/// still names the file we locked. Returns whether it removed it. An endpoint that
+/// opened the segment before and attaches after sees it unlinked and gives up
+/// (`setup::still_linked`).
+pub(crate) fn remove_if_unused(
+    name: &str,
+    unused: impl FnOnce(&Header) -> bool,
+) -> Result<bool, Error> {
+    validate_name(name)?;
+    let (file, hugetlbfs_path) = match open_object_file(name) {
+        Ok(f) => f,
+        Err(Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let fd = file.as_fd();
+    match crate::liveness::ofd_try_lock_range(fd, 0, HEADER_SIZE as i64) {
+        Ok(true) => {}
+        Ok(false) => return Ok(false),
+        Err(e) => return Err(io_err("fcntl(F_OFD_SETLK)", name, e)),
+    }
+    let st = nix::sys::stat::fstat(fd).map_err(|e| io_err("fstat", name, e))?;
+    if (st.st_size as u64) >= HEADER_SIZE as u64 {
+        let map = Mapping::mmap(fd, HEADER_SIZE, false, name)?;
+        if !unused(map.header()) {
+            return Ok(false);
+        }
+    }
+    let path = hugetlbfs_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/{}", &name[1..])));
+    match nix::sys::stat::stat(&path) {
+        Ok(now) if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => {}
+        _ => return Ok(false), // replaced meanwhile: not the one we looked at
+    }
+    let removed = match &hugetlbfs_path {
+        Some(path) => std::fs::remove_file(path).map_err(|source| Error::Io {
+            op: "unlink (hugetlbfs)",
+            name: name.to_string(),
+            source,
+        }),
+        None => shm_unlink(name).map_err(|e| io_err("shm_unlink", name, e)),
+    };
+    // Closing `file` lets the locks go.
+    removed.map(|()| true)
 }
 
 /// Removes the segment `name` (from /dev/shm, else from a hugetlbfs mount). Endpoints

@@ -5,6 +5,8 @@
 //! - sizing a new segment ([`object_len`]), including huge pages, and the last steps of
 //!   every create ([`init_segment`]: lock the memory if asked, write the header, publish
 //!   READY);
+//! - the permission check of every open ([`check_permissions`]): owner and mode,
+//!   before anything is mapped;
 //! - the open discipline ([`open_object`]): size the object before mapping anything,
 //!   map the header, wait (bounded) for READY, validate every field, check the size
 //!   again, then map the whole segment.
@@ -21,6 +23,7 @@ use nix::sys::stat::fstat;
 
 use super::backing::MemoryOptions;
 use crate::header::{Header, HeaderFault, RingParams, HEADER_SIZE, STATE_POISONED};
+use crate::options::OpenOptions;
 use crate::region::DataRegion;
 use crate::Error;
 
@@ -381,15 +384,72 @@ fn memlock_limit() -> Option<u64> {
     (r == 0).then_some(rl.rlim_cur)
 }
 
-/// The size of the SysV segment `shmid` (`shmctl(IPC_STAT)`).
-pub(crate) fn shm_size(shmid: i32, name: &str) -> Result<usize, Error> {
+/// The SysV segment `shmid`'s `shmctl(IPC_STAT)`: size, owner, mode, attachments.
+pub(crate) fn shm_stat(shmid: i32, name: &str) -> Result<libc::shmid_ds, Error> {
     let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
     // SAFETY: `ds` is a writable shmid_ds for IPC_STAT to fill.
     if unsafe { libc::shmctl(shmid, libc::IPC_STAT, ds.as_mut_ptr()) } != 0 {
         return Err(io_err("shmctl(IPC_STAT)", name, Errno::last()));
     }
     // SAFETY: IPC_STAT succeeded and filled it (and zeroed is a valid shmid_ds anyway).
-    Ok(unsafe { ds.assume_init() }.shm_segsz)
+    Ok(unsafe { ds.assume_init() })
+}
+
+/// The size of the SysV segment `shmid` (`shmctl(IPC_STAT)`).
+pub(crate) fn shm_size(shmid: i32, name: &str) -> Result<usize, Error> {
+    Ok(shm_stat(shmid, name)?.shm_segsz)
+}
+
+// ---------------------------------------------------------------------------------
+// Permissions
+// ---------------------------------------------------------------------------------
+
+/// Checks an existing segment's owner and permission bits (`st_uid`/`st_mode`, or
+/// `shm_perm.uid`/`mode`) against what the opener accepts, before anything is mapped:
+/// the owner must be this process's effective user (root included) unless
+/// `foreign_owner`, and no permission bit may lie outside `accept.mode`.
+pub(crate) fn check_permissions(
+    name: &str,
+    owner: u32,
+    mode: u32,
+    accept: &OpenOptions,
+) -> Result<(), Error> {
+    let mode = mode & 0o777;
+    let refuse = |reason: String| {
+        Err(Error::Permissions {
+            name: name.to_string(),
+            owner,
+            mode,
+            reason,
+        })
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    if owner != euid && !accept.foreign_owner {
+        return refuse(format!(
+            "it is owned by uid {owner}, not by this process's effective uid {euid}; \
+             accept a segment of another user with OpenOptions::foreign_owner(true)"
+        ));
+    }
+    let extra = mode & !accept.mode;
+    if extra != 0 {
+        let who = match (extra & 0o070 != 0, extra & 0o007 != 0) {
+            (_, true) => "every user",
+            (true, false) => "its group",
+            (false, false) => "its owner",
+        };
+        let option = if mode & !0o660 == 0 && extra & !0o060 == 0 {
+            "OpenOptions::group_access(true) (RingOptions::group_access for create_or_open)"
+                .to_string()
+        } else {
+            format!("OpenOptions::accept_mode({mode:#o})")
+        };
+        return refuse(format!(
+            "its mode grants {who} more than the {:04o} accepted (bits {extra:04o}); \
+             accept it with {option}",
+            accept.mode
+        ));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------
@@ -402,10 +462,35 @@ pub(crate) trait Object {
     fn size(&self) -> Result<u64, Error>;
     /// Maps at least its first `len` bytes (`HEADER_SIZE <= len <= size`).
     fn map(&self, len: usize) -> Result<Mapping, Error>;
-    /// Whether a size under one header may still grow: a POSIX object between its
-    /// creator's `shm_open` and `ftruncate`. A sealed memfd and a SysV segment have their
+    /// Whether a size of 0 may still grow: a POSIX object between its creator's
+    /// `shm_open` and `ftruncate`. A sealed memfd and a SysV segment have their
     /// size from the start.
     fn may_grow(&self) -> bool;
+    /// Whether the creator of a segment that is not ready yet is known to have died
+    /// (its init lock is free: POSIX only). `false` where that cannot be told.
+    fn creator_gone(&self) -> bool {
+        false
+    }
+}
+
+/// How long a segment must stay unready with its creator's init lock free before it
+/// counts as abandoned: a creator takes the lock right after `shm_open`, and an
+/// opener may look in between.
+const ABANDON_GRACE: Duration = Duration::from_millis(100);
+
+/// Tracks how long a segment has been unready with its creator gone.
+#[derive(Default)]
+struct Abandonment(Option<Instant>);
+
+impl Abandonment {
+    /// Whether `obj` (unready now) counts as abandoned.
+    fn abandoned(&mut self, obj: &impl Object) -> bool {
+        if !obj.creator_gone() {
+            self.0 = None;
+            return false;
+        }
+        self.0.get_or_insert_with(Instant::now).elapsed() >= ABANDON_GRACE
+    }
 }
 
 /// A file descriptor's object: a POSIX shared-memory object, a hugetlbfs file, a memfd.
@@ -442,6 +527,14 @@ impl Object for FdObject<'_> {
     fn may_grow(&self) -> bool {
         self.may_grow
     }
+
+    fn creator_gone(&self) -> bool {
+        self.may_grow
+            && matches!(
+                crate::liveness::ofd_held(self.fd, crate::liveness::init_lock_byte()),
+                Ok(false)
+            )
+    }
 }
 
 /// Opens the segment in `obj` as a ring of kind `expected_kind`: sizes it before
@@ -456,18 +549,27 @@ pub(crate) fn open_object(
 ) -> Result<(Mapping, RingParams), Error> {
     let start = Instant::now();
     let mut backoff = Duration::from_micros(50);
+    let mut abandonment = Abandonment::default();
     // Between a POSIX creator's shm_open and its ftruncate the object is empty: wait.
+    // The ftruncate sets the whole length at once, so any other size under a header is
+    // final.
     loop {
         let size = obj.size()?;
         if size >= HEADER_SIZE as u64 {
             break;
         }
-        if !obj.may_grow() {
+        if !obj.may_grow() || size > 0 {
             return Err(Error::Corrupt {
                 name: name.to_string(),
                 field: "segment size",
                 value: size,
                 reason: "smaller than the 4096-byte header: not a shmlane segment",
+            });
+        }
+        if abandonment.abandoned(obj) {
+            return Err(Error::Abandoned {
+                name: name.to_string(),
+                state: 0,
             });
         }
         if start.elapsed() >= ready_wait {
@@ -484,6 +586,14 @@ pub(crate) fn open_object(
         let size = obj.size()?;
         match probe.header().validate(expected_kind, size) {
             Ok(params) => break params,
+            Err(HeaderFault::NotReady { state })
+                if state != STATE_POISONED && abandonment.abandoned(obj) =>
+            {
+                return Err(Error::Abandoned {
+                    name: name.to_string(),
+                    state,
+                })
+            }
             Err(HeaderFault::NotReady { state })
                 if state != STATE_POISONED && start.elapsed() < ready_wait =>
             {

@@ -1,11 +1,13 @@
 //! System V shared-memory segments: `shmget` with a key, `shmat`, `shmdt`,
 //! `shmctl(IPC_STAT / IPC_RMID)`.
 //!
-//! Create: `shmget(key, len, IPC_CREAT | IPC_EXCL | 0600)` sizes and places a zeroed
-//! segment in one step (no umask applies; an existing key is never reused), then
-//! `shmat`, initialise the header and publish READY. Open: `shmget(key, 0, 0)`, then
-//! the discipline of [`open_object`] (`shmctl(IPC_STAT)` before attaching, bounded wait
-//! for READY, header validation). A SysV segment cannot change size once made, so what
+//! Create: `shmget(key, len, IPC_CREAT | IPC_EXCL | 0600)` (0660 with group access)
+//! sizes and places a zeroed segment in one step (no umask applies; an existing key is
+//! never reused), then `shmat`, initialise the header and publish READY. Open:
+//! `shmget(key, 0, 0)`, check the owner and mode that `shmctl(IPC_STAT)` reports
+//! (`shm_perm.uid`, `shm_perm.mode`: [`check_permissions`]), then the discipline of
+//! [`open_object`] (`shmctl(IPC_STAT)` before attaching, bounded wait for READY, header
+//! validation). A SysV segment cannot change size once made, so what
 //! `IPC_STAT` reports is what stays mapped.
 //!
 //! Removal (`IPC_RMID`) frees the key at once, but the segment lives on, usable by
@@ -20,9 +22,11 @@ use nix::errno::Errno;
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    huge_err, init_segment, io_err, object_len, open_object, shm_size, Mapping, Object,
+    check_permissions, huge_err, init_segment, io_err, object_len, open_object, shm_size, shm_stat,
+    Mapping, Object,
 };
 use crate::header::{Header, RingParams};
+use crate::options::OpenOptions;
 use crate::region::DataRegion;
 use crate::Error;
 
@@ -116,19 +120,20 @@ pub fn ftok(path: impl AsRef<Path>, id: u8) -> Result<i32, Error> {
     Ok(key)
 }
 
-/// Creates a new segment with `key` for `params`; fails with `AlreadyExists` if the key
-/// is taken.
+/// Creates a new segment with `key` for `params`, permission bits `mode` (0600 or
+/// 0660); fails with `AlreadyExists` if the key is taken.
 pub(crate) fn create(
     key: i32,
     params: &RingParams,
     mem: &MemoryOptions,
+    mode: u32,
     remove_on_drop: bool,
 ) -> Result<SysVSegment, Error> {
     check_key(key)?;
     let name = segment_name(key);
     // Size it and place it: shmget makes it zeroed, of its final size.
     let (len, huge) = object_len(params, mem, &name)?;
-    let mut flags = libc::IPC_CREAT | libc::IPC_EXCL | 0o600;
+    let mut flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int;
     if huge.is_some() {
         flags |= libc::SHM_HUGETLB;
     }
@@ -203,15 +208,20 @@ impl Object for ShmObject<'_> {
     }
 }
 
-/// Opens the existing segment with `key` as a ring of kind `expected_kind`, waiting up
-/// to `ready_wait` for a creator that is still initialising it.
+/// Opens the existing segment with `key` as a ring of kind `expected_kind`, if `accept`
+/// allows its owner and mode, waiting up to `ready_wait` for a creator that is still
+/// initialising it.
 pub(crate) fn open(
     key: i32,
     expected_kind: u32,
+    accept: &OpenOptions,
     ready_wait: Duration,
 ) -> Result<(SysVSegment, RingParams), Error> {
     let name = segment_name(key);
     let shmid = lookup(key, &name)?;
+    // The low 9 bits of shm_perm.mode are the permissions (SHM_DEST, SHM_LOCKED above).
+    let perm = shm_stat(shmid, &name)?.shm_perm;
+    check_permissions(&name, perm.uid, u32::from(perm.mode) & 0o777, accept)?;
     let object = ShmObject { shmid, name: &name };
     let (map, params) = open_object(&object, &name, expected_kind, ready_wait)?;
     Ok((

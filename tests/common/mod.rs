@@ -125,8 +125,11 @@ pub mod offsets {
     pub const SPACE_READY: u64 = 1152;
     pub const TAIL: u64 = 1280;
     pub const HEAD: u64 = 1408;
-    /// Endpoint slot `i` is at `ENDPOINTS + 32 * i`; its state is the first u32.
+    /// Endpoint slot `i` is at `ENDPOINTS + ENDPOINT_SLOT_SIZE * i`; its state is the
+    /// first u32, the pid of its holder the second; its claim note is at +32.
     pub const ENDPOINTS: u64 = 2048;
+    /// Size of one endpoint slot.
+    pub const ENDPOINT_SLOT_SIZE: u64 = 64;
     /// The data region starts after the 4096-byte header.
     pub const DATA: u64 = 4096;
 }
@@ -356,6 +359,17 @@ impl Procs {
             report: String::from_utf8_lossy(&report).into_owned(),
         });
         true
+    }
+
+    /// Child `idx`'s result if it has ended, without waiting (and without the test's
+    /// deadline: for callers that keep a deadline per child, such as the corruption
+    /// sweep, and [`kill`](Self::kill) the ones that overrun it).
+    pub fn try_wait(&mut self, idx: usize) -> Option<ChildResult> {
+        if self.try_reap(idx) {
+            self.children[idx].result.clone()
+        } else {
+            None
+        }
     }
 
     /// SIGKILLs every child still running and reaps it.

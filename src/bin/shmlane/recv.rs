@@ -95,7 +95,7 @@ fn recv_error(e: RecvError, got: u64) -> Failure {
             Failure::peer_gone("the sender left before sending everything (nothing received)")
         }
         RecvError::Disconnected | RecvError::Truncated => Failure::peer_gone(format!(
-            "the sender left before the end: {} ({got} bytes) received",
+            "the sender left or died before the end: {} ({got} bytes) received",
             human_bytes(got)
         )),
         other => Failure::io(format!("cannot receive: {other}")),

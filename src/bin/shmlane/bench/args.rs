@@ -98,7 +98,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, 
 }
 
 /// Wraps `text` at `width` columns, every line after the first indented by `indent`.
-fn wrap(text: &str, width: usize, indent: usize) -> String {
+pub(crate) fn wrap(text: &str, width: usize, indent: usize) -> String {
     let mut out = String::new();
     let mut col = indent;
     for word in text.split_whitespace() {
@@ -158,6 +158,22 @@ own buffer and checks it (sequence number and last byte), as read() would.
     of messages is timed for {tp_full} ({tp_quick} with --quick), and the table
     gives the volume it moved; the streamed message is {stream_full} long
     ({stream_quick} with --quick).
+  MPMC / SPSC: the MPMC rows above over the SPSC rows of the same wait and
+    size (one producer and one consumer per ring): round-trip p50 and p99,
+    one-way messages/s.
+  MPMC throughput, messages/s, {contention_sizes} messages, 1P1C, 2P2C and 4P4C: P
+    producers and C consumers on one channel, producers pinned to the first
+    CPU and consumers to the second. Each producer sends until told to stop;
+    each consumer copies out and checks every message (producer id, each
+    producer's sequence in order, length, last byte); at the end the
+    messages taken must equal those sent. The rate counts the messages
+    consumed between two instants {c_full} apart after a {cw_full} warm-up
+    ({c_quick} after {cw_quick} with --quick): the steady state. shmlane's
+    endpoints use the default Wait::Adaptive there (4P4C is 8 processes: on
+    2 CPUs, endpoints that spin take the CPU from the peers they wait for);
+    Wait::Spin for 1P1C only. Ratios to crossbeam's ArrayQueue between
+    threads (this/AQ) and to a shared pipe (this/pipe) of the same size and
+    shape, and to the row's own 1P1C (/1P1C).
   Ratios, all within the run: round trips to the raw-cache-line floor
     (p50/floor, p99/floor) and to a pipe (pipe/this: times faster than a
     pipe); throughput to a pipe (this/pipe). Then the targets shmlane is held
@@ -173,13 +189,29 @@ Rows (ID for --only and the JSON, the name in the table):
         stream_quick = super::report::size_u64(quick.stream_len),
         tp_full = secs(full.timed_ns),
         tp_quick = secs(quick.timed_ns),
+        contention_sizes = super::contention::SIZES
+            .iter()
+            .map(|&s| super::report::size(s))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        c_full = secs(full.contention_timed_ns),
+        cw_full = secs(full.contention_warm_ns),
+        c_quick = secs(quick.contention_timed_ns),
+        cw_quick = secs(quick.contention_warm_ns),
     );
     for m in MECHANISMS {
-        let which = match (m.latency, m.loads) {
-            (true, Loads::None) => "round trips",
-            (true, _) => "round trips, throughput",
-            (false, _) => "throughput",
-        };
+        let mut parts: Vec<String> = Vec::new();
+        if m.latency {
+            parts.push("round trips".into());
+        }
+        if m.loads != Loads::None {
+            parts.push("throughput".into());
+        }
+        if !m.contention.is_empty() {
+            let shapes: Vec<String> = m.contention.iter().map(|s| s.to_string()).collect();
+            parts.push(format!("MPMC throughput {}", shapes.join(" ")));
+        }
+        let which = parts.join(", ");
         let _ = writeln!(o, "  {}: {}", m.id, m.label);
         let _ = writeln!(o, "      {}", wrap(&format!("[{which}] {}", m.help), 80, 6));
     }

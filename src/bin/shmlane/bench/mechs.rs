@@ -1,7 +1,8 @@
 //! The mechanisms `shmlane bench` measures: one table, one entry per row of the
 //! output. The table decides the order of the rows, which measurements each
-//! mechanism takes part in, its identifier in the JSON, its name in the table and the
-//! help text that says what its rows measure.
+//! mechanism takes part in (round trips, one-way throughput, MPMC throughput with
+//! several producers and consumers), its identifier in the JSON, its name in the
+//! table and the help text that says what its rows measure.
 //!
 //! Adding a mechanism is one entry here plus, if it is a new kind of channel, its
 //! set-up in `Runner::latency` / `Runner::throughput`; a row of one of shmlane's
@@ -45,6 +46,9 @@ pub(crate) enum Mech {
     Tcp,
     /// A POSIX message queue (two for round trips).
     Mqueue,
+    /// crossbeam's `ArrayQueue` between threads of one process (MPMC throughput
+    /// only): what an in-process MPMC queue does on this machine.
+    ArrayQueue,
 }
 
 impl Mech {
@@ -69,6 +73,33 @@ pub(crate) enum Loads {
     All,
 }
 
+/// The producers and consumers of an MPMC throughput row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) producers: usize,
+    pub(crate) consumers: usize,
+}
+
+impl Shape {
+    const fn new(producers: usize, consumers: usize) -> Self {
+        Shape {
+            producers,
+            consumers,
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}P{}C", self.producers, self.consumers)
+    }
+}
+
+/// The shapes of the MPMC throughput rows, in order.
+pub(crate) const SHAPES: [Shape; 3] = [Shape::new(1, 1), Shape::new(2, 2), Shape::new(4, 4)];
+/// One producer and one consumer only.
+const ONE_ONE: &[Shape] = &[Shape::new(1, 1)];
+
 /// One entry of [`MECHANISMS`].
 #[derive(Debug)]
 pub(crate) struct MechSpec {
@@ -80,6 +111,8 @@ pub(crate) struct MechSpec {
     /// Whether it has round-trip rows.
     pub(crate) latency: bool,
     pub(crate) loads: Loads,
+    /// The shapes of its MPMC throughput rows (none: not in that section).
+    pub(crate) contention: &'static [Shape],
     /// What its rows measure and how it is configured, for `--help`.
     pub(crate) help: &'static str,
 }
@@ -100,6 +133,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "raw shared cache line (floor)",
         latency: true,
         loads: Loads::None,
+        contention: &[],
         help: "Each side writes the payload and then a sequence word \
                into its own page of a shared mapping, and spins on the peer's word; the \
                payload shares the word's cache line up to 56 bytes. No ring, no \
@@ -112,6 +146,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "futex doorbell (sleeping floor)",
         latency: true,
         loads: Loads::None,
+        contention: &[],
         help: "The same pages, but the receiver goes to sleep in \
                FUTEX_WAIT at once and the sender always calls FUTEX_WAKE (shared, not \
                private, futexes): the least any round trip costs that wakes a sleeper \
@@ -123,6 +158,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "shmlane SPSC, Wait::Spin",
         latency: true,
         loads: Loads::All,
+        contention: &[],
         help: "shmlane::spsc, both endpoints busy-polling. Round trips: two 64 KiB rings, \
                one per direction. Throughput: one 1 MiB ring (4 MiB for 1 MiB messages, so \
                that each message is one record). send(&[u8]) and recv(&mut Vec<u8>): a \
@@ -135,6 +171,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "shmlane SPSC, Wait::Adaptive",
         latency: true,
         loads: Loads::All,
+        contention: &[],
         help: "The same rings with the default wait: spin up to 20 us, yield until \
                200 us, then sleep on the futex event count.",
     },
@@ -144,6 +181,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "shmlane SPSC, Park, futex",
         latency: true,
         loads: Loads::Small,
+        contention: &[],
         help: "The same rings, both endpoints sleeping at once whenever they would wait \
                (Wait::Park, Notifier::Futex): every round trip wakes two sleepers. \
                Throughput for 64 B and 4 KiB messages only.",
@@ -154,6 +192,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "shmlane SPSC, Park, semaphore",
         latency: true,
         loads: Loads::Small,
+        contention: &[],
         help: "As the row above, sleeping on process-shared POSIX semaphores in the \
                header (Notifier::Semaphore).",
     },
@@ -163,11 +202,13 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "shmlane MPMC, Wait::Spin",
         latency: true,
         loads: Loads::All,
-        help: "shmlane::mpmc with one producer and one consumer per ring (the MPMC \
-               protocol's own cost, uncontended; the criterion bench mpmc_contention \
-               measures several of each), both busy-polling. Rings as for SPSC, cells \
+        contention: ONE_ONE,
+        help: "shmlane::mpmc, every endpoint busy-polling. Round trips and one-way \
+               throughput: one producer and one consumer per ring (the MPMC protocol's \
+               own cost, uncontended, beside the SPSC rows), rings as for SPSC, cells \
                sized to the message (64 B to a quarter of the ring), so that each \
-               message takes one cell.",
+               message takes one cell. MPMC throughput: 1P1C only (spinning processes \
+               that outnumber the cores starve each other).",
     },
     MechSpec {
         mech: mpmc(Wait::Adaptive, Notifier::Futex),
@@ -175,7 +216,14 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "shmlane MPMC, Wait::Adaptive",
         latency: true,
         loads: Loads::All,
-        help: "The same MPMC rings with the default wait.",
+        contention: &SHAPES,
+        help: "The same MPMC rings with the default wait (spin up to 20 us, yield \
+               until 200 us, then sleep). MPMC throughput: P producer and C consumer \
+               processes (1P1C, 2P2C, 4P4C) on one 1 MiB ring made with create_ring, \
+               cells of the message size, max_endpoints = P + C; each producer \
+               send(&[u8])s, each consumer recv(&mut Vec<u8>)s. The default wait \
+               there because 4P4C is 8 processes on 2 cores: endpoints that spin \
+               would take the CPU from the peers they wait for.",
     },
     MechSpec {
         mech: mpmc(Wait::Park, Notifier::Futex),
@@ -183,8 +231,26 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "shmlane MPMC, Park, futex",
         latency: true,
         loads: Loads::Small,
+        contention: &[],
         help: "The same MPMC rings, both endpoints sleeping at once whenever they wait. \
                Throughput for 64 B and 4 KiB messages only.",
+    },
+    MechSpec {
+        mech: Mech::ArrayQueue,
+        id: "crossbeam-arrayqueue",
+        label: "crossbeam ArrayQueue",
+        latency: false,
+        loads: Loads::None,
+        contention: &SHAPES,
+        help: "crossbeam_queue::ArrayQueue between threads of one (forked) process: \
+               P producer threads pinned as the producer processes are, C consumer \
+               threads as the consumers. Its elements are { len: u32, bytes: [u8; N] } \
+               with N the message size, and 1 MiB / N of them (the bytes of shmlane's \
+               ring): a producer stamps the message in its own element and push() \
+               copies it in, pop() copies it out and the consumer checks it there: \
+               one copy in and one out per message, as send(&[u8]) and \
+               recv(&mut Vec<u8>) do. Threads wait with crossbeam_utils::Backoff \
+               (spin, then sched_yield); they never sleep.",
     },
     MechSpec {
         mech: Mech::Pipe,
@@ -192,12 +258,18 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "pipe",
         latency: true,
         loads: Loads::All,
+        contention: &SHAPES,
         help: "pipe2(): two pipes for round trips, one for throughput, the default \
                buffer (64 KiB). The sender write()s each message whole; a round trip's \
                receiver read()s exactly one message, a throughput consumer reads through \
                a 64 KiB buffer (one read() takes every message already queued, up to \
                64 KiB) and copies each message out of it. The throughput ratios \
-               (this/pipe) divide by this row.",
+               (this/pipe) divide by this row. MPMC throughput: one pipe shared by \
+               every producer and consumer process, blocking reads and writes; each \
+               write() is one whole message of at most PIPE_BUF (4 KiB), so atomic, \
+               and each consumer read()s up to 64 KiB and copies each message out \
+               (a read always ends on a message boundary, since every write is one \
+               message of the same length; checked).",
     },
     MechSpec {
         mech: Mech::PipePolled,
@@ -205,6 +277,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "pipe, busy-polled reads",
         latency: true,
         loads: Loads::None,
+        contention: &[],
         help: "Two pipes whose read ends are O_NONBLOCK and read in a spinning loop: \
                no sleep and no wake-up, what a kernel channel costs when its receiver \
                burns a core as Wait::Spin does (two system calls per hop remain).",
@@ -215,6 +288,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "pipe, 1 MiB buffer",
         latency: false,
         loads: Loads::All,
+        contention: &[],
         help: "As the pipe, its buffer raised to 1 MiB with F_SETPIPE_SZ \
                (the row is skipped when the kernel refuses it: pipe-max-size).",
     },
@@ -224,6 +298,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "UNIX stream socket",
         latency: true,
         loads: Loads::All,
+        contention: &[],
         help: "socketpair(AF_UNIX, SOCK_STREAM), read and written as the pipe. \
                Throughput rows with SO_SNDBUF and SO_RCVBUF raised to 4 MiB, or to \
                net.core.wmem_max / rmem_max if lower (what an unprivileged process \
@@ -236,6 +311,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "UNIX seqpacket socket",
         latency: true,
         loads: Loads::All,
+        contention: &[],
         help: "socketpair(AF_UNIX, SOCK_SEQPACKET), buffers as the stream socket: one \
                packet per message, the receiver checks each packet's length \
                (MSG_TRUNC). The kernel refuses a packet larger than the send buffer, so \
@@ -248,6 +324,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "TCP loopback, NODELAY",
         latency: true,
         loads: Loads::All,
+        contention: &[],
         help: "A TCP connection over 127.0.0.1, TCP_NODELAY on both ends (no Nagle \
                delay: each message leaves at once, as with every other row), buffers as \
                the stream socket (fixed buffers also beat TCP's autotuning here), read \
@@ -259,6 +336,7 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
         label: "POSIX message queue",
         latency: true,
         loads: Loads::All,
+        contention: &[],
         help: "mq_open/mq_send/mq_receive (two queues for round trips), each queue as \
                deep and its messages as large as an unprivileged user may make them \
                (/proc/sys/fs/mqueue/msg_max and msgsize_max, 10 and 8 KiB by default; the \

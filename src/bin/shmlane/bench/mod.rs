@@ -1,7 +1,9 @@
 //! `shmlane bench`: round-trip latency and one-way throughput of shmlane beside
 //! pipes, UNIX stream and seqpacket sockets, TCP loopback, POSIX message queues and
 //! the two floors (a raw shared cache line; a futex doorbell), measured in one run
-//! with real processes.
+//! with real processes; and the throughput of shmlane's MPMC ring with several
+//! producer and consumer processes beside crossbeam's `ArrayQueue` between threads
+//! and a shared pipe ([`contention`]).
 //!
 //! Every measurement: the parent sets up the segment, pipe, socket or queue, forks a
 //! producer (pinger) pinned to the first allowed CPU and a consumer (ponger) pinned to
@@ -15,6 +17,7 @@
 
 mod args;
 mod baselines;
+mod contention;
 mod mechs;
 mod plot;
 mod process;
@@ -31,7 +34,7 @@ use shmlane::{Notifier, Wait};
 pub(crate) use args::main;
 use args::Options;
 use baselines::{BufferedStream, ByteStream, ChanRx, ChanTx, Packets, SeqPacket};
-use mechs::{Loads, Mech, MechSpec, RingKind, MECHANISMS};
+use mechs::{Loads, Mech, MechSpec, RingKind, Shape, MECHANISMS, SHAPES};
 use process::{fork_child, now_ns, Child, ControlMap, ShmNames, SignalBlock};
 use stats::{Curve, Percentiles};
 use workload::{Duplex, LatencyPlan, Rx, Span, Tx};
@@ -91,6 +94,9 @@ pub(crate) struct Config {
     /// Length of the streamed message, and of the one streamed first as a warm-up.
     pub(crate) stream_len: u64,
     pub(crate) stream_warmup: u64,
+    /// Warm-up and timed part of an MPMC throughput row.
+    pub(crate) contention_warm_ns: u64,
+    pub(crate) contention_timed_ns: u64,
     /// Longest time one measurement may take before its children are killed.
     pub(crate) timeout: Duration,
 }
@@ -119,6 +125,8 @@ impl Config {
                 timed_ns: 200 * MS,
                 stream_len: 64 << 20,
                 stream_warmup: 8 << 20,
+                contention_warm_ns: 30 * MS,
+                contention_timed_ns: 150 * MS,
                 timeout: Duration::from_secs(20),
             }
         } else {
@@ -141,6 +149,8 @@ impl Config {
                 timed_ns: 500 * MS,
                 stream_len: 256 << 20,
                 stream_warmup: 32 << 20,
+                contention_warm_ns: 100 * MS,
+                contention_timed_ns: 500 * MS,
                 timeout: Duration::from_secs(60),
             }
         }
@@ -293,6 +303,18 @@ pub(crate) struct ThroughputRow {
     pub(crate) skipped: Option<String>,
 }
 
+/// An MPMC throughput row: `shape` over one channel, `len`-byte messages.
+#[derive(Clone, Debug)]
+pub(crate) struct ContentionRow {
+    pub(crate) spec: &'static MechSpec,
+    pub(crate) len: usize,
+    pub(crate) shape: Shape,
+    pub(crate) buffer: Option<Buffer>,
+    /// Per round: the messages consumed in the timed part, and its length.
+    pub(crate) rounds: Vec<Transfer>,
+    pub(crate) skipped: Option<String>,
+}
+
 /// Everything one run measured.
 #[derive(Clone, Debug)]
 pub(crate) struct Results {
@@ -300,6 +322,7 @@ pub(crate) struct Results {
     pub(crate) env: Env,
     pub(crate) latency: Vec<LatencyRow>,
     pub(crate) throughput: Vec<ThroughputRow>,
+    pub(crate) contention: Vec<ContentionRow>,
     pub(crate) elapsed: Duration,
 }
 
@@ -347,11 +370,32 @@ fn rows(opts: &Options, config: &Config, env: &Env) -> Results {
                 })
         })
         .collect();
+    let contention = contention::SIZES
+        .iter()
+        .flat_map(|&len| {
+            SHAPES.iter().flat_map(move |&shape| {
+                MECHANISMS
+                    .iter()
+                    .filter(chosen)
+                    .filter(move |m| m.contention.contains(&shape))
+                    .map(move |spec| ContentionRow {
+                        spec,
+                        len,
+                        shape,
+                        buffer: None,
+                        rounds: Vec::new(),
+                        skipped: (env.cpus.is_none() && spec.mech.spins())
+                            .then(|| "needs 2 CPUs (it spins)".into()),
+                    })
+            })
+        })
+        .collect();
     Results {
         config: config.clone(),
         env: env.clone(),
         latency,
         throughput,
+        contention,
         elapsed: Duration::ZERO,
     }
 }
@@ -407,7 +451,10 @@ fn measure(opts: &Options) -> Result<Results, BenchError> {
         env: &env,
         names: ShmNames::default(),
         next_name: 0,
-        progress: Progress::new(config.rounds * (results.latency.len() + results.throughput.len())),
+        progress: Progress::new(
+            config.rounds
+                * (results.latency.len() + results.throughput.len() + results.contention.len()),
+        ),
     };
     for round in 0..config.rounds {
         for row in &mut results.latency {
@@ -443,6 +490,28 @@ fn measure(opts: &Options) -> Result<Results, BenchError> {
                 Ok((t, setup)) => {
                     row.buffer = setup.buffer;
                     row.note = setup.note;
+                    row.rounds.push(t);
+                }
+                Err(BenchError::Unavailable(why)) => row.skipped = Some(why),
+                Err(e) => return Err(runner.fail(e)),
+            }
+        }
+        for row in &mut results.contention {
+            runner.progress.step(
+                round,
+                &format!(
+                    "MPMC throughput {} {} {}",
+                    report::size(row.len),
+                    row.shape,
+                    row.spec.label
+                ),
+            );
+            if row.skipped.is_some() {
+                continue;
+            }
+            match runner.contention(row.spec.mech, row.len, row.shape) {
+                Ok((t, setup)) => {
+                    row.buffer = setup.buffer;
                     row.rounds.push(t);
                 }
                 Err(BenchError::Unavailable(why)) => row.skipped = Some(why),
@@ -583,7 +652,7 @@ impl Runner<'_> {
                 let (a, b) = baselines::mq_duplex(names, len)?;
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
             }
-            Mech::PipeBig => {
+            Mech::PipeBig | Mech::ArrayQueue => {
                 return Err(BenchError::Unavailable("not a round-trip mechanism".into()))
             }
         };
@@ -749,7 +818,7 @@ impl Runner<'_> {
                 });
                 (children, Setup { buffer, note })
             }
-            Mech::RawLine | Mech::FutexDoorbell | Mech::PipePolled => {
+            Mech::RawLine | Mech::FutexDoorbell | Mech::PipePolled | Mech::ArrayQueue => {
                 return Err(BenchError::Unavailable("not a throughput mechanism".into()))
             }
         };

@@ -100,6 +100,9 @@ impl Drop for SharedMap {
 
 /// Room for a child's error message.
 const ERROR_BYTES: usize = 1000;
+/// Children of one measurement that can report an error: a pair, or the producers
+/// and consumers of an MPMC throughput row (4 + 4).
+pub(crate) const MAX_CHILDREN: usize = 8;
 
 /// The control block at the start of a [`ControlMap`]: start barrier, phase flag,
 /// timestamps, and each child's error message.
@@ -117,12 +120,12 @@ pub(crate) struct Control {
     /// Timed messages the consumer took, or round trips the pinger timed.
     pub(crate) count: AtomicU64,
     /// Length of the message in `error_text[slot]`; written last (Release).
-    error_len: [AtomicU32; 2],
-    error_text: [UnsafeCell<[u8; ERROR_BYTES]>; 2],
+    error_len: [AtomicU32; MAX_CHILDREN],
+    error_text: [UnsafeCell<[u8; ERROR_BYTES]>; MAX_CHILDREN],
 }
 
-/// Bytes before the latency samples in a [`ControlMap`].
-const CONTROL_BYTES: usize = 4096;
+/// Bytes before the latency samples in a [`ControlMap`] (a multiple of the page).
+const CONTROL_BYTES: usize = 4 * 4096;
 const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);
 
 impl Control {
@@ -160,6 +163,9 @@ impl Control {
     }
 
     fn set_error(&self, slot: usize, text: &str) {
+        if slot >= MAX_CHILDREN {
+            return;
+        }
         let n = text.len().min(ERROR_BYTES);
         // SAFETY: only the child of slot `slot` writes this text, once, before it exits;
         // the parent reads it only after reaping that child.
@@ -171,7 +177,7 @@ impl Control {
     }
 
     fn error(&self, slot: usize) -> Option<String> {
-        let n = self.error_len[slot].load(Ordering::Acquire) as usize;
+        let n = self.error_len.get(slot)?.load(Ordering::Acquire) as usize;
         if n == 0 {
             return None;
         }
@@ -276,8 +282,8 @@ pub(crate) fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// Pins the calling process to `cpu`.
-fn pin_to(cpu: usize) -> Result<(), String> {
+/// Pins the calling thread (the whole process if it has one thread) to `cpu`.
+pub(crate) fn pin_to(cpu: usize) -> Result<(), String> {
     // SAFETY: as in `allowed_cpus`.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` comes from `allowed_cpus`, so it is below CPU_SETSIZE.
@@ -451,6 +457,64 @@ fn describe_status(st: libc::c_int) -> String {
     }
 }
 
+/// Reaps whichever children have exited (without waiting). `Ok(true)` once every
+/// child has exited with status 0; a child that failed, or with `early` any child
+/// that exited at all, kills the others and returns the error.
+fn reap(
+    children: &mut [Child],
+    ctl: &Control,
+    what: &str,
+    early: bool,
+) -> Result<bool, BenchError> {
+    let mut failed = None;
+    for (i, c) in children.iter_mut().enumerate() {
+        if c.status.is_some() {
+            continue;
+        }
+        let mut st = 0;
+        // SAFETY: `pid` is our unreaped child; `st` is writable.
+        let r = unsafe { libc::waitpid(c.pid, &mut st, libc::WNOHANG) };
+        if r == c.pid {
+            c.status = Some(st);
+            if early || !(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {
+                failed = failed.or(Some(i));
+            }
+        } else if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(BenchError::Failed(format!("{what}: waitpid: {e}")));
+        }
+    }
+    if let Some(i) = failed {
+        for c in children.iter_mut() {
+            c.kill();
+        }
+        let c = &children[i];
+        let mut status = describe_status(c.status.unwrap_or_default());
+        if early {
+            status.push_str(" before the measurement ended");
+        }
+        let msg = match ctl.error(c.slot) {
+            Some(e) => format!("{what}: the {} {status}: {e}", c.role),
+            None => format!("{what}: the {} {status}", c.role),
+        };
+        return Err(BenchError::Failed(msg));
+    }
+    Ok(children.iter().all(|c| c.status.is_some()))
+}
+
+/// Kills the children on a stop signal.
+fn on_signal(children: &mut [Child], signal: Option<libc::c_int>) -> Result<(), BenchError> {
+    match signal {
+        Some(s) if s != libc::SIGCHLD => {
+            for c in children.iter_mut() {
+                c.kill();
+            }
+            Err(BenchError::Interrupted(s))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Waits for every child to exit with status 0, for at most `timeout`. On a child's
 /// failure, a timeout or a stop signal, kills the others and returns the error.
 pub(crate) fn supervise(
@@ -461,37 +525,7 @@ pub(crate) fn supervise(
 ) -> Result<(), BenchError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let mut failed = None;
-        for (i, c) in children.iter_mut().enumerate() {
-            if c.status.is_some() {
-                continue;
-            }
-            let mut st = 0;
-            // SAFETY: `pid` is our unreaped child; `st` is writable.
-            let r = unsafe { libc::waitpid(c.pid, &mut st, libc::WNOHANG) };
-            if r == c.pid {
-                c.status = Some(st);
-                if !(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {
-                    failed = Some(i);
-                }
-            } else if r < 0 {
-                let e = std::io::Error::last_os_error();
-                return Err(BenchError::Failed(format!("{what}: waitpid: {e}")));
-            }
-        }
-        if let Some(i) = failed {
-            for c in children.iter_mut() {
-                c.kill();
-            }
-            let c = &children[i];
-            let status = describe_status(c.status.unwrap_or_default());
-            let msg = match ctl.error(c.slot) {
-                Some(e) => format!("{what}: the {} {status}: {e}", c.role),
-                None => format!("{what}: the {} {status}", c.role),
-            };
-            return Err(BenchError::Failed(msg));
-        }
-        if children.iter().all(|c| c.status.is_some()) {
+        if reap(children, ctl, what, false)? {
             return Ok(());
         }
         let now = Instant::now();
@@ -504,15 +538,37 @@ pub(crate) fn supervise(
                 timeout.as_secs()
             )));
         }
-        match wait_signal(deadline - now) {
-            Some(s) if s != libc::SIGCHLD => {
-                for c in children.iter_mut() {
-                    c.kill();
-                }
-                return Err(BenchError::Interrupted(s));
-            }
-            _ => {}
+        on_signal(children, wait_signal(deadline - now))?;
+    }
+}
+
+/// While the children run a measurement that the parent times itself (they exit only
+/// when told to stop): waits until `until`, or until `done()` holds if given (polled
+/// every millisecond; without it the parent sleeps through, so it takes no CPU time
+/// from the children). `Ok(true)`: `done()` held; `Ok(false)`: `until` came. A child
+/// that exits in the meantime, or a stop signal, kills the children and returns the
+/// error.
+pub(crate) fn watch(
+    children: &mut [Child],
+    ctl: &Control,
+    until: Instant,
+    what: &str,
+    done: Option<&dyn Fn() -> bool>,
+) -> Result<bool, BenchError> {
+    loop {
+        reap(children, ctl, what, true)?;
+        if done.is_some_and(|d| d()) {
+            return Ok(true);
         }
+        let now = Instant::now();
+        if now >= until {
+            return Ok(false);
+        }
+        let mut nap = until - now;
+        if done.is_some() {
+            nap = nap.min(Duration::from_millis(1));
+        }
+        on_signal(children, wait_signal(nap))?;
     }
 }
 

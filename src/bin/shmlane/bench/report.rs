@@ -7,9 +7,9 @@ use std::fmt::Write;
 
 use shmlane::{Notifier, Wait};
 
-use super::mechs::{Mech, RingKind};
+use super::mechs::{Mech, RingKind, Shape, SHAPES};
 use super::stats::{median, Curve, Percentiles, CURVE_PPM};
-use super::{Config, LatencyRow, Load, Results, ThroughputRow};
+use super::{Config, ContentionRow, LatencyRow, Load, Results, ThroughputRow, LATENCY_SIZES};
 
 /// `8 B`, `1 KiB`, `64 KiB`, `1 MiB`, `256 MiB`, ... (exact multiples only; else
 /// the smaller unit).
@@ -85,6 +85,43 @@ pub(crate) struct ThroughputFigures<'a> {
     pub(crate) vs_pipe: Option<f64>,
 }
 
+/// An MPMC throughput row with its medians and ratios (each to the row of the same
+/// message size and shape).
+pub(crate) struct ContentionFigures<'a> {
+    pub(crate) row: &'a ContentionRow,
+    pub(crate) msgs_per_s: Option<f64>,
+    pub(crate) gb_per_s: Option<f64>,
+    /// Over crossbeam's ArrayQueue between threads.
+    pub(crate) vs_queue: Option<f64>,
+    /// Over the shared pipe.
+    pub(crate) vs_pipe: Option<f64>,
+    /// Over the same mechanism's 1P1C row: how it scales.
+    pub(crate) vs_one: Option<f64>,
+}
+
+/// MPMC over SPSC, one ring of each kind with one producer and one consumer.
+pub(crate) struct MpmcVsSpsc {
+    pub(crate) wait: Wait,
+    /// Round trips: `(size, p50 ratio, p99 ratio)`.
+    pub(crate) round_trip: Vec<(usize, Option<f64>, Option<f64>)>,
+    /// One-way messages/s: `(size, ratio)`.
+    pub(crate) one_way: Vec<(usize, Option<f64>)>,
+}
+
+/// The waits of the MPMC-over-SPSC comparison, with their names.
+const COMPARED_WAITS: [(Wait, &str); 3] = [
+    (Wait::Spin, "Spin"),
+    (Wait::Adaptive, "Adaptive"),
+    (Wait::Park, "Park"),
+];
+
+fn wait_name(wait: Wait) -> &'static str {
+    COMPARED_WAITS
+        .iter()
+        .find(|(w, _)| *w == wait)
+        .map_or("?", |(_, n)| n)
+}
+
 /// A target computed from the run.
 pub(crate) struct Target {
     name: String,
@@ -117,6 +154,8 @@ impl Target {
 pub(crate) struct Summary<'a> {
     pub(crate) latency: Vec<LatencyFigures<'a>>,
     pub(crate) throughput: Vec<ThroughputFigures<'a>>,
+    pub(crate) contention: Vec<ContentionFigures<'a>>,
+    pub(crate) mpmc_vs_spsc: Vec<MpmcVsSpsc>,
     targets: Vec<Target>,
 }
 
@@ -203,13 +242,80 @@ pub(crate) fn summarize(r: &Results) -> Summary<'_> {
         })
         .collect();
 
-    let lat = |mech: Mech, size: usize| {
+    // The MPMC throughput rows: messages/s, the median across rounds.
+    let msgs = |row: &ContentionRow| {
+        median_of(
+            row.rounds
+                .iter()
+                .map(|t| t.messages as f64 * 1e9 / t.nanos.max(1) as f64),
+        )
+    };
+    let crowd_rate = |mech: Mech, len: usize, shape: Shape| {
+        r.contention
+            .iter()
+            .find(|c| c.spec.mech == mech && c.len == len && c.shape == shape)
+            .and_then(msgs)
+    };
+    let one_one = SHAPES[0];
+    let contention: Vec<ContentionFigures<'_>> = r
+        .contention
+        .iter()
+        .map(|row| {
+            let m = msgs(row);
+            ContentionFigures {
+                row,
+                msgs_per_s: m,
+                gb_per_s: m.map(|m| m * row.len as f64 / 1e9),
+                vs_queue: ratio(m, crowd_rate(Mech::ArrayQueue, row.len, row.shape)),
+                vs_pipe: ratio(m, crowd_rate(Mech::Pipe, row.len, row.shape)),
+                vs_one: ratio(m, crowd_rate(row.spec.mech, row.len, one_one)),
+            }
+        })
+        .collect();
+
+    let lat_of = |mech: Mech, size: usize| {
         latency
             .iter()
             .find(|l| l.row.spec.mech == mech && l.row.size == size)
             .and_then(|l| l.median)
-            .map(|m| m.p50 as f64)
     };
+    let lat = |mech: Mech, size: usize| lat_of(mech, size).map(|m| m.p50 as f64);
+    let ring = |kind, wait| Mech::Ring(kind, wait, Notifier::Futex);
+    let mpmc_vs_spsc = COMPARED_WAITS
+        .iter()
+        .map(|&(wait, _)| {
+            let (m, sp) = (ring(RingKind::Mpmc, wait), ring(RingKind::Spsc, wait));
+            let p = |mech, size, pick: fn(&Percentiles) -> u64| {
+                lat_of(mech, size).map(|x| pick(&x) as f64)
+            };
+            MpmcVsSpsc {
+                wait,
+                round_trip: LATENCY_SIZES
+                    .iter()
+                    .map(|&size| {
+                        (
+                            size,
+                            ratio(p(m, size, |x| x.p50), p(sp, size, |x| x.p50)),
+                            ratio(p(m, size, |x| x.p99), p(sp, size, |x| x.p99)),
+                        )
+                    })
+                    .collect(),
+                one_way: super::contention::SIZES
+                    .iter()
+                    .map(|&size| {
+                        let load = Load::Messages(size);
+                        let rate = |mech: Mech| {
+                            throughput
+                                .iter()
+                                .find(|t| t.row.spec.mech == mech && t.row.load == load)
+                                .and_then(|t| t.msgs_per_s)
+                        };
+                        (size, ratio(rate(m), rate(sp)))
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
     let tput = |mech: Mech, load: Load, pick: fn(&ThroughputFigures<'_>) -> Option<f64>| {
         throughput
             .iter()
@@ -263,10 +369,39 @@ pub(crate) fn summarize(r: &Results) -> Summary<'_> {
             at_most: false,
             threshold: 5.0,
         },
+        Target {
+            name: "MPMC 1P1C 8 B round trip p50 / SPSC p50, Wait::Spin".into(),
+            value: ratio(
+                lat(ring(RingKind::Mpmc, Wait::Spin), 8),
+                lat(ring(RingKind::Spsc, Wait::Spin), 8),
+            ),
+            at_most: true,
+            threshold: 1.5,
+        },
+        Target {
+            name: "MPMC 1P1C 8 B round trip p50 / SPSC p50, Wait::Adaptive".into(),
+            value: ratio(
+                lat(ring(RingKind::Mpmc, Wait::Adaptive), 8),
+                lat(ring(RingKind::Spsc, Wait::Adaptive), 8),
+            ),
+            at_most: true,
+            threshold: 1.5,
+        },
+        Target {
+            name: "MPMC 2P2C 64 B msgs/s, processes / ArrayQueue 1P1C threads".into(),
+            value: ratio(
+                crowd_rate(ring(RingKind::Mpmc, Wait::Adaptive), 64, SHAPES[1]),
+                crowd_rate(Mech::ArrayQueue, 64, one_one),
+            ),
+            at_most: false,
+            threshold: 1.0,
+        },
     ];
     Summary {
         latency,
         throughput,
+        contention,
+        mpmc_vs_spsc,
         targets,
     }
 }
@@ -448,6 +583,7 @@ pub(crate) fn table(r: &Results) -> String {
     for (k, note) in notes.iter().enumerate() {
         let _ = writeln!(o, "{:>3} {note}", "*".repeat(k + 1));
     }
+    mpmc_section(&mut o, &s, c, e);
 
     let _ = writeln!(o, "\nTargets (ratios within this run)");
     for t in &s.targets {
@@ -466,6 +602,96 @@ pub(crate) fn table(r: &Results) -> String {
     }
     let _ = writeln!(o, "\nrun took {:.1} s", r.elapsed.as_secs_f64());
     o
+}
+
+/// The MPMC section of the table: MPMC over SPSC with one producer and one consumer,
+/// then the throughput with several of each.
+fn mpmc_section(o: &mut String, s: &Summary<'_>, c: &Config, e: &super::Env) {
+    let measured = |m: &&MpmcVsSpsc| {
+        m.round_trip.iter().any(|r| r.1.is_some() || r.2.is_some())
+            || m.one_way.iter().any(|r| r.1.is_some())
+    };
+    let compared: Vec<&MpmcVsSpsc> = s.mpmc_vs_spsc.iter().filter(measured).collect();
+    if !compared.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nMPMC / SPSC, one producer and one consumer per ring (rows above): round-trip \
+             p50 and p99\n(above 1 = MPMC slower), one-way msgs/s (below 1 = MPMC slower)"
+        );
+        let mut head = format!("{:<9}", "wait");
+        for &len in &LATENCY_SIZES {
+            let _ = write!(head, " {:>15}", format!("{} p50 / p99", size(len)));
+        }
+        for &len in &super::contention::SIZES {
+            let _ = write!(head, " {:>14}", format!("{} msgs/s", size(len)));
+        }
+        let _ = writeln!(o, "{head}");
+        for m in compared {
+            let mut line = format!("{:<9}", wait_name(m.wait));
+            for (_, p50, p99) in &m.round_trip {
+                let _ = write!(
+                    line,
+                    " {:>15}",
+                    format!("{} / {}", times(*p50), times(*p99))
+                );
+            }
+            for (_, r) in &m.one_way {
+                let _ = write!(line, " {:>14}", times(*r));
+            }
+            let _ = writeln!(o, "{line}");
+        }
+    }
+    if s.contention.is_empty() {
+        return;
+    }
+    let pinning = match e.cpus {
+        Some([a, b]) => format!("producers pinned to CPU {a}, consumers to CPU {b}"),
+        None => "one CPU: not pinned".into(),
+    };
+    let text = format!(
+        "MPMC throughput: P producers and C consumers on one channel, shmlane's ring and \
+         the pipe between processes, ArrayQueue between threads; {pinning}. msgs/s = \
+         messages consumed in {} after a {} warm-up; every consumer copies out and checks \
+         every message (producer id, each producer's order, length, last byte), and the \
+         messages taken must equal those sent. shmlane's endpoints wait with the default \
+         Wait::Adaptive (4P4C is 8 processes on {} CPUs: spinning would starve them); \
+         Wait::Spin at 1P1C only. Ratios to the row of the same size and shape \
+         (AQ: ArrayQueue), and to the row's own 1P1C.",
+        span(c.contention_timed_ns),
+        span(c.contention_warm_ns),
+        e.allowed_cpus
+    );
+    let _ = writeln!(o, "\n{}", super::args::wrap(&text, 96, 0));
+    let _ = writeln!(
+        o,
+        "{:<6} {:<5} {:<31} {:>14} {:>9} {:>7} {:>10} {:>9} {:>7}",
+        "size", "shape", "mechanism", "buffer", "msgs/s", "GB/s", "this/AQ", "this/pipe", "/1P1C"
+    );
+    let mut last: Option<(usize, Shape)> = None;
+    for t in &s.contention {
+        let key = (t.row.len, t.row.shape);
+        let (sz, shape) = match last {
+            Some((l, sh)) if l == key.0 && sh == key.1 => (String::new(), String::new()),
+            Some((l, _)) if l == key.0 => (String::new(), t.row.shape.to_string()),
+            _ => (size(t.row.len), t.row.shape.to_string()),
+        };
+        last = Some(key);
+        let label = t.row.spec.label;
+        if let Some(why) = &t.row.skipped {
+            let _ = writeln!(o, "{sz:<6} {shape:<5} {label:<31} skipped: {why}");
+            continue;
+        }
+        let buffer = t.row.buffer.as_ref().map_or("-", |b| b.text.as_str());
+        let _ = writeln!(
+            o,
+            "{sz:<6} {shape:<5} {label:<31} {buffer:>14} {:>9} {:>7} {:>10} {:>9} {:>7}",
+            t.msgs_per_s.map_or("n/a".into(), rate),
+            opt(t.gb_per_s, 3),
+            times(t.vs_queue),
+            times(t.vs_pipe),
+            times(t.vs_one)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -610,6 +836,8 @@ pub(crate) fn json(r: &Results) -> String {
         ("throughput_timed_ns", J::Int(c.timed_ns)),
         ("stream_bytes", J::Int(c.stream_len)),
         ("stream_warmup_bytes", J::Int(c.stream_warmup)),
+        ("contention_warmup_ns", J::Int(c.contention_warm_ns)),
+        ("contention_timed_ns", J::Int(c.contention_timed_ns)),
         ("timeout_s", J::Int(c.timeout.as_secs())),
     ]);
     let env = J::Obj(vec![
@@ -706,6 +934,96 @@ pub(crate) fn json(r: &Results) -> String {
             })
             .collect(),
     );
+    // The rows' identifier is "id" here ("mechanism" in the other sections).
+    let contention = J::Arr(
+        s.contention
+            .iter()
+            .map(|t| {
+                J::Obj(vec![
+                    ("id", J::str(t.row.spec.id)),
+                    ("label", J::str(t.row.spec.label)),
+                    (
+                        "between",
+                        J::str(if t.row.spec.mech == Mech::ArrayQueue {
+                            "threads"
+                        } else {
+                            "processes"
+                        }),
+                    ),
+                    ("message_bytes", J::Int(t.row.len as u64)),
+                    ("producers", J::Int(t.row.shape.producers as u64)),
+                    ("consumers", J::Int(t.row.shape.consumers as u64)),
+                    (
+                        "buffer",
+                        t.row
+                            .buffer
+                            .as_ref()
+                            .map_or(J::Null, |b| J::str(b.text.clone())),
+                    ),
+                    ("skipped", J::opt_str(&t.row.skipped)),
+                    ("msgs_per_s", J::num(t.msgs_per_s, 0)),
+                    ("gb_per_s", J::num(t.gb_per_s, 4)),
+                    ("vs_array_queue", J::num(t.vs_queue, 3)),
+                    ("vs_pipe", J::num(t.vs_pipe, 3)),
+                    ("vs_1p1c", J::num(t.vs_one, 3)),
+                    (
+                        "rounds",
+                        J::Arr(
+                            t.row
+                                .rounds
+                                .iter()
+                                .map(|r| {
+                                    J::Obj(vec![
+                                        ("ns", J::Int(r.nanos)),
+                                        ("messages", J::Int(r.messages)),
+                                    ])
+                                })
+                                .collect(),
+                        ),
+                    ),
+                ])
+            })
+            .collect(),
+    );
+    let mpmc_vs_spsc = J::Arr(
+        s.mpmc_vs_spsc
+            .iter()
+            .map(|m| {
+                J::Obj(vec![
+                    ("wait", J::str(wait_name(m.wait))),
+                    (
+                        "round_trip",
+                        J::Arr(
+                            m.round_trip
+                                .iter()
+                                .map(|&(size, p50, p99)| {
+                                    J::Obj(vec![
+                                        ("message_bytes", J::Int(size as u64)),
+                                        ("p50_ratio", J::num(p50, 3)),
+                                        ("p99_ratio", J::num(p99, 3)),
+                                    ])
+                                })
+                                .collect(),
+                        ),
+                    ),
+                    (
+                        "one_way_msgs",
+                        J::Arr(
+                            m.one_way
+                                .iter()
+                                .map(|&(size, r)| {
+                                    J::Obj(vec![
+                                        ("message_bytes", J::Int(size as u64)),
+                                        ("ratio", J::num(r, 3)),
+                                    ])
+                                })
+                                .collect(),
+                        ),
+                    ),
+                ])
+            })
+            .collect(),
+    );
     let targets = J::Arr(
         s.targets
             .iter()
@@ -725,6 +1043,8 @@ pub(crate) fn json(r: &Results) -> String {
         ("env", env),
         ("latency", latency),
         ("throughput", throughput),
+        ("mpmc_vs_spsc", mpmc_vs_spsc),
+        ("contention", contention),
         ("targets", targets),
         ("elapsed_s", J::Num(r.elapsed.as_secs_f64(), 2)),
     ]);

@@ -25,7 +25,8 @@
 //!   payload, then store `p + N` into each of the `k` stamps with Release.
 //! - A producer stalled between its claim and its publish holds up consumers at its
 //!   record only (other producers keep claiming and publishing behind it); a consumer
-//!   stalled between its claim and its release holds up only the reuse of its cells.
+//!   stalled between its claim and its release holds up no other consumer, and
+//!   producers only when they come round to its cells a lap later.
 //!
 //! # Streams (messages larger than one record)
 //!
@@ -43,12 +44,20 @@
 //! # Waking
 //!
 //! Producers sleep on "space available", consumers on "data available", the event
-//! counts of `wait.rs` shared by all endpoints. A notifier makes a system call only
-//! when someone sleeps, and then wakes every sleeper of that event count. (Waking one
-//! would need each woken endpoint that leaves without taking what it was woken for
-//! — a deadline, a stream slot held by another — to pass the wake-up on; a missed
-//! hand-off costs a whole park slice. With at most 64 endpoints, waking all is the
-//! bounded, provable choice.)
+//! counts of `wait.rs` shared by all endpoints, and waiters for a stream slot on one
+//! event count per slot. A notifier makes a system call only when someone is
+//! registered to sleep and not yet woken: it wakes every sleeper of that event count
+//! and takes them off the count (`wait.rs`), so the records and releases that follow,
+//! until one of them registers again, cost no system call, however long the woken
+//! take to get a CPU. (Waking one sleeper per record would wake fewer processes, but
+//! needs every woken consumer that leaves without a record to hand the wake-up on,
+//! and per-waiter accounting that the taken-off count cannot give; with at most 64
+//! endpoints, and one wake-up call per sleep rather than per record, waking all is
+//! the simpler provable choice. Producers must be woken all at once anyway: a
+//! release may free room for one that needs little and not for one that needs
+//! much.)
+
+mod recovery;
 
 use std::sync::Arc;
 
@@ -57,7 +66,11 @@ use crate::frame::{
     cells_for, decode_cell, encode_cell, CellRecord, DataRecord, BEGIN_PREFIX, FLAGS_ABORTED,
     FLAGS_WHOLE, FLAG_BEGIN, FLAG_END, FLAG_PAD,
 };
-use crate::header::{Header, RingParams, KIND_MPMC, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::header::{
+    EndpointSlot, Header, RingParams, CLAIM_CONFIRMED, CLAIM_VALID, KIND_MPMC, ROLE_CONSUMER,
+    ROLE_PRODUCER,
+};
+use crate::liveness::{Liveness, Watch};
 use crate::message::{
     consumer_methods, producer_methods, Claim, Mode, Partial, RecordConsumer, RecordProducer,
 };
@@ -83,16 +96,16 @@ enum Poll<T> {
 
 /// Waits for `poll` to find something other than `Empty` (on `ready`, as `wait`
 /// says) or other than `SlotHeld` (parked on `slot_free`), until `deadline`.
-/// `Ok(None)`: timed out.
+/// `Ok(None)`: timed out. `poll(true)` now and then: look for dead endpoints too.
 fn wait_for<T, E>(
     wait: Wait,
     spinner: &mut Spinner,
     deadline: Option<std::time::Instant>,
     ready: EventCount<'_>,
     slot_free: EventCount<'_>,
-    mut poll: impl FnMut() -> Result<Poll<T>, E>,
+    mut poll: impl FnMut(bool) -> Result<Poll<T>, E>,
 ) -> Result<Option<T>, E> {
-    let mut last = poll()?;
+    let mut last = poll(false)?;
     loop {
         let (strategy, ec, waiting_for) = match last {
             Poll::Ready(v) => return Ok(Some(v)),
@@ -105,8 +118,8 @@ fn wait_for<T, E>(
         } else {
             &mut park_spinner
         };
-        let next = block_on(strategy, spinner, deadline, ec, || {
-            Ok(match poll()? {
+        let next = block_on(strategy, spinner, deadline, ec, |thorough| {
+            Ok(match poll(thorough)? {
                 Poll::Empty if waiting_for == 0 => None,
                 Poll::SlotHeld if waiting_for == 1 => None,
                 other => Some(other),
@@ -119,6 +132,9 @@ fn wait_for<T, E>(
     }
 }
 
+/// `View::slot` before the view holds one.
+const NO_SLOT: usize = usize::MAX;
+
 /// Bits of `tail` and `head` above the position: the stream slots.
 pub(crate) const CURSOR_FLAG_BITS: u32 = 8;
 const POS_BITS: u32 = 64 - CURSOR_FLAG_BITS;
@@ -126,6 +142,25 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 /// Positions beyond this are corruption (a ring gets there after 2^55 cells: more
 /// than a year at a billion messages a second).
 const MAX_POSITION: u64 = 1 << (POS_BITS - 1);
+
+/// Whether `stamp` is a value the stamp of the cell of `pos` can ever hold: that
+/// cell's positions are `pos + m·n`, and its stamp is one of them ("free for it") or
+/// one of them + 1 ("published there").
+#[inline]
+fn stamp_fits(stamp: u64, pos: u64, n: u64) -> bool {
+    stamp.wrapping_sub(pos) & (n - 1) <= 1
+}
+
+/// The latest value of `cursor` (a read-modify-write reads the last value in its
+/// modification order, where a load may return an older one), given that `seen` was
+/// read from it. Used before calling a value corruption: a plain load could still
+/// return the stale value that made the stamp look wrong.
+#[cold]
+fn latest(cursor: &AtomicU64, seen: u64) -> u64 {
+    match cursor.compare_exchange(seen, seen, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(v) | Err(v) => v,
+    }
+}
 
 #[inline(always)]
 fn pos_of(word: u64) -> u64 {
@@ -203,65 +238,85 @@ struct View {
     n: u64,
     /// log2 of the cell size.
     cell_shift: u32,
+    /// Our hold on `slot`, and the test of the other endpoints' lives.
+    liveness: Liveness,
+    /// When a `try_*` call that found nothing should look for dead endpoints.
+    watch: Watch,
 }
 
 impl View {
     fn attach(seg: Arc<Segment>, params: RingParams, role: u32) -> Result<Self, Error> {
         crate::setup::check_fences(&params, seg.name())?;
         let header = seg.header();
-        let mut slot = None;
-        for (i, s) in header.endpoints[..params.max_endpoints as usize]
-            .iter()
-            .enumerate()
-        {
-            match s.try_attach(role) {
-                Ok(true) => {
-                    slot = Some(i);
-                    break;
-                }
-                Ok(false) => {}
-                Err(state) => {
-                    return Err(Error::Corrupt {
-                        name: seg.name().to_string(),
-                        field: "endpoint state",
-                        value: state.into(),
-                        reason: "not vacant, attached or detached",
-                    })
-                }
+        for (what, word) in [("tail", &header.tail), ("head", &header.head)] {
+            let w = word.load(Ordering::Acquire);
+            if pos_of(w) > MAX_POSITION || holder_of(w) > u64::from(params.max_endpoints) {
+                return Err(Error::Corrupt {
+                    name: seg.name().to_string(),
+                    field: what,
+                    value: w,
+                    reason: "position beyond 2^55 or stream holder beyond max_endpoints",
+                });
             }
         }
-        let Some(slot) = slot else {
-            return Err(Error::Busy {
-                name: seg.name().to_string(),
-                endpoint: "mpmc endpoint (every one of the ring's max_endpoints slots is \
-                           attached)",
-            });
-        };
-        let view = View {
+        let mut view = View {
             header,
             data: seg.data(),
             table: seg.cell_table(&params),
             n: params.cells() as u64,
             cell_shift: params.cell_size.trailing_zeros(),
             params,
-            slot,
+            slot: NO_SLOT,
             role,
+            liveness: Liveness::for_segment(&seg),
+            watch: Watch::default(),
             seg,
         };
+        let slots = &view.header().endpoints;
+        let attached = view.liveness.attach(
+            slots,
+            0..params.max_endpoints as usize,
+            role,
+            &mut |i, was| recovery::recover(&view, i, was),
+        );
+        let slot = match attached {
+            Ok(Some(slot)) => slot,
+            Ok(None) => {
+                return Err(Error::Busy {
+                    name: view.seg.name().to_string(),
+                    endpoint: "mpmc endpoint (every one of the ring's max_endpoints slots \
+                               holds a live endpoint)",
+                })
+            }
+            Err(e) => return Err(crate::setup::attach_error(&view.seg, e)),
+        };
+        view.slot = slot;
         // From here on, dropping `view` detaches again.
         view.role_count(role)
             .fetch_add(1 | 1 << 32, Ordering::AcqRel);
-        for (what, word) in [("tail", &view.header().tail), ("head", &view.header().head)] {
-            let w = word.load(Ordering::Acquire);
-            if pos_of(w) > MAX_POSITION || holder_of(w) > u64::from(params.max_endpoints) {
-                return Err(view.corrupt(
-                    what,
-                    w,
-                    "position beyond 2^55 or stream holder beyond max_endpoints",
-                ));
+        // Endpoints that died before we came may have left cells claimed: recover them
+        // now rather than at our first wait.
+        view.reap_dead()
+            .map_err(|c| view.corrupt(c.what, c.value, "found recovering a dead endpoint"))?;
+        Ok(view)
+    }
+
+    /// Recovers every other endpoint that is proven dead (`liveness.rs`), and frees a
+    /// stream slot whose holder's endpoint slot holds no endpoint. Costs a system call
+    /// per occupied slot: called when a wait has lasted `LIVENESS_EVERY`.
+    fn reap_dead(&self) -> Result<(), Corruption> {
+        let h = self.header();
+        for (i, slot) in h.endpoints[..self.params.max_endpoints as usize]
+            .iter()
+            .enumerate()
+        {
+            if i != self.slot {
+                self.liveness
+                    .reap(i, slot, &mut |i, was| recovery::recover(self, i, was))?;
             }
         }
-        Ok(view)
+        recovery::free_orphaned_stream_slots(self);
+        Ok(())
     }
 
     #[inline(always)]
@@ -280,46 +335,73 @@ impl View {
         }
     }
 
-    /// Whether every endpoint of `role` that ever attached has left (false while none
-    /// has come yet).
+    /// Whether every endpoint of `role` that ever attached has gone (false while none
+    /// has come yet). Fast while one is attached; else, or if `thorough`, it scans the
+    /// endpoint table (`reap_dead` has recovered the dead ones before a thorough call),
+    /// which is the truth: the counter is only a hint, since an endpoint that died
+    /// mid-attach may have been counted or not.
     #[inline]
-    fn all_gone(&self, role: u32) -> bool {
+    fn all_gone(&self, role: u32, thorough: bool) -> bool {
         // Acquire pairs with the Release in `Drop`: what a leaving endpoint published
         // is visible once we see it gone.
         let v = self.role_count(role).load(Ordering::Acquire);
-        v & 0xffff_ffff == 0 && v >> 32 != 0
+        if v >> 32 == 0 || (v & 0xffff_ffff != 0 && !thorough) {
+            return false;
+        }
+        self.none_of(role)
+    }
+
+    /// Whether no endpoint slot holds an endpoint of `role`, alive or still to be
+    /// recovered. Acquire loads: what a detached or recovered endpoint published is
+    /// visible.
+    #[cold]
+    fn none_of(&self, role: u32) -> bool {
+        self.header().endpoints[..self.params.max_endpoints as usize]
+            .iter()
+            .all(|s| {
+                !crate::liveness::occupied(s.state()) || s.role.load(Ordering::Relaxed) != role
+            })
     }
 
     /// The "data available" event count (consumers sleep on it).
     #[inline]
     fn data_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_data_ready);
-        EventCount::new(&h.data_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.data_ready, &h.sem_data_ready, &self.params)
     }
 
     /// The "space available" event count (producers sleep on it).
     #[inline]
     fn space_ready<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_space_ready);
-        EventCount::new(&h.space_ready, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
 
     /// The "writer-stream slot free" event count (producers waiting for the slot).
     #[inline]
     fn writer_free<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_writer_free);
-        EventCount::new(&h.writer_free, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.writer_free, &h.sem_writer_free, &self.params)
     }
 
     /// The "reader-stream slot free" event count (consumers waiting for the slot).
     #[inline]
     fn reader_free<'h>(&self) -> EventCount<'h> {
         let h = self.header();
-        let sem = self.params.semaphores().then_some(&h.sem_reader_free);
-        EventCount::new(&h.reader_free, self.params.asymmetric_fences(), sem)
+        EventCount::for_ring(&h.reader_free, &h.sem_reader_free, &self.params)
+    }
+
+    /// Our endpoint slot, where our claim notes go.
+    #[inline(always)]
+    fn note<'h>(&self) -> &'h EndpointSlot {
+        &self.header().endpoints[self.slot]
+    }
+
+    /// Says we claim nothing (Release: a recoverer that reads no note sees what we
+    /// published before).
+    #[inline(always)]
+    fn clear_note(&self) {
+        self.note().claim.store(0, Ordering::Release);
     }
 
     /// Our mark in a stream slot.
@@ -342,6 +424,18 @@ impl View {
             .store(encode_cell(cells as u32, FLAG_PAD), Ordering::Relaxed);
         // SYNC POINT: Release pairs with the consumer's Acquire load of this stamp.
         self.table.stamp(pos).store(pos + 1, Ordering::Release);
+    }
+
+    /// Gives cells `pos..pos + cells` back to the producers of the next lap: the first
+    /// cell last, so that while it still reads "published" (a recoverer looks at it)
+    /// none of them is reused, and a release cut short can be done again.
+    #[inline]
+    fn release_cells(&self, pos: u64, cells: u64) {
+        for p in (pos..pos + cells).rev() {
+            // SYNC POINT: Release pairs with the producer's Acquire load of the stamp in
+            // `try_claim`: our reads of the cell happen before it rewrites it.
+            self.table.stamp(p).store(p + self.n, Ordering::Release);
+        }
     }
 
     /// Clears the stream slot in `word` if we hold it; `true` if we did. Only the
@@ -376,6 +470,9 @@ impl View {
 
 impl Drop for View {
     fn drop(&mut self) {
+        if self.slot == NO_SLOT {
+            return; // attaching failed: we hold no slot
+        }
         // SYNC POINT: Release pairs with `all_gone`'s Acquire. Saturating at 0 in the
         // low half, so a scribbled counter cannot borrow from the attach count.
         let _ =
@@ -383,7 +480,8 @@ impl Drop for View {
                 .fetch_update(Ordering::Release, Ordering::Relaxed, |v| {
                     (v & 0xffff_ffff != 0).then(|| v - 1)
                 });
-        self.header().endpoints[self.slot].detach();
+        self.liveness
+            .detach(self.slot, &self.header().endpoints[self.slot]);
         // Sleepers of both kinds re-check: peers for "all gone", our own kind for a
         // stream slot we may have held.
         self.data_ready().notify();
@@ -458,11 +556,6 @@ impl Producer {
         Producer::attach(self.ring.seg.clone(), self.ring.params, self.wait)
     }
 
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
     /// The cell size in bytes.
     pub fn cell_size(&self) -> usize {
         self.ring.params.cell_size
@@ -479,28 +572,38 @@ impl Producer {
         self.ring.params.max_record
     }
 
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
-
-    /// Whether every consumer that attached has detached (false while none has come).
+    /// Whether every consumer that attached has gone: detached, or died (checked now,
+    /// and recovered). False while none has come.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.all_gone(ROLE_CONSUMER)
+        let _ = self.ring.reap_dead();
+        self.ring.all_gone(ROLE_CONSUMER, true)
     }
 
-    /// Tries to claim `k` cells for a record with `flags`, without waiting.
+    /// Checks for dead endpoints (recovering them) if `thorough`, then whether every
+    /// consumer has gone.
+    fn connected(&self, thorough: bool) -> Result<(), SendError> {
+        if thorough {
+            self.ring.reap_dead()?;
+        }
+        if self.ring.all_gone(ROLE_CONSUMER, thorough) {
+            return Err(SendError::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Tries to claim `k` cells for a record with `flags`, without waiting. Leaves a
+    /// confirmed claim note if it claimed, none if not.
+    #[inline]
     fn try_claim(&mut self, k: u64, flags: u8) -> Result<Poll<Claim>, Corruption> {
+        let r = self.claim_cells(k, flags);
+        if !matches!(r, Ok(Poll::Ready(_))) {
+            self.ring.clear_note();
+        }
+        r
+    }
+
+    #[inline(always)]
+    fn claim_cells(&mut self, k: u64, flags: u8) -> Result<Poll<Claim>, Corruption> {
         let r = &self.ring;
         let n = r.n;
         let tail = &r.header().tail;
@@ -532,6 +635,9 @@ impl Producer {
             };
             let index = pos & (n - 1);
             let pad = if index + k > n { n - index } else { 0 };
+            // The payload's first line will be ours to write: start taking it now, in
+            // parallel with the stamp loads and the CAS (which would hold it back).
+            crate::sync::prefetch_write(r.data.ptr(r.index(pos + pad)));
             for p in pos..pos + pad + k {
                 // SYNC POINT: Acquire pairs with the Release store of the consumer that
                 // released this cell: its reads of the cell happen before our writes.
@@ -540,28 +646,47 @@ impl Producer {
                 if d == 0 {
                     continue;
                 }
-                // Still held from the previous lap: published, or an inner cell, and
-                // not released yet.
-                if d == -(n as i64) || d == 1 - n as i64 {
+                if !stamp_fits(stamp, p, n) {
+                    return Err(Corruption {
+                        what: "cell stamp (written for no position of this cell)",
+                        value: stamp,
+                        position: p,
+                    });
+                }
+                if d < 0 {
+                    // Held from an earlier lap: published, or an inner cell, and not
+                    // released yet. (Or a stale read: a load may return an older value
+                    // of the stamp than the latest, and looking again will see it.)
                     return Ok(Poll::Empty);
                 }
-                // Ahead of us: another producer claimed it since we read `tail`.
-                if tail.load(Ordering::Relaxed) != t {
+                // Ahead of us: another producer claimed it since we read `tail`, or the
+                // stamp is corrupt if the latest `tail` still says otherwise.
+                if latest(tail, t) != t {
                     continue 'retry;
                 }
                 return Err(Corruption {
-                    what: "cell stamp (neither free nor held for this position)",
+                    what: "cell stamp (ahead of the producers' cursor)",
                     value: stamp,
                     position: p,
                 });
             }
+            // The claim note first (`recovery.rs`): should we die between the CAS and
+            // the publish, it says which cells were ours.
+            let note = r.note();
+            note.claim_cells.store(pad << 32 | k, Ordering::Relaxed);
+            note.claim.store(pos | CLAIM_VALID, Ordering::Relaxed);
             let new = cursor(pos + pad + k, new_holder);
+            // SYNC POINT: Release: a recoverer that reads `tail` past `pos` with an
+            // Acquire read-modify-write sees the note (later claims' CASes continue the
+            // release sequence).
             if tail
-                .compare_exchange_weak(t, new, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(t, new, Ordering::Release, Ordering::Relaxed)
                 .is_err()
             {
                 continue;
             }
+            note.claim
+                .store(pos | CLAIM_VALID | CLAIM_CONFIRMED, Ordering::Relaxed);
             if pad > 0 {
                 r.publish_pad(pos, pad);
             }
@@ -603,10 +728,7 @@ impl Producer {
 impl RecordProducer for Producer {
     #[inline]
     fn check_connected(&self) -> Result<(), SendError> {
-        if self.ring.all_gone(ROLE_CONSUMER) {
-            return Err(SendError::Disconnected);
-        }
-        Ok(())
+        self.connected(false)
     }
 
     #[inline]
@@ -626,12 +748,20 @@ impl RecordProducer for Producer {
             return Ok(Some(c));
         }
         let Mode::Block(deadline) = mode else {
+            // Not waiting: look for dead endpoints now and then (a dead consumer may
+            // hold the cells we need, or every consumer may be dead).
+            if self.ring.watch.due() {
+                self.connected(true)?;
+                if let Poll::Ready(c) = self.try_claim(k, flags)? {
+                    return Ok(Some(c));
+                }
+            }
             return Ok(None);
         };
         let mut spinner = self.spinner;
         let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, || {
-            self.check_connected()?;
+        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |thorough| {
+            self.connected(thorough)?;
             Ok(self.try_claim(k, flags)?)
         });
         self.spinner = spinner;
@@ -655,6 +785,7 @@ impl RecordProducer for Producer {
         r.table
             .stamp(claim.pos)
             .store(claim.pos + 1, Ordering::Release);
+        r.clear_note();
         if flags & FLAG_END != 0 && flags & FLAG_BEGIN == 0 {
             // The last fragment (or the ABORT) of our stream: free the writer slot.
             self.release_writer_slot();
@@ -665,6 +796,7 @@ impl RecordProducer for Producer {
     fn abandon(&mut self, claim: Claim) {
         if claim.flags == FLAGS_WHOLE {
             self.ring.publish_pad(claim.pos, claim.cells);
+            self.ring.clear_note();
             self.ring.data_ready().notify();
         } else {
             // Part of a stream: close it here, which frees the writer slot.
@@ -802,52 +934,35 @@ impl Consumer {
         Ok(c)
     }
 
-    /// The ring's data-region size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.params.capacity
-    }
-
     /// The cell size in bytes.
     pub fn cell_size(&self) -> usize {
         self.ring.params.cell_size
     }
 
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.ring.seg.name()
-    }
-
-    /// The wait strategy of this endpoint.
-    pub fn wait_strategy(&self) -> Wait {
-        self.wait
-    }
-
-    /// Sets the wait strategy of this endpoint.
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.wait = wait;
-    }
-
-    /// The largest message [`recv`](Self::recv) reassembles.
-    pub fn max_message(&self) -> u64 {
-        self.max_message
-    }
-
-    /// Sets the largest message [`recv`](Self::recv) reassembles.
-    pub fn set_max_message(&mut self, bytes: u64) {
-        self.max_message = bytes;
-    }
-
-    /// Whether every producer that attached has detached (false while none has come).
-    /// Messages they sent may still be in the ring.
+    /// Whether every producer that attached has gone: detached, or died (checked now,
+    /// and recovered). False while none has come. Messages they sent may still be in
+    /// the ring.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.all_gone(ROLE_PRODUCER)
+        let _ = self.ring.reap_dead();
+        self.ring.all_gone(ROLE_PRODUCER, true)
     }
 
-    /// Claims the next record, skipping padding, without waiting.
+    /// Claims the next record, skipping padding, without waiting. Leaves a confirmed
+    /// claim note on the record if it took one, none if not.
+    #[inline]
     fn try_take(&mut self) -> Result<Poll<DataRecord>, Corruption> {
         if let Some(h) = &self.in_hand {
             return Ok(Poll::Ready(h.rec));
         }
+        let r = self.take_record();
+        if !matches!(r, Ok(Poll::Ready(_))) {
+            self.ring.clear_note();
+        }
+        r
+    }
+
+    #[inline(always)]
+    fn take_record(&mut self) -> Result<Poll<DataRecord>, Corruption> {
         let r = &self.ring;
         let n = r.n;
         let head = &r.header().head;
@@ -871,26 +986,36 @@ impl Consumer {
             let stamp = r.table.stamp(pos).load(Ordering::Acquire);
             let d = stamp.wrapping_sub(pos) as i64;
             if d != 1 {
-                // Not published for this position yet: free, claimed and being written,
-                // or still held from the previous lap.
-                if d == 0 || d == -(n as i64) || d == 1 - n as i64 {
+                if !stamp_fits(stamp, pos, n) {
+                    return Err(Corruption {
+                        what: "cell stamp at head (written for no position of this cell)",
+                        value: stamp,
+                        position: pos,
+                    });
+                }
+                if d <= 0 {
+                    // Not published for this position yet: free, claimed and being
+                    // written, or still held from the previous lap (or a stale read).
                     return Ok(Poll::Empty);
                 }
-                if head.load(Ordering::Relaxed) != hw {
+                if latest(head, hw) != hw {
                     continue; // another consumer took it since we read `head`
                 }
                 return Err(Corruption {
-                    what: "cell stamp at head",
+                    what: "cell stamp at head (ahead of the consumers' cursor)",
                     value: stamp,
                     position: pos,
                 });
             }
+            // Published: fetch the payload's first line while we decode and claim (a
+            // locked CAS would hold back a load issued after it).
+            crate::sync::prefetch_read(r.data.ptr(r.index(pos)));
             let word = r.table.record(pos).load(Ordering::Relaxed);
             let max_payload = r.params.max_record;
             let record = match decode_cell(word, pos & (n - 1), n, r.cell_shift, max_payload) {
                 Ok(rec) => rec,
                 Err(mut c) => {
-                    if head.load(Ordering::Relaxed) != hw {
+                    if latest(head, hw) != hw {
                         continue;
                     }
                     c.position = pos;
@@ -910,17 +1035,25 @@ impl Consumer {
                     (cells, new_holder, Some(rec))
                 }
             };
+            // The claim note first (`recovery.rs`): should we die holding the cells, it
+            // says which to release.
+            let note = r.note();
+            note.claim.store(pos | CLAIM_VALID, Ordering::Relaxed);
+            // SYNC POINT: Release: a recoverer that reads `head` past `pos` with an
+            // Acquire read-modify-write sees the note.
             if head
                 .compare_exchange_weak(
                     hw,
                     cursor(pos + cells, new_holder),
-                    Ordering::Relaxed,
+                    Ordering::Release,
                     Ordering::Relaxed,
                 )
                 .is_err()
             {
                 continue;
             }
+            note.claim
+                .store(pos | CLAIM_VALID | CLAIM_CONFIRMED, Ordering::Relaxed);
             if holder == me && new_holder == 0 {
                 // Consumers waiting for the reader slot may go on.
                 r.reader_free().notify();
@@ -935,23 +1068,35 @@ impl Consumer {
         }
     }
 
-    /// Gives cells `pos..pos + cells` back to the producers of the next lap.
+    /// Gives cells `pos..pos + cells` back to the producers of the next lap, and
+    /// clears our claim note.
     #[inline]
     fn release_cells(&self, pos: u64, cells: u64) {
-        let r = &self.ring;
-        for p in pos..pos + cells {
-            // SYNC POINT: Release pairs with the producer's Acquire load of the stamp in
-            // `try_claim`: our reads of the cell happen before it rewrites it.
-            r.table.stamp(p).store(p + r.n, Ordering::Release);
-        }
-        r.space_ready().notify();
+        self.ring.release_cells(pos, cells);
+        self.ring.clear_note();
+        self.ring.space_ready().notify();
     }
 
-    /// The next record; `Disconnected` if there is none and every producer has left.
+    /// The next record; `Disconnected` if there is none and every producer has gone;
+    /// `Truncated` if we are reading a message in fragments whose writer gave up the
+    /// writer-stream slot before its end (it died). If `thorough`, first recovers dead
+    /// endpoints.
     #[inline]
-    fn poll_record(&mut self) -> Result<Poll<DataRecord>, RecvError> {
+    fn poll_record(&mut self, thorough: bool) -> Result<Poll<DataRecord>, RecvError> {
+        if thorough {
+            self.ring.reap_dead()?;
+        }
         let first = self.try_take()?;
-        if !matches!(first, Poll::Empty) || !self.ring.all_gone(ROLE_PRODUCER) {
+        if !matches!(first, Poll::Empty) {
+            return Ok(first);
+        }
+        let h = self.ring.header();
+        let hw = h.head.load(Ordering::Relaxed);
+        if holder_of(hw) == self.ring.me() && self.stream_orphaned(hw) {
+            self.release_reader_slot();
+            return Err(RecvError::Truncated);
+        }
+        if !self.ring.all_gone(ROLE_PRODUCER, thorough) {
             // Behind another reader, messages may wait: it frees the slot (and wakes
             // us) when it ends its message or leaves.
             return Ok(first);
@@ -966,6 +1111,19 @@ impl Consumer {
         Err(RecvError::Disconnected)
     }
 
+    /// We hold the reader slot (`head` read `hw`) and found nothing: whether the
+    /// message we read can never go on, because nothing is claimed after `head` and
+    /// no producer holds the writer slot. A writer holds it from its BEGIN until it
+    /// has published its END, and the END is claimed before `tail` moves on, so this
+    /// happens only when the writer died (and was recovered) or was dropped without
+    /// room for its ABORT.
+    #[cold]
+    fn stream_orphaned(&self, hw: u64) -> bool {
+        let tail = &self.ring.header().tail;
+        let t = latest(tail, tail.load(Ordering::Acquire));
+        holder_of(t) == 0 && pos_of(t) == pos_of(latest(&self.ring.header().head, hw))
+    }
+
     fn release_reader_slot(&self) {
         if self.ring.release_slot(&self.ring.header().head) {
             self.ring.reader_free().notify();
@@ -978,17 +1136,23 @@ impl Consumer {
 impl RecordConsumer for Consumer {
     #[inline]
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
-        let first = self.poll_record()?;
+        let first = self.poll_record(false)?;
         if let Poll::Ready(r) = first {
             return Ok(r);
         }
         let Mode::Block(deadline) = mode else {
+            // Not waiting: look for dead endpoints now and then.
+            if self.ring.watch.due() {
+                if let Poll::Ready(r) = self.poll_record(true)? {
+                    return Ok(r);
+                }
+            }
             return Err(RecvTimeoutError::Timeout);
         };
         let mut spinner = self.spinner;
         let (data, slot) = (self.ring.data_ready(), self.ring.reader_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, || {
-            self.poll_record()
+        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, |thorough| {
+            self.poll_record(thorough)
         });
         self.spinner = spinner;
         result?.ok_or(RecvTimeoutError::Timeout)

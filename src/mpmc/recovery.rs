@@ -1,0 +1,266 @@
+//! What a dead MPMC endpoint leaves behind, and how a live one cleans it up.
+//!
+//! Called by `liveness.rs` with the dead endpoint's slot taken over (one recoverer at
+//! a time), and only once the endpoint is proven dead, never on a timeout.
+//!
+//! # Claim notes
+//!
+//! A claim is one compare-exchange of a cursor, which says nothing about who made
+//! it. So before it, an endpoint writes a **claim note** in its own endpoint slot:
+//! the position it claims at (and, for a producer, how many padding and record cells),
+//! then, once the compare-exchange succeeded, the same note marked *confirmed*; it
+//! clears the note when it has published (producer) or released (consumer) the cells,
+//! and when it gives up without claiming. The compare-exchange is a Release and the
+//! recoverer reads the cursor with an Acquire read-modify-write, so a recoverer that
+//! sees the cursor past the noted position sees the note.
+//!
+//! For a dead endpoint D whose note says position `p`:
+//!
+//! - the cursor not past `p`: D's claim never happened (and never will);
+//! - a confirmed note: the cells are D's;
+//! - an unconfirmed note: D died between writing the note and confirming it, either
+//!   before its compare-exchange, or after it failed, or after it succeeded. The
+//!   winner of position `p` wrote a note for `p` before its compare-exchange and
+//!   keeps it until it has published or released: so if no other endpoint's note
+//!   says `p`, the claim was D's. If a live endpoint's unconfirmed note says `p`, it
+//!   is undecidable until that endpoint moves on: [`Recovered::NotYet`], retried at
+//!   the next check. If only dead ones do, one of them won it; for producers, their
+//!   notes must then agree on the cells (else the ring is reported corrupt: two
+//!   producers died within the same few instructions claiming different sizes at
+//!   one position, which cannot be told apart).
+//!
+//! Then:
+//!
+//! - **producer**: the claimed cells whose first stamp still says "free for this
+//!   position" (unpublished) are published as padding, which consumers skip; a
+//!   writer-stream slot it held is freed, so the consumer reading its message finds
+//!   the message cut (`Truncated`, see `Consumer::stream_orphaned`);
+//! - **consumer**: a claimed record whose first stamp still says "published" is
+//!   released (its message is lost: delivery is at most once); a reader-stream slot
+//!   it held is freed, and the consumers after it skip the rest of its message.
+//!
+//! Each step checks the stamp it would change, so doing it twice (a recoverer that
+//! died halfway, taken over by another) changes nothing more.
+
+use super::{cursor, holder_of, pos_of, View, MAX_POSITION};
+use crate::error::Corruption;
+use crate::frame::{decode_cell, encode_cell, CellRecord, FLAG_PAD};
+use crate::header::{
+    word_state, CLAIM_CONFIRMED, CLAIM_POS_MASK, CLAIM_VALID, ENDPOINT_ATTACHED, ROLE_CONSUMER,
+    ROLE_PRODUCER,
+};
+use crate::liveness::{occupied, Recovered};
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::EventCount;
+
+/// Recovers what the dead endpoint of slot `i` (whose state word was `was`) left.
+pub(super) fn recover(v: &View, i: usize, was: u64) -> Result<Recovered, Corruption> {
+    let h = v.header();
+    let role = h.endpoints[i].role.load(Ordering::Relaxed);
+    let outcome = match role {
+        ROLE_PRODUCER => producer_claim(v, i)?,
+        ROLE_CONSUMER => consumer_claim(v, i)?,
+        // Died attaching, before it wrote its role: it claimed nothing.
+        _ => Recovered::Done,
+    };
+    if outcome == Recovered::NotYet {
+        return Ok(outcome);
+    }
+    match role {
+        ROLE_PRODUCER => free_holder(&h.tail, i as u64 + 1, v.writer_free()),
+        ROLE_CONSUMER => free_holder(&h.head, i as u64 + 1, v.reader_free()),
+        _ => {}
+    }
+    if word_state(was) == ENDPOINT_ATTACHED && (role == ROLE_PRODUCER || role == ROLE_CONSUMER) {
+        // It was counted; saturating, as in `View::drop`.
+        let _ = v
+            .role_count(role)
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |c| {
+                (c & 0xffff_ffff != 0).then(|| c - 1)
+            });
+    }
+    // Everyone re-checks: consumers for padding or a cut message, producers for
+    // released cells, slot waiters for a freed slot, all for "every peer gone".
+    v.data_ready().notify();
+    v.space_ready().notify();
+    v.writer_free().notify();
+    v.reader_free().notify();
+    Ok(Recovered::Done)
+}
+
+/// The latest value of `word`, read with an Acquire read-modify-write (a plain load
+/// may return an older value; this one also synchronises with the Release CAS of the
+/// claim it shows, and so makes its note visible).
+fn latest_acquire(word: &AtomicU64) -> u64 {
+    word.fetch_add(0, Ordering::Acquire)
+}
+
+/// Whose claim at position `p` it is, by the notes of the endpoints other than `i`
+/// of `role`.
+enum Owner {
+    /// `i`'s (or, equally, of a dead endpoint whose note is the same).
+    Dead,
+    /// Another endpoint confirmed it.
+    Other,
+    /// A live endpoint's unconfirmed note says `p` too.
+    Undecided,
+}
+
+fn owner(v: &View, i: usize, p: u64, role: u32, cells: Option<u64>) -> Result<Owner, Corruption> {
+    let h = v.header();
+    for (j, s) in h.endpoints[..v.params.max_endpoints as usize]
+        .iter()
+        .enumerate()
+    {
+        if j == i || !occupied(s.state()) || s.role.load(Ordering::Relaxed) != role {
+            continue;
+        }
+        let note = s.claim.load(Ordering::Acquire);
+        if note & CLAIM_VALID == 0 || note & CLAIM_POS_MASK != p {
+            continue;
+        }
+        if note & CLAIM_CONFIRMED != 0 {
+            return Ok(Owner::Other);
+        }
+        if v.liveness.maybe_alive(j, s) {
+            return Ok(Owner::Undecided);
+        }
+        if let Some(cells) = cells {
+            if s.claim_cells.load(Ordering::Relaxed) != cells {
+                return Err(Corruption {
+                    what: "claim notes (two producers died claiming different sizes at one \
+                           position)",
+                    value: p,
+                    position: p,
+                });
+            }
+        }
+    }
+    Ok(Owner::Dead)
+}
+
+/// A dead producer's claimed, unpublished cells become padding.
+fn producer_claim(v: &View, i: usize) -> Result<Recovered, Corruption> {
+    let s = &v.header().endpoints[i];
+    let note = s.claim.load(Ordering::Acquire);
+    if note & CLAIM_VALID == 0 {
+        return Ok(Recovered::Done);
+    }
+    let p = note & CLAIM_POS_MASK;
+    let cells = s.claim_cells.load(Ordering::Relaxed);
+    let (pad, k) = (cells >> 32, cells & 0xffff_ffff);
+    if p > MAX_POSITION || k == 0 || pad + k > v.n || (pad > 0 && (p + pad) & (v.n - 1) != 0) {
+        return Err(Corruption {
+            what: "producer's claim note (cells)",
+            value: cells,
+            position: p,
+        });
+    }
+    if pos_of(latest_acquire(&v.header().tail)) <= p {
+        return Ok(Recovered::Done); // its claim never happened
+    }
+    if note & CLAIM_CONFIRMED == 0 {
+        match owner(v, i, p, ROLE_PRODUCER, Some(cells))? {
+            Owner::Dead => {}
+            Owner::Other => return Ok(Recovered::Done),
+            Owner::Undecided => return Ok(Recovered::NotYet),
+        }
+    }
+    if pad > 0 {
+        pad_unpublished(v, p, pad);
+    }
+    pad_unpublished(v, p + pad, k);
+    Ok(Recovered::Done)
+}
+
+/// Publishes `cells` cells at `q` as padding if the first still reads "free for `q`"
+/// (not published). A compare-exchange, so two recoverers publish it once.
+fn pad_unpublished(v: &View, q: u64, cells: u64) {
+    let stamp = v.table.stamp(q);
+    if stamp.load(Ordering::Acquire) != q {
+        return;
+    }
+    v.table
+        .record(q)
+        .store(encode_cell(cells as u32, FLAG_PAD), Ordering::Relaxed);
+    // SYNC POINT: Release pairs with the consumer's Acquire load of the stamp.
+    let _ = stamp.compare_exchange(q, q + 1, Ordering::Release, Ordering::Relaxed);
+}
+
+/// A dead consumer's claimed, unreleased record is released.
+fn consumer_claim(v: &View, i: usize) -> Result<Recovered, Corruption> {
+    let s = &v.header().endpoints[i];
+    let note = s.claim.load(Ordering::Acquire);
+    if note & CLAIM_VALID == 0 {
+        return Ok(Recovered::Done);
+    }
+    let p = note & CLAIM_POS_MASK;
+    if p > MAX_POSITION {
+        return Err(Corruption {
+            what: "consumer's claim note",
+            value: note,
+            position: p,
+        });
+    }
+    if pos_of(latest_acquire(&v.header().head)) <= p {
+        return Ok(Recovered::Done); // its claim never happened
+    }
+    // Claimed and not (wholly) released: the first stamp, released last, still says
+    // "published".
+    if v.table.stamp(p).load(Ordering::Acquire) != p + 1 {
+        return Ok(Recovered::Done);
+    }
+    if note & CLAIM_CONFIRMED == 0 {
+        match owner(v, i, p, ROLE_CONSUMER, None)? {
+            Owner::Dead => {}
+            Owner::Other => return Ok(Recovered::Done),
+            Owner::Undecided => return Ok(Recovered::NotYet),
+        }
+    }
+    let word = v.table.record(p).load(Ordering::Relaxed);
+    let cells = match decode_cell(word, p & (v.n - 1), v.n, v.cell_shift, v.params.max_record) {
+        Ok(CellRecord::Pad { cells }) | Ok(CellRecord::Data { cells, .. }) => cells,
+        Err(mut c) => {
+            c.position = p;
+            return Err(c);
+        }
+    };
+    v.release_cells(p, cells);
+    Ok(Recovered::Done)
+}
+
+/// Clears the stream slot in `word` if `mark` holds it, and wakes its waiters.
+fn free_holder(word: &AtomicU64, mark: u64, waiters: EventCount<'_>) {
+    let mut w = word.load(Ordering::Relaxed);
+    while holder_of(w) == mark {
+        match word.compare_exchange_weak(
+            w,
+            cursor(pos_of(w), 0),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                waiters.notify();
+                return;
+            }
+            Err(now) => w = now,
+        }
+    }
+}
+
+/// Frees a stream slot whose holder's endpoint slot holds no endpoint (alive or to be
+/// recovered): a holder frees its stream slots before it detaches, and a recoverer
+/// before it marks the slot detached, so only a scribbled cursor gets here.
+pub(super) fn free_orphaned_stream_slots(v: &View) {
+    let h = v.header();
+    for (word, waiters) in [(&h.tail, v.writer_free()), (&h.head, v.reader_free())] {
+        let mark = holder_of(word.load(Ordering::Acquire));
+        if mark == 0 || mark > u64::from(v.params.max_endpoints) {
+            continue; // free, or corrupt (the claims report that)
+        }
+        if !occupied(h.endpoints[mark as usize - 1].state()) {
+            free_holder(word, mark, waiters);
+            v.data_ready().notify();
+        }
+    }
+}
