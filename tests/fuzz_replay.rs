@@ -52,6 +52,11 @@ impl Rng {
 /// Runs `f` on `input`; on a panic, says which input it was (and writes it out, so it
 /// can be replayed with `cargo fuzz run <target> <file>`).
 fn replay(target: &str, what: &str, f: Target, input: &[u8]) {
+    // `SHMLANE_FUZZ_REPLAY_LOG=1`: name each input before it runs (to find one that
+    // hangs).
+    if !cfg!(miri) && std::env::var_os("SHMLANE_FUZZ_REPLAY_LOG").is_some() {
+        eprintln!("{target}: {what}");
+    }
     let r = std::panic::catch_unwind(|| f(input));
     if let Err(e) = r {
         let msg = e
