@@ -110,6 +110,9 @@ pub(crate) mod frame;
 #[doc(hidden)]
 #[cfg(not(loom))]
 pub mod fuzzing;
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub mod fuzzing_mpmc;
 pub(crate) mod header;
 #[cfg(not(loom))]
 pub mod inspect;

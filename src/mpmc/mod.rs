@@ -680,6 +680,8 @@ impl Producer {
             // The writer-stream slot: a whole message or a first fragment needs it free;
             // the rest of a stream needs it ours.
             let new_holder = match flags {
+                // Reserved for this message by `room_for_fragmented`.
+                FLAG_BEGIN if holder == me => me,
                 FLAGS_WHOLE | FLAG_BEGIN if holder != 0 => return Ok(Poll::SlotHeld),
                 FLAGS_WHOLE => 0,
                 FLAG_BEGIN => me,
@@ -764,6 +766,40 @@ impl Producer {
         }
     }
 
+    /// `claim` of the `RecordProducer`: tries, then waits as `mode` allows.
+    #[inline(always)]
+    fn claim_record(
+        &mut self,
+        payload: usize,
+        flags: u8,
+        mode: Mode,
+    ) -> Result<Option<Claim>, SendError> {
+        let k = cells_for(payload, self.ring.cell_shift);
+        let first = self.try_claim(k, flags)?;
+        if let Poll::Ready(c) = first {
+            return Ok(Some(c));
+        }
+        let Mode::Block(deadline) = mode else {
+            // Not waiting: look for dead endpoints now and then (a dead consumer may
+            // hold the cells we need, or every consumer may be dead).
+            if self.ring.watch.due() {
+                self.connected(true)?;
+                if let Poll::Ready(c) = self.try_claim(k, flags)? {
+                    return Ok(Some(c));
+                }
+            }
+            return Ok(None);
+        };
+        let mut spinner = self.spinner;
+        let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
+        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |thorough| {
+            self.connected(thorough)?;
+            Ok(self.try_claim(k, flags)?)
+        });
+        self.spinner = spinner;
+        result
+    }
+
     /// Cells of the ring taken by a `len`-byte message sent in fragments.
     fn fragmented_cells(&self, len: u64) -> u64 {
         let shift = self.ring.cell_shift;
@@ -809,30 +845,13 @@ impl RecordProducer for Producer {
         if self.ring.stopped() {
             return Err(SendError::Disconnected);
         }
-        let k = cells_for(payload, self.ring.cell_shift);
-        let first = self.try_claim(k, flags)?;
-        if let Poll::Ready(c) = first {
-            return Ok(Some(c));
+        let r = self.claim_record(payload, flags, mode);
+        if flags == FLAG_BEGIN && !matches!(r, Ok(Some(_))) {
+            // A first fragment that did not go out leaves the writer slot free, also
+            // when `room_for_fragmented` had reserved it for us.
+            self.release_writer_slot();
         }
-        let Mode::Block(deadline) = mode else {
-            // Not waiting: look for dead endpoints now and then (a dead consumer may
-            // hold the cells we need, or every consumer may be dead).
-            if self.ring.watch.due() {
-                self.connected(true)?;
-                if let Poll::Ready(c) = self.try_claim(k, flags)? {
-                    return Ok(Some(c));
-                }
-            }
-            return Ok(None);
-        };
-        let mut spinner = self.spinner;
-        let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |thorough| {
-            self.connected(thorough)?;
-            Ok(self.try_claim(k, flags)?)
-        });
-        self.spinner = spinner;
-        result
+        r
     }
 
     #[inline]
@@ -896,11 +915,17 @@ impl RecordProducer for Producer {
         &mut self.open_message
     }
 
-    /// Room for every fragment now, and the writer slot free. The claims that follow
-    /// may still wait for consumers to release cells they have already taken.
+    /// Room for every fragment now. If so, the writer-stream slot is ours (reserved
+    /// for the first fragment, which `claim_cells` lets through), so no other
+    /// producer can claim until the message ends; and the cell of every record it
+    /// needs (padding at the wrap included) reads free for that position, and nothing
+    /// but this producer's claims changes that. So every claim of the message then
+    /// succeeds at once: none waits for a consumer that holds cells it took (a grant,
+    /// a stream reader) but has not released.
     fn room_for_fragmented(&mut self, len: u64) -> Result<bool, SendError> {
         let n = self.ring.n;
-        let slack = cells_for(self.fragment_payload, self.ring.cell_shift);
+        let shift = self.ring.cell_shift;
+        let slack = cells_for(self.fragment_payload, shift);
         let need = self.fragmented_cells(len);
         if need + slack > n {
             // fragmented_cells is monotonic: binary search the longest that fits.
@@ -916,13 +941,51 @@ impl RecordProducer for Producer {
             return Err(SendError::TooLarge { len, max: lo });
         }
         let h = self.ring.header();
-        let t = h.tail.load(Ordering::Acquire);
-        let hd = h.head.load(Ordering::Acquire);
-        if holder_of(t) != 0 {
-            return Ok(false);
+        let me = self.ring.me();
+        let mut t = h.tail.load(Ordering::Acquire);
+        let pos = loop {
+            let hd = h.head.load(Ordering::Acquire);
+            let used = pos_of(t).saturating_sub(pos_of(hd));
+            if holder_of(t) != 0 || used > n || need + slack > n - used {
+                return Ok(false);
+            }
+            // Take the writer slot without moving `tail`.
+            match h.tail.compare_exchange_weak(
+                t,
+                cursor(pos_of(t), me),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break pos_of(t),
+                Err(now) => t = now,
+            }
+        };
+        // The records of the message as `claim_cells` will place them: the first
+        // fragment and the full ones after it, then the rest; each one that would
+        // cross the end of the ring after padding to it.
+        let fp = self.fragment_payload as u64;
+        let after = len.saturating_sub(fp - BEGIN_PREFIX as u64);
+        let full = cells_for(fp as usize, shift);
+        let last = after % fp;
+        let records = std::iter::repeat(full)
+            .take(1 + (after / fp) as usize)
+            .chain((last > 0).then(|| cells_for(last as usize, shift)));
+        let mut end = pos;
+        for k in records {
+            let index = end & (n - 1);
+            if index + k > n {
+                end += n - index;
+            }
+            end += k;
         }
-        let used = pos_of(t).saturating_sub(pos_of(hd));
-        Ok(used <= n && need + slack <= n - used)
+        debug_assert!(end - pos <= need + slack);
+        // SYNC POINT: Acquire pairs with the Release store of the consumer that
+        // released the cell, as in `claim_cells`.
+        let free = (pos..end).all(|p| self.ring.table.stamp(p).load(Ordering::Acquire) == p);
+        if !free {
+            self.release_writer_slot();
+        }
+        Ok(free)
     }
 }
 
