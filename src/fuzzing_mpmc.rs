@@ -3379,7 +3379,6 @@ fn open_image(
 #[cfg(not(miri))]
 mod files {
     use std::os::fd::{AsFd, OwnedFd};
-    use std::sync::atomic::{AtomicU64 as Counter, Ordering as O};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -3420,11 +3419,11 @@ mod files {
         backing: u8,
     ) -> Result<(Arc<Segment>, RingParams), Error> {
         if backing % 4 == 2 {
-            static NEXT: Counter = Counter::new(0);
+            static NEXT: crate::sync::ProcessCounter = crate::sync::ProcessCounter::new(0);
             let name = format!(
                 "/shmlane-fuzz-{}-{}",
                 std::process::id(),
-                NEXT.fetch_add(1, O::Relaxed)
+                crate::sync::count(&NEXT)
             );
             let fd = shm_open(
                 name.as_str(),
