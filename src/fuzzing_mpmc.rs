@@ -14,9 +14,9 @@
 //!   consumers (`try_clone`, dropped, re-attached) on one heap ring, in one thread:
 //!   sends, grants committed or dropped, stream writers fed and finished or dropped,
 //!   receives of every kind, stream readers read in part and dropped. Grants, writers
-//!   and readers stay open while other endpoints run (nested up to [`MAX_DEPTH`]), so
+//!   and readers stay open while other endpoints run (nested up to `MAX_DEPTH`), so
 //!   claims interleave as they do between processes. Checked against a model that
-//!   simulates the ring record by record ([`Sim`]: cursors, stream slots, who holds
+//!   simulates the ring record by record (`Sim`: cursors, stream slots, who holds
 //!   which record, endpoint table and attach counters) and predicts every result;
 //!   after every step the segment's cursors, holders, counters, endpoint states,
 //!   stamps and record words are compared with it. On top, whatever the model says:
@@ -38,7 +38,7 @@
 //! only where the model says they return at once.
 //!
 //! On a corrupted ring, blocking receives are made with every producer away
-//! ([`producers_away`]) and the reader-stream slot freed if an endpoint holds it
+//! (`producers_away`) and the reader-stream slot freed if an endpoint holds it
 //! (that endpoint would rightly be waited for); a mark of a slot that holds no
 //! endpoint is left for the library to get past. Two library bugs these targets found
 //! (`try_send` in fragments waiting for consumers' releases; a blocking receive
@@ -424,7 +424,7 @@ fn check_decode_cell(word: u64, index: u64, n: u64, shift: u32, max_payload: usi
 /// consumer until it stops. See the module docs.
 ///
 /// Input: a count of raw `(word, index, table shape)` triples for `decode_cell`; the
-/// ring's [`Spec`]; the `head` cursor (structured or raw); the producers' attach
+/// ring's `Spec`; the `head` cursor (structured or raw); the producers' attach
 /// counter (gone, or raw); up to 31 read-kind bytes; then, cell by cell from `head`
 /// on, a stamp and a record word, each structured or raw (cells the input does not
 /// reach stay free).
@@ -3216,7 +3216,7 @@ fn copy_fields(from: &Header, to: &Header) {
 /// that works. Under Miri, which has neither, the header is validated in a heap
 /// segment.
 ///
-/// Input: the valid ring's [`Spec`]; the backing and file-length selectors; up to 15
+/// Input: the valid ring's `Spec`; the backing and file-length selectors; up to 15
 /// field writes (field, value); up to 3 raw 8-byte writes at any offset of the header
 /// outside its semaphores; then operations as for [`ring_ops`].
 pub fn header_open(data: &[u8]) {
