@@ -77,8 +77,8 @@ for t in "${targets[@]}"; do
     fi
     last=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "logs/$t.log" | tail -1 || true)
     crashes=$(find "artifacts/$t" -type f | wc -l)
-    printf '%-14s %s\n' "$t" "${last:-no libFuzzer status line: see fuzz/logs/$t.log}"
-    printf '%-14s corpus: %s files; crashes: %s\n' "" "$(ls "corpus/$t" | wc -l)" "$crashes"
+    printf '%-18s %s\n' "$t" "${last:-no libFuzzer status line: see fuzz/logs/$t.log}"
+    printf '%-18s corpus: %s files; crashes: %s\n' "" "$(ls "corpus/$t" | wc -l)" "$crashes"
     if [ "$crashes" -gt 0 ] || grep -qE 'ERROR: libFuzzer|panicked|SUMMARY: ' "logs/$t.log"; then
         echo "  !! $t found a problem: see fuzz/logs/$t.log and fuzz/artifacts/$t/"
         status=1

@@ -110,6 +110,9 @@ pub(crate) mod frame;
 #[doc(hidden)]
 #[cfg(not(loom))]
 pub mod fuzzing;
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub mod fuzzing_mpmc;
 pub(crate) mod header;
 #[cfg(not(loom))]
 pub mod inspect;
@@ -240,5 +243,78 @@ pub mod loom_internals {
         pub fn wait(&self, key: WaitKey) {
             self.0.wait(key.0, Duration::from_secs(1))
         }
+    }
+
+    // MPMC endpoints that die, and their recovery. A process can die after any step
+    // of its protocol; under loom, `Liveness::for_segment` is `Liveness::Local`, for
+    // which nobody is ever dead, so a model declares the death itself:
+    //
+    // - `mpmc_stop_after*(&endpoint, k)`: the endpoint stops for ever right after the
+    //   k-th step of its protocol from now (the steps are the `View::step` calls in
+    //   `mpmc/mod.rs`: each store or compare-exchange of a claim, publish or release).
+    //   The stop unwinds out of the endpoint's call with a private payload, which
+    //   `run_until_stop` catches; while it unwinds, the grants and streams it drops
+    //   leave the ring alone (the endpoint is marked stopped);
+    // - `mpmc_die*(endpoint)`: the endpoint ends as a killed process: dropped without
+    //   its `Drop` code, so its slot stays attached with its claim note and the stream
+    //   slots it held. Returns its slot;
+    // - `mpmc_recover_by_*(&survivor, slot)`: what `liveness.rs` does once it has proven
+    //   the endpoint of `slot` dead (`Liveness::reap_declared_dead`: `reap` without the
+    //   proof): the take-over of the slot's state word, the real
+    //   `mpmc::recovery::recover`, then the slot detached, or left for a later try on
+    //   `Recovered::NotYet`.
+    //
+    // A model must hand the dead slot to the recoverer with a Release/Acquire pair (as
+    // the kernel's lock does: the recoverer takes the lock after the process died).
+
+    /// Stops `p` for ever right after its `steps`-th step of protocol from now.
+    pub fn mpmc_stop_after_producer(p: &crate::mpmc::Producer, steps: u32) {
+        p.loom_stop_after(steps);
+    }
+
+    /// Stops `c` for ever right after its `steps`-th step of protocol from now.
+    pub fn mpmc_stop_after_consumer(c: &crate::mpmc::Consumer, steps: u32) {
+        c.loom_stop_after(steps);
+    }
+
+    /// Runs `f`; `Err(step)` if an endpoint stopped in it, right after `step` (see
+    /// `mpmc_stop_after_*`; the names are those of the `View::step` calls).
+    pub fn run_until_stop<R>(f: impl FnOnce() -> R) -> Result<R, &'static str> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(r) => Ok(r),
+            Err(payload) => match payload.downcast::<crate::mpmc::Stopped>() {
+                Ok(stopped) => Err(stopped.0),
+                Err(payload) => std::panic::resume_unwind(payload),
+            },
+        }
+    }
+
+    /// Ends `p` as a killed process would; returns its endpoint slot.
+    pub fn mpmc_die(p: crate::mpmc::Producer) -> usize {
+        p.loom_die()
+    }
+
+    /// Ends `c` as a killed process would; returns its endpoint slot.
+    pub fn mpmc_die_consumer(c: crate::mpmc::Consumer) -> usize {
+        c.loom_die()
+    }
+
+    /// Recovers the dead endpoint of `dead_slot` from `survivor`. `Ok(Some(true))`:
+    /// done, the slot is detached; `Ok(Some(false))`: not yet (a live endpoint's
+    /// unconfirmed claim note says the same position: try again later); `Ok(None)`:
+    /// the slot holds no endpoint any more (recovered already).
+    pub fn mpmc_recover_by_producer(
+        survivor: &crate::mpmc::Producer,
+        dead_slot: usize,
+    ) -> Result<Option<bool>, crate::Corruption> {
+        survivor.loom_recover(dead_slot)
+    }
+
+    /// As [`mpmc_recover_by_producer`], from a consumer.
+    pub fn mpmc_recover_by_consumer(
+        survivor: &crate::mpmc::Consumer,
+        dead_slot: usize,
+    ) -> Result<Option<bool>, crate::Corruption> {
+        survivor.loom_recover(dead_slot)
     }
 }

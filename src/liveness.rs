@@ -34,14 +34,18 @@
 //! `ENDPOINT_DETACHED`, as after a clean detach, or it goes straight to the endpoint
 //! that is attaching and found it dead.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+#[cfg(not(loom))]
+use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::error::Corruption;
 use crate::header::{
     slot_word, word_pid, word_state, EndpointSlot, Header, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING,
     ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT,
 };
-use crate::sync::{replace_fd, take_fd, Ordering, ProcessFd, NO_FD};
+#[cfg(not(loom))]
+use crate::sync::take_fd;
+use crate::sync::{replace_fd, Ordering, ProcessFd, NO_FD};
 
 /// Offset in the segment file of the byte whose lock owns endpoint slot `slot`: the
 /// slot's first byte.
@@ -289,6 +293,8 @@ impl Liveness {
     /// Takes ownership of slot `i` if no one holds it. Without locks, always `true`
     /// (the state word's compare-exchange decides).
     fn try_own(&self, i: usize) -> bool {
+        #[cfg(loom)]
+        let _ = i;
         match self {
             #[cfg(not(loom))]
             Liveness::Ofd(fd) => {
@@ -326,9 +332,13 @@ impl Liveness {
         }
     }
 
-    /// Whether the endpoint of slot `i` might be alive, without taking anything: for
-    /// scans (`false` only if it is proven dead).
-    pub(crate) fn maybe_alive(&self, i: usize, slot: &EndpointSlot) -> bool {
+    /// Whether slot `i` holds an endpoint proven dead, without taking anything: for
+    /// scans. `false` if it may be alive, and also if the slot holds no endpoint (any
+    /// more): one read of the state word decides both, so an endpoint that detaches
+    /// while a scan looks at it is never taken for a dead one.
+    pub(crate) fn proven_dead(&self, i: usize, slot: &EndpointSlot) -> bool {
+        #[cfg(loom)]
+        let _ = i;
         let word = slot.word.load(Ordering::Acquire);
         if !occupied(word_state(word)) {
             return false;
@@ -336,12 +346,12 @@ impl Liveness {
         match self {
             #[cfg(not(loom))]
             Liveness::Ofd(fd) => {
-                ofd::held(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(true)
+                !ofd::held(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(true)
             }
             #[cfg(loom)]
-            Liveness::Ofd(_) => true,
-            Liveness::Pid => !self.owner_dead(slot, word),
-            Liveness::Local => true,
+            Liveness::Ofd(_) => false,
+            Liveness::Pid => self.owner_dead(slot, word),
+            Liveness::Local => false,
         }
     }
 
@@ -362,6 +372,14 @@ impl Liveness {
             self.disown(i);
             return None;
         }
+        self.take_over(i, slot, word)
+    }
+
+    /// The second half of `take_dead`, once the endpoint in slot `i` (whose state word
+    /// read `word`) is proven dead: marks the slot `ENDPOINT_RECOVERING` with our pid
+    /// and returns `word`, or `None` (letting the slot go) if the word changed: another
+    /// recoverer has it.
+    fn take_over(&self, i: usize, slot: &EndpointSlot, word: u64) -> Option<u64> {
         let mine = slot_word(ENDPOINT_RECOVERING, std::process::id());
         match slot
             .word
@@ -386,6 +404,41 @@ impl Liveness {
         let Some(was) = self.take_dead(i, slot) else {
             return Ok(false);
         };
+        self.recover_taken(i, slot, was, recover)
+    }
+
+    /// Loom models only: [`reap`](Self::reap) of slot `i` whose endpoint the model
+    /// declares dead (it stopped for ever and its thread ended without its `Drop`).
+    /// Under loom every liveness is [`Liveness::Local`], for which nobody is ever
+    /// dead, so this skips only the proof of death (`try_own` and `owner_dead`, which
+    /// under OFD locks is a kernel lock handed over from the dead to us): the take-over
+    /// of the state word, the recovery and the release of the slot are `reap`'s own.
+    #[cfg(loom)]
+    pub(crate) fn reap_declared_dead(
+        &self,
+        i: usize,
+        slot: &EndpointSlot,
+        recover: Recover<'_>,
+    ) -> Result<bool, Corruption> {
+        let word = slot.word.load(Ordering::Acquire);
+        if !occupied(word_state(word)) {
+            return Ok(false);
+        }
+        let Some(was) = self.take_over(i, slot, word) else {
+            return Ok(false);
+        };
+        self.recover_taken(i, slot, was, recover)
+    }
+
+    /// The rest of [`reap`](Self::reap), with slot `i` taken over (its state word was
+    /// `was`): recovers it, then marks it detached, or puts `was` back for a later try.
+    fn recover_taken(
+        &self,
+        i: usize,
+        slot: &EndpointSlot,
+        was: u64,
+        recover: Recover<'_>,
+    ) -> Result<bool, Corruption> {
         let outcome = recover(i, was);
         let next = match outcome {
             Ok(Recovered::Done) => {

@@ -75,9 +75,10 @@ pub(crate) trait RecordProducer {
     /// Whether a message in fragments was begun and not closed.
     fn open_message(&mut self) -> &mut bool;
     /// `try_send` of a message in fragments is all or nothing: `Ok(true)` if every
-    /// fragment of a `len`-byte message can be claimed now without waiting for
-    /// another sender (after which the claims use `Mode::Block(None)`), `Ok(false)` if
-    /// not, `Err(TooLarge)` if it never can.
+    /// fragment of a `len`-byte message can be claimed now and no other producer can
+    /// take that room before the claims that follow (made with `Mode::Try`), `Ok(false)`
+    /// if not, `Err(TooLarge)` if it never can. Room means free: cells a consumer
+    /// has taken and not released yet are not room.
     fn room_for_fragmented(&mut self, len: u64) -> Result<bool, SendError>;
 }
 
@@ -155,15 +156,12 @@ pub(crate) fn send_with<P: RecordProducer>(
         p.publish(c, msg.len(), FLAGS_WHOLE);
         return Ok(Some(()));
     }
-    let mode = match mode {
-        Mode::Block(d) => Mode::Block(d),
-        Mode::Try => {
-            if !p.room_for_fragmented(msg.len() as u64)? {
-                return Ok(None);
-            }
-            Mode::Block(None)
-        }
-    };
+    if matches!(mode, Mode::Try) && !p.room_for_fragmented(msg.len() as u64)? {
+        return Ok(None);
+    }
+    // Try: every claim now finds room at once (`room_for_fragmented`), and is made
+    // without waiting all the same. Should one fail anyway (a ring corrupted under
+    // us), the message is abandoned: the consumer gets `Truncated`, we return `Full`.
     let mut writer = MessageWriter::new(p, msg.len() as u64, mode);
     let mut rest = msg;
     while !rest.is_empty() {
@@ -569,7 +567,15 @@ macro_rules! producer_methods {
         ///
         /// A message in fragments is sent only if all of it fits now; one that can
         /// never fit at once gives [`TrySendError::TooLarge`](crate::TrySendError::TooLarge)
-        /// (use `send` or `stream`).
+        /// (use `send` or `stream`). "Fits now" counts only free room: cells a consumer
+        /// still holds (a [`ReadGrant`](crate::ReadGrant) or a stream reader over them)
+        /// give `Full`, not a wait for their release. On an MPMC ring the check
+        /// reserves the writer-stream slot for the message, so no other producer can
+        /// take the room before its fragments are claimed; every claim then succeeds
+        /// without waiting. (Were one to fail all the same, on a ring corrupted under
+        /// the call, the message would be abandoned, the consumer getting
+        /// [`RecvError::Truncated`](crate::RecvError::Truncated), and `try_send` would
+        /// return `Full`: it never waits.)
         ///
         /// ```
         /// use shmlane::TrySendError;

@@ -21,8 +21,8 @@ pub(crate) type ProcessCounter = std::sync::atomic::AtomicU64;
 
 /// Relaxed increment of a [`ProcessCounter`].
 #[cfg_attr(loom, allow(dead_code))]
-pub(crate) fn count(counter: &ProcessCounter) {
-    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+pub(crate) fn count(counter: &ProcessCounter) -> u64 {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Relaxed read of a [`ProcessCounter`].

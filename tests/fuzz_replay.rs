@@ -1,6 +1,7 @@
 //! Replays the fuzz targets' checked-in corpora (`fuzz/corpus/<target>/`) and a few
 //! thousand deterministic pseudo-random inputs per target through the same entry
-//! points as the fuzz targets (`shmlane::fuzzing`), so that CI runs them on stable.
+//! points as the fuzz targets (`shmlane::fuzzing`, `shmlane::fuzzing_mpmc`), so that CI
+//! runs them on stable.
 //!
 //! Every input builds a ring in heap memory: no segment, no process, no futex wait.
 //! Under Miri the corpus files are not read (its isolation has no file system) and
@@ -8,16 +9,29 @@
 
 use std::path::PathBuf;
 
-use shmlane::fuzzing;
+use shmlane::{fuzzing, fuzzing_mpmc};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 8] = [
     ("frame_decode", fuzzing::frame_decode),
     ("ring_ops", fuzzing::ring_ops),
     ("header_open", fuzzing::header_open),
     ("hostile_peer", fuzzing::hostile_peer),
+    ("mpmc_cell_decode", fuzzing_mpmc::cell_decode),
+    ("mpmc_ring_ops", fuzzing_mpmc::ring_ops),
+    ("mpmc_hostile_peer", fuzzing_mpmc::hostile_peer),
+    ("mpmc_header_open", fuzzing_mpmc::header_open),
 ];
+
+/// The seeds of a target, from the module that has it.
+fn seeds_of(target: &str) -> Vec<Vec<u8>> {
+    if target.starts_with("mpmc_") {
+        fuzzing_mpmc::seeds(target)
+    } else {
+        fuzzing::seeds(target)
+    }
+}
 
 /// Random inputs per target (and their longest length).
 const RANDOM_CASES: usize = if cfg!(miri) { 6 } else { 3000 };
@@ -38,6 +52,11 @@ impl Rng {
 /// Runs `f` on `input`; on a panic, says which input it was (and writes it out, so it
 /// can be replayed with `cargo fuzz run <target> <file>`).
 fn replay(target: &str, what: &str, f: Target, input: &[u8]) {
+    // `SHMLANE_FUZZ_REPLAY_LOG=1`: name each input before it runs (to find one that
+    // hangs).
+    if !cfg!(miri) && std::env::var_os("SHMLANE_FUZZ_REPLAY_LOG").is_some() {
+        eprintln!("{target}: {what}");
+    }
     let r = std::panic::catch_unwind(|| f(input));
     if let Err(e) = r {
         let msg = e
@@ -92,7 +111,7 @@ fn checked_in_corpus() {
 #[test]
 fn seeds() {
     for (target, f) in TARGETS {
-        let seeds = fuzzing::seeds(target);
+        let seeds = seeds_of(target);
         assert!(!seeds.is_empty(), "{target}: no seeds");
         for (i, s) in seeds.iter().enumerate() {
             replay(target, &format!("seed {i}"), f, s);
@@ -109,7 +128,7 @@ fn random_inputs() {
             let mut input: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             // Half of the inputs start from a seed, with random bytes written over
             // part of it, so that they get past header validation and into the ring.
-            let seeds = fuzzing::seeds(target);
+            let seeds = seeds_of(target);
             if case % 2 == 1 && !seeds.is_empty() {
                 let mut s = seeds[case / 2 % seeds.len()].clone();
                 let at = (rng.next() % s.len().max(1) as u64) as usize;
@@ -127,16 +146,21 @@ fn random_inputs() {
     }
 }
 
-/// Writes the seeds into the corpus directories (`cargo test --test fuzz_replay --
-/// --ignored write_seeds`), for a fresh corpus; `fuzz/run.sh` does it.
+/// Writes the seeds missing from the corpus directories (`cargo test --test fuzz_replay
+/// -- --ignored write_seeds`), for a fresh corpus; `fuzz/run.sh` does it.
 #[test]
 #[ignore = "writes into fuzz/corpus; run by fuzz/run.sh"]
 fn write_seeds() {
     for (target, _) in TARGETS {
         let dir = corpus_dir(target);
         std::fs::create_dir_all(&dir).expect("create the corpus directory");
-        for (i, s) in fuzzing::seeds(target).iter().enumerate() {
-            std::fs::write(dir.join(format!("seed-{i}")), s).expect("write a seed");
+        for (i, s) in seeds_of(target).iter().enumerate() {
+            // Seeds already checked in stay as they are (a header seed holds the pid of
+            // the process that wrote it: rewriting it would change it for nothing).
+            let path = dir.join(format!("seed-{i}"));
+            if !path.exists() {
+                std::fs::write(path, s).expect("write a seed");
+            }
         }
     }
 }

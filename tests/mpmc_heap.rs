@@ -375,3 +375,70 @@ fn stalled_consumer_blocks_no_other_consumer() {
     }
     assert_eq!(tx.try_send(&[9; 30]), Err(TrySendError::Full));
 }
+
+/// Runs `f` on a thread: its result, or `None` if it has not returned within 2 s (the
+/// thread is then left waiting).
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (done, result) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    result.recv_timeout(Duration::from_secs(2)).ok()
+}
+
+/// `try_send` of a message in fragments counted `tail - head` as the room in use, not
+/// the cells consumers had taken and not yet released, then claimed the fragments
+/// waiting: held by a `ReadGrant` or a stream reader, those cells made it wait (here
+/// for ever: this thread holds them). It must return `Full` at once, leave the writer
+/// slot free, and send once they are released.
+#[test]
+fn try_send_in_fragments_does_not_wait_for_held_cells() {
+    for reader in [false, true] {
+        // 64 cells of 64 bytes; records of up to 2048 bytes, so 2100 go in fragments.
+        let (mut tx, mut rx) = mpmc::channel(&opts(4096).cell_size(64)).unwrap();
+        let mut rx2 = rx.try_clone().unwrap();
+        let mut tx2 = tx.try_clone().unwrap();
+        let mut buf = Vec::new();
+        tx.try_send(&[1; 2048]).expect("cells 0..32");
+        // Cells 0..32 taken by `rx`, not released.
+        enum Hold<'a> {
+            Grant(mpmc::ReadGrant<'a>),
+            Stream(shmlane::MessageReader<'a, mpmc::Consumer>),
+        }
+        let hold = if reader {
+            let mut r = rx.recv_stream().unwrap();
+            let mut part = [0; 100];
+            r.read_exact(&mut part).unwrap();
+            assert_eq!(part, [1; 100]);
+            Hold::Stream(r)
+        } else {
+            Hold::Grant(rx.try_recv_ref().unwrap())
+        };
+        tx.try_send(&[2; 2048]).expect("cells 32..64");
+        assert_eq!(rx2.try_recv(&mut buf), Ok(2048));
+        // tail = head = 64: by `tail - head` all is free, but the first fragment of
+        // 2100 bytes needs cells 0..16.
+        let r = bounded(move || (tx.try_send(&[3; 2100]), tx));
+        let Some((r, mut tx)) = r else {
+            panic!("try_send waited for a consumer (reader: {reader})");
+        };
+        assert_eq!(r, Err(TrySendError::Full), "reader: {reader}");
+        // Nothing was claimed: the ring reads empty to the other consumer.
+        assert_eq!(rx2.try_recv(&mut buf), Err(TryRecvError::Empty));
+        match hold {
+            Hold::Grant(g) => drop(g),
+            Hold::Stream(mut r) => {
+                let mut rest = Vec::new();
+                r.read_to_end(&mut rest).unwrap();
+                assert_eq!(rest.len(), 2048 - 100);
+            }
+        }
+        // The writer slot is free for another producer, and the room is there now.
+        tx2.try_send(&[3; 2100]).expect("cells 0..33 released");
+        assert_eq!(rx2.try_recv(&mut buf), Ok(2100));
+        assert_eq!(buf, [3; 2100]);
+        tx.try_send(&[4; 2100]).expect("room again");
+        assert_eq!(rx2.try_recv(&mut buf), Ok(2100));
+        assert_eq!(buf, [4; 2100]);
+    }
+}

@@ -242,7 +242,31 @@ struct View {
     liveness: Liveness,
     /// When a `try_*` call that found nothing should look for dead endpoints.
     watch: Watch,
+    /// Loom models only: where this endpoint stops for ever.
+    #[cfg(loom)]
+    stop: StopBudget,
 }
+
+/// Loom models only: an endpoint that stops for ever after a given number of steps of
+/// its protocol ([`View::step`]), as a process killed there would. The stop unwinds
+/// (with [`Stopped`]) out to the model, which ends the endpoint with
+/// `loom_internals::mpmc_die` (its `Drop` code, finding it stopped, does nothing);
+/// while it unwinds, the drops of its grants and streams find it stopped and leave the
+/// ring alone, so that after its last step the endpoint writes nothing more, as a dead
+/// process.
+#[cfg(loom)]
+#[derive(Debug, Default)]
+struct StopBudget {
+    /// Steps left before it stops; `None`: it never does.
+    left: std::cell::Cell<Option<u32>>,
+    /// It has stopped.
+    stopped: std::cell::Cell<bool>,
+}
+
+/// Loom models only: the payload of the unwind of an endpoint that stopped.
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct Stopped(pub(crate) &'static str);
 
 impl View {
     fn attach(seg: Arc<Segment>, params: RingParams, role: u32) -> Result<Self, Error> {
@@ -270,6 +294,8 @@ impl View {
             role,
             liveness: Liveness::for_segment(&seg),
             watch: Watch::default(),
+            #[cfg(loom)]
+            stop: StopBudget::default(),
             seg,
         };
         let slots = &view.header().endpoints;
@@ -435,6 +461,7 @@ impl View {
             // SYNC POINT: Release pairs with the producer's Acquire load of the stamp in
             // `try_claim`: our reads of the cell happen before it rewrites it.
             self.table.stamp(p).store(p + self.n, Ordering::Release);
+            self.step("cell released");
         }
     }
 
@@ -458,6 +485,36 @@ impl View {
         false
     }
 
+    /// A step boundary of the protocol, right after `what`: where a loom model's
+    /// endpoint may stop for ever (see [`StopBudget`]). Nothing outside loom.
+    #[inline(always)]
+    fn step(&self, what: &'static str) {
+        let _ = what;
+        #[cfg(loom)]
+        if let Some(left) = self.stop.left.get() {
+            if left <= 1 {
+                self.stop.left.set(None);
+                self.stop.stopped.set(true);
+                std::panic::resume_unwind(Box::new(Stopped(what)));
+            }
+            self.stop.left.set(Some(left - 1));
+        }
+    }
+
+    /// Whether this endpoint has stopped for ever (a loom model's; never outside loom):
+    /// it then leaves the ring alone.
+    #[inline(always)]
+    fn stopped(&self) -> bool {
+        #[cfg(loom)]
+        {
+            self.stop.stopped.get()
+        }
+        #[cfg(not(loom))]
+        {
+            false
+        }
+    }
+
     fn corrupt(&self, field: &'static str, value: u64, reason: &'static str) -> Error {
         Error::Corrupt {
             name: self.seg.name().to_string(),
@@ -470,8 +527,10 @@ impl View {
 
 impl Drop for View {
     fn drop(&mut self) {
-        if self.slot == NO_SLOT {
-            return; // attaching failed: we hold no slot
+        if self.slot == NO_SLOT || self.stopped() {
+            // Attaching failed: we hold no slot. Or (loom) we stopped for ever: our slot
+            // stays as it was, for a recoverer.
+            return;
         }
         // SYNC POINT: Release pairs with `all_gone`'s Acquire. Saturating at 0 in the
         // low half, so a scribbled counter cannot borrow from the attach count.
@@ -621,6 +680,8 @@ impl Producer {
             // The writer-stream slot: a whole message or a first fragment needs it free;
             // the rest of a stream needs it ours.
             let new_holder = match flags {
+                // Reserved for this message by `room_for_fragmented`.
+                FLAG_BEGIN if holder == me => me,
                 FLAGS_WHOLE | FLAG_BEGIN if holder != 0 => return Ok(Poll::SlotHeld),
                 FLAGS_WHOLE => 0,
                 FLAG_BEGIN => me,
@@ -675,6 +736,7 @@ impl Producer {
             let note = r.note();
             note.claim_cells.store(pad << 32 | k, Ordering::Relaxed);
             note.claim.store(pos | CLAIM_VALID, Ordering::Relaxed);
+            r.step("claim note written");
             let new = cursor(pos + pad + k, new_holder);
             // SYNC POINT: Release: a recoverer that reads `tail` past `pos` with an
             // Acquire read-modify-write sees the note (later claims' CASes continue the
@@ -683,12 +745,16 @@ impl Producer {
                 .compare_exchange_weak(t, new, Ordering::Release, Ordering::Relaxed)
                 .is_err()
             {
+                r.step("claim CAS failed");
                 continue;
             }
+            r.step("claim CAS done");
             note.claim
                 .store(pos | CLAIM_VALID | CLAIM_CONFIRMED, Ordering::Relaxed);
+            r.step("claim note confirmed");
             if pad > 0 {
                 r.publish_pad(pos, pad);
+                r.step("wrap padding published");
             }
             let pos = pos + pad;
             return Ok(Poll::Ready(Claim {
@@ -698,6 +764,40 @@ impl Producer {
                 flags,
             }));
         }
+    }
+
+    /// `claim` of the `RecordProducer`: tries, then waits as `mode` allows.
+    #[inline(always)]
+    fn claim_record(
+        &mut self,
+        payload: usize,
+        flags: u8,
+        mode: Mode,
+    ) -> Result<Option<Claim>, SendError> {
+        let k = cells_for(payload, self.ring.cell_shift);
+        let first = self.try_claim(k, flags)?;
+        if let Poll::Ready(c) = first {
+            return Ok(Some(c));
+        }
+        let Mode::Block(deadline) = mode else {
+            // Not waiting: look for dead endpoints now and then (a dead consumer may
+            // hold the cells we need, or every consumer may be dead).
+            if self.ring.watch.due() {
+                self.connected(true)?;
+                if let Poll::Ready(c) = self.try_claim(k, flags)? {
+                    return Ok(Some(c));
+                }
+            }
+            return Ok(None);
+        };
+        let mut spinner = self.spinner;
+        let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
+        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |thorough| {
+            self.connected(thorough)?;
+            Ok(self.try_claim(k, flags)?)
+        });
+        self.spinner = spinner;
+        result
     }
 
     /// Cells of the ring taken by a `len`-byte message sent in fragments.
@@ -742,61 +842,61 @@ impl RecordProducer for Producer {
 
     #[inline]
     fn claim(&mut self, payload: usize, flags: u8, mode: Mode) -> Result<Option<Claim>, SendError> {
-        let k = cells_for(payload, self.ring.cell_shift);
-        let first = self.try_claim(k, flags)?;
-        if let Poll::Ready(c) = first {
-            return Ok(Some(c));
+        if self.ring.stopped() {
+            return Err(SendError::Disconnected);
         }
-        let Mode::Block(deadline) = mode else {
-            // Not waiting: look for dead endpoints now and then (a dead consumer may
-            // hold the cells we need, or every consumer may be dead).
-            if self.ring.watch.due() {
-                self.connected(true)?;
-                if let Poll::Ready(c) = self.try_claim(k, flags)? {
-                    return Ok(Some(c));
-                }
-            }
-            return Ok(None);
-        };
-        let mut spinner = self.spinner;
-        let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |thorough| {
-            self.connected(thorough)?;
-            Ok(self.try_claim(k, flags)?)
-        });
-        self.spinner = spinner;
-        result
+        let r = self.claim_record(payload, flags, mode);
+        if flags == FLAG_BEGIN && !matches!(r, Ok(Some(_))) {
+            // A first fragment that did not go out leaves the writer slot free, also
+            // when `room_for_fragmented` had reserved it for us.
+            self.release_writer_slot();
+        }
+        r
     }
 
     #[inline]
     fn publish(&mut self, claim: Claim, len: usize, flags: u8) {
         let r = &self.ring;
+        if r.stopped() {
+            return;
+        }
+        r.step("payload written");
         let used = cells_for(len, r.cell_shift);
         debug_assert!(used <= claim.cells);
         if used < claim.cells {
             // A grant committed shorter than reserved: the rest is padding.
             r.publish_pad(claim.pos + used, claim.cells - used);
+            r.step("commit padding published");
         }
         r.table
             .record(claim.pos)
             .store(encode_cell(len as u32, flags), Ordering::Relaxed);
+        r.step("record word written");
         // SYNC POINT: Release pairs with the consumer's Acquire load of this stamp in
         // `try_take`: the payload and the record word are visible once it sees it.
         r.table
             .stamp(claim.pos)
             .store(claim.pos + 1, Ordering::Release);
+        r.step("stamp published");
         r.clear_note();
+        r.step("claim note cleared");
         if flags & FLAG_END != 0 && flags & FLAG_BEGIN == 0 {
             // The last fragment (or the ABORT) of our stream: free the writer slot.
             self.release_writer_slot();
+            self.ring.step("writer slot released");
         }
         self.ring.data_ready().notify();
     }
 
     fn abandon(&mut self, claim: Claim) {
+        if self.ring.stopped() {
+            return;
+        }
         if claim.flags == FLAGS_WHOLE {
             self.ring.publish_pad(claim.pos, claim.cells);
+            self.ring.step("abandoned cells padded");
             self.ring.clear_note();
+            self.ring.step("claim note cleared");
             self.ring.data_ready().notify();
         } else {
             // Part of a stream: close it here, which frees the writer slot.
@@ -815,11 +915,17 @@ impl RecordProducer for Producer {
         &mut self.open_message
     }
 
-    /// Room for every fragment now, and the writer slot free. The claims that follow
-    /// may still wait for consumers to release cells they have already taken.
+    /// Room for every fragment now. If so, the writer-stream slot is ours (reserved
+    /// for the first fragment, which `claim_cells` lets through), so no other
+    /// producer can claim until the message ends; and the cell of every record it
+    /// needs (padding at the wrap included) reads free for that position, and nothing
+    /// but this producer's claims changes that. So every claim of the message then
+    /// succeeds at once: none waits for a consumer that holds cells it took (a grant,
+    /// a stream reader) but has not released.
     fn room_for_fragmented(&mut self, len: u64) -> Result<bool, SendError> {
         let n = self.ring.n;
-        let slack = cells_for(self.fragment_payload, self.ring.cell_shift);
+        let shift = self.ring.cell_shift;
+        let slack = cells_for(self.fragment_payload, shift);
         let need = self.fragmented_cells(len);
         if need + slack > n {
             // fragmented_cells is monotonic: binary search the longest that fits.
@@ -835,13 +941,51 @@ impl RecordProducer for Producer {
             return Err(SendError::TooLarge { len, max: lo });
         }
         let h = self.ring.header();
-        let t = h.tail.load(Ordering::Acquire);
-        let hd = h.head.load(Ordering::Acquire);
-        if holder_of(t) != 0 {
-            return Ok(false);
+        let me = self.ring.me();
+        let mut t = h.tail.load(Ordering::Acquire);
+        let pos = loop {
+            let hd = h.head.load(Ordering::Acquire);
+            let used = pos_of(t).saturating_sub(pos_of(hd));
+            if holder_of(t) != 0 || used > n || need + slack > n - used {
+                return Ok(false);
+            }
+            // Take the writer slot without moving `tail`.
+            match h.tail.compare_exchange_weak(
+                t,
+                cursor(pos_of(t), me),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break pos_of(t),
+                Err(now) => t = now,
+            }
+        };
+        // The records of the message as `claim_cells` will place them: the first
+        // fragment and the full ones after it, then the rest; each one that would
+        // cross the end of the ring after padding to it.
+        let fp = self.fragment_payload as u64;
+        let after = len.saturating_sub(fp - BEGIN_PREFIX as u64);
+        let full = cells_for(fp as usize, shift);
+        let last = after % fp;
+        let records = std::iter::repeat(full)
+            .take(1 + (after / fp) as usize)
+            .chain((last > 0).then(|| cells_for(last as usize, shift)));
+        let mut end = pos;
+        for k in records {
+            let index = end & (n - 1);
+            if index + k > n {
+                end += n - index;
+            }
+            end += k;
         }
-        let used = pos_of(t).saturating_sub(pos_of(hd));
-        Ok(used <= n && need + slack <= n - used)
+        debug_assert!(end - pos <= need + slack);
+        // SYNC POINT: Acquire pairs with the Release store of the consumer that
+        // released the cell, as in `claim_cells`.
+        let free = (pos..end).all(|p| self.ring.table.stamp(p).load(Ordering::Acquire) == p);
+        if !free {
+            self.release_writer_slot();
+        }
+        Ok(free)
     }
 }
 
@@ -850,6 +994,9 @@ impl Drop for Producer {
         // Close a message left open; if there is no room for its ABORT, give the writer
         // slot up anyway: the consumer reading it sees the next message begin and
         // reports the cut one as truncated. Then `ring` drops and detaches.
+        if self.ring.stopped() {
+            return;
+        }
         let _ = crate::message::close_open_message(self, Mode::Try);
         self.release_writer_slot();
     }
@@ -1039,6 +1186,7 @@ impl Consumer {
             // says which to release.
             let note = r.note();
             note.claim.store(pos | CLAIM_VALID, Ordering::Relaxed);
+            r.step("claim note written");
             // SYNC POINT: Release: a recoverer that reads `head` past `pos` with an
             // Acquire read-modify-write sees the note.
             if head
@@ -1050,10 +1198,13 @@ impl Consumer {
                 )
                 .is_err()
             {
+                r.step("claim CAS failed");
                 continue;
             }
+            r.step("claim CAS done");
             note.claim
                 .store(pos | CLAIM_VALID | CLAIM_CONFIRMED, Ordering::Relaxed);
+            r.step("claim note confirmed");
             if holder == me && new_holder == 0 {
                 // Consumers waiting for the reader slot may go on.
                 r.reader_free().notify();
@@ -1074,6 +1225,7 @@ impl Consumer {
     fn release_cells(&self, pos: u64, cells: u64) {
         self.ring.release_cells(pos, cells);
         self.ring.clear_note();
+        self.ring.step("claim note cleared");
         self.ring.space_ready().notify();
     }
 
@@ -1136,6 +1288,9 @@ impl Consumer {
 impl RecordConsumer for Consumer {
     #[inline]
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
+        if self.ring.stopped() {
+            return Err(RecvTimeoutError::Disconnected);
+        }
         let first = self.poll_record(false)?;
         if let Poll::Ready(r) = first {
             return Ok(r);
@@ -1160,6 +1315,10 @@ impl RecordConsumer for Consumer {
 
     #[inline]
     fn release_record(&mut self, _rec: &DataRecord) {
+        if self.ring.stopped() {
+            return;
+        }
+        self.ring.step("payload read");
         if let Some(h) = self.in_hand.take() {
             self.release_cells(h.pos, h.cells);
         }
@@ -1200,6 +1359,9 @@ impl Drop for Consumer {
         // A record in hand is released unread (it was claimed: no other consumer can
         // take it); the rest of a message in fragments we were reading is skipped by
         // the consumers after us. Then `ring` drops and detaches.
+        if self.ring.stopped() {
+            return;
+        }
         if let Some(h) = self.in_hand.take() {
             self.release_cells(h.pos, h.cells);
         }
@@ -1210,3 +1372,70 @@ impl Drop for Consumer {
 /// One message read in place from an MPMC ring; see
 /// [`shmlane::ReadGrant`](crate::ReadGrant).
 pub type ReadGrant<'a> = crate::ReadGrant<'a, Consumer>;
+
+// ---------------------------------------------------------------------------------
+// Loom models only: endpoints that die, and their recovery (`loom_internals`)
+// ---------------------------------------------------------------------------------
+
+#[cfg(loom)]
+impl View {
+    /// Stops this endpoint for ever right after its `steps`-th step from now (`0`: at
+    /// its next step).
+    fn stop_after(&self, steps: u32) {
+        self.stop.left.set(Some(steps.max(1)));
+    }
+
+    /// Ends this endpoint as a process killed now would: its slot stays as it is
+    /// (attached, with its claim note and the stream slots it holds), and it touches
+    /// the ring no more (its `Drop`s see it stopped and do nothing: the endpoint is
+    /// dropped as if forgotten). Returns its slot.
+    fn die(&self) -> usize {
+        self.stop.stopped.set(true);
+        self.slot
+    }
+
+    /// `reap` of slot `dead` (another endpoint's) as if it were proven dead: the real
+    /// take-over, `recovery::recover` and release of `liveness.rs`. `Ok(None)`: the
+    /// slot holds no endpoint (recovered already); `Ok(Some(true))`: recovered now;
+    /// `Ok(Some(false))`: not yet (`Recovered::NotYet`, or another recoverer has it).
+    fn recover_declared_dead(&self, dead: usize) -> Result<Option<bool>, Corruption> {
+        assert_ne!(dead, self.slot, "an endpoint recovering itself");
+        let slot = &self.header().endpoints[dead];
+        if !crate::liveness::occupied(slot.state()) {
+            return Ok(None);
+        }
+        self.liveness
+            .reap_declared_dead(dead, slot, &mut |i, was| recovery::recover(self, i, was))
+            .map(Some)
+    }
+}
+
+#[cfg(loom)]
+impl Producer {
+    pub(crate) fn loom_stop_after(&self, steps: u32) {
+        self.ring.stop_after(steps);
+    }
+
+    pub(crate) fn loom_die(self) -> usize {
+        self.ring.die()
+    }
+
+    pub(crate) fn loom_recover(&self, dead: usize) -> Result<Option<bool>, Corruption> {
+        self.ring.recover_declared_dead(dead)
+    }
+}
+
+#[cfg(loom)]
+impl Consumer {
+    pub(crate) fn loom_stop_after(&self, steps: u32) {
+        self.ring.stop_after(steps);
+    }
+
+    pub(crate) fn loom_die(self) -> usize {
+        self.ring.die()
+    }
+
+    pub(crate) fn loom_recover(&self, dead: usize) -> Result<Option<bool>, Corruption> {
+        self.ring.recover_declared_dead(dead)
+    }
+}

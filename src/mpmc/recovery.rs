@@ -21,13 +21,19 @@
 //! - an unconfirmed note: D died between writing the note and confirming it, either
 //!   before its compare-exchange, or after it failed, or after it succeeded. The
 //!   winner of position `p` wrote a note for `p` before its compare-exchange and
-//!   keeps it until it has published or released: so if no other endpoint's note
-//!   says `p`, the claim was D's. If a live endpoint's unconfirmed note says `p`, it
-//!   is undecidable until that endpoint moves on: [`Recovered::NotYet`], retried at
-//!   the next check. If only dead ones do, one of them won it; for producers, their
-//!   notes must then agree on the cells (else the ring is reported corrupt: two
-//!   producers died within the same few instructions claiming different sizes at
-//!   one position, which cannot be told apart).
+//!   keeps it until it has published or released. If a live endpoint's unconfirmed
+//!   note says `p`, it is undecidable until that endpoint moves on:
+//!   [`Recovered::NotYet`], retried at the next check; likewise if an endpoint whose
+//!   note said `p` left while we looked (its note was stale). If a confirmed one
+//!   does, the claim is that endpoint's. If no other note says `p`, the winner may
+//!   also have published (or released) and cleared its note: so the first cell
+//!   decides. For a producer, D published nothing, so the claim was D's only if the
+//!   first cell still reads "free for `p`" (or holds D's first padding, from a
+//!   recoverer before us); for a consumer, only if it still reads "published". If
+//!   only dead endpoints' unconfirmed notes say `p`, one of them won it; for
+//!   producers, their notes must then agree on the cells (else the ring is reported
+//!   corrupt: two producers died within the same few instructions claiming
+//!   different sizes at one position, which cannot be told apart).
 //!
 //! Then:
 //!
@@ -102,7 +108,8 @@ enum Owner {
     Dead,
     /// Another endpoint confirmed it.
     Other,
-    /// A live endpoint's unconfirmed note says `p` too.
+    /// A live endpoint's unconfirmed note says `p` too, or an endpoint whose note said
+    /// `p` has left since (its note, read before, may be stale): look again later.
     Undecided,
 }
 
@@ -122,7 +129,11 @@ fn owner(v: &View, i: usize, p: u64, role: u32, cells: Option<u64>) -> Result<Ow
         if note & CLAIM_CONFIRMED != 0 {
             return Ok(Owner::Other);
         }
-        if v.liveness.maybe_alive(j, s) {
+        if !v.liveness.proven_dead(j, s) {
+            // Alive: it may still win or lose `p`. Or gone since we read its state: a
+            // live endpoint that has published (or released) and detached, or a dead
+            // one recovered by another; either way its note is stale, and treating it
+            // as a dead one's would decide on it. The next look skips the slot.
             return Ok(Owner::Undecided);
         }
         if let Some(cells) = cells {
@@ -165,11 +176,32 @@ fn producer_claim(v: &View, i: usize) -> Result<Recovered, Corruption> {
             Owner::Other => return Ok(Recovered::Done),
             Owner::Undecided => return Ok(Recovered::NotYet),
         }
+        // No note says `p` any more, which does not make the claim ours: the winner
+        // clears its note once it has published. A dead producer whose note is
+        // unconfirmed published nothing, so if it won `p`, the first cell still reads
+        // "free for `p`", or, if a recoverer before us padded it, holds our first
+        // padding. Anything else there is the winner's record (or it was, and is
+        // released): the claim was not ours. (Padding `p + pad` on the strength of
+        // the missing note would publish cells beyond `tail`, or over another
+        // producer's claim, when the winner needed no padding and we did.)
+        let first = v.table.stamp(p).load(Ordering::Acquire);
+        let ours = first == p
+            || (first == p + 1
+                && v.table.record(p).load(Ordering::Relaxed)
+                    == encode_cell(if pad > 0 { pad } else { k } as u32, FLAG_PAD));
+        if !ours {
+            return Ok(Recovered::Done);
+        }
     }
+    // The record's cells first, the padding before them last: so while the first
+    // cell still reads "free for `p`", a recoverer that takes over from one that died
+    // halfway knows the claim for ours (above) and finishes it. (The other order
+    // could let consumers release the padding before it is taken over, and leave the
+    // record's cells unpublished for ever.)
+    pad_unpublished(v, p + pad, k);
     if pad > 0 {
         pad_unpublished(v, p, pad);
     }
-    pad_unpublished(v, p + pad, k);
     Ok(Recovered::Done)
 }
 
