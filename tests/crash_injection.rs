@@ -55,7 +55,9 @@
 //! Producers send with `send_timeout(1 s)`, consumers receive one message at a time
 //! with `recv_timeout(1 s)`. A `Disconnected` before the end (every peer on the other
 //! side was killed and no replacement has attached yet) is retried every millisecond,
-//! the same message again; for more than 1 s it is a failure. `Truncated` is counted
+//! the same message again; it is a failure once it has lasted 1 s while a process on
+//! the other side had been attached for 1 s too (a replacement slow to start, on a
+//! loaded host, is not the library's doing). `Truncated` is counted
 //! (a producer died in the middle of a message).
 //!
 //! # Checks
@@ -67,7 +69,8 @@
 //!
 //! - No torn or corrupt message: length, tag and checksum at the consumer.
 //! - No surviving endpoint blocked more than 1 s: a `Timeout` from `send_timeout` or
-//!   `recv_timeout`, a `Disconnected` for more than 1 s before the end, or `Busy` for
+//!   `recv_timeout`, a `Disconnected` for more than 1 s before the end (with a peer
+//!   attached for as long), or `Busy` for
 //!   more than 1 s from `open` (the slots of dead endpoints must be reclaimed).
 //! - No message delivered twice, across all consumers and incarnations.
 //! - Each consumer incarnation sees each producer incarnation's messages in order.
@@ -87,7 +90,9 @@
 //! role, incarnations, messages sent and delivered per ring and per second, losses
 //! (how many in fragments, and the first ones), a killed producer's last message
 //! delivered or not, truncations, `Disconnected` runs, the longest send, receive and
-//! `open`, waits over 50 ms, fork-to-attached latency.
+//! `open`, waits over 50 ms, fork-to-attached latency, the processes not attached
+//! 300 ms after their fork (with their kernel state), and the host's load average:
+//! the 1 s limits assume a host not loaded by much else.
 
 mod common;
 
@@ -244,6 +249,8 @@ struct Board {
     failure_len: AtomicU32,
     failure_text: [AtomicU8; FAILURE_TEXT],
     rings: [RingStats; 2],
+    /// The incarnation id of each slot's current process (controller).
+    current: [AtomicU32; 8],
 }
 
 /// One process ever started. Incarnation ids start at 1 (0 is never used).
@@ -392,6 +399,13 @@ impl Drop for Shared {
     }
 }
 
+/// The host's load averages (1, 5, 15 minutes): a loaded host starves the endpoints.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("({e})"))
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every process.
 fn now_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -481,6 +495,38 @@ fn open_retrying<T>(
     }
 }
 
+/// Whether an endpoint that has seen `Disconnected` since `since` is stuck: that is
+/// the case once it has lasted `STALL` while a process on the other side (producers
+/// if `want_producers`) of `ring` had been attached for `STALL` too. (A replacement
+/// that has not attached yet, on a loaded host, is the controller's to notice.)
+/// Returns which process.
+fn stuck_disconnected(
+    sh: &Shared,
+    ring: Ring,
+    want_producers: bool,
+    since: Instant,
+) -> Option<String> {
+    if since.elapsed() <= STALL {
+        return None;
+    }
+    let now = now_ns();
+    Role::SLOTS
+        .iter()
+        .zip(&sh.board().current)
+        .filter(|(r, _)| r.ring() == ring && r.is_producer() == want_producers)
+        .find_map(|(r, id)| {
+            let id = id.load(Ordering::Acquire);
+            let at = sh.get(id)?.attached_ns.load(Ordering::Acquire);
+            let attached_for = Duration::from_nanos(now.saturating_sub(at));
+            (at != 0 && attached_for > STALL).then(|| {
+                format!(
+                    "{} #{id} has been attached for {attached_for:.0?}",
+                    r.name()
+                )
+            })
+        })
+}
+
 /// A message length: mostly small, some up to a few KiB, about 1 in 100 larger than
 /// the ring (in fragments). At least `MSG_HEADER`, for the tag and the checksum.
 fn message_len(rng: &mut Rng) -> usize {
@@ -543,10 +589,10 @@ fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<S
                     if !go() {
                         break 'messages;
                     }
-                    if since.elapsed() > STALL {
+                    if let Some(peer) = stuck_disconnected(sh, ring, false, since) {
                         return Err(format!(
-                            "message {seq} ({len} bytes): Disconnected for {:.0?}, though a \
-                             killed consumer is replaced within milliseconds",
+                            "message {seq} ({len} bytes): Disconnected for {:.0?}, though \
+                             {peer}",
                             since.elapsed()
                         ));
                     }
@@ -655,12 +701,13 @@ fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<
                     // From the first Disconnected: the call may have waited before.
                     Instant::now()
                 });
-                if board.stop.load(Ordering::Acquire) == 0 && since.elapsed() > STALL {
-                    return Err(format!(
-                        "Disconnected for {:.0?} after {received} messages, though a killed \
-                         producer is replaced within milliseconds",
-                        since.elapsed()
-                    ));
+                if board.stop.load(Ordering::Acquire) == 0 {
+                    if let Some(peer) = stuck_disconnected(sh, ring, true, since) {
+                        return Err(format!(
+                            "Disconnected for {:.0?} after {received} messages, though {peer}",
+                            since.elapsed()
+                        ));
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -848,13 +895,15 @@ impl Controller<'_> {
             .map(|r| format!("\n  {r}"))
             .collect();
         panic!(
-            "crash injection failed after {:.2?}, {} kills ({}), seed {:#x}: {what}\nfirst \
+            "crash injection failed after {:.2?}, {} kills ({}), seed {:#x}, host load average \
+             {}: {what}\nfirst \
              failure recorded by an endpoint: {failure}\nendpoints that ended on their \
              own:{ended}\nslots:{slots}\n{}\nslow starts:{}\nrings:{rings}",
             self.start.elapsed(),
             self.kills.iter().sum::<u64>(),
             self.kills_text(),
             self.seed,
+            loadavg(),
             self.counters_text(),
             self.slow_starts_text(),
         );
@@ -1010,6 +1059,7 @@ impl Controller<'_> {
         }
         self.kills[victim.role as usize] += 1;
         self.slots[i] = self.spawn(victim.role);
+        self.sh.board().current[i].store(self.slots[i].id, Ordering::Release);
     }
 
     fn delivered(&self, ring: Ring) -> u64 {
@@ -1117,8 +1167,9 @@ fn crash_injection() {
     );
 
     // Start: every slot, then wait until each process has attached.
-    for role in Role::SLOTS {
+    for (i, role) in Role::SLOTS.into_iter().enumerate() {
         let s = c.spawn(role);
+        sh.board().current[i].store(s.id, Ordering::Release);
         c.slots.push(s);
     }
     let attach_deadline = Instant::now() + Duration::from_secs(10);
@@ -1387,13 +1438,15 @@ fn crash_injection() {
          of a replacement in its start-up, {} before the victim had attached), {} \
          incarnations, seed {seed:#x}; waiting for \
          messages to flow between kills {flow_wait:.2?} in all, {longest_flow_wait:.1?} at \
-         most; stop and drain {drain:.2?}, wall {wall:.2?}; processes not attached \
+         most; stop and drain {drain:.2?}, wall {wall:.2?}; host load average {}; \
+         processes not attached \
          {SLOW_START:?} after their fork: {}{}",
         total_kills as f64 / kill_phase.as_secs_f64(),
         c.kills_text(),
         c.early_kills,
         c.kills_before_attach,
         ids - 1,
+        loadavg(),
         c.slow_starts.len(),
         c.slow_starts_text(),
     );
