@@ -408,10 +408,10 @@ pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
 /// Whether the endpoint attached with `pid` (and, where its slot records it, the
 /// process start time) is alive.
 ///
-/// This trusts a pid, which a process in another PID namespace cannot check and which
+/// The fallback where the segment has no file whose slot locks we can ask (SysV):
+/// it trusts a pid, which a process in another PID namespace cannot check and which
 /// the kernel may reuse (the start time guards against that where it is recorded).
-/// The per-endpoint OFD locks of issue 4 replace it: the kernel drops a lock when its
-/// holder dies, whatever its pid.
+/// Where there is a file, the endpoint's OFD lock decides (`liveness.rs`).
 pub(crate) fn endpoint_alive(pid: u32, start_time: Option<u64>) -> bool {
     process_alive(pid, start_time)
 }

@@ -14,6 +14,15 @@
 //! - **Untrusted memory**: every cursor, length and flag read from the segment is
 //!   validated before use; an impossible value is an error ([`Corruption`]), never
 //!   undefined behaviour.
+//! - **Dead peers are errors, not hangs**: every endpoint holds an OFD lock on its
+//!   slot of the header's endpoint table, which the kernel drops when its process
+//!   dies. A waiter checks its peers every 25 ms of waiting: a consumer whose
+//!   producers are all dead gets `Disconnected` (after the messages they left), and so
+//!   does a producer whose consumers are all dead. What a dead endpoint held (MPMC
+//!   cells it claimed, a stream slot, the message it was reading or writing) is
+//!   recovered by the survivors, and its slot is reused by the next to attach. A live
+//!   endpoint, however slow or stopped, is never taken for dead. Delivery is at most
+//!   once: a message a consumer held when it died is not delivered again.
 //! - **Looking from outside** ([`inspect`]): describe a ring's header, cursors and
 //!   endpoints without attaching to it, list the rings on the host, and remove those
 //!   whose processes are gone (what `shmlane inspect`, `ls` and `rm --stale` print and
