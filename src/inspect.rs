@@ -593,10 +593,15 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             problems.push(format!("head = {head:#x}: not 8-byte aligned"));
         } else if tail % 8 != 0 {
             problems.push(format!("tail = {tail:#x}: not 8-byte aligned"));
-        } else if head > tail {
+        } else if head > tail && head - tail > capacity / 2 {
             problems.push(format!(
                 "head = {head}: ahead of tail ({tail}), the consumer released bytes never written"
             ));
+        } else if head > tail {
+            // A producer that died between publishing a record and storing `tail`
+            // leaves `tail` one record behind, and the consumer may have read it: the
+            // next producer walks over it. Nothing is in the ring.
+            used = Some(0);
         } else if capacity.is_power_of_two() && tail - head > capacity {
             problems.push(format!(
                 "tail = {tail}: more than capacity ({capacity}) ahead of head ({head})"

@@ -253,8 +253,11 @@ impl RingView {
         }
     }
 
-    /// Reads and checks the published cursors: `head <= tail <= head + capacity`, both
-    /// 8-byte aligned.
+    /// Reads and checks the published cursors: both 8-byte aligned, and
+    /// `head - max_record <= tail <= head + capacity`. (`tail` may be one record behind
+    /// `head`: a producer that died between publishing a record and storing `tail`
+    /// leaves it so, and the consumer may have read that record. The next producer
+    /// walks over it.)
     fn published_cursors(&self) -> Result<(u64, u64), Error> {
         // Acquire: pairs with the Release stores of the cursors by earlier endpoints.
         let head = self.header().head.load(Ordering::Acquire);
@@ -265,15 +268,53 @@ impl RingView {
         if tail % 8 != 0 {
             return Err(self.corrupt("tail", tail, "not 8-byte aligned"));
         }
-        if head > tail || tail - head > self.params.capacity as u64 {
-            return Err(self.corrupt("tail", tail, "not within head..=head + capacity"));
-        }
         // Positions count bytes from 0: at 100 GB/s they pass 2^63 after ~3 years. A
         // cursor beyond is corruption, and the position arithmetic would overflow.
-        if tail > 1 << 63 {
+        if tail > 1 << 63 || head > 1 << 63 {
             return Err(self.corrupt("tail", tail, "beyond 2^63, where no ring gets"));
         }
+        let behind = head.saturating_sub(tail);
+        if behind > self.params.max_record as u64
+            || tail - (head - behind) > self.params.capacity as u64
+            || (behind > 0 && self.walk_published(tail, head)? < head)
+        {
+            return Err(self.corrupt(
+                "tail",
+                tail,
+                "not within head..=head + capacity (nor one published record behind head)",
+            ));
+        }
         Ok((head, tail))
+    }
+
+    /// The end of the records published from `tail` on: walks over them until the
+    /// word that reads 0 (a producer zeroes the word after each record it publishes).
+    /// Checks each record is one written for its position, and that they end within
+    /// `head + capacity`.
+    fn walk_published(&self, mut tail: u64, head: u64) -> Result<u64, Error> {
+        let (data, params) = (self.data, &self.params);
+        loop {
+            let word = data.word(data.index(tail)).load(Ordering::Acquire);
+            match frame::decode(word, tail, params.capacity, params.max_record) {
+                Ok(None) => return Ok(tail),
+                Ok(Some(Record::Pad { size })) => tail += size as u64,
+                Ok(Some(Record::Data(d))) => tail += d.size() as u64,
+                Err(c) => {
+                    return Err(self.corrupt(
+                        "record header at tail",
+                        c.value,
+                        "neither 0 nor a record written for this position",
+                    ))
+                }
+            }
+            if tail > head + params.capacity as u64 {
+                return Err(self.corrupt(
+                    "tail",
+                    tail,
+                    "published records run past head + capacity",
+                ));
+            }
+        }
     }
 }
 
@@ -377,32 +418,18 @@ impl Producer {
     pub(crate) fn attach(seg: Arc<Segment>, params: RingParams, wait: Wait) -> Result<Self, Error> {
         // On an error below, dropping `ring` detaches again.
         let ring = RingView::attach(seg, params, PRODUCER_SLOT)?;
-        let (head, mut tail) = ring.published_cursors()?;
+        let (head, tail) = ring.published_cursors()?;
         // A producer that stopped between publishing a record and storing `tail`
         // leaves published records past `tail`: walk over them, so we never write over
         // a record the consumer may be reading.
-        let data = ring.data;
-        loop {
-            let word = data.word(data.index(tail)).load(Ordering::Acquire);
-            match frame::decode(word, tail, params.capacity, params.max_record) {
-                Ok(None) => break,
-                Ok(Some(Record::Pad { size })) => tail += size as u64,
-                Ok(Some(Record::Data(d))) => tail += d.size() as u64,
-                Err(c) => {
-                    return Err(ring.corrupt(
-                        "record header at tail",
-                        c.value,
-                        "neither 0 nor a record written for this position",
-                    ))
-                }
-            }
-            if tail - head > params.capacity as u64 {
-                return Err(ring.corrupt(
-                    "tail",
-                    tail,
-                    "published records run past head + capacity",
-                ));
-            }
+        let tail = ring.walk_published(tail, head)?;
+        if tail < head {
+            return Err(ring.corrupt(
+                "tail",
+                tail,
+                "behind head after the published records: the consumer released bytes \
+                 never written",
+            ));
         }
         let fragment_record = if params.capacity >= 4096 {
             (params.capacity / 4).min(params.max_record)

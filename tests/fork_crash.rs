@@ -626,3 +626,45 @@ fn spsc_consumer_killed_holding_a_grant_does_not_get_it_redelivered() {
     assert_eq!(rx.recv(&mut buf).unwrap(), 4);
     assert_eq!(buf, b"next");
 }
+
+/// A producer killed between publishing a record and storing `tail` leaves `tail` one
+/// record behind; the consumer reads that record and publishes `head` past `tail`.
+/// The next producer (and consumer) must take that for what it is, not corruption.
+/// (Found by the crash-injection long run.)
+#[test]
+fn spsc_head_one_record_past_a_dead_producers_tail_is_not_corruption() {
+    let name = seg_name("crash-spsc-tail");
+    let _guard = SegGuard::new(&name);
+    spsc::create_ring(&name, &RingOptions::new(4096)).unwrap();
+    let mut procs = Procs::new("crash-spsc-tail", DEADLINE);
+    let ready = Gate::new();
+    let (n, g) = (name.clone(), &ready);
+    let child = procs.spawn("producer", move || {
+        let mut tx = spsc::Producer::open(&n).map_err(|e| e.to_string())?;
+        tx.send(b"first").map_err(|e| e.to_string())?;
+        tx.send(b"second").map_err(|e| e.to_string())?;
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    procs.kill(child);
+    // As if it had died before storing `tail` for its second record (16 bytes).
+    let tail = common::peek_u64(&name, common::offsets::TAIL);
+    common::poke(&name, common::offsets::TAIL, &(tail - 16).to_le_bytes());
+    {
+        let mut rx = spsc::Consumer::open(&name).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+        assert_eq!(rx.recv(&mut buf).unwrap(), 6);
+        assert_eq!(buf, b"second");
+    } // publishes head: one record past tail
+    assert!(common::peek_u64(&name, common::offsets::HEAD) > tail - 16);
+    let mut rx = spsc::Consumer::open(&name).expect("a consumer attaches");
+    let mut tx = spsc::Producer::open(&name).expect("a producer attaches");
+    tx.send(b"third").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+    assert_eq!(buf, b"third");
+    let info = shmlane::inspect::inspect(&name).unwrap();
+    assert!(info.problems.is_empty(), "{:?}", info.problems);
+}
