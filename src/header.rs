@@ -239,7 +239,13 @@ pub(crate) struct Header {
     /// MPMC: event count "reader-stream slot free" (consumers waiting for it sleep here).
     pub(crate) reader_free: EventWord,
     _pad_rf: [u8; 112],
-    _reserved1: [AtomicU64; 32],
+    /// SPSC: the position the consumer has read up to, through the last record it
+    /// was handed (noted at every record; `head` itself is published in batches). If
+    /// the consumer dies, the recovery publishes it as `head`, so nothing it received
+    /// is read again. On a line of its own: the producer reads the consumer's endpoint
+    /// slot at every send, and must not find it written at every receive.
+    pub(crate) spsc_read_to: AtomicU64,
+    _reserved1: [AtomicU64; 31],
     /// Event count "data available": epoch (the futex word), then waiter count.
     pub(crate) data_ready: EventWord,
     _pad1: [u8; 112],
@@ -293,6 +299,7 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(Header, sem_reader_free), 448);
     const_assert_eq!(offset_of!(Header, writer_free), 512);
     const_assert_eq!(offset_of!(Header, reader_free), 640);
+    const_assert_eq!(offset_of!(Header, spsc_read_to), 768);
     const_assert_eq!(offset_of!(Header, data_ready), 1024);
     const_assert_eq!(offset_of!(Header, space_ready), 1152);
     const_assert_eq!(offset_of!(Header, tail), 1280);
@@ -317,7 +324,7 @@ pub(crate) const fn layout_hash() -> u64 {
     #[cfg(not(loom))]
     {
         use std::mem::offset_of;
-        let fields: [(usize, usize); 39] = [
+        let fields: [(usize, usize); 40] = [
             (offset_of!(Header, magic), 8),
             (offset_of!(Header, version), 4),
             (offset_of!(Header, header_size), 4),
@@ -344,6 +351,7 @@ pub(crate) const fn layout_hash() -> u64 {
             (offset_of!(Header, sem_reader_free), 64),
             (offset_of!(Header, writer_free), 16),
             (offset_of!(Header, reader_free), 16),
+            (offset_of!(Header, spsc_read_to), 8),
             (
                 offset_of!(Header, endpoints),
                 std::mem::size_of::<EndpointSlot>(),
@@ -858,6 +866,7 @@ impl Header {
             _pad_wf: [0; 112],
             reader_free: EventWord::new(),
             _pad_rf: [0; 112],
+            spsc_read_to: z64(),
             _reserved1: std::array::from_fn(|_| z64()),
             endpoints: std::array::from_fn(|_| slot()),
             data_ready: EventWord::new(),

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use crate::error::{Corruption, RecvError, RecvTimeoutError, SendError};
 use crate::frame::{self, DataRecord, Record, RECORD_HEADER};
 use crate::header::{
-    EndpointSlot, Header, RingParams, CLAIM_POS_MASK, CLAIM_VALID, ENDPOINT_DETACHED, KIND_SPSC,
-    ROLE_CONSUMER, ROLE_PRODUCER,
+    Header, RingParams, CLAIM_POS_MASK, CLAIM_VALID, ENDPOINT_DETACHED, KIND_SPSC, ROLE_CONSUMER,
+    ROLE_PRODUCER,
 };
 use crate::liveness::{Liveness, Recovered, Watch};
 use crate::message::{
@@ -198,12 +198,6 @@ impl RingView {
         })
     }
 
-    /// Our endpoint slot (the consumer notes its position there).
-    #[inline(always)]
-    fn note<'h>(&self) -> &'h EndpointSlot {
-        &self.header().endpoints[self.slot]
-    }
-
     #[inline]
     fn header<'h>(&self) -> &'h Header {
         // SAFETY: `self.seg` keeps the segment mapped for as long as `self` lives, and
@@ -321,13 +315,13 @@ impl RingView {
 /// Recovers what the dead endpoint of slot `i` left. A producer leaves nothing: it
 /// publishes a record only when it is whole, and the next producer walks over records
 /// published past `tail`. A consumer leaves the position it had read up to (through
-/// the last record it was handed), noted in its slot: it becomes `head`, so nothing
-/// it received, or held, is read again.
+/// the last record it was handed, `Header::spsc_read_to`): it becomes `head`, so
+/// nothing it received, or held, is read again.
 fn recover(h: &Header, params: &RingParams, i: usize) -> Result<Recovered, Corruption> {
     if i != CONSUMER_SLOT {
         return Ok(Recovered::Done);
     }
-    let note = h.endpoints[i].claim.load(Ordering::Acquire);
+    let note = h.spsc_read_to.load(Ordering::Acquire);
     if note & CLAIM_VALID == 0 {
         return Ok(Recovered::Done);
     }
@@ -856,12 +850,12 @@ impl RecordConsumer for Consumer {
     #[inline(always)]
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
         let rec = self.wait_record(mode)?;
-        // Noted in our own endpoint slot (a line nobody else reads while we live) as
-        // read, before anyone sees it: if we die holding it, or after `recv` returned
+        // Noted as read (`Header::spsc_read_to`, a line nobody else reads while we
+        // live) before anyone sees it: if we die holding it, or after `recv` returned
         // it, the recovery publishes this as `head`, and the next consumer does not
         // get the message again (at most once, as MPMC). The shared `head` itself is
         // published in batches, as the producer needs it.
-        self.ring.note().claim.store(
+        self.ring.header().spsc_read_to.store(
             (self.head + rec.size() as u64) | CLAIM_VALID,
             Ordering::Relaxed,
         );
