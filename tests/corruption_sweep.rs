@@ -107,6 +107,7 @@ const FIELDS: &[(&str, u64, u8)] = &[
     ("writer_free.futex", 520, 4),
     ("reader_free.state", 640, 8),
     ("reader_free.futex", 648, 4),
+    ("spsc_read_to", 768, 8),
     ("data_ready.state", 1024, 8),
     ("data_ready.futex", 1032, 4),
     ("space_ready.state", 1152, 8),
