@@ -73,15 +73,13 @@ macro_rules! trace {
     };
 }
 
-/// Whether the hostile peer writes into the header's semaphores
-/// (`SHMLANE_FUZZ_SEMAPHORE_WRITES` set). Off by default: glibc aborts the process
-/// ("The futex facility returned an unexpected error code") when `sem_post` meets a
-/// semaphore whose bytes a peer has overwritten, so the semaphore notifier does not
-/// survive a hostile peer yet (see the note on issue 5; the input that shows it is
-/// `fuzz/pending/hostile_peer-semaphore-abort`).
+/// Whether the hostile peer writes into the header's semaphores: yes, unless
+/// `SHMLANE_FUZZ_NO_SEMAPHORE_WRITES` is set. (They were off until the semaphore
+/// notifier checked the `sem_t` word libc passes to the futex call: glibc aborted the
+/// process when a peer had scribbled it; `corpus/hostile_peer/crash-semaphore-abort`.)
 fn semaphore_writes() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("SHMLANE_FUZZ_SEMAPHORE_WRITES").is_some())
+    *ON.get_or_init(|| std::env::var_os("SHMLANE_FUZZ_NO_SEMAPHORE_WRITES").is_none())
 }
 
 fn tracing() -> bool {

@@ -134,6 +134,12 @@ impl std::fmt::Debug for SemSlot {
 }
 
 impl SemSlot {
+    /// A zeroed slot (for a private reference semaphore).
+    #[cfg(not(loom))]
+    pub(crate) fn zeroed() -> SemSlot {
+        SemSlot(std::cell::UnsafeCell::new([0; 8]))
+    }
+
     /// The semaphore, for libc.
     #[cfg(not(loom))]
     pub(crate) fn sem_ptr(&self) -> *mut libc::sem_t {

@@ -58,10 +58,13 @@ pub enum Notifier {
     /// comparison, and for systems or sandboxes without futex. Sleeps are bounded with
     /// `sem_timedwait`.
     ///
-    /// Trust: a `sem_t` cannot be validated, so its bytes are trusted. A peer that
-    /// overwrites them can make glibc abort the process on the next wake-up ("The futex
-    /// facility returned an unexpected error code"). Use it only with peers you trust
-    /// not to scribble over the header; the futex notifier has no such exposure.
+    /// Trust: a `sem_t` is libc's, and its bytes cannot all be validated. The word
+    /// libc passes to the futex call as its flags (on 64-bit targets) is compared,
+    /// before every post and wait, with what `sem_init` writes: a peer that scribbles
+    /// it would otherwise make glibc abort the process ("The futex facility returned
+    /// an unexpected error code"); a semaphore whose word differs is left alone, and
+    /// sleepers fall back to their bounded park slices. Other garbage (a count) costs
+    /// at most spurious or missed wake-ups, which those slices make up for.
     Semaphore,
 }
 

@@ -303,9 +303,53 @@ pub(crate) mod semaphore {
     /// Tops the tokens up to `waiters` (at least one), waking that many sleepers.
     /// Tokens left over by waiters that did not sleep after all only make a later wait
     /// return at once, and its caller re-checks.
+    /// The word of a `sem_t` that the C library passes to the futex system call as its
+    /// flags (glibc's and musl's `private`, bytes 8..12 on 64-bit targets), as
+    /// `sem_init(pshared = 1)` writes it here. A peer that scribbles another value there
+    /// would make the futex call fail in a way glibc treats as fatal (it aborts the
+    /// process), so the semaphore is not used while the word differs.
+    #[cfg(all(not(loom), target_pointer_width = "64"))]
+    fn shared_flags_word() -> u32 {
+        static WORD: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        *WORD.get_or_init(|| {
+            let slot = SemSlot::zeroed();
+            // SAFETY: a private, zeroed slot large enough for a sem_t (asserted in
+            // header.rs); initialised, read, destroyed here, shared with nobody.
+            unsafe {
+                libc::sem_init(slot.sem_ptr(), 1, 0);
+                let w = crate::sync::load_relaxed_u64(slot.sem_ptr().cast::<u64>().add(1)) as u32;
+                libc::sem_destroy(slot.sem_ptr());
+                w
+            }
+        })
+    }
+
+    /// Whether the semaphore's flags word is what `sem_init` wrote (see
+    /// [`shared_flags_word`]); `true` where that word is not known.
+    #[cfg(not(loom))]
+    fn intact(sem: &SemSlot) -> bool {
+        #[cfg(target_pointer_width = "64")]
+        {
+            // SAFETY: the slot is 64 bytes, 64-aligned; word 1 is in it. Peers write it
+            // only through libc's atomics (or scribble it): an atomic load.
+            let w = unsafe { crate::sync::load_relaxed_u64(sem.sem_ptr().cast::<u64>().add(1)) };
+            w as u32 == shared_flags_word()
+        }
+        #[cfg(not(target_pointer_width = "64"))]
+        {
+            let _ = sem;
+            true
+        }
+    }
+
     pub(super) fn post(sem: &SemSlot, waiters: u32) {
         #[cfg(not(loom))]
         {
+            if !intact(sem) {
+                // A corrupt semaphore: no wake-up call (the sleepers' bounded park
+                // slices see the ring instead), never an abort in libc.
+                return;
+            }
             crate::sync::count(&futex::WAKE_CALLS);
             let mut value: libc::c_int = 0;
             // SAFETY: the slot holds a semaphore initialised (pshared) before the ring
@@ -326,6 +370,11 @@ pub(crate) mod semaphore {
     pub(super) fn wait(sem: &SemSlot, timeout: Duration) {
         #[cfg(not(loom))]
         {
+            if !intact(sem) {
+                // See `post`: sleep the slice instead.
+                std::thread::sleep(timeout.min(PARK_SLICE));
+                return;
+            }
             crate::sync::count(&futex::WAIT_CALLS);
             // sem_timedwait takes an absolute CLOCK_REALTIME deadline.
             let mut now = libc::timespec {

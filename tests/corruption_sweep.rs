@@ -198,21 +198,11 @@ const PARALLEL: usize = 12;
 /// every value, reason). A case that matches is still run, and reported in the
 /// summary, but does not fail the test. Keep this list short and every reason true.
 const KNOWN_FAILURES: &[(Kind, &str, Option<u64>, &str)] = &[
-    (Kind::Spsc, "sem_", None, SEM_T_IS_TRUSTED),
-    (Kind::Mpmc, "sem_", None, SEM_T_IS_TRUSTED),
     // 0x41 = 65 is inside the first fragment (cells 64..80); 0x66 = 102 is the last
     // cell of the 200-byte message (cells 99..103). Other wrong tails are caught.
     (Kind::Mpmc, "tail", Some(0x41), MPMC_TAIL_INSIDE_A_RECORD),
     (Kind::Mpmc, "tail", Some(0x66), MPMC_TAIL_INSIDE_A_RECORD),
 ];
-
-/// The semaphore notifier trusts glibc's `sem_t` bytes, as `Notifier::Semaphore`
-/// documents: a `private` word other than glibc's FUTEX_SHARED (128) turns the futex
-/// call of `sem_timedwait`/`sem_post` into an invalid operation, and glibc aborts the
-/// process ("The futex facility returned an unexpected error code"). Checking the
-/// word would tie the crate to glibc's private layout of `sem_t`.
-const SEM_T_IS_TRUSTED: &str = "sem_t bytes are trusted (documented on Notifier::Semaphore): \
-     a corrupt `private` word makes glibc abort on the next sem_timedwait/sem_post";
 
 /// An MPMC `tail` moved back into the inner cells of a published, unread record is
 /// not detected: inner cells keep the stamp `p` ("free for position p") until they
