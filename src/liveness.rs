@@ -115,19 +115,7 @@ mod ofd {
     /// Takes the write lock on `byte` without waiting. `Ok(false)`: another open
     /// file description holds it.
     pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let fl = flock(libc::F_WRLCK as libc::c_short, byte);
-        loop {
-            // SAFETY: F_OFD_SETLK reads the flock we pass, which lives across the call.
-            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-            if r == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EAGAIN | Errno::EACCES => return Ok(false),
-                Errno::EINTR => continue,
-                e => return Err(e),
-            }
-        }
+        try_lock_range(fd, byte, 1)
     }
 
     /// Lets the lock on `byte` go.
@@ -140,7 +128,7 @@ mod ofd {
         let mut fl = flock(libc::F_WRLCK as libc::c_short, start);
         fl.l_len = len as libc::off_t;
         loop {
-            // SAFETY: as in `try_lock`.
+            // SAFETY: F_OFD_SETLK reads the flock we pass, which lives across the call.
             let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
             if r == 0 {
                 return Ok(true);
@@ -157,7 +145,7 @@ mod ofd {
     pub(crate) fn unlock_range(fd: BorrowedFd<'_>, start: i64, len: i64) {
         let mut fl = flock(libc::F_UNLCK as libc::c_short, start);
         fl.l_len = len as libc::off_t;
-        // SAFETY: as in `try_lock`. Unlocking cannot fail on a valid descriptor.
+        // SAFETY: as in `try_lock_range`. Unlocking cannot fail on a valid descriptor.
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     }
 
