@@ -322,8 +322,8 @@ impl Liveness {
 
     /// Whether slot `i` holds an endpoint proven dead, without taking anything: for
     /// scans. `false` if it may be alive, and also if the slot holds no endpoint (any
-    /// more): one read of the state word decides both, so an endpoint that detaches
-    /// while a scan looks at it is never taken for a dead one.
+    /// more): the state word is read before and after the lock is asked, so an
+    /// endpoint that detaches while a scan looks at it is never taken for a dead one.
     pub(crate) fn proven_dead(&self, i: usize, slot: &EndpointSlot) -> bool {
         #[cfg(loom)]
         let _ = i;
@@ -334,7 +334,10 @@ impl Liveness {
         match self {
             #[cfg(not(loom))]
             Liveness::Ofd(fd) => {
+                // Free lock, and the same word after it: an endpoint that detached
+                // meanwhile stored its new state before it let the lock go.
                 !ofd::held(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(true)
+                    && slot.word.load(Ordering::Acquire) == word
             }
             #[cfg(loom)]
             Liveness::Ofd(_) => false,
