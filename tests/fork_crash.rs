@@ -477,12 +477,13 @@ fn a_segment_whose_creator_lives_is_not_taken_over() {
         fl.l_whence = libc::SEEK_SET as libc::c_short;
         fl.l_start = common::offsets::STATE as libc::off_t;
         fl.l_len = 1;
-        // SAFETY: F_OFD_SETLK reads `fl`. Our own description: open the file again.
+        // Our own open file description: open the file again.
         let own = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .map_err(|e| e.to_string())?;
+        // SAFETY: F_OFD_SETLK only reads `fl`, which lives across the call; `own` is open.
         if unsafe { libc::fcntl(own.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
             return Err(std::io::Error::last_os_error().to_string());
         }
