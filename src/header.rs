@@ -185,6 +185,7 @@ pub(crate) struct EndpointSlot {
 
 impl EndpointSlot {
     /// The slot's state (`ENDPOINT_*`).
+    #[inline]
     pub(crate) fn state(&self) -> u32 {
         word_state(self.word.load(Ordering::Acquire))
     }
