@@ -2796,7 +2796,7 @@ impl Harness {
                     _ => input.u32(),
                 };
                 if input.u8() & 1 == 0 {
-                    // The waiter count (the low half of the state), keeping the epoch.
+                    // The counts (the low half of the state: waiters and woken), keeping the epoch.
                     let e = word.state.load(Ordering::Relaxed);
                     word.state
                         .store(e & !0xffff_ffff | u64::from(v), Ordering::Release);

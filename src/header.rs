@@ -15,8 +15,10 @@ use crate::wait::EventWord;
 
 /// `b"SHMLANE\0"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANE\0");
-/// Bumped whenever the meaning of any header field or record bit changes.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// Bumped whenever the meaning of any header field or record bit changes (3: the event
+/// counts hold woken-one-at-a-time tokens beside the waiters, and sleep on a wake
+/// sequence instead of the epoch).
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Size of the header; the data region starts here (page aligned).
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// Byte ring with one producer and one consumer.

@@ -267,14 +267,17 @@ pub struct RoleCount {
     pub ever: u32,
 }
 
-/// One event count: waiters register, notifiers bump the epoch.
+/// One event count: waiters register, notifiers take them one at a time (they become
+/// "woken" until they leave) or all at once (a new epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct EventCountInfo {
-    /// How many times sleepers were woken (wraps at 2^32).
+    /// How many times every sleeper was woken at once (wraps at 2^32).
     pub epoch: u32,
-    /// Endpoints registered as sleeping (or about to sleep) now.
+    /// Endpoints registered as sleeping (or about to sleep) now, not yet woken.
     pub waiters: u32,
+    /// Endpoints woken one at a time that have not yet left the event count.
+    pub woken: u32,
 }
 
 impl RingInfo {
@@ -705,10 +708,11 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         _ => (None, None),
     };
     let event_count = |word: &crate::wait::EventWord| {
-        let state = word.state.load(r);
+        let (waiters, woken, epoch) = word.counts(r);
         EventCountInfo {
-            epoch: (state >> 32) as u32,
-            waiters: state as u32,
+            epoch,
+            waiters,
+            woken,
         }
     };
     Ok(RingInfo {
@@ -1326,7 +1330,9 @@ mod tests {
             h.endpoints[5]
                 .word
                 .store(u64::from(ENDPOINT_ATTACHED), Ordering::Relaxed);
-            h.data_ready.state.store(3 << 32 | 1, Ordering::Relaxed);
+            h.data_ready
+                .state
+                .store(3 << 32 | 2 << 16 | 1, Ordering::Relaxed);
         }
         let info = describe(meta(), copy.header()).unwrap();
         let all = info.problems.join("\n");
@@ -1340,7 +1346,8 @@ mod tests {
             info.data_ready,
             EventCountInfo {
                 epoch: 3,
-                waiters: 1
+                waiters: 1,
+                woken: 2
             }
         );
     }

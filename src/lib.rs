@@ -220,7 +220,11 @@ pub mod loom_internals {
         }
         /// The number of registered waiters not yet taken by a notifier.
         pub fn waiters(&self) -> u32 {
-            self.0.state.load(loom::sync::atomic::Ordering::Relaxed) as u32
+            self.0.counts(loom::sync::atomic::Ordering::Relaxed).0
+        }
+        /// The number of waiters woken one at a time that have not yet left.
+        pub fn woken(&self) -> u32 {
+            self.0.counts(loom::sync::atomic::Ordering::Relaxed).1
         }
     }
 
@@ -236,9 +240,13 @@ pub mod loom_internals {
         pub fn new(word: &'a EventWord) -> Self {
             EventCount(crate::wait::EventCount::new(&word.0, false, None))
         }
-        /// See `wait::EventCount::notify`.
-        pub fn notify(&self) -> bool {
-            self.0.notify()
+        /// See `wait::EventCount::notify_all`.
+        pub fn notify_all(&self) -> bool {
+            self.0.notify_all()
+        }
+        /// See `wait::EventCount::notify_one`.
+        pub fn notify_one(&self) -> bool {
+            self.0.notify_one()
         }
         /// See `wait::EventCount::prepare_wait`.
         pub fn prepare_wait(&self) -> WaitKey {
@@ -248,7 +256,7 @@ pub mod loom_internals {
         pub fn cancel_wait(&self, key: WaitKey) {
             self.0.cancel_wait(key.0)
         }
-        /// Sleeps until notified (under loom, until the epoch moves).
+        /// Sleeps until notified (under loom, until the wake sequence moves).
         pub fn wait(&self, key: WaitKey) {
             self.0.wait(key.0, Duration::from_secs(1))
         }

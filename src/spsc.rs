@@ -354,7 +354,7 @@ impl Drop for RingView {
         } else {
             self.space_ready()
         };
-        peer_waits_on.notify();
+        peer_waits_on.notify_all();
     }
 }
 
@@ -635,7 +635,7 @@ impl RecordProducer for Producer {
     #[inline(always)]
     fn publish(&mut self, claim: Claim, len: usize, flags: u8) {
         self.publish_raw(claim.pos, len as u32, flags, frame::record_size(len));
-        self.ring.data_ready().notify();
+        self.ring.data_ready().notify_all();
     }
 
     /// Nothing to do: `tail` did not move, so the room is reused by the next record.
@@ -789,7 +789,7 @@ impl Consumer {
         // our reads of the released bytes happen before it overwrites them.
         self.ring.header().head.store(self.head, Ordering::Release);
         self.published_head = self.head;
-        self.ring.space_ready().notify();
+        self.ring.space_ready().notify_all();
     }
 
     /// The next record, or `None` if the ring is empty; `Disconnected` if it is empty

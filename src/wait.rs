@@ -1,37 +1,59 @@
 //! Waiting and waking: spin → yield → park, with event counts on shared futex words.
 //!
-//! An event count (folly's `EventCount`) is one `EventWord` per direction ("data
+//! An event count (after folly's `EventCount`) is one `EventWord` per direction ("data
 //! available", "space available", and for MPMC the two stream slots): a 64-bit state
-//! (epoch in the high half, registered waiters in the low half) and a separate 32-bit
-//! futex word that follows the epoch. (DESIGN §6 sleeps on the epoch half of the
-//! state word itself. A 32-bit futex wait on half of a word that others update with
-//! 64-bit read-modify-writes is a mixed-size race, which Rust's memory model leaves
-//! undefined and Miri reports; so the futex word is a whole `AtomicU32` of its own.)
+//! and a separate 32-bit futex word, the **wake sequence**, that every notifier who
+//! wakes anyone moves on. The state holds three fields:
 //!
-//! - A waiter registers (`EventCount::prepare_wait`: fetch_add on the state, which
-//!   also returns the epoch it registered in), issues a SeqCst fence, re-checks the
-//!   ring, then futex-waits while the futex word still holds that epoch, and on waking
-//!   removes its registration if no notifier has taken it (the epoch is unchanged).
-//! - A notifier, after its Release store that publishes (a record or a cursor),
-//!   issues a SeqCst fence and loads the state (`EventCount::notify`). Only when the
-//!   waiter count is non-zero does it move the state to the next epoch with the count
-//!   at 0 (it "takes" every registered waiter, in one compare-exchange), advance the
-//!   futex word to that epoch, and make the futex-wake system call. So no system call
-//!   while nobody sleeps, and only one per sleep: the notifiers that follow, until
-//!   someone registers again, find the count at 0, however long the woken take to run.
+//! - `waiters` (bits 0..16): waiters registered and not yet woken;
+//! - `tokens` (bits 16..32): waiters woken one at a time (by [`EventCount::notify_one`])
+//!   that have not yet left: a notifier turns one waiter into one token;
+//! - `epoch` (bits 32..64): moved on by [`EventCount::notify_all`], which takes every
+//!   registered waiter at once (both counts back to 0).
+//!
+//! (DESIGN §6 sleeps on the epoch half of the state word itself. A 32-bit futex wait
+//! on half of a word that others update with 64-bit read-modify-writes is a
+//! mixed-size race, which Rust's memory model leaves undefined and Miri reports; so
+//! the futex word is a whole `AtomicU32` of its own.)
+//!
+//! - A waiter registers (`prepare_wait`: `waiters += 1`, an RMW that also returns the
+//!   epoch), issues a SeqCst fence, reads the wake sequence, re-checks the ring, then
+//!   futex-waits while the wake sequence is unchanged, unless a notifier has already
+//!   taken a waiter since (a token, or a new epoch). Whatever ends the wait, it then
+//!   *leaves* once, with one RMW: nothing if the epoch moved (a `notify_all` took it),
+//!   else a token if there is one (it was woken, or stands in for one who was), else
+//!   its registration. A waiter whose re-check found the condition true leaves the
+//!   same way, but gives back its registration before it takes a token, which stays
+//!   for the waiter the notifier woke.
+//! - A notifier, after the Release store that publishes (a record or a cursor),
+//!   issues a SeqCst fence and loads the state. Only when `waiters` is non-zero does
+//!   it take waiters (one CAS), move the wake sequence on, and make the futex-wake
+//!   system call: `notify_one` turns one waiter into a token and wakes one sleeper,
+//!   `notify_all` moves to the next epoch with both counts at 0 and wakes every
+//!   sleeper. So no system call while nobody sleeps, and at most one per sleep: the
+//!   notifiers that follow find the waiters they would wake already taken, however
+//!   long the woken take to run.
+//!
+//! Which to use: one published message needs one consumer, so an MPMC producer wakes
+//! one ([`EventCount::notify_one`]), and a consumer that takes a message while the
+//! next one is published already and others sleep wakes one more (so a wake-up spent
+//! on a consumer that found the ring's head still being written is made up for).
+//! Room in the ring, a free stream slot, or a peer's leaving may serve every
+//! sleeper, so those wake all.
 //!
 //! No lost wake-up: the two fences order "publish, then look for waiters" against
 //! "register, then look at the ring". In the single total order of SeqCst fences one
 //! of them comes first: if the notifier's fence is first, the waiter's re-check sees
 //! the published value (and does not sleep); if the waiter's is first, the notifier
-//! sees the waiter (and moves the epoch on, so the futex wait either returns at once
-//! with EAGAIN or is woken). The waiter's registration and the epoch it sleeps on come
-//! from one RMW, so a notifier that took it has moved the epoch past that value, and
-//! advances the futex word past it before waking (the futex word only moves forward,
-//! so a late notifier cannot set it back).
-//! `loom-tests/tests/event_count.rs` checks this.
+//! sees a registered waiter and takes one. The waiter it took is asleep (the futex
+//! wake reaches one sleeper, which finds the token and leaves with it) or not yet
+//! asleep (it read the wake sequence before the notifier moved it, so its futex wait
+//! returns at once, or after, so it sees the token or the new epoch and does not
+//! sleep). Tokens are not tied to a waiter: whichever waiter leaves with one has been
+//! woken, and re-checks the ring before it waits again.
+//! `loom-tests/tests/event_count.rs` checks this, for one and for all.
 //!
-//! The futex calls are shared (never `FUTEX_PRIVATE_FLAG`): the word lives in memory
+//! The futex calls are shared (never `FUTEX_PRIVATE_FLAG`): the words live in memory
 //! mapped by several processes. Every park is bounded ([`PARK_SLICE`]) and the caller
 //! re-checks the ring and the peer's liveness each time it wakes.
 
@@ -40,13 +62,32 @@ use std::time::{Duration, Instant};
 use crate::header::SemSlot;
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
-const WAITERS_MASK: u64 = 0xffff_ffff;
-const EPOCH_ONE: u64 = 1 << 32;
+/// `state`: registered waiters not yet woken.
+const WAITERS_MASK: u64 = 0xffff;
+/// `state`: woken waiters not yet left.
+const TOKENS_SHIFT: u32 = 16;
+const TOKEN_ONE: u64 = 1 << TOKENS_SHIFT;
+const TOKENS_MASK: u64 = 0xffff << TOKENS_SHIFT;
+/// `state`: the epoch, moved on by `notify_all`.
+const EPOCH_SHIFT: u32 = 32;
+/// More tokens than waiters ever register at once (an endpoint waits on one event
+/// count at a time; dead ones are recovered, and their recovery wakes all) means a
+/// scribbled count: a waiter that finds so many drops them.
+const MAX_TOKENS: u64 = 4 * crate::header::ENDPOINT_SLOTS as u64;
 
-/// Whether the futex word `futex` has passed epoch `epoch` (in wrapping order).
 #[inline]
-fn passed(futex: u32, epoch: u32) -> bool {
-    (futex.wrapping_sub(epoch) as i32) > 0
+fn waiters_of(state: u64) -> u64 {
+    state & WAITERS_MASK
+}
+
+#[inline]
+fn tokens_of(state: u64) -> u64 {
+    (state & TOKENS_MASK) >> TOKENS_SHIFT
+}
+
+#[inline]
+fn epoch_of(state: u64) -> u32 {
+    (state >> EPOCH_SHIFT) as u32
 }
 
 /// How an endpoint waits when the ring is full (producer) or empty (consumer).
@@ -83,19 +124,16 @@ pub const LIVENESS_EVERY: Duration = Duration::from_millis(25);
 
 /// The shared state of one event count: 16 bytes in the header.
 ///
-/// Every field is untrusted (a peer may write anything): a wrong waiter count costs at
-/// most spurious wake-up calls or a missed one that the bounded park slice makes up
-/// for; a wrong epoch or futex word only makes a futex wait return early.
+/// Every field is untrusted (a peer may write anything): a wrong count costs at most
+/// spurious wake-up calls, or a missed one that the bounded park slice makes up for;
+/// a wrong epoch or wake sequence only makes a futex wait return early.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct EventWord {
-    /// The epoch (high 32 bits) and the number of waiters registered in it and not
-    /// yet woken (low 32 bits). A notifier that finds waiters moves to the next epoch
-    /// with the count at 0 ("takes" them) and wakes them; so until one registers
-    /// again, later notifiers make no system call, however long the woken take to run.
+    /// `epoch << 32 | tokens << 16 | waiters` (see the module docs).
     pub(crate) state: AtomicU64,
-    /// The futex word: the low 32 bits of the latest epoch, stored (only forward) by
-    /// the notifier that moved to it, before it wakes.
+    /// The futex word: the wake sequence, moved on (wrapping) by every notifier that
+    /// takes a waiter, after it has taken it and before it wakes.
     pub(crate) futex: AtomicU32,
     _reserved: AtomicU32,
     /// Under loom the futex is a condition variable (see `futex` below).
@@ -119,25 +157,40 @@ impl EventWord {
             woken: loom::sync::Condvar::new(),
         }
     }
+
+    /// `(waiters, tokens, epoch)` as they are now, for inspection and tests.
+    pub(crate) fn counts(&self, order: Ordering) -> (u32, u32, u32) {
+        let s = self.state.load(order);
+        (waiters_of(s) as u32, tokens_of(s) as u32, epoch_of(s))
+    }
 }
 
 /// An event count over one shared [`EventWord`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EventCount<'a> {
     word: &'a EventWord,
-    /// Asymmetric fences: `notify` orders its store and load with a compiler fence
+    /// Asymmetric fences: notifiers order their store and load with a compiler fence
     /// only, and `prepare_wait` pays with `membarrier` (see [`membarrier`]).
     asymmetric: bool,
-    /// The sleeping primitive: `None` for the futex on the epoch of `word`, or a
-    /// process-shared semaphore in the header (see [`semaphore`]).
+    /// The sleeping primitive: `None` for the futex on the wake sequence of `word`, or
+    /// a process-shared semaphore in the header (see [`semaphore`]).
     sem: Option<&'a SemSlot>,
 }
 
-/// A waiter's registration: the epoch it saw when it registered.
+/// A waiter's registration: the epoch it registered in and the wake sequence it saw
+/// after registering.
 #[derive(Clone, Copy, Debug)]
 #[must_use]
 pub(crate) struct WaitKey {
     epoch: u32,
+    sequence: u32,
+}
+
+/// How many waiters a notifier takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Take {
+    One,
+    All,
 }
 
 impl<'a> EventCount<'a> {
@@ -168,11 +221,12 @@ impl<'a> EventCount<'a> {
         )
     }
 
-    /// Called after the Release store that publishes. Wakes every sleeper, and makes a
-    /// system call only if someone is registered (and not already woken). Returns
-    /// whether it woke anyone.
-    #[inline]
-    pub(crate) fn notify(&self) -> bool {
+    /// Whether a waiter is registered and not yet woken, after the caller's publishing
+    /// store: the notifier's half of the no-lost-wake-up argument (the module docs).
+    /// The load is Acquire, so a caller that sees a waiter also sees what the notifiers
+    /// that took earlier waiters had published (see `mpmc::Consumer::take_record`).
+    #[inline(always)]
+    pub(crate) fn has_waiters(&self) -> bool {
         if self.asymmetric {
             // Only the compiler is kept from moving the load above our publishing store;
             // the CPU may still reorder them, and the waiter's membarrier makes up for it
@@ -184,56 +238,83 @@ impl<'a> EventCount<'a> {
             // in `prepare_wait`; see the module docs for why no wake-up is lost.
             fence(Ordering::SeqCst);
         }
-        if self.word.state.load(Ordering::Relaxed) & WAITERS_MASK == 0 {
-            return false;
-        }
-        self.notify_slow()
+        waiters_of(self.word.state.load(Ordering::Acquire)) != 0
     }
 
+    /// Called after the Release store that publishes something every sleeper may
+    /// want (room, a free stream slot, a peer's leaving): wakes every sleeper, with a
+    /// system call only if someone is registered and not yet woken. Returns whether
+    /// it woke anyone.
+    #[inline]
+    pub(crate) fn notify_all(&self) -> bool {
+        self.has_waiters() && self.take(Take::All)
+    }
+
+    /// Called after the Release store that publishes something one sleeper can use
+    /// (a message): wakes one sleeper, with a system call only if someone is
+    /// registered and not yet woken. Returns whether it woke anyone.
+    #[inline]
+    pub(crate) fn notify_one(&self) -> bool {
+        self.has_waiters() && self.take(Take::One)
+    }
+
+    /// [`notify_one`](Self::notify_one) without its fence and first look, for a
+    /// caller that has just seen [`has_waiters`](Self::has_waiters).
     #[cold]
-    fn notify_slow(&self) -> bool {
-        // Take every registered waiter: move to the next epoch with the count at 0. A
-        // waiter registered in the old epoch either sees the new futex word before it
-        // sleeps (the futex returns EAGAIN) or is in the futex queue and is woken below.
-        let mut v = self.word.state.load(Ordering::Relaxed);
-        let taken = loop {
-            let waiters = v & WAITERS_MASK;
+    pub(crate) fn wake_one(&self) -> bool {
+        self.take(Take::One)
+    }
+
+    /// Takes one or all of the registered waiters (none if another notifier took
+    /// them first), moves the wake sequence on and wakes that many sleepers.
+    #[cold]
+    #[inline(never)]
+    fn take(&self, how: Take) -> bool {
+        let mut s = self.word.state.load(Ordering::Relaxed);
+        let (taken, tokens) = loop {
+            let waiters = waiters_of(s);
             if waiters == 0 {
                 return false; // another notifier took them
             }
-            let next = (v & !WAITERS_MASK).wrapping_add(EPOCH_ONE);
-            // Release: pairs with the Acquire of a waiter's registration RMW (it then
-            // sees what we published before; see the module docs).
+            let (next, taken) = match how {
+                // One waiter becomes a token (more tokens than can exist: scribbled,
+                // leave them be).
+                Take::One if tokens_of(s) < 0xffff => (s - 1 + TOKEN_ONE, 1),
+                Take::One => (s - 1, 1),
+                // The next epoch, both counts at 0: every waiter of this epoch is taken.
+                Take::All => (
+                    u64::from(epoch_of(s).wrapping_add(1)) << EPOCH_SHIFT,
+                    waiters + tokens_of(s),
+                ),
+            };
+            // Release: pairs with the Acquire of a waiter's later RMW on the state (it
+            // then sees what we published before; see the module docs).
             match self.word.state.compare_exchange_weak(
-                v,
+                s,
                 next,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break (waiters as u32, (next >> 32) as u32),
-                Err(now) => v = now,
+                Ok(_) => break (taken, tokens_of(next)),
+                Err(now) => s = now,
             }
         };
-        let (waiters, epoch) = taken;
-        // The futex word only moves forward (a late notifier of an older epoch must not
-        // set it back, or waiters of the new one would never sleep).
-        let mut f = self.word.futex.load(Ordering::Relaxed);
-        while passed(epoch, f) {
-            match self.word.futex.compare_exchange_weak(
-                f,
-                epoch,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => f = now,
-            }
-        }
+        // Release: a waiter that reads the new sequence sees the state we stored.
+        self.word.futex.fetch_add(1, Ordering::Release);
         match self.sem {
-            // One token per waiter taken (an MPMC ring may have several), capped at the
-            // endpoint table's size: the count is untrusted.
-            Some(sem) => semaphore::post(sem, waiters.min(crate::header::ENDPOINT_SLOTS as u32)),
-            None => futex::wake(self.word),
+            // Enough tokens in the semaphore for the waiters taken and not yet left,
+            // capped at the endpoint table's size: the counts are untrusted.
+            Some(sem) => {
+                let want = match how {
+                    Take::One => tokens,
+                    Take::All => taken,
+                };
+                semaphore::post(
+                    sem,
+                    want.clamp(1, crate::header::ENDPOINT_SLOTS as u64) as u32,
+                )
+            }
+            None => futex::wake(self.word, how == Take::One),
         }
         true
     }
@@ -243,6 +324,7 @@ impl<'a> EventCount<'a> {
     /// [`cancel_wait`](Self::cancel_wait).
     pub(crate) fn prepare_wait(&self) -> WaitKey {
         // The RMW returns the epoch we registered in, atomically with the registration.
+        // (A scribbled count at its maximum carries into the tokens: a spurious token.)
         let v = self.word.state.fetch_add(1, Ordering::SeqCst);
         if self.asymmetric {
             // A full barrier on every CPU that runs a registered process: a notifier
@@ -251,38 +333,61 @@ impl<'a> EventCount<'a> {
             membarrier::heavy_barrier();
         } else {
             // SeqCst fence: orders the registration before the caller's re-check of the
-            // ring (store-load). Pairs with the fence in `notify`.
+            // ring (store-load). Pairs with the fence in `has_waiters`.
             fence(Ordering::SeqCst);
         }
         WaitKey {
-            epoch: (v >> 32) as u32,
+            epoch: epoch_of(v),
+            // Acquire: pairs with a notifier's Release increment; if we see it, we see
+            // the state it stored, and do not sleep (`wait`).
+            sequence: self.word.futex.load(Ordering::Acquire),
         }
     }
 
-    /// Deregisters without sleeping (the re-check found the condition true).
+    /// Leaves without sleeping (the re-check found the condition true).
     pub(crate) fn cancel_wait(&self, key: WaitKey) {
-        self.deregister(key);
+        self.leave(key, false);
     }
 
-    /// Sleeps until a notifier takes our registration (the futex word leaves `key`'s
-    /// epoch) or `timeout` passes (or a spurious wake-up), then deregisters.
+    /// Sleeps until a notifier takes a waiter (it moves the wake sequence past `key`'s)
+    /// or `timeout` passes (or a spurious wake-up), then leaves. Does not sleep if a
+    /// notifier took one since `prepare_wait`.
     pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
-        match self.sem {
-            Some(sem) => semaphore::wait(sem, timeout),
-            None => futex::wait_while_epoch(self.word, key.epoch, timeout),
+        let s = self.word.state.load(Ordering::Acquire);
+        if epoch_of(s) == key.epoch && tokens_of(s) == 0 {
+            match self.sem {
+                Some(sem) => semaphore::wait(sem, timeout),
+                None => futex::wait(self.word, key.sequence, timeout),
+            }
         }
-        self.deregister(key);
+        self.leave(key, true);
     }
 
-    /// Removes our registration, if no notifier has taken it (the epoch is still the
-    /// one we registered in), and never below 0: a peer that scribbled over the count
-    /// must not make it wrap to 4 billion waiters (every notify a system call).
-    fn deregister(&self, key: WaitKey) {
+    /// Leaves the event count, with one RMW: nothing if a `notify_all` took every
+    /// waiter of our epoch; else a token (if `woken`, when there is one; if not, only
+    /// when no registration is left to give back, ours having become a token); else
+    /// our registration. Never below 0: a peer that scribbled over the counts must not
+    /// make them wrap (every notify a system call).
+    fn leave(&self, key: WaitKey, woken: bool) {
         let _ = self
             .word
             .state
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                ((v >> 32) as u32 == key.epoch && v & WAITERS_MASK != 0).then(|| v - 1)
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| {
+                if epoch_of(s) != key.epoch {
+                    return None;
+                }
+                let (waiters, tokens) = (waiters_of(s), tokens_of(s));
+                if tokens > MAX_TOKENS {
+                    // Scribbled: drop the tokens (and our registration).
+                    return Some((s & !TOKENS_MASK) - u64::from(waiters > 0));
+                }
+                if tokens > 0 && (woken || waiters == 0) {
+                    Some(s - TOKEN_ONE)
+                } else if waiters > 0 {
+                    Some(s - 1)
+                } else {
+                    None
+                }
             });
     }
 }
@@ -502,7 +607,7 @@ pub(crate) mod membarrier {
 
 #[cfg(not(loom))]
 mod futex {
-    //! Thin wrappers over the futex system call on the epoch of an event count.
+    //! Thin wrappers over the futex system call on the wake sequence of an event count.
     use super::*;
     use crate::sync::{count, ProcessCounter};
 
@@ -511,17 +616,17 @@ mod futex {
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
     pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
-    /// Wakes every sleeper on the futex word.
-    pub(super) fn wake(word: &EventWord) {
+    /// Wakes one sleeper on the wake sequence of `word` (`one`), or every sleeper.
+    pub(super) fn wake(word: &EventWord, one: bool) {
         count(&WAKE_CALLS);
         // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
-        // it is the valid, 4-byte aligned address of the epoch.
+        // it is the valid, 4-byte aligned address of the wake sequence.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 word.futex.as_ptr(),
                 libc::FUTEX_WAKE,
-                i32::MAX,
+                if one { 1 } else { i32::MAX },
                 std::ptr::null::<libc::timespec>(),
                 std::ptr::null::<u32>(),
                 0u32,
@@ -534,28 +639,24 @@ mod futex {
         );
     }
 
-    /// Sleeps until the futex word passes `epoch` (the epoch we registered in: a
-    /// notifier that took us advances it past), or `timeout`. The word may still be
-    /// behind `epoch` (the notifier that moved the state there has not stored it yet):
-    /// then we sleep on the value it has, and its store wakes us.
-    pub(super) fn wait_while_epoch(word: &EventWord, epoch: u32, timeout: Duration) {
-        let seen = word.futex.load(Ordering::Acquire);
-        if passed(seen, epoch) {
-            return;
-        }
+    /// Sleeps while the wake sequence of `word` reads `sequence` (the value we read
+    /// after registering: a notifier that takes a waiter moves it on before it wakes),
+    /// for at most `timeout`.
+    pub(super) fn wait(word: &EventWord, sequence: u32, timeout: Duration) {
         count(&WAIT_CALLS);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        // SAFETY: the address is that of a live, aligned AtomicU32 (the epoch); the
-        // kernel reads it atomically and compares it with `seen`. `ts` outlives the call.
+        // SAFETY: the address is that of a live, aligned AtomicU32 (the wake sequence);
+        // the kernel reads it atomically and compares it with `sequence`. `ts` outlives
+        // the call.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 word.futex.as_ptr(),
                 libc::FUTEX_WAIT,
-                seen,
+                sequence,
                 &ts as *const libc::timespec,
                 std::ptr::null::<u32>(),
                 0u32,
@@ -563,7 +664,7 @@ mod futex {
         };
         if r != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error();
-            // EAGAIN: the epoch had already moved; ETIMEDOUT: slice over; EINTR: signal.
+            // EAGAIN: the sequence had already moved; ETIMEDOUT: slice over; EINTR: signal.
             if errno == Some(libc::ETIMEDOUT) {
                 count(&WAIT_TIMEOUTS);
             }
@@ -577,22 +678,28 @@ mod futex {
 
 #[cfg(loom)]
 mod futex {
-    //! Under loom the futex is a condition variable beside the epoch: a waiter sleeps
-    //! (blocked, not spinning) while the epoch holds its key, and a waker bumps the
-    //! epoch before it takes the lock to notify, as FUTEX_WAIT checks the value and
-    //! sleeps atomically against FUTEX_WAKE. A lost wake-up is a waiter blocked for
-    //! ever: loom reports the deadlock. Sleeps have no timeout here, so a park slice
-    //! cannot hide one.
+    //! Under loom the futex is a condition variable beside the wake sequence: a waiter
+    //! sleeps (blocked, not spinning) while the sequence holds its key, and a waker
+    //! moves the sequence on before it takes the lock to notify, as FUTEX_WAIT checks
+    //! the value and sleeps atomically against FUTEX_WAKE. Waking one wakes one
+    //! blocked waiter, as FUTEX_WAKE with a count of 1 does: the others stay blocked
+    //! although the sequence moved. A lost wake-up is a waiter blocked for ever: loom
+    //! reports the deadlock. Sleeps have no timeout here, so a park slice cannot hide
+    //! one.
     use super::*;
 
-    pub(super) fn wake(word: &EventWord) {
+    pub(super) fn wake(word: &EventWord, one: bool) {
         let _guard = word.sleepers.lock().unwrap();
-        word.woken.notify_all();
+        if one {
+            word.woken.notify_one();
+        } else {
+            word.woken.notify_all();
+        }
     }
 
-    pub(super) fn wait_while_epoch(word: &EventWord, epoch: u32, _timeout: Duration) {
+    pub(super) fn wait(word: &EventWord, sequence: u32, _timeout: Duration) {
         let mut guard = word.sleepers.lock().unwrap();
-        while !passed(word.futex.load(Ordering::Acquire), epoch) {
+        while word.futex.load(Ordering::Acquire) == sequence {
             guard = word.woken.wait(guard).unwrap();
         }
     }

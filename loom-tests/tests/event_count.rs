@@ -1,16 +1,16 @@
 #![cfg(loom)]
 //! The event count's no-lost-wake-up property under loom, alone and inside the ring.
 //!
-//! Under loom the futex wait is a yield loop that returns only once the epoch has
-//! moved on from the waiter's key. A lost wake-up (the waiter sleeps on an epoch that
-//! nobody will bump, although its condition is already true) is then a thread that
-//! yields for ever: loom reports it as a model that exceeds its branch limit. So every
-//! model here passing means that, in every interleaving loom explores, each waiter
-//! either saw the condition on its re-check or was woken.
+//! Under loom the futex is a condition variable: a waiter blocks while the wake
+//! sequence holds its key, and waking one wakes one blocked waiter (as FUTEX_WAKE with
+//! a count of 1). A lost wake-up (a waiter asleep although its condition is already
+//! true, and nobody left to wake it) is then a thread blocked for ever: loom reports
+//! the deadlock. So every model here passing means that, in every interleaving loom
+//! explores, each waiter either saw the condition on its re-check or was woken.
 
 use std::sync::atomic::Ordering;
 
-use loom::sync::atomic::{AtomicBool, AtomicU64};
+use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use loom::sync::Arc;
 use loom::thread;
 use shmlane::loom_internals::{EventCount, EventWord};
@@ -42,7 +42,7 @@ fn no_lost_wakeup() {
             let (word, ready) = (word.clone(), ready.clone());
             move || {
                 ready.store(true, Ordering::Release);
-                EventCount::new(&word).notify();
+                EventCount::new(&word).notify_all();
             }
         });
         wait_until(&EventCount::new(&word), || ready.load(Ordering::Acquire));
@@ -64,7 +64,7 @@ fn no_lost_wakeup_twice() {
             move || {
                 for _ in 0..2 {
                     events.fetch_add(1, Ordering::Release);
-                    EventCount::new(&word).notify();
+                    EventCount::new(&word).notify_all();
                 }
             }
         });
@@ -73,6 +73,71 @@ fn no_lost_wakeup_twice() {
         wait_until(&ec, || events.load(Ordering::Acquire) >= 2);
         notifier.join().unwrap();
         assert_eq!(word.waiters(), 0);
+    });
+}
+
+/// Takes one of the events published and not yet taken, if there is one.
+fn take_event(events: &AtomicUsize) -> bool {
+    events
+        .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Wake one: two waiters, two events, each published with `notify_one`; each waiter
+/// takes one event (its condition consumes it). Both must end, whichever waiter each
+/// wake-up reaches and whichever takes which event: one that takes an event on its
+/// re-check, after a notifier had already turned its registration into a wake-up,
+/// must not leave the other asleep. At the end nobody is registered and no wake-up
+/// is left over.
+#[test]
+fn wake_one_two_waiters_two_events() {
+    loom::model(|| {
+        let word = Arc::new(EventWord::new());
+        let events = Arc::new(AtomicUsize::new(0));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (word, events) = (word.clone(), events.clone());
+                thread::spawn(move || wait_until(&EventCount::new(&word), || take_event(&events)))
+            })
+            .collect();
+        let ec = EventCount::new(&word);
+        for _ in 0..2 {
+            events.fetch_add(1, Ordering::Release);
+            ec.notify_one();
+        }
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(events.load(Ordering::Relaxed), 0);
+        assert_eq!((word.waiters(), word.woken()), (0, 0));
+    });
+}
+
+/// Wake one, and a waiter that gives up (its deadline passed) after registering,
+/// without taking anything: the one event's wake-up must still reach the other
+/// waiter, although the notifier may have turned the leaver's registration into it.
+#[test]
+fn wake_one_survives_a_waiter_that_gives_up() {
+    loom::model(|| {
+        let word = Arc::new(EventWord::new());
+        let events = Arc::new(AtomicUsize::new(0));
+        let leaver = thread::spawn({
+            let word = word.clone();
+            move || {
+                let ec = EventCount::new(&word);
+                let key = ec.prepare_wait();
+                ec.cancel_wait(key);
+            }
+        });
+        let waiter = thread::spawn({
+            let (word, events) = (word.clone(), events.clone());
+            move || wait_until(&EventCount::new(&word), || take_event(&events))
+        });
+        events.fetch_add(1, Ordering::Release);
+        EventCount::new(&word).notify_one();
+        leaver.join().unwrap();
+        waiter.join().unwrap();
+        assert_eq!((word.waiters(), word.woken()), (0, 0));
     });
 }
 

@@ -141,6 +141,44 @@ fn two_producers_two_consumers() {
     });
 }
 
+/// Wake one, with a slow producer at the head: two parked consumers, two producers
+/// that send one message each. Each message wakes one consumer; the one woken by the
+/// second producer's message may find the head still being written by the first,
+/// and sleep again. The consumer that then takes the head must wake it for the
+/// message behind (`View::wake_next_consumer`): without that, this model deadlocks
+/// (found at a preemption bound of 2, in about a minute). The producers stay attached
+/// until both consumers are done, since a producer's leaving wakes every consumer and
+/// would hide a lost wake-up. (A variant with three threads, one of them holding a
+/// grant on the head cell, needs fewer preemptions on paper, but loom's search does
+/// not reach its deadlock.) About 8 minutes at a bound of 2 on two cores.
+#[test]
+fn wake_one_per_message_reaches_both_consumers() {
+    const LENS: [&[usize]; 2] = [&[12], &[10]];
+    model(|| {
+        let (tx0, rx0) = ring(4);
+        let tx1 = tx0.try_clone().unwrap();
+        let rx1 = rx0.try_clone().unwrap();
+        let producer = |id: u8, mut tx: mpmc::Producer| {
+            move || {
+                tx.send(&message(id, 0, LENS[id as usize][0])).unwrap();
+                tx // dropped only after the consumers are done
+            }
+        };
+        let p0 = thread::spawn(producer(0, tx0));
+        let p1 = thread::spawn(producer(1, tx1));
+        let c1 = thread::spawn(move || {
+            let mut rx = rx1;
+            take(&mut rx, 1, &LENS)
+        });
+        let mut rx0 = rx0;
+        let got0 = take(&mut rx0, 1, &LENS);
+        let got1 = c1.join().unwrap();
+        let held = (p0.join().unwrap(), p1.join().unwrap());
+        check_delivery(&[got0, got1], &LENS);
+        drop(held);
+    });
+}
+
 /// One producer and one consumer, 4 cells: records of 1, 2 and 2 cells written in
 /// place. The third would straddle the end (index 3, two cells), so the producer pads
 /// cell 3 and writes it at index 0 once the consumer has released cells 0 and 1; the

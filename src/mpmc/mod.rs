@@ -46,16 +46,26 @@
 //! Producers sleep on "space available", consumers on "data available", the event
 //! counts of `wait.rs` shared by all endpoints, and waiters for a stream slot on one
 //! event count per slot. A notifier makes a system call only when someone is
-//! registered to sleep and not yet woken: it wakes every sleeper of that event count
-//! and takes them off the count (`wait.rs`), so the records and releases that follow,
-//! until one of them registers again, cost no system call, however long the woken
-//! take to get a CPU. (Waking one sleeper per record would wake fewer processes, but
-//! needs every woken consumer that leaves without a record to hand the wake-up on,
-//! and per-waiter accounting that the taken-off count cannot give; with at most 64
-//! endpoints, and one wake-up call per sleep rather than per record, waking all is
-//! the simpler provable choice. Producers must be woken all at once anyway: a
-//! release may free room for one that needs little and not for one that needs
-//! much.)
+//! registered to sleep and not yet woken, and wakes no more sleepers than what it
+//! published can serve:
+//!
+//! - A whole message, or the first fragment of one, serves one consumer: its producer
+//!   wakes one sleeper (`EventCount::notify_one`). The woken consumer may find the
+//!   ring's head still being written by a slower producer (the message it was woken
+//!   for published behind it); it sleeps again, and whoever takes the head record
+//!   then wakes one more consumer if the next record is published already and anyone
+//!   sleeps (`View::wake_next_consumer`). So no consumer sleeps while a message it
+//!   could take waits, and a burst of messages wakes as many consumers as it has
+//!   messages, no more.
+//! - A later fragment serves only the stream's reader, who may be asleep beside
+//!   consumers that registered before the stream began: all are woken (fragments are
+//!   large, so this is rare), and the others then wait for the reader slot instead.
+//! - Room in the ring may serve any number of producers, a free stream slot every
+//!   waiter for it (all small messages may go on), and an endpoint's leaving or
+//!   recovery everyone: those wake all (`EventCount::notify_all`).
+//!
+//! Woken waiters are taken off the count, so the notifiers that follow make no system
+//! call for them, however long they take to run.
 
 mod recovery;
 
@@ -452,6 +462,26 @@ impl View {
         self.table.stamp(pos).store(pos + 1, Ordering::Release);
     }
 
+    /// After a consumer took a record: wakes one more consumer if one sleeps and the
+    /// record at `next` is published already.
+    ///
+    /// Producers wake one consumer per message, and the one woken may find the ring's
+    /// head still being written by a slower producer, the message it was woken for
+    /// waiting behind it; it goes back to sleep. Whoever then takes the head record
+    /// wakes the next consumer here, so that no consumer sleeps while a message it
+    /// could take is published. The stamp is read only if someone sleeps: the fence and
+    /// the Acquire load of [`EventCount::has_waiters`] pair with the waiter's
+    /// registration (a waiter we do not see re-checks after our claim of `head`, and
+    /// sees the record at `next`), and a waiter we do see registered after the
+    /// notifier that woke it last took it, so that notifier's record is visible here.
+    #[inline(always)]
+    fn wake_next_consumer(&self, next: u64) {
+        let ready = self.data_ready();
+        if ready.has_waiters() && self.table.stamp(next).load(Ordering::Acquire) == next + 1 {
+            ready.wake_one();
+        }
+    }
+
     /// Gives cells `pos..pos + cells` back to the producers of the next lap: the first
     /// cell last, so that while it still reads "published" (a recoverer looks at it)
     /// none of them is reused, and a release cut short can be done again.
@@ -543,10 +573,10 @@ impl Drop for View {
             .detach(self.slot, &self.header().endpoints[self.slot]);
         // Sleepers of both kinds re-check: peers for "all gone", our own kind for a
         // stream slot we may have held.
-        self.data_ready().notify();
-        self.space_ready().notify();
-        self.writer_free().notify();
-        self.reader_free().notify();
+        self.data_ready().notify_all();
+        self.space_ready().notify_all();
+        self.writer_free().notify_all();
+        self.reader_free().notify_all();
     }
 }
 
@@ -818,7 +848,7 @@ impl Producer {
     /// Clears the writer-stream slot if we hold it, and wakes producers waiting for it.
     fn release_writer_slot(&self) {
         if self.ring.release_slot(&self.ring.header().tail) {
-            self.ring.writer_free().notify();
+            self.ring.writer_free().notify_all();
         }
     }
 
@@ -885,7 +915,18 @@ impl RecordProducer for Producer {
             self.release_writer_slot();
             self.ring.step("writer slot released");
         }
-        self.ring.data_ready().notify();
+        if flags & FLAG_BEGIN != 0 {
+            // A whole message or the first fragment: any one consumer can take it, so
+            // one is woken. (Should it find the ring's head still being written by a
+            // slower producer, the consumer that takes that record wakes the next one:
+            // `take_record`.)
+            self.ring.data_ready().notify_one();
+        } else {
+            // A later fragment: only the stream's reader can take it, and a consumer
+            // that registered before the stream began may be asleep beside it. Wake
+            // all; the others find the reader slot held and wait for it instead.
+            self.ring.data_ready().notify_all();
+        }
     }
 
     fn abandon(&mut self, claim: Claim) {
@@ -897,7 +938,9 @@ impl RecordProducer for Producer {
             self.ring.step("abandoned cells padded");
             self.ring.clear_note();
             self.ring.step("claim note cleared");
-            self.ring.data_ready().notify();
+            // Padding needs no consumer, but records published behind it wait for one
+            // to skip it: one woken consumer does, and takes them.
+            self.ring.data_ready().notify_one();
         } else {
             // Part of a stream: close it here, which frees the writer slot.
             self.publish(claim, 0, FLAGS_ABORTED);
@@ -1207,7 +1250,10 @@ impl Consumer {
             r.step("claim note confirmed");
             if holder == me && new_holder == 0 {
                 // Consumers waiting for the reader slot may go on.
-                r.reader_free().notify();
+                r.reader_free().notify_all();
+            }
+            if rec.is_some() {
+                r.wake_next_consumer(pos + cells);
             }
             match rec {
                 None => self.release_cells(pos, cells),
@@ -1226,7 +1272,7 @@ impl Consumer {
         self.ring.release_cells(pos, cells);
         self.ring.clear_note();
         self.ring.step("claim note cleared");
-        self.ring.space_ready().notify();
+        self.ring.space_ready().notify_all();
     }
 
     /// The next record; `Disconnected` if there is none and every producer has gone;
@@ -1278,7 +1324,7 @@ impl Consumer {
 
     fn release_reader_slot(&self) {
         if self.ring.release_slot(&self.ring.header().head) {
-            self.ring.reader_free().notify();
+            self.ring.reader_free().notify_all();
         }
     }
 

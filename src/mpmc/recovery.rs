@@ -87,10 +87,10 @@ pub(super) fn recover(v: &View, i: usize, was: u64) -> Result<Recovered, Corrupt
     }
     // Everyone re-checks: consumers for padding or a cut message, producers for
     // released cells, slot waiters for a freed slot, all for "every peer gone".
-    v.data_ready().notify();
-    v.space_ready().notify();
-    v.writer_free().notify();
-    v.reader_free().notify();
+    v.data_ready().notify_all();
+    v.space_ready().notify_all();
+    v.writer_free().notify_all();
+    v.reader_free().notify_all();
     Ok(Recovered::Done)
 }
 
@@ -272,7 +272,7 @@ fn free_holder(word: &AtomicU64, mark: u64, waiters: EventCount<'_>) {
             Ordering::Relaxed,
         ) {
             Ok(_) => {
-                waiters.notify();
+                waiters.notify_all();
                 return;
             }
             Err(now) => w = now,
@@ -292,7 +292,7 @@ pub(super) fn free_orphaned_stream_slots(v: &View) {
         }
         if !occupied(h.endpoints[mark as usize - 1].state()) {
             free_holder(word, mark, waiters);
-            v.data_ready().notify();
+            v.data_ready().notify_all();
         }
     }
 }

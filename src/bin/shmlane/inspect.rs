@@ -112,6 +112,7 @@ pub fn ring_json(info: &RingInfo) -> Value {
     let event_count = |e: shmlane::inspect::EventCountInfo| {
         Value::Object(vec![
             ("waiters", e.waiters.into()),
+            ("woken", e.woken.into()),
             ("epoch", e.epoch.into()),
         ])
     };
@@ -316,10 +317,12 @@ pub fn words(info: &RingInfo) -> String {
     line(
         "waiters",
         format!(
-            "data ready: {} (epoch {}); space ready: {} (epoch {})",
+            "data ready: {} ({} woken, epoch {}); space ready: {} ({} woken, epoch {})",
             info.data_ready.waiters,
+            info.data_ready.woken,
             info.data_ready.epoch,
             info.space_ready.waiters,
+            info.space_ready.woken,
             info.space_ready.epoch
         ),
     );
