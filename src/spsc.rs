@@ -41,7 +41,7 @@ use crate::region::DataRegion;
 use crate::segment::Segment;
 use crate::setup::endpoint_constructors;
 use crate::sync::Ordering;
-use crate::wait::{block_on, EventCount, Spinner, Wait};
+use crate::wait::{block_on, EventCount, Look, Spinner, Wait};
 #[cfg(not(loom))]
 use crate::Backing;
 use crate::Error;
@@ -518,8 +518,8 @@ impl Producer {
             &mut spinner,
             deadline,
             self.ring.space_ready(),
-            |thorough| {
-                if self.ring.gone(CONSUMER_SLOT, thorough) {
+            |look| {
+                if self.ring.gone(CONSUMER_SLOT, look == Look::Thorough) {
                     return Err(SendError::Disconnected);
                 }
                 Ok(self.try_claim(size)?)
@@ -752,6 +752,15 @@ impl Consumer {
 
     // --- reading records ----------------------------------------------------------
 
+    /// Whether the header word at `head` is no longer 0: a record (or padding, or a
+    /// corrupt word) to look at with [`peek`](Self::peek). One load.
+    #[inline(always)]
+    fn arrived(&self) -> bool {
+        let index = self.ring.data.index(self.head);
+        // Relaxed: only a hint; `peek` loads it again with Acquire.
+        self.ring.data.word(index).load(Ordering::Relaxed) != 0
+    }
+
     /// The record at `head`, if one is published, skipping a PAD.
     #[inline(always)]
     fn peek(&mut self) -> Result<Option<DataRecord>, Corruption> {
@@ -837,7 +846,12 @@ impl Consumer {
             &mut spinner,
             deadline,
             self.ring.data_ready(),
-            |thorough| self.poll_record(thorough),
+            |look| {
+                if look == Look::Quick && !self.arrived() {
+                    return Ok(None);
+                }
+                self.poll_record(look == Look::Thorough)
+            },
         );
         self.spinner = spinner;
         result?.ok_or(RecvTimeoutError::Timeout)

@@ -89,7 +89,7 @@ use crate::region::{CellTable, DataRegion};
 use crate::segment::Segment;
 use crate::setup::endpoint_constructors;
 use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{block_on, EventCount, Spinner, Wait};
+use crate::wait::{block_on, EventCount, Look, Spinner, Wait};
 use crate::Error;
 
 /// What one attempt to claim found.
@@ -106,16 +106,18 @@ enum Poll<T> {
 
 /// Waits for `poll` to find something other than `Empty` (on `ready`, as `wait`
 /// says) or other than `SlotHeld` (parked on `slot_free`), until `deadline`.
-/// `Ok(None)`: timed out. `poll(true)` now and then: look for dead endpoints too.
+/// `Ok(None)`: timed out. `poll(Look::Thorough)` now and then: look for dead
+/// endpoints too; `poll(Look::Quick)` may say `Empty` after one load (see
+/// [`block_on`]).
 fn wait_for<T, E>(
     wait: Wait,
     spinner: &mut Spinner,
     deadline: Option<std::time::Instant>,
     ready: EventCount<'_>,
     slot_free: EventCount<'_>,
-    mut poll: impl FnMut(bool) -> Result<Poll<T>, E>,
+    mut poll: impl FnMut(Look) -> Result<Poll<T>, E>,
 ) -> Result<Option<T>, E> {
-    let mut last = poll(false)?;
+    let mut last = poll(Look::Full)?;
     loop {
         let (strategy, ec, waiting_for) = match last {
             Poll::Ready(v) => return Ok(Some(v)),
@@ -128,8 +130,8 @@ fn wait_for<T, E>(
         } else {
             &mut park_spinner
         };
-        let next = block_on(strategy, spinner, deadline, ec, |thorough| {
-            Ok(match poll(thorough)? {
+        let next = block_on(strategy, spinner, deadline, ec, |look| {
+            Ok(match poll(look)? {
                 Poll::Empty if waiting_for == 0 => None,
                 Poll::SlotHeld if waiting_for == 1 => None,
                 other => Some(other),
@@ -822,8 +824,8 @@ impl Producer {
         };
         let mut spinner = self.spinner;
         let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |thorough| {
-            self.connected(thorough)?;
+        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |look| {
+            self.connected(look == Look::Thorough)?;
             Ok(self.try_claim(k, flags)?)
         });
         self.spinner = spinner;
@@ -1074,6 +1076,9 @@ pub struct Consumer {
     partial: Option<Partial>,
     /// The record this consumer has claimed and not released.
     in_hand: Option<InHand>,
+    /// Where the last look found nothing: the head position and the stamp it read
+    /// there. Until that stamp changes, nothing can be taken (see `arrived`).
+    empty_at: Option<(u64, u64)>,
 }
 
 /// A claimed record: `cells` cells from `pos`.
@@ -1112,6 +1117,7 @@ impl Consumer {
             max_message: params.max_message,
             partial: None,
             in_hand: None,
+            empty_at: None,
         })
     }
 
@@ -1135,6 +1141,21 @@ impl Consumer {
     pub fn is_disconnected(&self) -> bool {
         let _ = self.ring.reap_dead();
         self.ring.all_gone(ROLE_PRODUCER, true)
+    }
+
+    /// Whether something may have come since the last look found the ring empty: the
+    /// stamp it read at the head changed (a record published there, or another
+    /// consumer took it and the head moved). One load of a line the producers write;
+    /// `head` itself, which every consumer's claim writes, is not read. A look that
+    /// found the reader slot held, or the producers gone, is not made quick: those
+    /// waits park or end.
+    #[inline(always)]
+    fn arrived(&self) -> bool {
+        match self.empty_at {
+            // Relaxed: only a hint; `take_record` loads it again with Acquire.
+            Some((pos, stamp)) => self.ring.table.stamp(pos).load(Ordering::Relaxed) != stamp,
+            None => true,
+        }
     }
 
     /// Claims the next record, skipping padding, without waiting. Leaves a confirmed
@@ -1186,6 +1207,7 @@ impl Consumer {
                 if d <= 0 {
                     // Not published for this position yet: free, claimed and being
                     // written, or still held from the previous lap (or a stale read).
+                    self.empty_at = Some((pos, stamp));
                     return Ok(Poll::Empty);
                 }
                 if latest(head, hw) != hw {
@@ -1352,8 +1374,11 @@ impl RecordConsumer for Consumer {
         };
         let mut spinner = self.spinner;
         let (data, slot) = (self.ring.data_ready(), self.ring.reader_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, |thorough| {
-            self.poll_record(thorough)
+        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, |look| {
+            if look == Look::Quick && !self.arrived() {
+                return Ok(Poll::Empty);
+            }
+            self.poll_record(look == Look::Thorough)
         });
         self.spinner = spinner;
         result?.ok_or(RecvTimeoutError::Timeout)
