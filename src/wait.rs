@@ -6,9 +6,9 @@
 //! wakes anyone moves on. The state holds three fields:
 //!
 //! - `waiters` (bits 0..16): waiters registered and not yet woken;
-//! - `tokens` (bits 16..32): waiters woken one at a time (by [`EventCount::notify_one`])
+//! - `tokens` (bits 16..32): waiters woken one at a time (by `EventCount::notify_one`)
 //!   that have not yet left: a notifier turns one waiter into one token;
-//! - `epoch` (bits 32..64): moved on by [`EventCount::notify_all`], which takes every
+//! - `epoch` (bits 32..64): moved on by `EventCount::notify_all`, which takes every
 //!   registered waiter at once (both counts back to 0).
 //!
 //! (DESIGN §6 sleeps on the epoch half of the state word itself. A 32-bit futex wait
@@ -35,7 +35,7 @@
 //!   long the woken take to run.
 //!
 //! Which to use: one published message needs one consumer, so an MPMC producer wakes
-//! one ([`EventCount::notify_one`]), and a consumer that takes a message while the
+//! one (`EventCount::notify_one`), and a consumer that takes a message while the
 //! next one is published already and others sleep wakes one more (so a wake-up spent
 //! on a consumer that found the ring's head still being written is made up for).
 //! Room in the ring, a free stream slot, or a peer's leaving may serve every
