@@ -531,18 +531,19 @@ pub(crate) mod semaphore {
 ///
 /// For it to hold, every endpoint process must be registered
 /// (`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`) before it notifies; endpoints refuse
-/// to attach to an asymmetric ring otherwise. Under loom there is no membarrier and
-/// rings are always symmetric: the loom models check the symmetric protocol, and the
-/// fork tests the asymmetric one.
+/// to attach to an asymmetric ring otherwise. Under loom and Miri there is no
+/// membarrier (Miri fails an unknown system call instead of returning ENOSYS) and
+/// rings are always symmetric: the loom models and Miri check the symmetric protocol,
+/// and the fork tests the asymmetric one.
 pub(crate) mod membarrier {
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     const CMD_QUERY: libc::c_int = 0;
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     fn membarrier(cmd: libc::c_int) -> libc::c_long {
         // SAFETY: membarrier takes no pointers; an unknown command fails with EINVAL.
         unsafe {
@@ -559,7 +560,7 @@ pub(crate) mod membarrier {
     /// checks that the barrier itself works. `false` if the kernel or a seccomp
     /// filter does not allow it.
     pub(crate) fn register() -> bool {
-        #[cfg(not(loom))]
+        #[cfg(not(any(loom, miri)))]
         {
             // No lock (a OnceLock would leave a child forked while another thread held
             // it blocked for ever): the steps are idempotent, so threads that race
@@ -579,7 +580,7 @@ pub(crate) mod membarrier {
             crate::sync::set_flag(&REGISTERED, if ok { 1 } else { 2 });
             ok
         }
-        #[cfg(loom)]
+        #[cfg(any(loom, miri))]
         {
             false
         }
@@ -587,7 +588,7 @@ pub(crate) mod membarrier {
 
     /// A full memory barrier on every CPU running a registered process.
     pub(crate) fn heavy_barrier() {
-        #[cfg(not(loom))]
+        #[cfg(not(any(loom, miri)))]
         {
             let r = membarrier(CMD_GLOBAL_EXPEDITED);
             if r != 0 {
@@ -600,8 +601,8 @@ pub(crate) mod membarrier {
                 );
             }
         }
-        #[cfg(loom)]
-        unreachable!("rings are symmetric under loom");
+        #[cfg(any(loom, miri))]
+        unreachable!("rings are symmetric under loom and Miri");
     }
 }
 
