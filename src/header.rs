@@ -17,8 +17,10 @@ use crate::wait::EventWord;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANE\0");
 /// Bumped whenever the meaning of any header field or record bit changes (3: the event
 /// counts hold woken-one-at-a-time tokens beside the waiters, and sleep on a wake
-/// sequence instead of the epoch).
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// sequence instead of the epoch; 4: an endpoint slot's word says how its holder's
+/// life is told and counts its holders, the slot records the holder's pid namespace,
+/// and a proven-dead endpoint waiting for its recovery has a state of its own).
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Size of the header; the data region starts here (page aligned).
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// Byte ring with one producer and one consumer.
@@ -83,6 +85,20 @@ pub(crate) const ENDPOINT_ATTACHING: u32 = 3;
 /// `EndpointSlot::state`: the endpoint died; the process in `pid` is recovering what
 /// it left (`liveness.rs`). `role` and the claim notes are still the dead endpoint's.
 pub(crate) const ENDPOINT_RECOVERING: u32 = 4;
+/// `EndpointSlot::state`: the endpoint is proven dead and what it left is not (wholly)
+/// recovered yet (a recovery found it undecidable for now, or the ring corrupt). No
+/// process holds the slot: any endpoint may take it over and recover it, without
+/// proving anything again.
+pub(crate) const ENDPOINT_DEAD: u32 = 5;
+
+/// How the life of a slot's holder is told (`holder` bits of the slot word; 0 while
+/// no one holds it): by the OFD lock on the slot's byte of the segment file.
+pub(crate) const HOLDER_LOCK: u32 = 1;
+/// See [`HOLDER_LOCK`]: by the pid, pid namespace and start time in the slot (SysV
+/// segments, and endpoints that cannot open a description of their own of the file).
+pub(crate) const HOLDER_PID: u32 = 2;
+/// See [`HOLDER_LOCK`]: a private heap ring, whose endpoints are all in this process.
+pub(crate) const HOLDER_LOCAL: u32 = 3;
 
 /// `EndpointSlot::claim`: the note is set (positions are below 2^56).
 pub(crate) const CLAIM_VALID: u64 = 1 << 63;
@@ -92,23 +108,70 @@ pub(crate) const CLAIM_CONFIRMED: u64 = 1 << 62;
 /// `EndpointSlot::claim`: the position bits.
 pub(crate) const CLAIM_POS_MASK: u64 = (1 << 56) - 1;
 
-/// The state word of an endpoint slot: state in the low half, pid in the high half,
-/// so that taking a slot and saying who took it is one compare-exchange.
+/// The state word of an endpoint slot, so that taking a slot and saying who took it,
+/// and how to tell whether they live, is one compare-exchange:
+///
+/// | bits   | what                                                                  |
+/// |--------|-----------------------------------------------------------------------|
+/// | 0..4   | the state (`ENDPOINT_*`)                                              |
+/// | 4..6   | how the holder's life is told (`HOLDER_*`; 0 with no holder)          |
+/// | 6      | [`SLOT_COUNTED`]: the (dead) endpoint is counted in the ring's totals |
+/// | 8..32  | the holder sequence: bumped whenever the slot changes hands           |
+/// | 32..64 | the holder's pid, as its own pid namespace sees it                    |
+///
+/// The sequence makes two lives of one pid in one slot differ (a scan that reads the
+/// word before and after a look never takes a new life for the one it looked at).
 #[inline]
 pub(crate) const fn slot_word(state: u32, pid: u32) -> u64 {
-    state as u64 | (pid as u64) << 32
+    holder_word(state, 0, 0, pid)
 }
+
+/// [`slot_word`] with a holder kind and sequence.
+#[inline]
+pub(crate) const fn holder_word(state: u32, holder: u32, seq: u32, pid: u32) -> u64 {
+    (state as u64 & SLOT_STATE_MASK)
+        | (holder as u64 & 0x3) << 4
+        | (seq as u64 & SLOT_SEQ_MASK) << 8
+        | (pid as u64) << 32
+}
+
+/// Bits of the slot word that hold the state.
+pub(crate) const SLOT_STATE_MASK: u64 = 0xf;
+/// Slot word bit: the endpoint this slot holds (or held, if it died) is counted in the
+/// ring's totals of producers or consumers (MPMC), so its recovery must uncount it.
+pub(crate) const SLOT_COUNTED: u64 = 1 << 6;
+/// The holder sequence's width in the slot word (24 bits).
+const SLOT_SEQ_MASK: u64 = 0xff_ffff;
 
 /// The state of a slot word.
 #[inline]
 pub(crate) const fn word_state(word: u64) -> u32 {
-    word as u32
+    (word & SLOT_STATE_MASK) as u32
+}
+
+/// How the life of the holder of a slot word is told (`HOLDER_*`, or 0).
+#[inline]
+pub(crate) const fn word_holder(word: u64) -> u32 {
+    ((word >> 4) & 0x3) as u32
+}
+
+/// The holder sequence of a slot word.
+#[inline]
+pub(crate) const fn word_seq(word: u64) -> u32 {
+    ((word >> 8) & SLOT_SEQ_MASK) as u32
 }
 
 /// The pid of a slot word.
 #[inline]
 pub(crate) const fn word_pid(word: u64) -> u32 {
     (word >> 32) as u32
+}
+
+/// What of a slot word names its holder (all but the state and the counted bit): the
+/// value of [`EndpointSlot::holder_tag`] once the holder wrote who it is.
+#[inline]
+pub(crate) const fn holder_tag(word: u64) -> u64 {
+    word & !(SLOT_STATE_MASK | SLOT_COUNTED)
 }
 
 /// `abi` field: pointer width in bytes in the low byte, bit 8 set on little-endian.
@@ -162,14 +225,16 @@ static_assertions::const_assert!(
 /// endpoint is proven dead, the one endpoint that took the slot over to recover it.
 #[repr(C, align(64))]
 pub(crate) struct EndpointSlot {
-    /// `slot_word(state, pid)`: one of the `ENDPOINT_*` states, and the process that
-    /// holds the slot in it (the endpoint's, or a recoverer's). The pid is never
-    /// trusted alone: see `liveness.rs`.
+    /// [`holder_word`]`(state, holder, seq, pid)`: one of the `ENDPOINT_*` states, how
+    /// the holder's life is told, the holder sequence, and the process that holds the
+    /// slot in it (the endpoint's, or a recoverer's). The pid is never trusted alone:
+    /// see `liveness.rs`.
     pub(crate) word: AtomicU64,
     /// Incremented on every attach, so an observer can tell two lives apart.
     pub(crate) generation: AtomicU64,
-    /// Start time of the process in `word` (clock ticks since boot): with the pid, the
-    /// liveness test where the backing has no file to lock (SysV).
+    /// Start time of the holder's process (clock ticks since boot, 0 if unknown): with
+    /// the pid and `pid_ns`, the test of its life where it holds no lock
+    /// (`HOLDER_PID`). Valid while `holder_tag` matches the word.
     pub(crate) start_time: AtomicU64,
     /// `ROLE_PRODUCER` or `ROLE_CONSUMER` (0 while vacant).
     pub(crate) role: AtomicU32,
@@ -182,7 +247,14 @@ pub(crate) struct EndpointSlot {
     /// MPMC claim note: `padding_cells << 32 | record_cells` of the claim in `claim`
     /// (producers; written before `claim`).
     pub(crate) claim_cells: AtomicU64,
-    _reserved1: [AtomicU64; 2],
+    /// The inode of the holder's pid namespace (`/proc/self/ns/pid`; 0 if unknown): a
+    /// pid means something only in the namespace it was read in. Valid while
+    /// `holder_tag` matches the word.
+    pub(crate) pid_ns: AtomicU64,
+    /// [`holder_tag`] of the word whose holder wrote `start_time` and `pid_ns`: the
+    /// holder stores it (Release) after them, so a judge that finds it equal to the
+    /// word's (Acquire) reads the holder's own, not a previous holder's.
+    pub(crate) holder_tag: AtomicU64,
 }
 
 impl EndpointSlot {
@@ -320,6 +392,8 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(EndpointSlot, role), 24);
     const_assert_eq!(offset_of!(EndpointSlot, claim), 32);
     const_assert_eq!(offset_of!(EndpointSlot, claim_cells), 40);
+    const_assert_eq!(offset_of!(EndpointSlot, pid_ns), 48);
+    const_assert_eq!(offset_of!(EndpointSlot, holder_tag), 56);
     // Each cursor and event count has a 128-byte line of its own (two 64-byte lines,
     // so that adjacent-line prefetch does not pair them either).
     const_assert_eq!(offset_of!(Header, data_ready) % 128, 0);
@@ -333,7 +407,7 @@ pub(crate) const fn layout_hash() -> u64 {
     #[cfg(not(loom))]
     {
         use std::mem::offset_of;
-        let fields: [(usize, usize); 40] = [
+        let fields: [(usize, usize); 41] = [
             (offset_of!(Header, magic), 8),
             (offset_of!(Header, version), 4),
             (offset_of!(Header, header_size), 4),
@@ -373,6 +447,10 @@ pub(crate) const fn layout_hash() -> u64 {
             (
                 offset_of!(EndpointSlot, claim),
                 offset_of!(EndpointSlot, claim_cells),
+            ),
+            (
+                offset_of!(EndpointSlot, pid_ns),
+                offset_of!(EndpointSlot, holder_tag),
             ),
             (CELL_ENTRY_SIZE, 0),
             (offset_of!(Header, data_ready), 16),
@@ -841,7 +919,8 @@ impl Header {
                 _reserved0: z32(),
                 claim: z64(),
                 claim_cells: z64(),
-                _reserved1: [z64(), z64()],
+                pid_ns: z64(),
+                holder_tag: z64(),
             }
         }
         Header {

@@ -3,28 +3,51 @@
 //!
 //! # Ownership of a slot
 //!
-//! Where the segment is a file (POSIX shared memory, memfd), **the owner of endpoint
-//! slot `i` is whoever holds the OFD write lock on the slot's first byte**
-//! ([`lock_byte`]), taken with `fcntl(F_OFD_SETLK)` on a descriptor the endpoint
-//! opened for itself (`/proc/self/fd/N` reopened: a new open file description, so
-//! that two endpoints of one process exclude each other too). The kernel drops the
-//! lock when the last descriptor of that description closes, so when its process
-//! dies, however it dies, whatever its pid becomes. So:
+//! A slot's state word ([`holder_word`]) says who holds the slot (pid), in which
+//! state, **how that holder's life is told** (`HOLDER_*`), and a holder sequence that
+//! changes whenever the slot changes hands. Every endpoint is judged by the way its own
+//! slot word names, never by the judge's own: one ring may hold endpoints of both kinds
+//! (an endpoint that cannot open a description of its own of the file, say a memfd
+//! received from another user, tells its life by its pid, beside others that lock).
 //!
-//! - an endpoint takes the lock *before* it marks the slot attaching, and keeps it
-//!   until it has marked the slot detached;
-//! - an attached (or attaching, or recovering) slot whose lock anyone else can take is
-//!   proven dead, and the one who took the lock is the only one who may recover it;
-//!   a live endpoint, however long it stalls, keeps its lock, so it is never taken
-//!   for dead;
-//! - the child of a `fork()` lets go of its copies of the lock descriptors (they are
-//!   made to refer to `/dev/null` by a `pthread_atfork` handler, see [`register`]), so
-//!   a forked child does not keep its parent's endpoints alive.
+//! - **`HOLDER_LOCK`**: the holder holds the OFD write lock on the slot's first byte
+//!   ([`lock_byte`]), taken with `fcntl(F_OFD_SETLK)` on a descriptor the endpoint
+//!   opened for itself (`/proc/self/fd/N` reopened: a new open file description, so
+//!   that two endpoints of one process exclude each other too). It takes the lock
+//!   *before* it marks the slot attaching (or recovering) and keeps it until it has
+//!   marked the slot detached (or dead). The kernel drops the lock when the last
+//!   descriptor of that description closes, so when its process dies, however it dies,
+//!   whatever its pid becomes. So an occupied slot whose lock is free, and whose word
+//!   is the same after the lock was found free, holds a dead endpoint; a live one,
+//!   however long it stalls, keeps its lock.
+//! - **`HOLDER_PID`**: where there is no file (SysV), or the endpoint could not reopen
+//!   it. The holder writes its process start time and pid namespace into the slot,
+//!   then [`holder_tag`] of its word (Release): a judge uses them only while the tag
+//!   matches the word. It is dead only if its pid namespace is the judge's and, there,
+//!   the pid names no process, a zombie, or a process that started at another time. A
+//!   process whose life cannot be read (another pid namespace, `/proc` hidden by
+//!   `hidepid`, identity not written yet) is alive: it is never reaped. The price: a
+//!   dead peer in another pid namespace is never noticed, and an endpoint killed in
+//!   the few instructions between taking its slot and writing its identity leaves the
+//!   slot held until the ring is removed.
+//! - **`HOLDER_LOCAL`**: a private heap ring; every endpoint is in this process.
 //!
-//! Where there is no file (SysV), the fallback is the pid and process start time in
-//! the slot; a recoverer then takes the slot with a compare-exchange of its state
-//! word (state and pid in one word). On the heap, every endpoint is in this process:
-//! none can die without us.
+//! The child of a `fork()` lets go of its copies of the lock descriptors (they are
+//! made to refer to `/dev/null` by a `pthread_atfork` handler, see [`register`]), so
+//! a forked child does not keep its parent's endpoints alive; and an endpoint copied
+//! by `fork` writes nothing to the segment when it is dropped in the child (the ring
+//! views compare the pid that attached with the dropping one).
+//!
+//! # Taking a slot over
+//!
+//! Whoever proves the holder dead takes the slot with one compare-exchange from the
+//! word it judged (so the holder sequence rules out a new life of the same pid) to
+//! `ENDPOINT_RECOVERING` with itself as holder (locking first if it locks), writes its
+//! identity, and recovers. It leaves the slot with a compare-exchange from the word it
+//! installed: `ENDPOINT_DETACHED` when everything is recovered, else
+//! `ENDPOINT_DEAD`, a proven-dead endpoint that any endpoint may take over next
+//! without proving anything again. A recoverer that dies is judged like any holder, so
+//! at most one recovers a slot at a time.
 //!
 //! # What recovery does
 //!
@@ -40,8 +63,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::error::Corruption;
 use crate::header::{
-    slot_word, word_pid, word_state, EndpointSlot, Header, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING,
-    ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT,
+    holder_tag, holder_word, word_holder, word_pid, word_seq, word_state, EndpointSlot, Header,
+    ENDPOINT_ATTACHED, ENDPOINT_ATTACHING, ENDPOINT_DEAD, ENDPOINT_DETACHED, ENDPOINT_RECOVERING,
+    ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT, HOLDER_LOCAL, HOLDER_LOCK, HOLDER_PID, SLOT_COUNTED,
 };
 #[cfg(not(loom))]
 use crate::sync::take_fd;
@@ -59,23 +83,37 @@ pub(crate) const fn init_lock_byte() -> i64 {
     std::mem::offset_of!(Header, state) as i64
 }
 
-/// How the liveness of the endpoints of one segment is told, from one endpoint.
+/// One endpoint's hold on its slot, and its test of the other endpoints' lives.
 #[derive(Debug)]
-pub(crate) enum Liveness {
-    /// OFD locks, on this endpoint's own open file description of the segment.
+pub(crate) struct Liveness {
+    how: How,
+    /// The word we installed in our slot (attached), 0 while we hold none.
+    held: std::cell::Cell<u64>,
+    /// The process that made this endpoint (see [`Liveness::copied_by_fork`]).
+    pid: u32,
+}
+
+/// How one endpoint holds its slot and tells the life of the others.
+#[derive(Debug)]
+enum How {
+    /// OFD locks, on this endpoint's own open file description of the segment
+    /// (`HOLDER_LOCK`).
     Ofd(OwnedFd),
-    /// Pid and process start time (SysV, or where the file cannot be reopened).
-    Pid,
-    /// A private heap ring: every endpoint is in this process.
+    /// Pid, pid namespace and start time (`HOLDER_PID`): SysV, or where the file
+    /// could not be reopened. The descriptor, where the segment is a file, is a copy of
+    /// the segment's own, to read the locks of the endpoints that do lock.
+    Pid(Option<OwnedFd>),
+    /// A private heap ring: every endpoint is in this process (`HOLDER_LOCAL`).
     Local,
 }
 
-/// Whether a slot state is one that an endpoint, alive or dead, is in.
+/// Whether a slot state is one that an endpoint, alive or dead, is in (or left
+/// unrecovered).
 #[inline]
 pub(crate) fn occupied(state: u32) -> bool {
     matches!(
         state,
-        ENDPOINT_ATTACHED | ENDPOINT_ATTACHING | ENDPOINT_RECOVERING
+        ENDPOINT_ATTACHED | ENDPOINT_ATTACHING | ENDPOINT_RECOVERING | ENDPOINT_DEAD
     )
 }
 
@@ -85,17 +123,16 @@ pub(crate) enum Recovered {
     /// Everything it left is recovered: the slot may be reused.
     Done,
     /// Not decidable yet (a live endpoint's note says it may own the same cells): try
-    /// again later; the slot is left as it was.
+    /// again later; the slot is left `ENDPOINT_DEAD`.
     NotYet,
 }
 
 /// The ring-specific part of recovering dead endpoint `slot` (whose role and claim
 /// notes are still in the slot): called with the slot taken over, so by one
 /// recoverer at a time.
-/// It gets the slot's index and the state word the slot had (`ENDPOINT_ATTACHED`:
-/// the endpoint had finished attaching).
+/// It gets the slot's index and the state word the slot had; [`SLOT_COUNTED`] in it
+/// says the endpoint was counted in the ring's totals.
 pub(crate) type Recover<'a> = &'a mut dyn FnMut(usize, u64) -> Result<Recovered, Corruption>;
-
 #[cfg(not(loom))]
 mod ofd {
     use super::*;
@@ -246,137 +283,172 @@ fn unregister(fd: i32) {
 
 impl Drop for Liveness {
     fn drop(&mut self) {
-        if let Liveness::Ofd(fd) = self {
+        if let How::Ofd(fd) = &self.how {
             unregister(fd.as_raw_fd());
         }
     }
 }
 
 impl Liveness {
-    /// The liveness test for a new endpoint of `seg`: OFD locks on a description of
-    /// its own where the segment is a file, else the pid fallback (or none, on the
-    /// heap).
+    /// How a new endpoint of `seg` holds its slot: OFD locks on a description of its
+    /// own where the segment is a file and it can reopen it, else its pid (or nothing
+    /// to tell, on the heap).
     pub(crate) fn for_segment(seg: &crate::segment::Segment) -> Liveness {
-        #[cfg(not(loom))]
-        {
-            if matches!(seg, crate::segment::Segment::Heap(_)) {
-                return Liveness::Local;
-            }
-            match seg.file_fd().map(ofd::reopen) {
-                Some(Ok(fd)) => {
-                    register(fd.as_raw_fd());
-                    Liveness::Ofd(fd)
-                }
-                // No /proc to reopen through, or no file: the pid and start time.
-                _ => Liveness::Pid,
-            }
-        }
-        #[cfg(loom)]
-        {
-            let _ = seg;
-            Liveness::Local
+        Liveness {
+            how: How::for_segment(seg),
+            held: std::cell::Cell::new(0),
+            pid: std::process::id(),
         }
     }
 
-    /// Takes ownership of slot `i` if no one holds it. Without locks, always `true`
+    /// Whether this endpoint was copied into another process by `fork()`: the process
+    /// that dropped it is not the one that made it. Such a copy must write nothing to
+    /// the segment (the slot, the cursors, the notes are its parent's).
+    pub(crate) fn copied_by_fork(&self) -> bool {
+        #[cfg(any(loom, miri))]
+        {
+            false
+        }
+        #[cfg(not(any(loom, miri)))]
+        {
+            std::process::id() != self.pid
+        }
+    }
+
+    /// The `HOLDER_*` kind this endpoint writes into the slot words it installs.
+    fn holder_kind(&self) -> u32 {
+        match self.how {
+            How::Ofd(_) => HOLDER_LOCK,
+            How::Pid(_) => HOLDER_PID,
+            How::Local => HOLDER_LOCAL,
+        }
+    }
+
+    /// Whether this endpoint holds slots by their OFD lock.
+    fn locks(&self) -> bool {
+        matches!(self.how, How::Ofd(_))
+    }
+
+    /// Takes the lock of slot `i` if no one holds it. Without locks, always `true`
     /// (the state word's compare-exchange decides).
     fn try_own(&self, i: usize) -> bool {
         #[cfg(loom)]
         let _ = i;
-        match self {
+        match &self.how {
             #[cfg(not(loom))]
-            Liveness::Ofd(fd) => {
+            How::Ofd(fd) => {
                 ofd::try_lock(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(false)
             }
             #[cfg(loom)]
-            Liveness::Ofd(_) => true,
-            Liveness::Pid | Liveness::Local => true,
+            How::Ofd(_) => true,
+            How::Pid(_) | How::Local => true,
         }
     }
 
-    /// Gives up ownership of slot `i` (no-op without locks).
+    /// Lets the lock of slot `i` go (no-op without locks).
     pub(crate) fn disown(&self, i: usize) {
         #[cfg(not(loom))]
-        if let Liveness::Ofd(fd) = self {
+        if let How::Ofd(fd) = &self.how {
             ofd::unlock(std::os::fd::AsFd::as_fd(fd), lock_byte(i));
         }
         let _ = i;
     }
 
-    /// Whether the endpoint in `slot` (whose state word read `word`) is dead, given
-    /// that `try_own` of its slot succeeded.
-    fn owner_dead(&self, slot: &EndpointSlot, word: u64) -> bool {
-        match self {
-            // We hold its lock: it has let go of it, and it never does while alive.
-            Liveness::Ofd(_) => true,
-            Liveness::Pid => {
-                // An attaching endpoint has not written its start time yet.
-                let start = (word_state(word) != ENDPOINT_ATTACHING)
-                    .then(|| slot.start_time.load(Ordering::Relaxed))
-                    .filter(|&t| t != 0);
-                !pid_alive(word_pid(word), start)
-            }
-            Liveness::Local => false,
+    /// Whether no open file description holds the lock of slot `i`, other than the
+    /// one we read locks through (which holds no slot lock but the ones we took).
+    /// `false` where we cannot read the locks (no file).
+    fn lock_free(&self, i: usize) -> bool {
+        #[cfg(not(loom))]
+        {
+            let fd = match &self.how {
+                How::Ofd(fd) | How::Pid(Some(fd)) => std::os::fd::AsFd::as_fd(fd),
+                How::Pid(None) | How::Local => return false,
+            };
+            !ofd::held(fd, lock_byte(i)).unwrap_or(true)
+        }
+        #[cfg(loom)]
+        {
+            let _ = i;
+            false
+        }
+    }
+
+    /// Whether the holder of slot `i`, whose word read `word`, is dead, judged the way
+    /// its word says. `locked`: we took the slot's lock after `word` was read (and read
+    /// the word again since): a `HOLDER_LOCK` holder has let it go, which it does only
+    /// once it is no longer there, so it is dead.
+    fn holder_dead(&self, i: usize, slot: &EndpointSlot, word: u64, locked: bool) -> bool {
+        match word_state(word) {
+            ENDPOINT_DEAD => return true,
+            s if !occupied(s) => return false,
+            _ => {}
+        }
+        match word_holder(word) {
+            HOLDER_LOCK => locked || self.lock_free(i),
+            HOLDER_PID => pid_holder_dead(slot, word),
+            // The heap (every endpoint is in this process), or no known kind: nothing
+            // proves a death.
+            _ => false,
         }
     }
 
     /// Whether slot `i` holds an endpoint proven dead, without taking anything: for
     /// scans. `false` if it may be alive, and also if the slot holds no endpoint (any
-    /// more): the state word is read before and after the lock is asked, so an
-    /// endpoint that detaches while a scan looks at it is never taken for a dead one.
+    /// more): the state word is read before and after the look, so an endpoint that
+    /// detaches (or a new life that attaches: the holder sequence differs) while a
+    /// scan looks at it is never taken for a dead one.
     pub(crate) fn proven_dead(&self, i: usize, slot: &EndpointSlot) -> bool {
-        #[cfg(loom)]
-        let _ = i;
         let word = slot.word.load(Ordering::Acquire);
-        if !occupied(word_state(word)) {
-            return false;
-        }
-        match self {
-            #[cfg(not(loom))]
-            Liveness::Ofd(fd) => {
-                // Free lock, and the same word after it: an endpoint that detached
-                // meanwhile stored its new state before it let the lock go.
-                !ofd::held(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(true)
-                    && slot.word.load(Ordering::Acquire) == word
-            }
-            #[cfg(loom)]
-            Liveness::Ofd(_) => false,
-            Liveness::Pid => self.owner_dead(slot, word),
-            Liveness::Local => false,
-        }
+        occupied(word_state(word))
+            && self.holder_dead(i, slot, word, false)
+            && slot.word.load(Ordering::Acquire) == word
     }
 
-    /// Takes slot `i` over if it is occupied by an endpoint proven dead: marks it
-    /// `ENDPOINT_RECOVERING` with our pid, and returns the word it had. `None`: it is
-    /// not occupied, or its endpoint may be alive, or another recoverer has it.
-    fn take_dead(&self, i: usize, slot: &EndpointSlot) -> Option<u64> {
-        let seen = slot.word.load(Ordering::Acquire);
-        if !occupied(word_state(seen)) || matches!(self, Liveness::Local) {
+    /// Takes slot `i` over if it holds an endpoint proven dead: marks it
+    /// `ENDPOINT_RECOVERING` with us as holder. Returns the word it had and the word we
+    /// installed. `None`: it is not occupied, or its endpoint may be alive, or another
+    /// recoverer has it.
+    fn take_dead(&self, i: usize, slot: &EndpointSlot) -> Option<(u64, u64)> {
+        if matches!(self.how, How::Local) {
             return None;
         }
-        if !self.try_own(i) {
+        if !occupied(word_state(slot.word.load(Ordering::Acquire))) {
             return None;
         }
-        // Read it again under the lock: the endpoint may have detached meanwhile.
+        // A recoverer that locks holds the slot's lock while it recovers (whoever held
+        // the slot before), and taking it is the proof for a holder that locked.
+        let locked = self.locks();
+        if locked && !self.try_own(i) {
+            return None;
+        }
+        // Read it again with the lock held: the endpoint may have detached meanwhile.
         let word = slot.word.load(Ordering::Acquire);
-        if !occupied(word_state(word)) || !self.owner_dead(slot, word) {
+        if !self.holder_dead(i, slot, word, locked) {
             self.disown(i);
             return None;
         }
         self.take_over(i, slot, word)
     }
 
-    /// The second half of `take_dead`, once the endpoint in slot `i` (whose state word
-    /// read `word`) is proven dead: marks the slot `ENDPOINT_RECOVERING` with our pid
-    /// and returns `word`, or `None` (letting the slot go) if the word changed: another
-    /// recoverer has it.
-    fn take_over(&self, i: usize, slot: &EndpointSlot, word: u64) -> Option<u64> {
-        let mine = slot_word(ENDPOINT_RECOVERING, std::process::id());
+    /// The second half of `take_dead`, once the holder of slot `i` (whose state word
+    /// read `word`) is proven dead: installs `ENDPOINT_RECOVERING` with us as holder
+    /// (the counted bit carried over), and returns `(word, installed)`, or `None`
+    /// (letting the slot go) if the word changed: another recoverer has it.
+    fn take_over(&self, i: usize, slot: &EndpointSlot, word: u64) -> Option<(u64, u64)> {
+        let mine = holder_word(
+            ENDPOINT_RECOVERING,
+            self.holder_kind(),
+            word_seq(word).wrapping_add(1),
+            std::process::id(),
+        ) | (word & SLOT_COUNTED);
         match slot
             .word
             .compare_exchange(word, mine, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Some(word),
+            Ok(_) => {
+                write_identity(slot, mine);
+                Some((word, mine))
+            }
             Err(_) => {
                 self.disown(i);
                 None
@@ -384,26 +456,27 @@ impl Liveness {
         }
     }
 
-    /// Recovers slot `i` if its endpoint is proven dead, and leaves it detached.
-    /// `Ok(true)`: it was recovered.
+    /// Recovers slot `i` if its endpoint is proven dead, and leaves it detached (or
+    /// dead, if not everything could be recovered). `Ok(true)`: it was recovered.
     pub(crate) fn reap(
         &self,
         i: usize,
         slot: &EndpointSlot,
         recover: Recover<'_>,
     ) -> Result<bool, Corruption> {
-        let Some(was) = self.take_dead(i, slot) else {
+        let Some((was, mine)) = self.take_dead(i, slot) else {
             return Ok(false);
         };
-        self.recover_taken(i, slot, was, recover)
+        self.recover_taken(i, slot, was, mine, recover)
     }
 
     /// Loom models only: [`reap`](Self::reap) of slot `i` whose endpoint the model
     /// declares dead (it stopped for ever and its thread ended without its `Drop`).
-    /// Under loom every liveness is [`Liveness::Local`], for which nobody is ever
-    /// dead, so this skips only the proof of death (`try_own` and `owner_dead`, which
-    /// under OFD locks is a kernel lock handed over from the dead to us): the take-over
-    /// of the state word, the recovery and the release of the slot are `reap`'s own.
+    /// Under loom every liveness is `HOLDER_LOCAL`, for which nobody is ever dead, so
+    /// this skips only the proof of death (which under OFD locks is a kernel lock
+    /// handed over from the dead to us): the take-over of the state word, the recovery
+    /// and the release of the slot are `reap`'s own. Two of them racing on one slot
+    /// model two survivors that both proved it dead.
     #[cfg(loom)]
     pub(crate) fn reap_declared_dead(
         &self,
@@ -412,36 +485,41 @@ impl Liveness {
         recover: Recover<'_>,
     ) -> Result<bool, Corruption> {
         let word = slot.word.load(Ordering::Acquire);
-        if !occupied(word_state(word)) {
+        // The endpoint the model declared dead, or a dead one left unrecovered; not a
+        // slot another (live) recoverer holds.
+        if !matches!(
+            word_state(word),
+            ENDPOINT_ATTACHED | ENDPOINT_ATTACHING | ENDPOINT_DEAD
+        ) {
             return Ok(false);
         }
-        let Some(was) = self.take_over(i, slot, word) else {
+        let Some((was, mine)) = self.take_over(i, slot, word) else {
             return Ok(false);
         };
-        self.recover_taken(i, slot, was, recover)
+        self.recover_taken(i, slot, was, mine, recover)
     }
 
     /// The rest of [`reap`](Self::reap), with slot `i` taken over (its state word was
-    /// `was`): recovers it, then marks it detached, or puts `was` back for a later try.
+    /// `was`, we installed `mine`): recovers it, then marks it detached, or dead for a
+    /// later try (by us or another recoverer).
     fn recover_taken(
         &self,
         i: usize,
         slot: &EndpointSlot,
         was: u64,
+        mine: u64,
         recover: Recover<'_>,
     ) -> Result<bool, Corruption> {
         let outcome = recover(i, was);
-        let next = match outcome {
-            Ok(Recovered::Done) => {
-                slot.claim.store(0, Ordering::Relaxed);
-                slot_word(ENDPOINT_DETACHED, 0)
-            }
-            // Put it back for a later try (by us or another recoverer).
-            Ok(Recovered::NotYet) | Err(_) => was,
-        };
-        // SYNC POINT: Release: whoever sees the slot detached (Acquire) sees what the
-        // recovery published.
-        slot.word.store(next, Ordering::Release);
+        if outcome == Ok(Recovered::Done) {
+            slot.claim.store(0, Ordering::Relaxed);
+        }
+        // SYNC POINT: Release (in `move_on`): whoever sees the slot detached (Acquire)
+        // sees what the recovery published.
+        move_on(slot, mine, |now| match outcome {
+            Ok(Recovered::Done) => holder_word(ENDPOINT_DETACHED, 0, word_seq(now), 0),
+            Ok(Recovered::NotYet) | Err(_) => dead_word(now),
+        });
         self.disown(i);
         outcome.map(|o| o == Recovered::Done)
     }
@@ -477,81 +555,302 @@ impl Liveness {
         recover: Recover<'_>,
     ) -> Result<Pass, AttachError> {
         let me = std::process::id();
+        let kind = self.holder_kind();
         let mut busy = false;
         for i in range {
             let slot = &slots[i];
             let seen = slot.word.load(Ordering::Acquire);
-            match word_state(seen) {
+            let from = match word_state(seen) {
                 ENDPOINT_VACANT | ENDPOINT_DETACHED => {
                     if !self.try_own(i) {
                         busy = true; // someone attaching, detaching or recovering there
                         continue;
                     }
                     let word = slot.word.load(Ordering::Acquire);
-                    if !matches!(word_state(word), ENDPOINT_VACANT | ENDPOINT_DETACHED)
-                        || slot
-                            .word
-                            .compare_exchange(
-                                word,
-                                slot_word(ENDPOINT_ATTACHING, me),
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            )
-                            .is_err()
-                    {
+                    if !matches!(word_state(word), ENDPOINT_VACANT | ENDPOINT_DETACHED) {
                         self.disown(i);
                         busy = true;
                         continue;
                     }
+                    word
                 }
                 s if occupied(s) => {
-                    let Some(was) = self.take_dead(i, slot) else {
-                        busy |= s == ENDPOINT_RECOVERING;
+                    let Some((was, taken)) = self.take_dead(i, slot) else {
+                        busy |= matches!(s, ENDPOINT_RECOVERING | ENDPOINT_DEAD);
                         continue;
                     };
                     match recover(i, was) {
                         Ok(Recovered::Done) => {}
                         Ok(Recovered::NotYet) => {
-                            slot.word.store(was, Ordering::Release);
+                            move_on(slot, taken, dead_word);
                             self.disown(i);
                             busy = true;
                             continue;
                         }
                         Err(c) => {
-                            slot.word.store(was, Ordering::Release);
+                            move_on(slot, taken, dead_word);
                             self.disown(i);
                             return Err(AttachError::Corrupt(c));
                         }
                     }
-                    slot.word
-                        .store(slot_word(ENDPOINT_ATTACHING, me), Ordering::Release);
+                    // The recovery may have cleared the counted bit.
+                    let now = slot.word.load(Ordering::Acquire);
+                    if holder_tag(now) != holder_tag(taken) {
+                        self.disown(i);
+                        busy = true;
+                        continue;
+                    }
+                    now
                 }
                 other => return Err(AttachError::State(other)),
+            };
+            // The slot is ours to take: a new holder, so the sequence moves on.
+            let mine = holder_word(ENDPOINT_ATTACHING, kind, word_seq(from).wrapping_add(1), me);
+            if slot
+                .word
+                .compare_exchange(from, mine, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                self.disown(i);
+                busy = true;
+                continue;
             }
-            // The slot is ours: fill it, then say attached.
-            slot.start_time.store(
-                crate::header::process_start_time().unwrap_or(0),
-                Ordering::Relaxed,
-            );
+            // Fill it, then say attached.
+            write_identity(slot, mine);
             slot.role.store(role, Ordering::Relaxed);
             slot.claim.store(0, Ordering::Relaxed);
             slot.claim_cells.store(0, Ordering::Relaxed);
             slot.generation.fetch_add(1, Ordering::Relaxed);
+            let attached = holder_word(ENDPOINT_ATTACHED, kind, word_seq(mine), me);
             // SYNC POINT: Release: whoever sees ATTACHED (Acquire) sees the fields above.
-            slot.word
-                .store(slot_word(ENDPOINT_ATTACHED, me), Ordering::Release);
+            // Only the holder moves its slot on, so this cannot fail unless a peer
+            // scribbles over the table; then the slot is not ours.
+            if slot
+                .word
+                .compare_exchange(mine, attached, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                self.disown(i);
+                busy = true;
+                continue;
+            }
+            self.held.set(attached);
             return Ok(Pass::Attached(i));
         }
         Ok(if busy { Pass::Busy } else { Pass::Full })
     }
 
+    /// Marks our slot `i` as counted in the ring's totals (MPMC), so that a recovery
+    /// after our death uncounts us. Called right after the count was raised.
+    pub(crate) fn mark_counted(&self, slot: &EndpointSlot) {
+        let mine = self.held.get();
+        if mine == 0 {
+            return;
+        }
+        let counted = mine | SLOT_COUNTED;
+        if slot
+            .word
+            .compare_exchange(mine, counted, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.held.set(counted);
+        }
+    }
+
     /// Marks our slot `i` detached and lets it go. Release: everything the endpoint
-    /// published before is visible to whoever sees it gone.
+    /// published before is visible to whoever sees it gone. Does nothing if the slot
+    /// is not ours (any more: only a peer that scribbles over the table gets there).
     pub(crate) fn detach(&self, i: usize, slot: &EndpointSlot) {
-        slot.claim.store(0, Ordering::Relaxed);
-        slot.word
-            .store(slot_word(ENDPOINT_DETACHED, 0), Ordering::Release);
+        let mine = self.held.replace(0);
+        if mine == 0 {
+            return;
+        }
+        if slot.word.load(Ordering::Relaxed) == mine {
+            slot.claim.store(0, Ordering::Relaxed);
+            let _ = slot.word.compare_exchange(
+                mine,
+                holder_word(ENDPOINT_DETACHED, 0, word_seq(mine), 0),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
         self.disown(i);
+    }
+}
+
+impl How {
+    fn for_segment(seg: &crate::segment::Segment) -> How {
+        #[cfg(not(loom))]
+        {
+            if matches!(seg, crate::segment::Segment::Heap(_)) {
+                return How::Local;
+            }
+            let Some(file) = seg.file_fd() else {
+                return How::Pid(None); // SysV: no file
+            };
+            match ofd::reopen(file) {
+                Ok(fd) => {
+                    register(fd.as_raw_fd());
+                    How::Ofd(fd)
+                }
+                // No /proc to reopen through, a memfd of another user, out of
+                // descriptors: this endpoint tells its life by its pid (its slot word
+                // says so), and reads the locks of the others through a copy of the
+                // segment's own descriptor (which holds no lock).
+                Err(_) => How::Pid(file.try_clone_to_owned().ok()),
+            }
+        }
+        #[cfg(loom)]
+        {
+            let _ = seg;
+            How::Local
+        }
+    }
+}
+
+/// Moves slot `slot`, which we hold with a word whose [`holder_tag`] is `mine`'s (the
+/// counted bit may have changed since), on to `next(current word)`. A
+/// compare-exchange from the current word: only the holder moves a slot on, so it
+/// fails only if a peer scribbled over the table (then the slot is left alone).
+fn move_on(slot: &EndpointSlot, mine: u64, next: impl Fn(u64) -> u64) {
+    let now = slot.word.load(Ordering::Acquire);
+    if holder_tag(now) == holder_tag(mine) {
+        // SYNC POINT: Release: whoever sees the slot's next state (Acquire) sees what
+        // we published while we held it.
+        let _ = slot
+            .word
+            .compare_exchange(now, next(now), Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// In a recovery: clears the counted bit of slot `slot`, which the caller holds
+/// (`ENDPOINT_RECOVERING`). `true`: it was set and is now clear, so the caller must
+/// uncount the dead endpoint; clearing first means a recoverer killed in between
+/// leaves the count one too high (a peer waits for an endpoint that is gone, until the
+/// next one leaves) rather than one too low (a live endpoint taken for gone).
+pub(crate) fn take_count(slot: &EndpointSlot) -> bool {
+    let now = slot.word.load(Ordering::Acquire);
+    word_state(now) == ENDPOINT_RECOVERING
+        && now & SLOT_COUNTED != 0
+        && slot
+            .word
+            .compare_exchange(
+                now,
+                now & !SLOT_COUNTED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+}
+
+/// The word that says the endpoint `taken` was recovering is proven dead and not
+/// (wholly) recovered: no holder, the counted bit kept.
+fn dead_word(taken: u64) -> u64 {
+    holder_word(ENDPOINT_DEAD, 0, word_seq(taken), 0) | (taken & SLOT_COUNTED)
+}
+
+/// Writes who holds `slot` with `word` (just installed by us): our start time and pid
+/// namespace, then the tag that makes them valid.
+fn write_identity(slot: &EndpointSlot, word: u64) {
+    // SYNC POINT: Release stores, paired with the Acquire loads of `pid_holder_dead`:
+    // a judge that reads the tag reads the identity written before it, and one that
+    // reads a later holder's identity also sees that holder's word.
+    slot.start_time.store(
+        crate::header::process_start_time().unwrap_or(0),
+        Ordering::Release,
+    );
+    slot.pid_ns.store(own_pid_ns(), Ordering::Release);
+    slot.holder_tag.store(holder_tag(word), Ordering::Release);
+}
+
+/// Whether the `HOLDER_PID` holder of a slot whose word read `word` is proven dead:
+/// its identity is written, its pid namespace is ours, and there its pid names no
+/// process, a zombie, or one that started at another time. Anything unreadable is
+/// alive.
+fn pid_holder_dead(slot: &EndpointSlot, word: u64) -> bool {
+    let tag = holder_tag(word);
+    if slot.holder_tag.load(Ordering::Acquire) != tag {
+        return false; // the holder has not written who it is yet
+    }
+    let start = slot.start_time.load(Ordering::Acquire);
+    let ns = slot.pid_ns.load(Ordering::Acquire);
+    if slot.holder_tag.load(Ordering::Acquire) != tag
+        || holder_tag(slot.word.load(Ordering::Acquire)) != tag
+    {
+        return false; // another holder since: what we read may be its
+    }
+    let mine = own_pid_ns();
+    if ns == 0 || ns != mine {
+        return false; // a pid of another namespace names nothing we can look at
+    }
+    process_gone(word_pid(word), start)
+}
+
+/// The inode of this process's pid namespace, 0 if it cannot be read, or if the
+/// `/proc` mounted here is not our pid namespace's (then `/proc/<pid>` would not name
+/// our pids). Not cached: a process may move (`setns`), and a child forked after
+/// `unshare(CLONE_NEWPID)` is in a namespace its parent is not.
+fn own_pid_ns() -> u64 {
+    #[cfg(any(loom, miri))]
+    {
+        0
+    }
+    #[cfg(not(any(loom, miri)))]
+    {
+        let me = std::fs::read_link("/proc/self").ok();
+        if me.as_deref().and_then(|p| p.to_str()) != Some(&std::process::id().to_string()) {
+            return 0;
+        }
+        let Ok(link) = std::fs::read_link("/proc/self/ns/pid") else {
+            return 0;
+        };
+        link.to_str()
+            .and_then(|s| s.strip_prefix("pid:["))
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Whether `pid` (of our pid namespace) names no process, a zombie, or a process that
+/// did not start at `start` (clock ticks since boot; 0: not compared). `false` where
+/// that cannot be read (`/proc/<pid>` hidden by `hidepid`, and the pid exists).
+fn process_gone(pid: u32, start: u64) -> bool {
+    #[cfg(any(loom, miri))]
+    {
+        let _ = (pid, start);
+        false
+    }
+    #[cfg(not(any(loom, miri)))]
+    {
+        let Ok(pid) = i32::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => {
+                // The command name (field 2) is in parentheses and may hold anything.
+                let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+                    return false;
+                };
+                let mut fields = rest.split(' ');
+                // Field 3: Z (zombie) and X (dead) have exited; the pid is not reused yet.
+                if matches!(fields.next(), Some("Z" | "X")) {
+                    return true;
+                }
+                // Field 22 is the 19th after field 3.
+                let started = fields.nth(18).and_then(|s| s.parse::<u64>().ok());
+                start != 0 && started.is_some_and(|t| t != start)
+            }
+            // Not there, or not readable (hidepid): ask the kernel whether the pid
+            // exists at all. Only "no such process" proves a death.
+            Err(_) => matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Err(nix::errno::Errno::ESRCH)
+            ),
+        }
     }
 }
 
@@ -600,19 +899,6 @@ pub(crate) enum AttachError {
     State(u32),
     /// Recovering a dead endpoint's leftovers found the ring corrupt.
     Corrupt(Corruption),
-}
-
-/// Whether the process `pid` runs (and started at `start`, if given).
-fn pid_alive(pid: u32, start: Option<u64>) -> bool {
-    #[cfg(not(any(loom, miri)))]
-    {
-        crate::inspect::process_alive(pid, start)
-    }
-    #[cfg(any(loom, miri))]
-    {
-        let _ = (pid, start);
-        true
-    }
 }
 
 #[cfg(all(test, not(loom), not(miri)))]

@@ -342,6 +342,11 @@ fn recover(h: &Header, params: &RingParams, i: usize) -> Result<Recovered, Corru
 
 impl Drop for RingView {
     fn drop(&mut self) {
+        if self.liveness.copied_by_fork() {
+            // A copy made by `fork`: the slot, the cursors and the wake-ups are the
+            // parent's endpoint's, which lives on.
+            return;
+        }
         // SYNC POINT: Release (in `detach`) pairs with the peer's Acquire load of our
         // state, so everything we published before is visible to a peer that sees us
         // gone.
@@ -668,6 +673,9 @@ impl RecordProducer for Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
+        if self.ring.liveness.copied_by_fork() {
+            return; // the parent's producer's message is not ours to close
+        }
         // Then `ring` drops: it detaches and wakes the consumer.
         let _ = crate::message::close_open_message(self, Mode::Try);
     }
@@ -913,11 +921,22 @@ impl RecordConsumer for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        // Publish everything we read, so a consumer that attaches next starts after it.
-        // SYNC POINT: Release pairs with the Acquire loads of `head` by the producer and
-        // by a consumer that attaches next. Then `ring` drops: it detaches and wakes the
+        if self.ring.liveness.copied_by_fork() {
+            // A copy made by `fork`: `head` is the parent's consumer's, which lives on
+            // (storing our older copy would hand it messages again).
+            return;
+        }
+        // Publish everything we released, so a consumer that attaches next starts
+        // after it. SYNC POINT: Release pairs with the Acquire loads of `head` by the
+        // producer and by a consumer that attaches next.
+        let h = self.ring.header();
+        h.head.store(self.head, Ordering::Release);
+        // Then the read-to note goes: it may stand past a record we were handed and
+        // never released (an error left it in the ring), and it must not outlive us:
+        // a recovery after the next consumer died would publish it as `head` and skip
+        // messages nobody received. Then `ring` drops: it detaches and wakes the
         // producer.
-        self.ring.header().head.store(self.head, Ordering::Release);
+        h.spsc_read_to.store(0, Ordering::Relaxed);
     }
 }
 

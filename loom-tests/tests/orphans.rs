@@ -676,3 +676,83 @@ fn recovery_waits_for_a_live_unconfirmed_consumer_note() {
         "recovery never met a live unconfirmed note"
     );
 }
+
+/// Recovers the dead endpoint of `slot` through `recover` until it is done (by us or
+/// the other recoverer); whether we did it.
+fn recover_until_done(
+    recover: impl Fn(usize) -> Result<Option<bool>, Corruption>,
+    slot: usize,
+) -> bool {
+    loop {
+        match recover(slot) {
+            Ok(Some(true)) => return true,
+            Ok(None) => return false,
+            // Not yet, or the other recoverer holds the slot: it finishes, or leaves it
+            // dead for us.
+            Ok(Some(false)) => thread::yield_now(),
+            Err(c) => panic!("recovering slot {slot}: {c:?}"),
+        }
+    }
+}
+
+/// Producer 0 stops for ever after its `k`-th step; then two survivors, the consumer
+/// and producer 1, both proved it dead and race to recover its one slot. One of them
+/// recovers it, once: its claim is padded (or its message, if published, delivered)
+/// once, it is uncounted once (so producer 1, alive, is never taken for the last one
+/// gone: the consumer sees `Disconnected` only after producer 1 leaves), and the ring
+/// goes on.
+fn two_recoverers_race(k: u32, stops: &'static Stops) {
+    loom::model(move || {
+        let (mut tx0, mut rx) = ring(4);
+        let mut tx1 = tx0.try_clone().unwrap();
+        mpmc_stop_after_producer(&tx0, k);
+        let (published, slot) = match run_until_stop(|| tx0.send(&message(0, 0, 12))) {
+            Ok(sent) => {
+                sent.unwrap();
+                // It sent whole: it dies right after, holding nothing.
+                (true, mpmc_die(tx0))
+            }
+            Err(step) => {
+                stops.lock().unwrap().insert(step);
+                (
+                    matches!(step, "stamp published" | "claim note cleared"),
+                    mpmc_die(tx0),
+                )
+            }
+        };
+        let by_producer = thread::spawn(move || {
+            let did = recover_until_done(|s| mpmc_recover_by_producer(&tx1, s), slot);
+            (tx1, did)
+        });
+        let by_consumer = recover_until_done(|s| mpmc_recover_by_consumer(&rx, s), slot);
+        let (tx1_back, by_producer) = by_producer.join().unwrap();
+        tx1 = tx1_back;
+        assert!(
+            by_producer ^ by_consumer,
+            "recovered by the producer: {by_producer}, by the consumer: {by_consumer}"
+        );
+        let mut buf = Vec::new();
+        if published {
+            rx.recv(&mut buf).unwrap();
+            assert_eq!(check(&buf), (0, 0));
+        }
+        // Producer 1 lives: the ring is not "every producer gone".
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+        tx1.send(&message(1, 0, 10)).unwrap();
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(check(&buf), (1, 0));
+        drop(tx1);
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+    });
+}
+
+/// Two survivors recovering one dead producer at once, for every step it may have
+/// died after (and after a whole send).
+#[test]
+fn two_recoverers_race_on_one_dead_producer() {
+    static STOPS: Stops = StdMutex::new(BTreeSet::new());
+    for k in 1..=PRODUCER_STEPS.len() as u32 + 1 {
+        two_recoverers_race(k, &STOPS);
+    }
+    assert_stopped_at(&STOPS, &PRODUCER_STEPS);
+}

@@ -332,6 +332,9 @@ impl View {
         // From here on, dropping `view` detaches again.
         view.role_count(role)
             .fetch_add(1 | 1 << 32, Ordering::AcqRel);
+        // Counted: a recovery after our death uncounts us (and one before this line
+        // does not, so the count never drops below the live endpoints).
+        view.liveness.mark_counted(&view.header().endpoints[slot]);
         // Endpoints that died before we came may have left cells claimed: recover them
         // now rather than at our first wait.
         view.reap_dead()
@@ -559,9 +562,10 @@ impl View {
 
 impl Drop for View {
     fn drop(&mut self) {
-        if self.slot == NO_SLOT || self.stopped() {
+        if self.slot == NO_SLOT || self.stopped() || self.liveness.copied_by_fork() {
             // Attaching failed: we hold no slot. Or (loom) we stopped for ever: our slot
-            // stays as it was, for a recoverer.
+            // stays as it was, for a recoverer. Or we are a copy made by `fork`: the
+            // slot and the counts are the parent's endpoint's, which lives on.
             return;
         }
         // SYNC POINT: Release pairs with `all_gone`'s Acquire. Saturating at 0 in the
@@ -932,7 +936,7 @@ impl RecordProducer for Producer {
     }
 
     fn abandon(&mut self, claim: Claim) {
-        if self.ring.stopped() {
+        if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
             return;
         }
         if claim.flags == FLAGS_WHOLE {
@@ -1039,7 +1043,7 @@ impl Drop for Producer {
         // Close a message left open; if there is no room for its ABORT, give the writer
         // slot up anyway: the consumer reading it sees the next message begin and
         // reports the cut one as truncated. Then `ring` drops and detaches.
-        if self.ring.stopped() {
+        if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
             return;
         }
         let _ = crate::message::close_open_message(self, Mode::Try);
@@ -1386,7 +1390,7 @@ impl RecordConsumer for Consumer {
 
     #[inline]
     fn release_record(&mut self, _rec: &DataRecord) {
-        if self.ring.stopped() {
+        if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
             return;
         }
         self.ring.step("payload read");
@@ -1430,7 +1434,7 @@ impl Drop for Consumer {
         // A record in hand is released unread (it was claimed: no other consumer can
         // take it); the rest of a message in fragments we were reading is skipped by
         // the consumers after us. Then `ring` drops and detaches.
-        if self.ring.stopped() {
+        if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
             return;
         }
         if let Some(h) = self.in_hand.take() {

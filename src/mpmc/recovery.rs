@@ -52,8 +52,7 @@ use super::{cursor, holder_of, pos_of, View, MAX_POSITION};
 use crate::error::Corruption;
 use crate::frame::{decode_cell, encode_cell, CellRecord, FLAG_PAD};
 use crate::header::{
-    word_state, CLAIM_CONFIRMED, CLAIM_POS_MASK, CLAIM_VALID, ENDPOINT_ATTACHED, ROLE_CONSUMER,
-    ROLE_PRODUCER,
+    CLAIM_CONFIRMED, CLAIM_POS_MASK, CLAIM_VALID, ROLE_CONSUMER, ROLE_PRODUCER, SLOT_COUNTED,
 };
 use crate::liveness::{occupied, Recovered};
 use crate::sync::{AtomicU64, Ordering};
@@ -77,8 +76,12 @@ pub(super) fn recover(v: &View, i: usize, was: u64) -> Result<Recovered, Corrupt
         ROLE_CONSUMER => free_holder(&h.head, i as u64 + 1, v.reader_free()),
         _ => {}
     }
-    if word_state(was) == ENDPOINT_ATTACHED && (role == ROLE_PRODUCER || role == ROLE_CONSUMER) {
-        // It was counted; saturating, as in `View::drop`.
+    if was & SLOT_COUNTED != 0
+        && (role == ROLE_PRODUCER || role == ROLE_CONSUMER)
+        && crate::liveness::take_count(&h.endpoints[i])
+    {
+        // It was counted, and no recoverer before us uncounted it (the bit is cleared
+        // first: see `take_count`); saturating, as in `View::drop`.
         let _ = v
             .role_count(role)
             .fetch_update(Ordering::Release, Ordering::Relaxed, |c| {
@@ -119,7 +122,9 @@ fn owner(v: &View, i: usize, p: u64, role: u32, cells: Option<u64>) -> Result<Ow
         .iter()
         .enumerate()
     {
-        if j == i || !occupied(s.state()) || s.role.load(Ordering::Relaxed) != role {
+        // Our own slot: we recover only between our own claims, so our note says
+        // nothing here (and our own lock would not show as held to us).
+        if j == i || j == v.slot || !occupied(s.state()) || s.role.load(Ordering::Relaxed) != role {
             continue;
         }
         let note = s.claim.load(Ordering::Acquire);
@@ -206,7 +211,12 @@ fn producer_claim(v: &View, i: usize) -> Result<Recovered, Corruption> {
 }
 
 /// Publishes `cells` cells at `q` as padding if the first still reads "free for `q`"
-/// (not published). A compare-exchange, so two recoverers publish it once.
+/// (not published). A compare-exchange, so it is published once; done again after a
+/// recoverer died halfway, it writes the same padding word into a cell still free.
+/// The record word is written before the stamp's compare-exchange, so this relies on
+/// one recoverer at a time (`liveness.rs`: the slot is taken over by one
+/// compare-exchange, and a live recoverer is never taken for dead): two at once could
+/// write the padding word into a cell the next lap has reused.
 fn pad_unpublished(v: &View, q: u64, cells: u64) {
     let stamp = v.table.stamp(q);
     if stamp.load(Ordering::Acquire) != q {
@@ -257,8 +267,28 @@ fn consumer_claim(v: &View, i: usize) -> Result<Recovered, Corruption> {
             return Err(c);
         }
     };
-    v.release_cells(p, cells);
+    release_published(v, p, cells);
     Ok(Recovered::Done)
+}
+
+/// Releases cells `p..p + cells` of a dead consumer's claim, each only if it still
+/// reads what this lap left there (a compare-exchange per cell, the first cell last as
+/// in `View::release_cells`): the first cell "published" (`p + 1`), the inner ones
+/// the stamp a producer leaves on them (their own position: only the first cell's
+/// stamp is published). A recovery done again, after a recoverer died halfway, never
+/// turns a cell the next lap has reused back to free.
+fn release_published(v: &View, p: u64, cells: u64) {
+    for q in (p..p + cells).rev() {
+        let this_lap = if q == p { p + 1 } else { q };
+        // SYNC POINT: Release pairs with the producer's Acquire load of the stamp in
+        // `try_claim`, as in `View::release_cells`.
+        let _ = v.table.stamp(q).compare_exchange(
+            this_lap,
+            q + v.n,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Clears the stream slot in `word` if `mark` holds it, and wakes its waiters.

@@ -1,0 +1,252 @@
+//! "A live endpoint, however slow or stopped, is never taken for dead", where the
+//! ways of telling a death differ: an endpoint that holds no lock (its liveness is
+//! its pid) beside one that does, peers in another pid namespace, slots held by a
+//! recoverer, and the copies of endpoints a `fork()`ed child drops.
+//!
+//! Each test failed on the code before the fix named in its doc.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use common::backings::{sysv_key, SysVGuard};
+use common::{seg_name, Gate, Procs, SegGuard};
+use shmlane::{mpmc, spsc, OpenOptions, RecvError, RecvTimeoutError, RingOptions, SendError};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Forks a child that drops its copies of the endpoints `drop_in_child` reads, then
+/// exits (as a worker forked from a server does when it returns), and waits for it.
+/// The endpoints stay the parent's.
+fn fork_and_drop_copies(drop_in_child: impl FnOnce()) {
+    // SAFETY: the child runs only `drop_in_child` and `_exit`.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            drop_in_child();
+            // SAFETY: ends the child at once, without unwinding into the harness.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "{status:?}"
+            );
+        }
+    }
+}
+
+/// The child of a `fork()` that drops its copies of its parent's endpoints writes
+/// nothing to the segment: the parent's producer and consumer go on. (Before: the
+/// child's drops marked the parent's slots detached and stored its stale `head`; the
+/// parent's `send` then returned `Disconnected`.)
+#[test]
+fn spsc_endpoints_dropped_by_a_forked_child_stay_attached_in_the_parent() {
+    let name = seg_name("live-fork-spsc");
+    let _guard = SegGuard::new(&name);
+    let mut tx = spsc::Producer::create(&name, &RingOptions::new(4096)).unwrap();
+    let mut rx = spsc::Consumer::open(&name).unwrap();
+    for i in 0..4u32 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+    assert_eq!(buf, 0u32.to_le_bytes());
+    let (txr, rxr) = (&tx, &rx);
+    fork_and_drop_copies(move || {
+        // SAFETY: the child's own copies (fork copied the parent's memory); the
+        // originals are never used in the child again.
+        let (t, r) = unsafe { (std::ptr::read(txr), std::ptr::read(rxr)) };
+        drop(r);
+        drop(t);
+    });
+    assert!(!tx.is_disconnected(), "the producer sees its consumer gone");
+    assert!(!rx.is_disconnected(), "the consumer sees its producer gone");
+    tx.send(&4u32.to_le_bytes())
+        .expect("send after the child's drop");
+    // Every message once, in order: the child did not rewind `head`.
+    for i in 1..5u32 {
+        assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+        assert_eq!(buf, i.to_le_bytes(), "message {i}");
+    }
+    assert!(matches!(
+        rx.try_recv(&mut buf),
+        Err(shmlane::TryRecvError::Empty)
+    ));
+}
+
+/// As above, for MPMC: the child's drops neither detach the parent's slots nor
+/// uncount them, so the parent's endpoints do not see "every peer gone".
+#[test]
+fn mpmc_endpoints_dropped_by_a_forked_child_stay_attached_in_the_parent() {
+    let name = seg_name("live-fork-mpmc");
+    let _guard = SegGuard::new(&name);
+    let opts = RingOptions::new(4096).cell_size(64).max_endpoints(4);
+    let mut tx = mpmc::Producer::create(&name, &opts).unwrap();
+    let mut rx = mpmc::Consumer::open(&name).unwrap();
+    tx.send(b"before").unwrap();
+    let (txr, rxr) = (&tx, &rx);
+    fork_and_drop_copies(move || {
+        // SAFETY: as in the SPSC test.
+        let (t, r) = unsafe { (std::ptr::read(txr), std::ptr::read(rxr)) };
+        drop(r);
+        drop(t);
+    });
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 6);
+    tx.send(b"after").expect("send after the child's drop");
+    assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+    assert_eq!(buf, b"after");
+    // A second producer and consumer can still attach (the parent's slots are held,
+    // not free for the taking twice).
+    let info = shmlane::inspect::inspect(&name).unwrap();
+    let attached = info
+        .endpoints
+        .iter()
+        .filter(|e| e.state == shmlane::inspect::EndpointState::Attached)
+        .count();
+    assert_eq!(attached, 2, "{:?}", info.endpoints);
+    drop(tx);
+    assert!(matches!(rx.recv(&mut buf), Err(RecvError::Disconnected)));
+}
+
+/// An endpoint that cannot open a description of its own of the segment file (here:
+/// a memfd of root's, opened by a child that became uid 1001, which may not reopen it
+/// through `/proc/self/fd`) tells its life by its pid, beside a producer that locks.
+/// The producer must judge it by its pid, not take its free lock for a death. (Before:
+/// the producer recovered the live consumer's slot and reported `Disconnected`.)
+#[test]
+fn a_consumer_without_a_lock_beside_a_producer_with_one_is_never_reaped() {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch the consumer to another uid");
+        return;
+    }
+    const MESSAGES: u32 = 40;
+    let (mut tx, fd) = spsc::Producer::create_memfd(&RingOptions::new(4096)).unwrap();
+    let mut procs = Procs::new("live-mixed", DEADLINE);
+    let ready = Gate::new();
+    let g = &ready;
+    let raw = fd.as_raw_fd();
+    let child = procs.spawn("consumer uid 1001", move || {
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(1001)).map_err(|e| e.to_string())?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(1001)).map_err(|e| e.to_string())?;
+        // Our own description of root's 0600 memfd cannot be had.
+        if std::fs::File::open(format!("/proc/self/fd/{raw}")).is_ok() {
+            return Err("uid 1001 reopened root's memfd: the test shows nothing".into());
+        }
+        // SAFETY: the child's copy of the parent's descriptor, owned from here on.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        let mut rx = spsc::Consumer::open_fd_with(fd, &OpenOptions::new().foreign_owner(true))
+            .map_err(|e| e.to_string())?;
+        g.open();
+        let mut buf = Vec::new();
+        for i in 0..MESSAGES {
+            // Slowly: the producer fills the ring and waits, checking our life.
+            std::thread::sleep(Duration::from_millis(20));
+            rx.recv(&mut buf).map_err(|e| format!("recv {i}: {e}"))?;
+            if buf.len() != 1024 || buf.iter().any(|&b| b != i as u8) {
+                return Err(format!("message {i} is not ours"));
+            }
+        }
+        Ok(format!("{MESSAGES} messages"))
+    });
+    assert!(ready.wait(DEADLINE), "the consumer did not attach");
+    for i in 0..MESSAGES {
+        let msg = vec![i as u8; 1024];
+        tx.send(&msg)
+            .unwrap_or_else(|e| panic!("send {i} with a live consumer: {e}"));
+    }
+    assert_eq!(procs.wait_ok(child), format!("{MESSAGES} messages"));
+    // And its death is still seen, by its pid: the next sends end in Disconnected.
+    let until = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        match tx.send(&[0; 1024]) {
+            Ok(()) if Instant::now() < until => continue,
+            other => break other,
+        }
+    };
+    assert!(matches!(r, Err(SendError::Disconnected)), "{r:?}");
+}
+
+/// A SysV ring (pid liveness) with a producer in another pid namespace: its pid means
+/// nothing here (pid 1 there is another process here), so it cannot be judged and is
+/// alive. (Before: the consumer read `/proc/<its pid>` here, found another process or
+/// none, and reaped the live producer: `Disconnected`.)
+#[test]
+fn a_sysv_peer_in_another_pid_namespace_is_never_reaped() {
+    if !is_root() {
+        eprintln!("skipped: needs root to make a pid namespace");
+        return;
+    }
+    let key = sysv_key("live-pidns");
+    let _guard = SysVGuard::new(key);
+    let opts = RingOptions::new(4096).backing(shmlane::Backing::SysV { key });
+    let mut rx = spsc::Consumer::create_sysv(key, &opts).unwrap();
+    let mut procs = Procs::new("live-pidns", DEADLINE);
+    let ready = Gate::new();
+    let done = Gate::new();
+    let (g, d) = (&ready, &done);
+    let child = procs.spawn("producer in a new pid namespace", move || {
+        // SAFETY: unshare takes flags only.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return Err(format!(
+                "unshare(CLONE_NEWPID): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // Our next child is pid 1 of the new namespace.
+        // SAFETY: the grandchild runs only the closure below and `_exit`.
+        match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+            nix::unistd::ForkResult::Child => {
+                let code = (|| -> Result<(), String> {
+                    if std::process::id() != 1 {
+                        return Err(format!("pid {} in the new namespace", std::process::id()));
+                    }
+                    let mut tx = spsc::Producer::open_sysv(key).map_err(|e| e.to_string())?;
+                    tx.send(b"from pid 1").map_err(|e| e.to_string())?;
+                    g.open();
+                    // Alive, and silent, until the parent has looked for a while.
+                    if !d.wait(DEADLINE) {
+                        return Err("not released".into());
+                    }
+                    tx.send(b"bye").map_err(|e| e.to_string())?;
+                    Ok(())
+                })();
+                // SAFETY: ends the grandchild at once.
+                unsafe { libc::_exit(if code.is_ok() { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).map_err(|e| e.to_string())?;
+                match status {
+                    nix::sys::wait::WaitStatus::Exited(_, 0) => Ok("done".into()),
+                    other => Err(format!("producer in the new namespace: {other:?}")),
+                }
+            }
+        }
+    });
+    assert!(ready.wait(DEADLINE), "the producer did not attach");
+    let mut buf = Vec::new();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 10);
+    // Wait for messages for a while: every wait checks the producer's life.
+    let until = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < until {
+        match rx.recv_timeout(&mut buf, Duration::from_millis(50)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            other => panic!("a live producer in another pid namespace: {other:?}"),
+        }
+        assert!(
+            !rx.is_disconnected(),
+            "the live producer was taken for dead"
+        );
+    }
+    done.open();
+    assert_eq!(rx.recv(&mut buf).unwrap(), 3);
+    assert_eq!(procs.wait_ok(child), "done");
+    // It detached cleanly: that is seen whatever the namespace.
+    assert!(matches!(rx.recv(&mut buf), Err(RecvError::Disconnected)));
+}
