@@ -267,7 +267,8 @@ impl RingOptions {
 /// even for root.
 ///
 /// The checks are made on the opened object (`fstat` of the descriptor, or
-/// `shmctl(IPC_STAT)` of the SysV segment), before anything is mapped. Inspection
+/// `shmctl(IPC_STAT)` of the SysV segment, whose creator is checked as its owner is:
+/// see [`foreign_owner`](Self::foreign_owner)), before anything is mapped. Inspection
 /// ([`inspect`](crate::inspect)) makes none: it only reads.
 ///
 /// A separate type rather than [`RingOptions`]: those describe a ring to create and need
@@ -330,6 +331,13 @@ impl OpenOptions {
     /// Whether a segment owned by another user is accepted (default `false`): that
     /// user can resize or rewrite it at any time, so accept it only from a user you
     /// trust. Applies to root too.
+    ///
+    /// For a SysV segment the creator counts as an owner: its creator keeps full access
+    /// after giving it to another user with `shmctl(IPC_SET)`, so by default the
+    /// creator (`shm_perm.cuid`) must be this process's effective user as well as the
+    /// owner (`shm_perm.uid`), and, when the segment's mode grants group access, the
+    /// creator group (`shm_perm.cgid`) must be one this process is in. `true` accepts
+    /// a foreign creator and creator group too.
     pub fn foreign_owner(mut self, accept: bool) -> Self {
         self.foreign_owner = accept;
         self
