@@ -134,7 +134,10 @@ impl RingOptions {
 
     /// Whether the creating endpoint removes the segment's name when it is dropped
     /// (default `false`). Endpoints that have it open keep working; the memory is freed
-    /// when the last one unmaps it.
+    /// when the last one unmaps it. A POSIX name is removed only while it still names
+    /// this ring's file (same device and inode): if the ring was removed and another
+    /// made under its name meanwhile, that one stays. A SysV segment is removed by its
+    /// id, which names this segment alone.
     pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
         self.unlink_on_drop = unlink;
         self

@@ -17,7 +17,7 @@ mod common;
 use std::time::Duration;
 
 use common::backings::{sysv_key, SysVGuard};
-use common::Procs;
+use common::{seg_name, shm_path, Procs, SegGuard};
 use nix::unistd::{Gid, Uid};
 use shmlane::{spsc, Error, OpenOptions, RingOptions};
 
@@ -212,4 +212,43 @@ fn sysv_creator_must_be_the_opener() {
         Ok(out)
     });
     println!("{test}: {}", procs.wait_ok(victim));
+}
+
+/// Ring A removes its name when dropped; its name was removed by hand and another
+/// process made ring B under it: dropping A leaves B alone.
+#[test]
+fn unlink_on_drop_spares_a_newer_ring_of_the_same_name() {
+    let test = "own-unlink";
+    let name = seg_name(test);
+    let _guard = SegGuard::new(&name);
+    let a = spsc::Producer::create(&name, &opts().unlink_on_drop(true)).unwrap();
+    shmlane::remove(&name).unwrap();
+    let mut procs = Procs::new(test, DEADLINE);
+    let child_name = name.clone();
+    let b = procs.spawn("creator of B", move || {
+        spsc::create_ring(&child_name, &opts()).map_err(|e| e.to_string())?;
+        Ok(String::new())
+    });
+    procs.wait_ok(b);
+    drop(a);
+    assert!(
+        std::path::Path::new(&shm_path(&name)).exists(),
+        "dropping ring A removed the name of ring B"
+    );
+    let mut tx = spsc::Producer::open(&name).unwrap();
+    let mut rx = spsc::Consumer::open(&name).unwrap();
+    tx.send(b"still B").unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"still B");
+
+    // And a ring whose name is still its own is removed as asked.
+    drop((tx, rx));
+    shmlane::remove(&name).unwrap();
+    let c = spsc::Producer::create(&name, &opts().unlink_on_drop(true)).unwrap();
+    drop(c);
+    assert!(
+        !std::path::Path::new(&shm_path(&name)).exists(),
+        "unlink_on_drop left its own name behind"
+    );
 }

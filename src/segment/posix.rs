@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -73,12 +73,42 @@ impl PosixSegment {
 impl Drop for PosixSegment {
     fn drop(&mut self) {
         if self.unlink_on_drop {
-            // The name may already be gone (removed by hand, or by the peer): that is fine.
-            let _ = match &self.hugetlbfs_path {
-                Some(path) => std::fs::remove_file(path).map_err(drop),
-                None => shm_unlink(self.name.as_str()).map_err(drop),
-            };
+            // The name may already be gone (removed by hand, or by the peer): that is
+            // fine. It may also name another ring by now (ours removed, a new one made
+            // under its name): that one is not ours to remove.
+            unlink_if_ours(&self.name, self.hugetlbfs_path.as_deref(), &self.file);
         }
+    }
+}
+
+/// The file that the name of a POSIX segment names: `/dev/shm/<name>` (where glibc's
+/// `shm_open` and `shm_unlink` resolve it), or its hugetlbfs path.
+fn object_path(name: &str, hugetlbfs_path: Option<&Path>) -> PathBuf {
+    match hugetlbfs_path {
+        Some(path) => path.to_path_buf(),
+        None => PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/'))),
+    }
+}
+
+/// Removes the name `name` (or its hugetlbfs path) if it still names the file of
+/// `file`: same device and inode. Returns whether it removed it. A name that names
+/// another file, or nothing, or that cannot be looked at, stays.
+///
+/// Between the look and the unlink another process could remove the name and make a
+/// new file under it; no call unlinks by name and inode at once. The window is a few
+/// system calls wide, and only a process that may remove the name (its owner, or one
+/// with write access to the directory) can use it.
+fn unlink_if_ours(name: &str, hugetlbfs_path: Option<&Path>, file: &File) -> bool {
+    let Ok(ours) = fstat(file) else {
+        return false;
+    };
+    match nix::sys::stat::stat(&object_path(name, hugetlbfs_path)) {
+        Ok(named) if (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino) => {}
+        _ => return false,
+    }
+    match hugetlbfs_path {
+        Some(path) => std::fs::remove_file(path).is_ok(),
+        None => shm_unlink(name).is_ok(),
     }
 }
 
@@ -281,10 +311,7 @@ pub(crate) fn create(
             unlink_on_drop,
         }),
         Err(e) => {
-            let _ = match &hugetlbfs_path {
-                Some(path) => std::fs::remove_file(path).map_err(drop),
-                None => shm_unlink(name).map_err(drop),
-            };
+            unlink_if_ours(name, hugetlbfs_path.as_deref(), &file);
             Err(e)
         }
     }

@@ -65,8 +65,12 @@ impl SysVSegment {
 impl Drop for SysVSegment {
     fn drop(&mut self) {
         if self.remove_on_drop {
-            // By id, not by key: the key may name a newer segment by now. Then `map`
-            // drops and detaches; the segment goes with its last attachment.
+            // By id, not by key: the key may name a newer segment by now, but the id
+            // names this segment alone. The kernel frees an id only when its segment
+            // is removed and its last attachment gone, and `map` (ours) is still
+            // attached here, so the id cannot have been given to a newer segment:
+            // unlike `unlink_on_drop` of a POSIX name, nothing to compare first. Then
+            // `map` drops and detaches; the segment goes with its last attachment.
             // SAFETY: IPC_RMID takes no buffer.
             unsafe { libc::shmctl(self.shmid, libc::IPC_RMID, std::ptr::null_mut()) };
         }
