@@ -280,12 +280,12 @@ pub(crate) fn create(
     // Size it.
     let (len, huge) = object_len(params, mem, name)?;
     let (file, hugetlbfs_path) = create_object(name, huge)?;
-    // While we make it, we hold the lock on its init byte: an opener that finds it
-    // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
-    // but an opener may come between `shm_open` and here: it waits a grace period.
-    let _ = crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte());
     // From here on the name is ours: remove it again if anything fails.
     let placed = (|| {
+        // While we make it, we hold the lock on its init byte: an opener that finds it
+        // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
+        // but an opener may come between `shm_open` and here: it waits a grace period.
+        take_init_lock(&file, name)?;
         fchmod(&file, Mode::from_bits_truncate(mode as libc::mode_t))
             .map_err(|e| io_err("fchmod", name, e))?;
         file.set_len(len as u64).map_err(|source| Error::Io {
@@ -314,6 +314,46 @@ pub(crate) fn create(
             unlink_if_ours(name, hugetlbfs_path.as_deref(), &file);
             Err(e)
         }
+    }
+}
+
+/// Takes the init lock of the object `file` that this process has just created as
+/// `name`. Without it an opener that looks while we initialise the segment would take
+/// us for dead (`Error::Abandoned`, and `create_or_open` would remove the ring under
+/// us), so a lock that cannot be taken fails the create.
+///
+/// It is free unless another open file description locked the byte between our
+/// `shm_open` and here: a `shmlane rm --stale` sweep that locks whole headers, or a
+/// process that is no shmlane creator. An error of `fcntl` itself (`ENOLCK`, a
+/// security module) is the other way to fail: `tests/create_errors.rs` provokes that
+/// one with a seccomp filter.
+fn take_init_lock(file: &File, name: &str) -> Result<(), Error> {
+    let op = "fcntl(F_OFD_SETLK) of the init lock";
+    match crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Io {
+            op,
+            name: name.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another process holds a lock on the init lock byte of the segment this \
+                 create has just made (a `shmlane rm --stale` sweep, or a process that is \
+                 no shmlane creator), so openers could not tell that its creator is alive; \
+                 the segment was removed again: try again",
+            ),
+        }),
+        Err(e) => Err(Error::Io {
+            op,
+            name: name.to_string(),
+            source: std::io::Error::new(
+                std::io::Error::from(e).kind(),
+                format!(
+                    "{e}: cannot take the init lock that tells openers the creator of a \
+                     segment is alive while it initialises it (open file description \
+                     locks); the segment was removed again"
+                ),
+            ),
+        }),
     }
 }
 
