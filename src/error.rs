@@ -62,9 +62,10 @@ pub enum Error {
         /// Why it cannot be right.
         reason: &'static str,
     },
-    /// The segment is owned by another user, or its permission bits grant more than the
-    /// opener accepts (default: owned by the opener's effective user, mode within
-    /// 0600). Nothing was mapped. Accept it, if you trust who can write to it, with
+    /// The segment is owned by another user (for SysV: or was created by another user,
+    /// or, with group access, by a group the opener is not in), or its permission bits
+    /// grant more than the opener accepts (default: owned by the opener's effective
+    /// user, mode within 0600). Nothing was mapped. Accept it, if you trust who can write to it, with
     /// [`OpenOptions`](crate::OpenOptions) (`open_with`, or
     /// [`RingOptions::open_options`](crate::RingOptions::open_options) for
     /// `create_or_open`).

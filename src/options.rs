@@ -134,7 +134,10 @@ impl RingOptions {
 
     /// Whether the creating endpoint removes the segment's name when it is dropped
     /// (default `false`). Endpoints that have it open keep working; the memory is freed
-    /// when the last one unmaps it.
+    /// when the last one unmaps it. A POSIX name is removed only while it still names
+    /// this ring's file (same device and inode): if the ring was removed and another
+    /// made under its name meanwhile, that one stays. A SysV segment is removed by its
+    /// id, which names this segment alone.
     pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
         self.unlink_on_drop = unlink;
         self
@@ -267,7 +270,8 @@ impl RingOptions {
 /// even for root.
 ///
 /// The checks are made on the opened object (`fstat` of the descriptor, or
-/// `shmctl(IPC_STAT)` of the SysV segment), before anything is mapped. Inspection
+/// `shmctl(IPC_STAT)` of the SysV segment, whose creator is checked as its owner is:
+/// see [`foreign_owner`](Self::foreign_owner)), before anything is mapped. Inspection
 /// ([`inspect`](crate::inspect)) makes none: it only reads.
 ///
 /// A separate type rather than [`RingOptions`]: those describe a ring to create and need
@@ -330,6 +334,13 @@ impl OpenOptions {
     /// Whether a segment owned by another user is accepted (default `false`): that
     /// user can resize or rewrite it at any time, so accept it only from a user you
     /// trust. Applies to root too.
+    ///
+    /// For a SysV segment the creator counts as an owner: its creator keeps full access
+    /// after giving it to another user with `shmctl(IPC_SET)`, so by default the
+    /// creator (`shm_perm.cuid`) must be this process's effective user as well as the
+    /// owner (`shm_perm.uid`), and, when the segment's mode grants group access, the
+    /// creator group (`shm_perm.cgid`) must be one this process is in. `true` accepts
+    /// a foreign creator and creator group too.
     pub fn foreign_owner(mut self, accept: bool) -> Self {
         self.foreign_owner = accept;
         self

@@ -39,7 +39,9 @@ unsafe impl Send for HeapSegment {}
 unsafe impl Sync for HeapSegment {}
 
 impl HeapSegment {
-    /// Sizes, places and initialises a heap segment for `params`.
+    /// Sizes, places and initialises a heap segment for `params`. Memory that cannot
+    /// be allocated is `Error::Io` (`OutOfMemory`), a size no layout can hold
+    /// `Error::TooLarge`: never an abort.
     pub(crate) fn new(params: &RingParams) -> Result<Self, crate::Error> {
         let capacity = params.capacity;
         let segment_len = params.segment_len();
@@ -56,8 +58,20 @@ impl HeapSegment {
             // Zeroed memory is a valid header, region and cell table; `init` then sets
             // what must not be zero (the stamps of an MPMC ring).
             let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            // Out of memory (or of address space) is an error of this create, not an
+            // abort of the process: the size is the caller's, up to MAX_CAPACITY.
             let Some(base) = std::ptr::NonNull::new(ptr) else {
-                std::alloc::handle_alloc_error(layout)
+                return Err(crate::Error::Io {
+                    op: "alloc (heap ring)",
+                    name: "(heap)".to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::OutOfMemory,
+                        format!(
+                            "cannot allocate {segment_len} bytes for a heap ring of capacity \
+                             {capacity}: ask for a smaller capacity"
+                        ),
+                    ),
+                });
             };
             HeapSegment {
                 base,

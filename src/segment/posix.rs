@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -73,12 +73,42 @@ impl PosixSegment {
 impl Drop for PosixSegment {
     fn drop(&mut self) {
         if self.unlink_on_drop {
-            // The name may already be gone (removed by hand, or by the peer): that is fine.
-            let _ = match &self.hugetlbfs_path {
-                Some(path) => std::fs::remove_file(path).map_err(drop),
-                None => shm_unlink(self.name.as_str()).map_err(drop),
-            };
+            // The name may already be gone (removed by hand, or by the peer): that is
+            // fine. It may also name another ring by now (ours removed, a new one made
+            // under its name): that one is not ours to remove.
+            unlink_if_ours(&self.name, self.hugetlbfs_path.as_deref(), &self.file);
         }
+    }
+}
+
+/// The file that the name of a POSIX segment names: `/dev/shm/<name>` (where glibc's
+/// `shm_open` and `shm_unlink` resolve it), or its hugetlbfs path.
+fn object_path(name: &str, hugetlbfs_path: Option<&Path>) -> PathBuf {
+    match hugetlbfs_path {
+        Some(path) => path.to_path_buf(),
+        None => PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/'))),
+    }
+}
+
+/// Removes the name `name` (or its hugetlbfs path) if it still names the file of
+/// `file`: same device and inode. Returns whether it removed it. A name that names
+/// another file, or nothing, or that cannot be looked at, stays.
+///
+/// Between the look and the unlink another process could remove the name and make a
+/// new file under it; no call unlinks by name and inode at once. The window is a few
+/// system calls wide, and only a process that may remove the name (its owner, or one
+/// with write access to the directory) can use it.
+fn unlink_if_ours(name: &str, hugetlbfs_path: Option<&Path>, file: &File) -> bool {
+    let Ok(ours) = fstat(file) else {
+        return false;
+    };
+    match nix::sys::stat::stat(&object_path(name, hugetlbfs_path)) {
+        Ok(named) if (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino) => {}
+        _ => return false,
+    }
+    match hugetlbfs_path {
+        Some(path) => std::fs::remove_file(path).is_ok(),
+        None => shm_unlink(name).is_ok(),
     }
 }
 
@@ -250,12 +280,12 @@ pub(crate) fn create(
     // Size it.
     let (len, huge) = object_len(params, mem, name)?;
     let (file, hugetlbfs_path) = create_object(name, huge)?;
-    // While we make it, we hold the lock on its init byte: an opener that finds it
-    // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
-    // but an opener may come between `shm_open` and here: it waits a grace period.
-    let _ = crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte());
     // From here on the name is ours: remove it again if anything fails.
     let placed = (|| {
+        // While we make it, we hold the lock on its init byte: an opener that finds it
+        // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
+        // but an opener may come between `shm_open` and here: it waits a grace period.
+        take_init_lock(&file, name)?;
         fchmod(&file, Mode::from_bits_truncate(mode as libc::mode_t))
             .map_err(|e| io_err("fchmod", name, e))?;
         file.set_len(len as u64).map_err(|source| Error::Io {
@@ -281,12 +311,49 @@ pub(crate) fn create(
             unlink_on_drop,
         }),
         Err(e) => {
-            let _ = match &hugetlbfs_path {
-                Some(path) => std::fs::remove_file(path).map_err(drop),
-                None => shm_unlink(name).map_err(drop),
-            };
+            unlink_if_ours(name, hugetlbfs_path.as_deref(), &file);
             Err(e)
         }
+    }
+}
+
+/// Takes the init lock of the object `file` that this process has just created as
+/// `name`. Without it an opener that looks while we initialise the segment would take
+/// us for dead (`Error::Abandoned`, and `create_or_open` would remove the ring under
+/// us), so a lock that cannot be taken fails the create.
+///
+/// It is free unless another open file description locked the byte between our
+/// `shm_open` and here: a `shmlane rm --stale` sweep that locks whole headers, or a
+/// process that is no shmlane creator. An error of `fcntl` itself (`ENOLCK`, a
+/// security module) is the other way to fail: `tests/create_errors.rs` provokes that
+/// one with a seccomp filter.
+fn take_init_lock(file: &File, name: &str) -> Result<(), Error> {
+    let op = "fcntl(F_OFD_SETLK) of the init lock";
+    match crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Io {
+            op,
+            name: name.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another process holds a lock on the init lock byte of the segment this \
+                 create has just made (a `shmlane rm --stale` sweep, or a process that is \
+                 no shmlane creator), so openers could not tell that its creator is alive; \
+                 the segment was removed again: try again",
+            ),
+        }),
+        Err(e) => Err(Error::Io {
+            op,
+            name: name.to_string(),
+            source: std::io::Error::new(
+                std::io::Error::from(e).kind(),
+                format!(
+                    "{e}: cannot take the init lock that tells openers the creator of a \
+                     segment is alive while it initialises it (open file description \
+                     locks); the segment was removed again"
+                ),
+            ),
+        }),
     }
 }
 

@@ -6,7 +6,8 @@
 //!   every create ([`init_segment`]: lock the memory if asked, write the header, publish
 //!   READY);
 //! - the permission check of every open ([`check_permissions`]): owner and mode,
-//!   before anything is mapped;
+//!   before anything is mapped, and of a SysV segment its creator too
+//!   ([`check_creator`]);
 //! - the open discipline ([`open_object`]): size the object before mapping anything,
 //!   map the header, wait (bounded) for READY, validate every field, check the size
 //!   again, then map the whole segment.
@@ -426,8 +427,8 @@ pub(crate) fn check_permissions(
     let euid = nix::unistd::geteuid().as_raw();
     if owner != euid && !accept.foreign_owner {
         return refuse(format!(
-            "it is owned by uid {owner}, not by this process's effective uid {euid}; \
-             accept a segment of another user with OpenOptions::foreign_owner(true)"
+            "its owner uid {owner} is not this process's effective uid {euid}; accept a \
+             segment of another user with OpenOptions::foreign_owner(true)"
         ));
     }
     let extra = mode & !accept.mode;
@@ -450,6 +451,69 @@ pub(crate) fn check_permissions(
         ));
     }
     Ok(())
+}
+
+/// Who created a SysV segment (`shm_perm.cuid`, `shm_perm.cgid`): the creator keeps
+/// the owner's rights (`IPC_SET`, `IPC_RMID`, the owner permission bits) whoever owns
+/// the segment now, and its group gets the group bits beside the owner's group.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Creator {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// Checks a SysV segment's creator, once [`check_permissions`] has accepted its owner
+/// and mode, before anything is mapped: unless `accept.foreign_owner`, the creator
+/// must be this process's effective user (its creator could otherwise hand it over
+/// with `shmctl(IPC_SET)` and keep reading and writing it), and, when the mode grants
+/// its group access, the creator group must be one this process is in (the effective
+/// group or a supplementary one): that group's members can read and write the ring.
+pub(crate) fn check_creator(
+    name: &str,
+    owner: u32,
+    mode: u32,
+    creator: Creator,
+    accept: &OpenOptions,
+) -> Result<(), Error> {
+    if accept.foreign_owner {
+        return Ok(());
+    }
+    let mode = mode & 0o777;
+    let refuse = |reason: String| {
+        Err(Error::Permissions {
+            name: name.to_string(),
+            owner,
+            mode,
+            reason,
+        })
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    if creator.uid != euid {
+        return refuse(format!(
+            "its creator uid {} (shm_perm.cuid) is not this process's effective uid {euid}, \
+             though its owner uid {owner} (shm_perm.uid) is: a creator can hand its \
+             segment over with shmctl(IPC_SET) and keeps full access to it; accept a \
+             segment created by another user with OpenOptions::foreign_owner(true)",
+            creator.uid
+        ));
+    }
+    if mode & 0o070 != 0 && !in_group(creator.gid) {
+        return refuse(format!(
+            "its mode grants its creator group access, and its creator gid {} \
+             (shm_perm.cgid) is neither this process's effective gid {} nor one of its \
+             supplementary groups; accept a segment shared with another group with \
+             OpenOptions::foreign_owner(true)",
+            creator.gid,
+            nix::unistd::getegid()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether this process is in group `gid`: its effective gid or a supplementary group.
+fn in_group(gid: u32) -> bool {
+    nix::unistd::getegid().as_raw() == gid
+        || nix::unistd::getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid))
 }
 
 // ---------------------------------------------------------------------------------

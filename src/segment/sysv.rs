@@ -5,7 +5,10 @@
 //! sizes and places a zeroed segment in one step (no umask applies; an existing key is
 //! never reused), then `shmat`, initialise the header and publish READY. Open:
 //! `shmget(key, 0, 0)`, check the owner and mode that `shmctl(IPC_STAT)` reports
-//! (`shm_perm.uid`, `shm_perm.mode`: [`check_permissions`]), then the discipline of
+//! (`shm_perm.uid`, `shm_perm.mode`: [`check_permissions`]) and the creator
+//! (`shm_perm.cuid`, and `shm_perm.cgid` when the mode grants group access:
+//! [`check_creator`]), since the creator of a segment can give it to another owner
+//! with `shmctl(IPC_SET)` and keeps full access to it; then the discipline of
 //! [`open_object`] (`shmctl(IPC_STAT)` before attaching, bounded wait for READY, header
 //! validation). A SysV segment cannot change size once made, so what
 //! `IPC_STAT` reports is what stays mapped.
@@ -22,8 +25,8 @@ use nix::errno::Errno;
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    check_permissions, huge_err, init_segment, io_err, object_len, open_object, shm_size, shm_stat,
-    Mapping, Object,
+    check_creator, check_permissions, huge_err, init_segment, io_err, object_len, open_object,
+    shm_size, shm_stat, Creator, Mapping, Object,
 };
 use crate::header::{Header, RingParams};
 use crate::options::OpenOptions;
@@ -62,8 +65,12 @@ impl SysVSegment {
 impl Drop for SysVSegment {
     fn drop(&mut self) {
         if self.remove_on_drop {
-            // By id, not by key: the key may name a newer segment by now. Then `map`
-            // drops and detaches; the segment goes with its last attachment.
+            // By id, not by key: the key may name a newer segment by now, but the id
+            // names this segment alone. The kernel frees an id only when its segment
+            // is removed and its last attachment gone, and `map` (ours) is still
+            // attached here, so the id cannot have been given to a newer segment:
+            // unlike `unlink_on_drop` of a POSIX name, nothing to compare first. Then
+            // `map` drops and detaches; the segment goes with its last attachment.
             // SAFETY: IPC_RMID takes no buffer.
             unsafe { libc::shmctl(self.shmid, libc::IPC_RMID, std::ptr::null_mut()) };
         }
@@ -221,7 +228,13 @@ pub(crate) fn open(
     let shmid = lookup(key, &name)?;
     // The low 9 bits of shm_perm.mode are the permissions (SHM_DEST, SHM_LOCKED above).
     let perm = shm_stat(shmid, &name)?.shm_perm;
-    check_permissions(&name, perm.uid, u32::from(perm.mode) & 0o777, accept)?;
+    let mode = u32::from(perm.mode) & 0o777;
+    check_permissions(&name, perm.uid, mode, accept)?;
+    let creator = Creator {
+        uid: perm.cuid,
+        gid: perm.cgid,
+    };
+    check_creator(&name, perm.uid, mode, creator, accept)?;
     let object = ShmObject { shmid, name: &name };
     let (map, params) = open_object(&object, &name, expected_kind, ready_wait)?;
     Ok((
