@@ -927,6 +927,193 @@ mod tests {
         assert!(ofd::try_lock(a.as_fd(), 6).unwrap());
     }
 
+    /// A heap header (its slots start vacant), kept alive by the returned segment.
+    fn heap_header() -> crate::segment::heap::HeapSegment {
+        let params = crate::header::RingParams::new(crate::header::KIND_SPSC, 4096, 1 << 20, 0)
+            .expect("a valid capacity");
+        crate::segment::heap::HeapSegment::new(&params).expect("a small heap segment")
+    }
+
+    /// An endpoint that tells its life by its pid (as on SysV), whatever the segment.
+    fn pid_liveness() -> Liveness {
+        Liveness {
+            how: How::Pid(None),
+            held: std::cell::Cell::new(0),
+            pid: std::process::id(),
+        }
+    }
+
+    /// A pid that names no process: a child that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        let mut child = child;
+        child.wait().expect("wait");
+        pid
+    }
+
+    /// Puts a dead `HOLDER_PID` endpoint (attached, with its identity written) in
+    /// `slot`.
+    fn plant_dead(slot: &EndpointSlot) {
+        let word = holder_word(ENDPOINT_ATTACHED, HOLDER_PID, 7, dead_pid());
+        slot.word.store(word, Ordering::Release);
+        write_identity(slot, word);
+        // A start time no live process here has (it names no process anyway).
+        slot.start_time.store(1, Ordering::Release);
+    }
+
+    /// A recoverer (alive: this process) is judged by its own identity while it
+    /// recovers, so a second survivor never takes the slot over mid-recovery. (Before:
+    /// a recovering slot had the recoverer's pid and the dead endpoint's start time,
+    /// so every live recoverer looked dead.)
+    #[test]
+    fn a_live_recoverer_is_not_taken_for_dead() {
+        let seg = heap_header();
+        let slot = &seg.header().endpoints[3];
+        plant_dead(slot);
+        let (first, second) = (pid_liveness(), pid_liveness());
+        assert!(second.proven_dead(3, slot), "the planted endpoint is dead");
+        let mut looked = false;
+        let recovered = first
+            .reap(3, slot, &mut |_, _| {
+                // Mid-recovery: the slot is the first survivor's, which lives.
+                assert_eq!(
+                    word_state(slot.word.load(Ordering::Acquire)),
+                    ENDPOINT_RECOVERING
+                );
+                assert!(
+                    !second.proven_dead(3, slot),
+                    "a live recoverer taken for dead"
+                );
+                assert_eq!(second.take_dead(3, slot), None, "taken over mid-recovery");
+                looked = true;
+                Ok(Recovered::Done)
+            })
+            .unwrap();
+        assert!(recovered && looked);
+        assert_eq!(
+            word_state(slot.word.load(Ordering::Acquire)),
+            ENDPOINT_DETACHED
+        );
+    }
+
+    /// A recovery that cannot finish leaves the slot `ENDPOINT_DEAD` (not the dead
+    /// endpoint's word back, now that the identity in the slot is the recoverer's),
+    /// which the next survivor takes over without proving anything again, and the
+    /// counted bit goes with it until a recovery uncounts it once.
+    #[test]
+    fn an_unfinished_recovery_leaves_the_slot_dead_for_the_next_survivor() {
+        let seg = heap_header();
+        let slot = &seg.header().endpoints[2];
+        plant_dead(slot);
+        slot.word
+            .fetch_or(crate::header::SLOT_COUNTED, Ordering::AcqRel);
+        let (first, second) = (pid_liveness(), pid_liveness());
+        assert_eq!(
+            first.reap(2, slot, &mut |_, _| Ok(Recovered::NotYet)),
+            Ok(false)
+        );
+        let word = slot.word.load(Ordering::Acquire);
+        assert_eq!(word_state(word), ENDPOINT_DEAD);
+        assert_ne!(
+            word & crate::header::SLOT_COUNTED,
+            0,
+            "still to be uncounted"
+        );
+        let mut uncounted = 0;
+        let done = second
+            .reap(2, slot, &mut |_, was| {
+                assert_ne!(was & crate::header::SLOT_COUNTED, 0);
+                if take_count(slot) {
+                    uncounted += 1;
+                }
+                // Done again (a recoverer that died after uncounting): not twice.
+                assert!(!take_count(slot));
+                Ok(Recovered::Done)
+            })
+            .unwrap();
+        assert!(done);
+        assert_eq!(uncounted, 1);
+        assert_eq!(
+            word_state(slot.word.load(Ordering::Acquire)),
+            ENDPOINT_DETACHED
+        );
+    }
+
+    /// An endpoint's detach moves only the slot word it installed: a slot someone else
+    /// holds now is left alone (before: a plain store of DETACHED forced it).
+    #[test]
+    fn detach_leaves_a_slot_it_no_longer_holds_alone() {
+        let seg = heap_header();
+        let slots = &seg.header().endpoints[..2];
+        let me = pid_liveness();
+        let i = me
+            .attach(slots, 0..1, crate::header::ROLE_PRODUCER, &mut |_, _| {
+                Ok(Recovered::Done)
+            })
+            .unwrap()
+            .expect("a vacant slot");
+        assert_eq!(
+            word_state(slots[i].word.load(Ordering::Acquire)),
+            ENDPOINT_ATTACHED
+        );
+        // Scribbled over: another endpoint attaching there now.
+        let other = holder_word(ENDPOINT_ATTACHING, HOLDER_PID, 99, 4242);
+        slots[i].word.store(other, Ordering::Release);
+        me.detach(i, &slots[i]);
+        assert_eq!(slots[i].word.load(Ordering::Acquire), other);
+    }
+
+    /// Two lives of one pid in one slot differ: a word judged for the first never
+    /// matches the second's (the holder sequence moves on at every attach).
+    #[test]
+    fn two_lives_of_one_pid_in_one_slot_differ() {
+        let seg = heap_header();
+        let slots = &seg.header().endpoints[..1];
+        let me = pid_liveness();
+        let attach = || {
+            me.attach(slots, 0..1, crate::header::ROLE_PRODUCER, &mut |_, _| {
+                Ok(Recovered::Done)
+            })
+            .unwrap()
+            .expect("a free slot")
+        };
+        let i = attach();
+        let first = slots[i].word.load(Ordering::Acquire);
+        me.detach(i, &slots[i]);
+        let j = attach();
+        let second = slots[j].word.load(Ordering::Acquire);
+        assert_eq!(
+            (word_pid(first), word_state(first)),
+            (word_pid(second), word_state(second))
+        );
+        assert_ne!(first, second);
+        assert_ne!(holder_tag(first), holder_tag(second));
+    }
+
+    /// A pid of another pid namespace, or an identity not written yet, is alive: it
+    /// cannot be judged here.
+    #[test]
+    fn what_cannot_be_judged_is_alive() {
+        let seg = heap_header();
+        let slot = &seg.header().endpoints[5];
+        let judge = pid_liveness();
+        // Another namespace.
+        plant_dead(slot);
+        slot.pid_ns.store(own_pid_ns() ^ 1, Ordering::Release);
+        assert!(!judge.proven_dead(5, slot));
+        // Identity not written (the tag is a previous holder's).
+        plant_dead(slot);
+        slot.holder_tag.store(0, Ordering::Release);
+        assert!(!judge.proven_dead(5, slot));
+        // And the planted endpoint, with its identity, is dead.
+        plant_dead(slot);
+        assert!(judge.proven_dead(5, slot));
+        assert_ne!(own_pid_ns(), 0, "this test needs /proc");
+    }
+
     fn tempfile_in_shm() -> std::fs::File {
         let path = format!("/dev/shm/shmlane-unit-liveness-{}", std::process::id());
         let f = std::fs::OpenOptions::new()
