@@ -250,3 +250,102 @@ fn a_sysv_peer_in_another_pid_namespace_is_never_reaped() {
     // It detached cleanly: that is seen whatever the namespace.
     assert!(matches!(rx.recv(&mut buf), Err(RecvError::Disconnected)));
 }
+
+/// A SysV ring (pid liveness) read by a consumer that sees a `/proc` mounted
+/// `hidepid=2` (here: its own mount namespace, and uid 1001): the producer's
+/// `/proc/<pid>` is hidden from it, which does not make the producer dead. (Before:
+/// `/proc/<pid>` not found was taken for a death, and the live producer was reaped:
+/// `Disconnected`.)
+#[test]
+fn a_sysv_peer_hidden_by_hidepid_is_never_reaped() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount /proc with hidepid=2");
+        return;
+    }
+    let key = sysv_key("live-hidepid");
+    let _guard = SysVGuard::new(key);
+    let opts = RingOptions::new(4096)
+        .group_access(true)
+        .backing(shmlane::Backing::SysV { key });
+    let mut tx = spsc::Producer::create_sysv(key, &opts).unwrap();
+    let mut procs = Procs::new("live-hidepid", DEADLINE);
+    let ready = Gate::new();
+    let done = Gate::new();
+    let (g, d) = (&ready, &done);
+    let me = std::process::id();
+    let child = procs.spawn("consumer behind hidepid=2", move || {
+        let fail = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+        // SAFETY: plain system calls with constant, NUL-terminated arguments.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(fail("unshare(CLONE_NEWNS)"));
+            }
+            if libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(fail("mount --make-rprivate /"));
+            }
+            if libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                0,
+                // gid: the group exempt from hidepid (0 by default: ours).
+                c"hidepid=2,gid=4242".as_ptr().cast(),
+            ) != 0
+            {
+                return Err(fail("mount -t proc -o hidepid=2"));
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setuid(1001) != 0 {
+                return Err(fail("setuid(1001)"));
+            }
+        }
+        if std::path::Path::new(&format!("/proc/{me}")).exists() {
+            return Err("the producer's /proc entry is visible: the test shows nothing".into());
+        }
+        let mut rx = spsc::Consumer::open_sysv_with(
+            key,
+            &OpenOptions::new().group_access(true).foreign_owner(true),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        rx.recv(&mut buf).map_err(|e| format!("first recv: {e}"))?;
+        g.open();
+        // Wait for messages for a while: every wait checks the producer's life.
+        let until = Instant::now() + Duration::from_millis(600);
+        while Instant::now() < until {
+            match rx.recv_timeout(&mut buf, Duration::from_millis(50)) {
+                Err(RecvTimeoutError::Timeout) => {}
+                other => return Err(format!("a live, hidden producer: {other:?}")),
+            }
+            if rx.is_disconnected() {
+                return Err("the live, hidden producer was taken for dead".into());
+            }
+        }
+        d.open();
+        rx.recv(&mut buf).map_err(|e| format!("last recv: {e}"))?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    });
+    tx.send(b"first").unwrap();
+    for gate in [&ready, &done] {
+        let until = Instant::now() + DEADLINE;
+        while !gate.wait(Duration::from_millis(100)) {
+            if Instant::now() < until && procs.try_wait(child).is_none() {
+                continue;
+            }
+            let r = procs.wait(child);
+            if r.report.starts_with("skipped") {
+                eprintln!("{}", r.report);
+                return;
+            }
+            panic!("the consumer: {r:?}");
+        }
+    }
+    tx.send(b"still here").expect("send to a live consumer");
+    assert_eq!(procs.wait_ok(child), "still here");
+}
