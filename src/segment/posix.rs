@@ -2,8 +2,9 @@
 //! huge-page form: a file of the same name in a hugetlbfs mount.
 //!
 //! Create: `O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW` with mode 0600, then `fchmod` to
-//! 0600 or 0660 (so the umask plays no part), `ftruncate`, map, initialise the header,
-//! and publish READY. An existing object is never truncated. Open: `fstat` the
+//! 0600 or 0660 (so the umask plays no part), `ftruncate`, `fallocate` (a ring larger
+//! than the space free on /dev/shm is `Error::NoSpace` now, not a SIGBUS later: see
+//! `shared.rs`), map, initialise the header, and publish READY. An existing object is never truncated. Open: `fstat` the
 //! descriptor and check its owner and mode
 //! ([`check_permissions`](super::shared::check_permissions)), then the discipline of
 //! [`open_object`](super::shared::open_object) (`fstat` before every mapping, bounded
@@ -27,8 +28,8 @@ use nix::sys::stat::{fchmod, fstat, Mode};
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, FdObject,
-    Mapping,
+    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, reserve_file,
+    FdObject, Mapping,
 };
 use crate::header::{Header, RingParams, HEADER_SIZE};
 use crate::options::OpenOptions;
@@ -263,9 +264,19 @@ pub(crate) fn create(
             name: name.to_string(),
             source,
         })?;
+        // Reserve its memory, so that a ring larger than the space free is an error
+        // now, not a SIGBUS at the write that reaches past it (`shared.rs`).
+        let filesystem = match &hugetlbfs_path {
+            Some(path) => path.parent().unwrap_or(path).display().to_string(),
+            None => "/dev/shm".to_string(),
+        };
+        let reserved = reserve_file(file.as_fd(), len, name, &filesystem, huge)?;
         // Place it.
         let map = Mapping::mmap(file.as_fd(), len, mem.populate, name)
             .map_err(|e| on_huge_pages(e, huge))?;
+        if !reserved {
+            map.reserve_file(file.as_fd(), name, &filesystem)?;
+        }
         // Init it.
         init_segment(&map, params, mem, name)?;
         Ok(map)
