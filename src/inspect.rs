@@ -27,8 +27,8 @@
 //!
 //! Nothing here attaches as an endpoint, takes a lock or writes a byte of the segment.
 //! The 4096-byte header is copied into private memory first (`pread` on the POSIX
-//! object's file; for SysV, word by word with Relaxed atomic loads from a read-only
-//! attachment), and read from that copy through the header's own fields, with the same
+//! object's file; for SysV, by the kernel, through a pipe, from a read-only
+//! attachment: no Rust load of mixed widths over its atomics), and read from that copy through the header's own fields, with the same
 //! [validation](crate::Error::Corrupt) endpoints run when they open a ring. So a peer
 //! that truncates the file while we look can make the copy fail, never raise SIGBUS;
 //! and a copy taken while endpoints run is a snapshot whose fields may be from slightly
@@ -46,7 +46,7 @@
 //! (a container that shares `/dev/shm` but not its pids), liveness is unreliable.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -951,6 +951,47 @@ fn slot_locks(file: &File) -> Vec<Option<bool>> {
         .collect()
 }
 
+/// Copies `out.len()` (at most `PIPE_BUF`) bytes at `src` into `out` by having the
+/// kernel copy them: written into a pipe from `src`, read back into `out`.
+///
+/// The header is words of different widths (32- and 64-bit atomics, `sem_t`s that
+/// glibc updates with its own atomics), written by live endpoints while we copy: no
+/// one width of Rust load reads all of it without a mixed-size access, which the
+/// memory model leaves undefined (see `wait.rs`), and a slice over it would be a
+/// data race. The kernel's copy is no Rust access at all, as `pread` of a POSIX
+/// object is not: each field comes whole or torn like any snapshot of a live header,
+/// and `describe` validates what it reads. A write of at most `PIPE_BUF` bytes into an
+/// empty pipe is whole.
+///
+/// # Safety
+///
+/// `src` is valid for reads of `out.len()` bytes for the whole call.
+unsafe fn kernel_copy(src: *const u8, out: &mut [u8]) -> Result<(), Errno> {
+    debug_assert!(out.len() <= libc::PIPE_BUF);
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    loop {
+        // SAFETY: the caller guarantees `src` readable for `out.len()` bytes; the
+        // kernel reads them (EFAULT, not a fault, if it could not), we do not.
+        let n = unsafe { libc::write(w.as_raw_fd(), src.cast(), out.len()) };
+        match Errno::result(n) {
+            Ok(n) if n as usize == out.len() => break,
+            Ok(_) => return Err(Errno::EIO),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut filled = 0;
+    while filled < out.len() {
+        match nix::unistd::read(&r, &mut out[filled..]) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Copies the header of the SysV segment `shmid` through a read-only attachment.
 fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
     let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
@@ -981,15 +1022,12 @@ fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
         return Err(io_err("shmat(SHM_RDONLY)", name, Errno::last()));
     }
     let mut copy = HeaderCopy::zeroed();
-    for (i, chunk) in copy.0.chunks_exact_mut(8).enumerate() {
-        // SAFETY: the attachment is page aligned and at least HEADER_SIZE bytes long
-        // (a SysV segment cannot shrink), so word `i` is aligned and readable until
-        // the shmdt below; every process writes header words with atomics.
-        let word = unsafe { crate::sync::load_relaxed_u64(ptr.cast::<u64>().add(i)) };
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
+    // SAFETY: the attachment is at least HEADER_SIZE bytes long (a SysV segment
+    // cannot shrink) and stays until the shmdt below.
+    let copied = unsafe { kernel_copy(ptr.cast::<u8>(), &mut copy.0) };
     // SAFETY: `ptr` is the address shmat returned; nothing refers to the mapping now.
     unsafe { libc::shmdt(ptr) };
+    copied.map_err(|e| io_err("copy of the header (pipe)", name, e))?;
     // shmatt_t is a c_ulong: 32 bits on some targets.
     #[allow(clippy::unnecessary_cast)]
     let nattch = ds.shm_nattch as u64;
