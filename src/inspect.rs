@@ -47,7 +47,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -62,7 +62,7 @@ use crate::header::{
     NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
     STATE_READY,
 };
-use crate::segment::shared::io_err;
+use crate::segment::shared::{io_err, pread_header, HeaderCopy};
 use crate::segment::sysv::segment_name;
 use crate::sync::Ordering;
 use crate::{Backing, Error, Notifier};
@@ -422,32 +422,6 @@ pub(crate) fn endpoint_alive(pid: u32, start_time: Option<u64>) -> bool {
 // ---------------------------------------------------------------------------------
 // Reading a header
 // ---------------------------------------------------------------------------------
-
-/// A private, aligned copy of a segment header.
-#[repr(C, align(64))]
-struct HeaderCopy([u8; HEADER_SIZE]);
-
-static_assertions::const_assert!(
-    std::mem::size_of::<HeaderCopy>() == std::mem::size_of::<Header>()
-        && std::mem::align_of::<HeaderCopy>() >= std::mem::align_of::<Header>()
-);
-
-impl HeaderCopy {
-    fn zeroed() -> Box<HeaderCopy> {
-        Box::new(HeaderCopy([0; HEADER_SIZE]))
-    }
-
-    /// The copy read as a header.
-    fn header(&mut self) -> &Header {
-        let ptr: *mut HeaderCopy = self;
-        // SAFETY: the copy has the size and at least the alignment of `Header`
-        // (asserted above); `Header` is atomics, padding bytes and an `UnsafeCell` of
-        // integers, valid for any bit pattern; the pointer comes from a unique borrow of
-        // memory we own, which the returned reference borrows for its whole life, so
-        // nothing else reads or writes it meanwhile.
-        unsafe { &*ptr.cast::<Header>() }
-    }
-}
 
 /// The facts about a segment that do not come from its header.
 struct Meta {
@@ -888,32 +862,7 @@ impl Probe {
         // alive if its lock was held at either time, so one that attaches or detaches
         // while we read is not taken for dead.
         let before = slot_locks(file);
-        let mut copy = HeaderCopy::zeroed();
-        let mut filled = 0;
-        while filled < HEADER_SIZE {
-            match file.read_at(&mut copy.0[filled..], filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io("pread", e)),
-            }
-        }
-        if filled < HEADER_SIZE {
-            // Zero bytes: a creator between shm_open and ftruncate.
-            if filled == 0 {
-                return Err(Error::NotReady {
-                    name: name.clone(),
-                    state: 0,
-                    waited: std::time::Duration::ZERO,
-                });
-            }
-            return Err(not_shmlane(
-                name,
-                "segment size",
-                filled as u64,
-                "smaller than the 4096-byte header: not a shmlane segment",
-            ));
-        }
+        let mut copy = pread_header(file, name)?;
         let meta = Meta {
             name: name.clone(),
             backing: Backing::Posix,
@@ -1182,7 +1131,7 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         Source::Posix { .. } => {
             let creator = (info.creator_pid, info.creator_start_time);
             return crate::segment::posix::remove_if_unused(&info.name, |h| {
-                let r = Ordering::Acquire;
+                let r = Ordering::Relaxed;
                 (h.creator_pid.load(r), h.creator_start_time.load(r)) == creator
             });
         }
@@ -1208,20 +1157,35 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
     }
 }
 
+/// What [`remove_stale`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct StaleSweep {
+    /// The names of the rings it removed.
+    pub removed: Vec<String>,
+    /// The stale rings it could not read again or remove (one another user owns, a
+    /// file planted where it may not be opened for writing, one truncated while it
+    /// looked), each with why. The sweep went on past them.
+    pub skipped: Vec<(String, Error)>,
+}
+
 /// Removes every stale ring ([`RingInfo::is_stale`]) that [`list`] finds: POSIX
 /// names from `/dev/shm`, SysV segments by id. Each is read again right before it is
-/// removed, and kept if anything attached meanwhile. Returns the names removed.
+/// removed, and kept if anything attached meanwhile. Returns the names removed, and
+/// those skipped because they could not be removed, with why: one ring that cannot
+/// be removed (permissions, a file planted by another user) does not stop the sweep.
 ///
-/// Fails on the first ring that cannot be removed (permissions), having removed those
-/// before it.
-pub fn remove_stale() -> Result<Vec<String>, Error> {
-    let mut removed = Vec::new();
+/// Fails only if `/dev/shm` cannot be listed.
+pub fn remove_stale() -> Result<StaleSweep, Error> {
+    let mut sweep = StaleSweep::default();
     for info in list()? {
-        if remove_stale_ring(&info)? {
-            removed.push(info.name);
+        match remove_stale_ring(&info) {
+            Ok(true) => sweep.removed.push(info.name),
+            Ok(false) => {}
+            Err(e) => sweep.skipped.push((info.name, e)),
         }
     }
-    Ok(removed)
+    Ok(sweep)
 }
 
 #[cfg(test)]

@@ -12,8 +12,10 @@
 //!   again, then map the whole segment.
 
 use std::ffi::c_void;
+use std::fs::File;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -273,6 +275,75 @@ pub(crate) fn reserve_file(
             Err(e) => return Err(io_err("fallocate", name, e)),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Copies of a header
+// ---------------------------------------------------------------------------------
+
+/// A private, aligned copy of a segment header.
+#[repr(C, align(64))]
+pub(crate) struct HeaderCopy(pub(crate) [u8; HEADER_SIZE]);
+
+static_assertions::const_assert!(
+    std::mem::size_of::<HeaderCopy>() == std::mem::size_of::<Header>()
+        && std::mem::align_of::<HeaderCopy>() >= std::mem::align_of::<Header>()
+);
+
+impl HeaderCopy {
+    pub(crate) fn zeroed() -> Box<HeaderCopy> {
+        Box::new(HeaderCopy([0; HEADER_SIZE]))
+    }
+
+    /// The copy read as a header.
+    pub(crate) fn header(&mut self) -> &Header {
+        let ptr: *mut HeaderCopy = self;
+        // SAFETY: the copy has the size and at least the alignment of `Header`
+        // (asserted above); `Header` is atomics, padding bytes and an `UnsafeCell` of
+        // integers, valid for any bit pattern; the pointer comes from a unique borrow of
+        // memory we own, which the returned reference borrows for its whole life, so
+        // nothing else reads or writes it meanwhile.
+        unsafe { &*ptr.cast::<Header>() }
+    }
+}
+
+/// Copies the header of the POSIX object `file` into private memory with `pread`: a
+/// file truncated under us makes the copy short (an error), never a SIGBUS as a
+/// mapping would.
+pub(crate) fn pread_header(file: &File, name: &str) -> Result<Box<HeaderCopy>, Error> {
+    let mut copy = HeaderCopy::zeroed();
+    let mut filled = 0;
+    while filled < HEADER_SIZE {
+        match file.read_at(&mut copy.0[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "pread",
+                    name: name.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    if filled < HEADER_SIZE {
+        // Zero bytes: a creator between shm_open and ftruncate.
+        if filled == 0 {
+            return Err(Error::NotReady {
+                name: name.to_string(),
+                state: 0,
+                waited: std::time::Duration::ZERO,
+            });
+        }
+        return Err(Error::Corrupt {
+            name: name.to_string(),
+            field: "segment size",
+            value: filled as u64,
+            reason: "smaller than the 4096-byte header: not a shmlane segment",
+        });
+    }
+    Ok(copy)
 }
 
 // ---------------------------------------------------------------------------------
