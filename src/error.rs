@@ -88,6 +88,30 @@ pub enum Error {
         /// The largest allowed.
         max: u64,
     },
+    /// The memory of a new ring could not be reserved: the filesystem that holds it
+    /// (a tmpfs such as `/dev/shm`, whose size Docker sets with `--shm-size`) has less
+    /// free space than the segment needs, or the memory it comes from ran out (a
+    /// memory cgroup's limit, for a memfd or SysV ring). Nothing was left behind.
+    ///
+    /// Every ring reserves its memory when it is created, so that running out is this
+    /// error at creation instead of a SIGBUS (or an OOM kill) in the middle of a
+    /// transfer.
+    NoSpace {
+        /// The segment name.
+        name: String,
+        /// Where the segment's memory comes from: the mount point of its filesystem
+        /// (`/dev/shm`, a hugetlbfs mount), or `"memfd (kernel shm mount)"` and
+        /// `"SysV shared memory"`, which have no size limit of their own.
+        filesystem: String,
+        /// Bytes the segment needs.
+        asked: u64,
+        /// Bytes free on the filesystem when the reservation failed; `None` where it
+        /// has no size limit to tell (the memory limit ran out instead).
+        free: Option<u64>,
+        /// The OS error (`ENOSPC`, `ENOMEM`, `EFAULT` from a populate that would have
+        /// raised SIGBUS).
+        source: io::Error,
+    },
     /// The creator has not finished initialising the segment within the wait.
     NotReady {
         /// The segment name.
@@ -167,6 +191,32 @@ impl fmt::Display for Error {
                     "{what} of {value} bytes is larger than the maximum {max}"
                 )
             }
+            Error::NoSpace {
+                name,
+                filesystem,
+                asked,
+                free,
+                source,
+            } => {
+                match free {
+                    Some(free) => write!(
+                        f,
+                        "segment {name} needs {asked} bytes, but {filesystem} has only \
+                         {free} bytes free ({source})"
+                    )?,
+                    None => write!(
+                        f,
+                        "segment {name} needs {asked} bytes, and {filesystem} could not \
+                         reserve them ({source}): free memory or the memory cgroup's limit \
+                         ran out"
+                    )?,
+                }
+                write!(
+                    f,
+                    ": make the ring smaller, remove rings nobody uses ('shmlane rm \
+                     --stale'), or give {filesystem} more room (Docker: --shm-size)"
+                )
+            }
             Error::NotReady {
                 name,
                 state,
@@ -192,7 +242,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::NoSpace { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -27,8 +27,8 @@
 //!
 //! Nothing here attaches as an endpoint, takes a lock or writes a byte of the segment.
 //! The 4096-byte header is copied into private memory first (`pread` on the POSIX
-//! object's file; for SysV, word by word with Relaxed atomic loads from a read-only
-//! attachment), and read from that copy through the header's own fields, with the same
+//! object's file; for SysV, by the kernel, through a pipe, from a read-only
+//! attachment: no Rust load of mixed widths over its atomics), and read from that copy through the header's own fields, with the same
 //! [validation](crate::Error::Corrupt) endpoints run when they open a ring. So a peer
 //! that truncates the file while we look can make the copy fail, never raise SIGBUS;
 //! and a copy taken while endpoints run is a snapshot whose fields may be from slightly
@@ -46,8 +46,8 @@
 //! (a container that shares `/dev/shm` but not its pids), liveness is unreliable.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -62,7 +62,7 @@ use crate::header::{
     NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
     STATE_READY,
 };
-use crate::segment::shared::io_err;
+use crate::segment::shared::{io_err, pread_header, HeaderCopy};
 use crate::segment::sysv::segment_name;
 use crate::sync::Ordering;
 use crate::{Backing, Error, Notifier};
@@ -422,32 +422,6 @@ pub(crate) fn endpoint_alive(pid: u32, start_time: Option<u64>) -> bool {
 // ---------------------------------------------------------------------------------
 // Reading a header
 // ---------------------------------------------------------------------------------
-
-/// A private, aligned copy of a segment header.
-#[repr(C, align(64))]
-struct HeaderCopy([u8; HEADER_SIZE]);
-
-static_assertions::const_assert!(
-    std::mem::size_of::<HeaderCopy>() == std::mem::size_of::<Header>()
-        && std::mem::align_of::<HeaderCopy>() >= std::mem::align_of::<Header>()
-);
-
-impl HeaderCopy {
-    fn zeroed() -> Box<HeaderCopy> {
-        Box::new(HeaderCopy([0; HEADER_SIZE]))
-    }
-
-    /// The copy read as a header.
-    fn header(&mut self) -> &Header {
-        let ptr: *mut HeaderCopy = self;
-        // SAFETY: the copy has the size and at least the alignment of `Header`
-        // (asserted above); `Header` is atomics, padding bytes and an `UnsafeCell` of
-        // integers, valid for any bit pattern; the pointer comes from a unique borrow of
-        // memory we own, which the returned reference borrows for its whole life, so
-        // nothing else reads or writes it meanwhile.
-        unsafe { &*ptr.cast::<Header>() }
-    }
-}
 
 /// The facts about a segment that do not come from its header.
 struct Meta {
@@ -888,32 +862,7 @@ impl Probe {
         // alive if its lock was held at either time, so one that attaches or detaches
         // while we read is not taken for dead.
         let before = slot_locks(file);
-        let mut copy = HeaderCopy::zeroed();
-        let mut filled = 0;
-        while filled < HEADER_SIZE {
-            match file.read_at(&mut copy.0[filled..], filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io("pread", e)),
-            }
-        }
-        if filled < HEADER_SIZE {
-            // Zero bytes: a creator between shm_open and ftruncate.
-            if filled == 0 {
-                return Err(Error::NotReady {
-                    name: name.clone(),
-                    state: 0,
-                    waited: std::time::Duration::ZERO,
-                });
-            }
-            return Err(not_shmlane(
-                name,
-                "segment size",
-                filled as u64,
-                "smaller than the 4096-byte header: not a shmlane segment",
-            ));
-        }
+        let mut copy = pread_header(file, name)?;
         let meta = Meta {
             name: name.clone(),
             backing: Backing::Posix,
@@ -951,6 +900,47 @@ fn slot_locks(file: &File) -> Vec<Option<bool>> {
         .collect()
 }
 
+/// Copies `out.len()` (at most `PIPE_BUF`) bytes at `src` into `out` by having the
+/// kernel copy them: written into a pipe from `src`, read back into `out`.
+///
+/// The header is words of different widths (32- and 64-bit atomics, `sem_t`s that
+/// glibc updates with its own atomics), written by live endpoints while we copy: no
+/// one width of Rust load reads all of it without a mixed-size access, which the
+/// memory model leaves undefined (see `wait.rs`), and a slice over it would be a
+/// data race. The kernel's copy is no Rust access at all, as `pread` of a POSIX
+/// object is not: each field comes whole or torn like any snapshot of a live header,
+/// and `describe` validates what it reads. A write of at most `PIPE_BUF` bytes into an
+/// empty pipe is whole.
+///
+/// # Safety
+///
+/// `src` is valid for reads of `out.len()` bytes for the whole call.
+unsafe fn kernel_copy(src: *const u8, out: &mut [u8]) -> Result<(), Errno> {
+    debug_assert!(out.len() <= libc::PIPE_BUF);
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    loop {
+        // SAFETY: the caller guarantees `src` readable for `out.len()` bytes; the
+        // kernel reads them (EFAULT, not a fault, if it could not), we do not.
+        let n = unsafe { libc::write(w.as_raw_fd(), src.cast(), out.len()) };
+        match Errno::result(n) {
+            Ok(n) if n as usize == out.len() => break,
+            Ok(_) => return Err(Errno::EIO),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut filled = 0;
+    while filled < out.len() {
+        match nix::unistd::read(&r, &mut out[filled..]) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Copies the header of the SysV segment `shmid` through a read-only attachment.
 fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
     let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
@@ -981,15 +971,12 @@ fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
         return Err(io_err("shmat(SHM_RDONLY)", name, Errno::last()));
     }
     let mut copy = HeaderCopy::zeroed();
-    for (i, chunk) in copy.0.chunks_exact_mut(8).enumerate() {
-        // SAFETY: the attachment is page aligned and at least HEADER_SIZE bytes long
-        // (a SysV segment cannot shrink), so word `i` is aligned and readable until
-        // the shmdt below; every process writes header words with atomics.
-        let word = unsafe { crate::sync::load_relaxed_u64(ptr.cast::<u64>().add(i)) };
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
+    // SAFETY: the attachment is at least HEADER_SIZE bytes long (a SysV segment
+    // cannot shrink) and stays until the shmdt below.
+    let copied = unsafe { kernel_copy(ptr.cast::<u8>(), &mut copy.0) };
     // SAFETY: `ptr` is the address shmat returned; nothing refers to the mapping now.
     unsafe { libc::shmdt(ptr) };
+    copied.map_err(|e| io_err("copy of the header (pipe)", name, e))?;
     // shmatt_t is a c_ulong: 32 bits on some targets.
     #[allow(clippy::unnecessary_cast)]
     let nattch = ds.shm_nattch as u64;
@@ -1144,7 +1131,7 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         Source::Posix { .. } => {
             let creator = (info.creator_pid, info.creator_start_time);
             return crate::segment::posix::remove_if_unused(&info.name, |h| {
-                let r = Ordering::Acquire;
+                let r = Ordering::Relaxed;
                 (h.creator_pid.load(r), h.creator_start_time.load(r)) == creator
             });
         }
@@ -1170,20 +1157,35 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
     }
 }
 
+/// What [`remove_stale`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct StaleSweep {
+    /// The names of the rings it removed.
+    pub removed: Vec<String>,
+    /// The stale rings it could not read again or remove (one another user owns, a
+    /// file planted where it may not be opened for writing, one truncated while it
+    /// looked), each with why. The sweep went on past them.
+    pub skipped: Vec<(String, Error)>,
+}
+
 /// Removes every stale ring ([`RingInfo::is_stale`]) that [`list`] finds: POSIX
 /// names from `/dev/shm`, SysV segments by id. Each is read again right before it is
-/// removed, and kept if anything attached meanwhile. Returns the names removed.
+/// removed, and kept if anything attached meanwhile. Returns the names removed, and
+/// those skipped because they could not be removed, with why: one ring that cannot
+/// be removed (permissions, a file planted by another user) does not stop the sweep.
 ///
-/// Fails on the first ring that cannot be removed (permissions), having removed those
-/// before it.
-pub fn remove_stale() -> Result<Vec<String>, Error> {
-    let mut removed = Vec::new();
+/// Fails only if `/dev/shm` cannot be listed.
+pub fn remove_stale() -> Result<StaleSweep, Error> {
+    let mut sweep = StaleSweep::default();
     for info in list()? {
-        if remove_stale_ring(&info)? {
-            removed.push(info.name);
+        match remove_stale_ring(&info) {
+            Ok(true) => sweep.removed.push(info.name),
+            Ok(false) => {}
+            Err(e) => sweep.skipped.push((info.name, e)),
         }
     }
-    Ok(removed)
+    Ok(sweep)
 }
 
 #[cfg(test)]

@@ -273,3 +273,108 @@ fn rm_stale_removes_dead_rings_and_keeps_live_ones() {
     assert!(shmlane::inspect::remove_if_stale(live.name()).expect("remove_if_stale"));
     assert!(!live.exists());
 }
+
+/// Makes the stale ring `name`: a forked child creates it and exits, so its creator
+/// is dead and no endpoint ever attached.
+fn make_stale_ring(name: &str) {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    let opts = shmlane::RingOptions::new(4096);
+    // SAFETY: the child only creates the ring and ends with _exit.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let ok = shmlane::spsc::create_ring(name, &opts).is_ok();
+            // SAFETY: _exit ends the child at once, without unwinding into the harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => {
+            assert_eq!(
+                waitpid(child, None).expect("waitpid"),
+                WaitStatus::Exited(child, 0),
+                "create_ring({name}) in the child"
+            );
+        }
+    }
+    wait_until(DEADLINE, "a stale ring", || {
+        shmlane::inspect::inspect(name).is_ok_and(|i| i.is_stale())
+    });
+}
+
+/// A stale ring that the sweeping user may read but not remove (another user's file,
+/// planted read-only in /dev/shm, which sorts first) no longer stops `rm --stale`:
+/// the sweep removes the stale ring beside it and reports the other.
+#[test]
+fn rm_stale_skips_what_it_cannot_remove_and_sweeps_the_rest() {
+    const NOBODY: u32 = 65534;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "skipped: the sweep must run as another user than the planted file's (needs root)"
+        );
+        return;
+    }
+    let planted = Ring::new("sweep-a-planted");
+    let stale = Ring::new("sweep-b-stale");
+    make_stale_ring(planted.name());
+    make_stale_ring(stale.name());
+    // The planted file stays root's, readable by all: nobody can list it, not open it
+    // for writing. The stale ring is nobody's own.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(planted.path(), std::fs::Permissions::from_mode(0o444))
+        .expect("chmod");
+    std::os::unix::fs::chown(stale.path(), Some(NOBODY), Some(NOBODY)).expect("chown");
+
+    use std::os::unix::process::CommandExt;
+    let mut cmd = shmlane(&["rm", "--stale"]);
+    cmd.uid(NOBODY).gid(NOBODY).current_dir("/");
+    let done = Proc::spawn(cmd).wait(DEADLINE);
+    let out = done.stdout_str();
+    assert!(
+        out.contains(&format!("removed {}", stale.name())),
+        "the stale ring beside the planted file was not removed: status {:?}\nstdout: {out}\nstderr: {}",
+        done.code(),
+        done.stderr
+    );
+    assert!(!stale.exists());
+    assert!(planted.exists(), "nobody cannot remove root's file");
+    assert!(
+        done.stderr.contains(&format!("skipped {}", planted.name())),
+        "the planted file is not reported: {}",
+        done.stderr
+    );
+    assert_eq!(
+        done.code(),
+        Some(1),
+        "a ring not removed is an I/O failure: {}",
+        done.stderr
+    );
+}
+
+/// A ring name is whatever a user put in /dev/shm: one carrying terminal escapes is
+/// printed with them escaped by `ls` (and `ls --json`), never raw.
+#[test]
+fn ls_escapes_control_characters_in_names() {
+    let ring = Ring::new("ls-esc\x1b[2J\x1b]0;owned\x07");
+    shmlane::spsc::create_ring(ring.name(), &shmlane::RingOptions::new(4096)).expect("create");
+    for args in [&["ls"][..], &["ls", "--json"][..]] {
+        let done = run(args);
+        assert_eq!(done.code(), Some(0), "{}", done.stderr);
+        assert!(
+            !done.stdout.iter().any(|&b| b == 0x1b || b == 0x07),
+            "{args:?} printed a raw control character: {:?}",
+            done.stdout_str()
+        );
+    }
+    let table = run(&["ls"]).stdout_str();
+    assert!(
+        table.contains("ls-esc\\x1b[2J\\x1b]0;owned\\x07"),
+        "the name is not in the table, escaped: {table}"
+    );
+    let v = json(&run(&["ls", "--json"]).stdout);
+    assert!(
+        v.as_array()
+            .expect("an array")
+            .iter()
+            .any(|r| r["name"] == ring.name()),
+        "the JSON carries the name exactly, escaped by JSON"
+    );
+}

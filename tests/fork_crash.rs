@@ -529,7 +529,7 @@ fn a_ring_whose_endpoints_all_died_is_reused_or_removed_as_stale() {
     );
     // remove_stale removes the other (every endpoint dead, creator dead), and keeps
     // the one we now use.
-    let removed = shmlane::inspect::remove_stale().unwrap();
+    let removed = shmlane::inspect::remove_stale().unwrap().removed;
     assert!(removed.contains(&name), "{removed:?}");
     assert!(!removed.contains(&kept), "{removed:?}");
     assert!(!std::path::Path::new(&common::shm_path(&name)).exists());

@@ -2,7 +2,8 @@
 //! process over a UNIX socket (`SCM_RIGHTS`).
 //!
 //! Create: `memfd_create(MFD_ALLOW_SEALING)`, `fchmod` to 0600 or 0660 (a memfd starts
-//! out 0777, whatever the umask), `ftruncate`, then
+//! out 0777, whatever the umask), `ftruncate`, `fallocate` (its memory is reserved at
+//! creation: see `shared.rs`), then
 //! `F_ADD_SEALS(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)` before any other process can
 //! hold the descriptor, so nobody can ever change the segment's size: a reader can
 //! never be cut short by a truncation (a SIGBUS with POSIX shm). Then map it,
@@ -27,8 +28,8 @@ use nix::unistd::ftruncate;
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, FdObject,
-    Mapping,
+    check_memory, check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object,
+    reserve_file, FdObject, Mapping, MEMFD_MEMORY,
 };
 use crate::header::{Header, RingParams};
 use crate::options::OpenOptions;
@@ -103,11 +104,23 @@ pub(crate) fn create(
     fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
         .map_err(|e| io_err("fchmod", &name, e))?;
     ftruncate(&fd, len as libc::off_t).map_err(|e| io_err("ftruncate", &name, e))?;
+    // Reserve its memory (`shared.rs`): no size limit of a filesystem applies to a
+    // memfd, but a ring larger than the memory available is refused, and the pages
+    // are allocated now rather than at the first write to each. Huge pages are
+    // reserved by the mmap below.
+    let mut reserved = huge.is_some();
+    if !reserved {
+        check_memory(&name, MEMFD_MEMORY, len)?;
+        reserved = reserve_file(fd.as_fd(), len, &name, MEMFD_MEMORY, None)?;
+    }
     // Seal it before anyone else can hold it.
     fcntl(&fd, FcntlArg::F_ADD_SEALS(SEALS)).map_err(|e| io_err("fcntl(F_ADD_SEALS)", &name, e))?;
     // Place it.
     let map =
         Mapping::mmap(fd.as_fd(), len, mem.populate, &name).map_err(|e| on_huge_pages(e, huge))?;
+    if !reserved {
+        map.reserve_file(fd.as_fd(), &name, MEMFD_MEMORY)?;
+    }
     // Init it.
     init_segment(&map, params, mem, &name)?;
     Ok(MemfdSegment {

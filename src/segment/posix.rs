@@ -2,8 +2,9 @@
 //! huge-page form: a file of the same name in a hugetlbfs mount.
 //!
 //! Create: `O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW` with mode 0600, then `fchmod` to
-//! 0600 or 0660 (so the umask plays no part), `ftruncate`, map, initialise the header,
-//! and publish READY. An existing object is never truncated. Open: `fstat` the
+//! 0600 or 0660 (so the umask plays no part), `ftruncate`, `fallocate` (a ring larger
+//! than the space free on /dev/shm is `Error::NoSpace` now, not a SIGBUS later: see
+//! `shared.rs`), map, initialise the header, and publish READY. An existing object is never truncated. Open: `fstat` the
 //! descriptor and check its owner and mode
 //! ([`check_permissions`](super::shared::check_permissions)), then the discipline of
 //! [`open_object`](super::shared::open_object) (`fstat` before every mapping, bounded
@@ -27,8 +28,8 @@ use nix::sys::stat::{fchmod, fstat, Mode};
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, FdObject,
-    Mapping,
+    check_permissions, init_segment, io_err, object_len, on_huge_pages, open_object, pread_header,
+    reserve_file, FdObject, Mapping,
 };
 use crate::header::{Header, RingParams, HEADER_SIZE};
 use crate::options::OpenOptions;
@@ -293,9 +294,19 @@ pub(crate) fn create(
             name: name.to_string(),
             source,
         })?;
+        // Reserve its memory, so that a ring larger than the space free is an error
+        // now, not a SIGBUS at the write that reaches past it (`shared.rs`).
+        let filesystem = match &hugetlbfs_path {
+            Some(path) => path.parent().unwrap_or(path).display().to_string(),
+            None => "/dev/shm".to_string(),
+        };
+        let reserved = reserve_file(file.as_fd(), len, name, &filesystem, huge)?;
         // Place it.
         let map = Mapping::mmap(file.as_fd(), len, mem.populate, name)
             .map_err(|e| on_huge_pages(e, huge))?;
+        if !reserved {
+            map.reserve_file(file.as_fd(), name, &filesystem)?;
+        }
         // Init it.
         init_segment(&map, params, mem, name)?;
         Ok(map)
@@ -424,10 +435,12 @@ pub(crate) fn open(
 
 /// Removes the segment `name` if nobody uses it: we take the lock of every byte of
 /// its header at once (so no endpoint holds its slot, no creator its init byte, and
-/// none can take one while we look), `unused` agrees on its header, and the name
-/// still names the file we locked. Returns whether it removed it. An endpoint that
-/// opened the segment before and attaches after sees it unlinked and gives up
-/// (`setup::still_linked`).
+/// none can take one while we look), `unused` agrees on its header (a copy read with
+/// `pread`, never through a mapping: the owner may truncate the file at any moment,
+/// and a mapping would turn that into a SIGBUS of the sweeping process), and the name
+/// still names the file we locked. Returns whether it removed it. An
+/// endpoint that opened the segment before and attaches after sees it unlinked and
+/// gives up (`setup::still_linked`).
 pub(crate) fn remove_if_unused(
     name: &str,
     unused: impl FnOnce(&Header) -> bool,
@@ -446,8 +459,9 @@ pub(crate) fn remove_if_unused(
     }
     let st = nix::sys::stat::fstat(fd).map_err(|e| io_err("fstat", name, e))?;
     if (st.st_size as u64) >= HEADER_SIZE as u64 {
-        let map = Mapping::mmap(fd, HEADER_SIZE, false, name)?;
-        if !unused(map.header()) {
+        // A copy: the owner may truncate the file while we read it.
+        let mut copy = pread_header(&file, name)?;
+        if !unused(copy.header()) {
             return Ok(false);
         }
     }
@@ -513,5 +527,41 @@ mod tests {
             "/mnt/huge pages"
         );
         assert_eq!(unescape_mount_path("/a\\\\b\\01"), "/a\\\\b\\01");
+    }
+
+    /// `remove_if_unused` reads a copy of the header: the owner truncating the file
+    /// while the sweeper looks at it cannot raise SIGBUS in the sweeper (it did when
+    /// the header was read through a mapping). A forked child does it, so that a
+    /// SIGBUS is its death, not the test binary's.
+    #[test]
+    #[cfg_attr(miri, ignore = "shared memory and fork: Miri isolates the OS")]
+    fn a_truncation_during_the_sweep_is_no_sigbus() {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        use nix::unistd::{fork, ForkResult};
+        let name = format!("/shmlane-test-truncated-sweep-{}", std::process::id());
+        let params = RingParams::new(crate::header::KIND_SPSC, 4096, 1 << 20, 0).unwrap();
+        let seg = create(&name, &params, &MemoryOptions::default(), 0o600, false).unwrap();
+        // SAFETY: the child runs the sweep step and ends with _exit.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let path = format!("/dev/shm/{}", &name[1..]);
+                let r = remove_if_unused(&name, |h| {
+                    // The owner truncates it between the sweeper's fstat and its look.
+                    let _ = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(0));
+                    h.magic.load(crate::sync::Ordering::Relaxed) == 0
+                });
+                // SAFETY: _exit ends the child without unwinding into the harness.
+                unsafe { libc::_exit(if matches!(r, Ok(false)) { 0 } else { 1 }) }
+            }
+            ForkResult::Parent { child } => {
+                let status = waitpid(child, None).unwrap();
+                drop(seg);
+                let _ = shm_unlink(name.as_str());
+                assert_eq!(status, WaitStatus::Exited(child, 0), "the sweeping child");
+            }
+        }
     }
 }

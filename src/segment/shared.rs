@@ -13,8 +13,10 @@
 //!   again, then map the whole segment.
 
 use std::ffi::c_void;
+use std::fs::File;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -172,6 +174,177 @@ pub(crate) fn init_segment(
         (params.cells() > 0).then(|| map.cell_table(params)),
     );
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Reserving the memory of a new segment
+// ---------------------------------------------------------------------------------
+//
+// A shared-memory file gets its pages when they are first touched. On a tmpfs with a
+// size limit (/dev/shm: half the RAM by default, 64 MiB in Docker) a page that does
+// not fit raises SIGBUS at the write that touches it, in the middle of a transfer. So
+// every create reserves the whole segment first, and running out is `Error::NoSpace`
+// at creation, naming where the memory comes from, the size asked and the space free:
+//
+// - a POSIX object (/dev/shm) or hugetlbfs file: `fallocate(2)` over the whole length.
+//   tmpfs allocates (and on failure gives back) the pages; hugetlbfs reserves the huge
+//   pages (its mmap reserves them too, so that is twice safe). A filesystem without
+//   fallocate (EOPNOTSUPP) is populated through the mapping instead:
+//   `MADV_POPULATE_WRITE` fails with EFAULT where a touch would raise SIGBUS.
+// - a memfd and a SysV segment live in the kernel's internal shm mount, which has no
+//   size limit: their pages never SIGBUS for want of space, but come from memory. A
+//   ring larger than the memory available (MemAvailable) is refused, so that the
+//   reservation cannot run the machine into the OOM killer; then the memfd is
+//   fallocated and the SysV segment populated (`MADV_POPULATE_WRITE`; kernels before
+//   5.14 have no such advice: there the SysV segment stays lazy, accounted at `shmget`
+//   as the kernel does without SHM_NORESERVE). A memory cgroup that runs out while
+//   they are reserved may OOM-kill the creator instead of failing the call: at
+//   creation either way, never mid-transfer.
+// - huge pages of a memfd (MFD_HUGETLB) and of SysV (SHM_HUGETLB) are reserved by the
+//   kernel when they are mapped or made (`huge_err` explains a failure).
+
+/// Where the memory of a memfd or SysV segment comes from, for `Error::NoSpace`.
+pub(crate) const MEMFD_MEMORY: &str = "memfd (kernel shm mount)";
+/// See [`MEMFD_MEMORY`].
+pub(crate) const SYSV_MEMORY: &str = "SysV shared memory";
+
+/// `Error::NoSpace` for the segment `name` of `len` bytes in `filesystem`.
+fn no_space(name: &str, filesystem: &str, len: usize, free: Option<u64>, e: Errno) -> Error {
+    Error::NoSpace {
+        name: name.to_string(),
+        filesystem: filesystem.to_string(),
+        asked: len as u64,
+        free,
+        source: std::io::Error::from(e),
+    }
+}
+
+/// Bytes free for an unprivileged writer on the filesystem of `fd`; `None` if it has no
+/// size limit (the kernel's internal shm mount reports no blocks at all).
+fn free_space(fd: BorrowedFd<'_>) -> Option<u64> {
+    let st = nix::sys::statvfs::fstatvfs(fd).ok()?;
+    if st.blocks() == 0 {
+        return None;
+    }
+    Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+}
+
+/// Refuses a segment of `len` bytes whose memory comes from no size-limited filesystem
+/// (memfd, SysV) if it is larger than the memory available now (`MemAvailable`).
+pub(crate) fn check_memory(name: &str, memory: &str, len: usize) -> Result<(), Error> {
+    match meminfo("MemAvailable") {
+        Some(available) if len as u64 > available => {
+            Err(no_space(name, memory, len, Some(available), Errno::ENOMEM))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reserves the first `len` bytes of the new object `fd` (sized already) in `filesystem`
+/// (the mount it lives in, for the error), retrying when a signal interrupts it.
+/// Returns `false` if the filesystem has no `fallocate`: then call
+/// [`Mapping::reserve`] once it is mapped.
+pub(crate) fn reserve_file(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    name: &str,
+    filesystem: &str,
+    huge: Option<usize>,
+) -> Result<bool, Error> {
+    use nix::fcntl::{fallocate, FallocateFlags};
+    let Ok(length) = libc::off_t::try_from(len) else {
+        return Err(no_space(
+            name,
+            filesystem,
+            len,
+            free_space(fd),
+            Errno::EFBIG,
+        ));
+    };
+    loop {
+        match fallocate(fd, FallocateFlags::empty(), 0, length) {
+            Ok(()) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            // No fallocate on this filesystem (EINVAL: some say so that way).
+            Err(Errno::EOPNOTSUPP | Errno::ENOSYS | Errno::EINVAL) => return Ok(false),
+            Err(e @ (Errno::ENOSPC | Errno::ENOMEM)) => {
+                return Err(match huge {
+                    Some(huge) => huge_err("fallocate", name, e, huge),
+                    None => no_space(name, filesystem, len, free_space(fd), e),
+                })
+            }
+            Err(e) => return Err(io_err("fallocate", name, e)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Copies of a header
+// ---------------------------------------------------------------------------------
+
+/// A private, aligned copy of a segment header.
+#[repr(C, align(64))]
+pub(crate) struct HeaderCopy(pub(crate) [u8; HEADER_SIZE]);
+
+static_assertions::const_assert!(
+    std::mem::size_of::<HeaderCopy>() == std::mem::size_of::<Header>()
+        && std::mem::align_of::<HeaderCopy>() >= std::mem::align_of::<Header>()
+);
+
+impl HeaderCopy {
+    pub(crate) fn zeroed() -> Box<HeaderCopy> {
+        Box::new(HeaderCopy([0; HEADER_SIZE]))
+    }
+
+    /// The copy read as a header.
+    pub(crate) fn header(&mut self) -> &Header {
+        let ptr: *mut HeaderCopy = self;
+        // SAFETY: the copy has the size and at least the alignment of `Header`
+        // (asserted above); `Header` is atomics, padding bytes and an `UnsafeCell` of
+        // integers, valid for any bit pattern; the pointer comes from a unique borrow of
+        // memory we own, which the returned reference borrows for its whole life, so
+        // nothing else reads or writes it meanwhile.
+        unsafe { &*ptr.cast::<Header>() }
+    }
+}
+
+/// Copies the header of the POSIX object `file` into private memory with `pread`: a
+/// file truncated under us makes the copy short (an error), never a SIGBUS as a
+/// mapping would.
+pub(crate) fn pread_header(file: &File, name: &str) -> Result<Box<HeaderCopy>, Error> {
+    let mut copy = HeaderCopy::zeroed();
+    let mut filled = 0;
+    while filled < HEADER_SIZE {
+        match file.read_at(&mut copy.0[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "pread",
+                    name: name.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    if filled < HEADER_SIZE {
+        // Zero bytes: a creator between shm_open and ftruncate.
+        if filled == 0 {
+            return Err(Error::NotReady {
+                name: name.to_string(),
+                state: 0,
+                waited: std::time::Duration::ZERO,
+            });
+        }
+        return Err(Error::Corrupt {
+            name: name.to_string(),
+            field: "segment size",
+            value: filled as u64,
+            reason: "smaller than the 4096-byte header: not a shmlane segment",
+        });
+    }
+    Ok(copy)
 }
 
 // ---------------------------------------------------------------------------------
@@ -353,6 +526,49 @@ impl Mapping {
             )
         }
         .map_err(|e| io_err("madvise(MADV_POPULATE_WRITE)", name, e))
+    }
+
+    /// Reserves the memory of the mapping by populating it for writing
+    /// (`MADV_POPULATE_WRITE`), where the object it maps could not be reserved
+    /// otherwise: a page that does not fit fails the call (EFAULT where a touch would
+    /// have raised SIGBUS, ENOMEM) instead of killing a writer later. `free` is the
+    /// space the object's filesystem has, for the error. On a kernel without the
+    /// advice (before 5.14: EINVAL) the pages stay lazy, as they were.
+    pub(crate) fn reserve(
+        &self,
+        name: &str,
+        filesystem: &str,
+        free: Option<u64>,
+    ) -> Result<(), Error> {
+        loop {
+            // SAFETY: the range is exactly this live mapping; populating changes no byte.
+            let r = unsafe {
+                madvise(
+                    self.ptr.cast::<c_void>(),
+                    self.len,
+                    MmapAdvise::MADV_POPULATE_WRITE,
+                )
+            };
+            return match r {
+                Ok(()) | Err(Errno::EINVAL) => Ok(()),
+                Err(Errno::EINTR) => continue,
+                Err(e @ (Errno::EFAULT | Errno::ENOMEM | Errno::ENOSPC)) => {
+                    Err(no_space(name, filesystem, self.len, free, e))
+                }
+                Err(e) => Err(io_err("madvise(MADV_POPULATE_WRITE)", name, e)),
+            };
+        }
+    }
+
+    /// [`reserve`](Self::reserve) for a mapping of the file `fd`: the error reports the
+    /// space free on its filesystem.
+    pub(crate) fn reserve_file(
+        &self,
+        fd: BorrowedFd<'_>,
+        name: &str,
+        filesystem: &str,
+    ) -> Result<(), Error> {
+        self.reserve(name, filesystem, free_space(fd))
     }
 }
 

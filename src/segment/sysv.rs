@@ -3,7 +3,8 @@
 //!
 //! Create: `shmget(key, len, IPC_CREAT | IPC_EXCL | 0600)` (0660 with group access)
 //! sizes and places a zeroed segment in one step (no umask applies; an existing key is
-//! never reused), then `shmat`, initialise the header and publish READY. Open:
+//! never reused), then `shmat`, populate it for writing (its memory is reserved at
+//! creation: see `shared.rs`), initialise the header and publish READY. Open:
 //! `shmget(key, 0, 0)`, check the owner and mode that `shmctl(IPC_STAT)` reports
 //! (`shm_perm.uid`, `shm_perm.mode`: [`check_permissions`]) and the creator
 //! (`shm_perm.cuid`, and `shm_perm.cgid` when the mode grants group access:
@@ -25,8 +26,8 @@ use nix::errno::Errno;
 
 use super::backing::MemoryOptions;
 use super::shared::{
-    check_creator, check_permissions, huge_err, init_segment, io_err, object_len, open_object,
-    shm_size, shm_stat, Creator, Mapping, Object,
+    check_creator, check_memory, check_permissions, huge_err, init_segment, io_err, object_len,
+    open_object, shm_size, shm_stat, Creator, Mapping, Object, SYSV_MEMORY,
 };
 use crate::header::{Header, RingParams};
 use crate::options::OpenOptions;
@@ -140,6 +141,9 @@ pub(crate) fn create(
     let name = segment_name(key);
     // Size it and place it: shmget makes it zeroed, of its final size.
     let (len, huge) = object_len(params, mem, &name)?;
+    if huge.is_none() {
+        check_memory(&name, SYSV_MEMORY, len)?;
+    }
     let mut flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int;
     if huge.is_some() {
         flags |= libc::SHM_HUGETLB;
@@ -156,8 +160,16 @@ pub(crate) fn create(
     // From here on the key is ours: remove the segment again if anything fails.
     let placed = (|| {
         let map = Mapping::shmat(shmid, len, &name)?;
-        if mem.populate {
-            map.populate(&name)?;
+        if huge.is_some() {
+            // shmget(SHM_HUGETLB) reserved the huge pages.
+            if mem.populate {
+                map.populate(&name)?;
+            }
+        } else {
+            // Reserve its memory (`shared.rs`): allocate every page now, so that
+            // running out is an error here, not a fault in the middle of a transfer.
+            // This populates it as `populate` asks, too.
+            map.reserve(&name, SYSV_MEMORY, None)?;
         }
         // Init it.
         init_segment(&map, params, mem, &name)?;

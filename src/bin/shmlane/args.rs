@@ -248,6 +248,28 @@ impl fmt::Display for RingName {
     }
 }
 
+/// `s` as it may be printed to a terminal: every control character (C0, DEL, C1), and
+/// the backslash that introduces the escapes, written as `\x1b`, `\u{9b}`, `\\`. A
+/// ring name is whatever another user put in /dev/shm, and a name carrying terminal
+/// escapes must not be able to clear the screen or forge lines of `ls` or `rm`.
+pub fn printable(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `1.50 MiB`, `512 B`, `4.00 GiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -272,6 +294,14 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(printable("/frames"), "/frames");
+        assert_eq!(printable("/a\x1b[2Jb"), "/a\\x1b[2Jb");
+        assert_eq!(printable("/a\nb\u{7f}\u{9b}\\"), "/a\\x0ab\\x7f\\u{9b}\\\\");
+        assert_eq!(printable("/é"), "/é");
+    }
 
     fn args(list: &[&str]) -> Args {
         Args::new(list.iter().map(OsString::from), "test", "short").unwrap()

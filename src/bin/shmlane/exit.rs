@@ -69,7 +69,7 @@ impl Failure {
     pub fn setup(e: &shmlane::Error) -> Failure {
         use shmlane::Error as E;
         let code = match e {
-            E::Io { .. } => IO,
+            E::Io { .. } | E::NoSpace { .. } => IO,
             // Everything else says the name or options cannot be used as given.
             _ => BAD_USE,
         };

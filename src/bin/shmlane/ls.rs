@@ -3,7 +3,7 @@
 
 use shmlane::inspect::{RingInfo, SegmentState};
 
-use crate::args::{human_bytes, Arg, Args};
+use crate::args::{human_bytes, printable, Arg, Args};
 use crate::exit::Failure;
 use crate::inspect::ring_json;
 use crate::json::Value;
@@ -23,7 +23,8 @@ System V segments that do. For each: its name, kind, segment size, capacity,
 fill level, how many endpoints are attached and alive, and its state, with
 'stale' when no live process uses it ('shmlane rm --stale' removes those) and
 'problems' when its header does not validate ('shmlane inspect NAME' says what
-is wrong).
+is wrong). Names are printed with control characters escaped (\x1b), since
+anyone may put a file in /dev/shm.
 
 Options:
   --json       Print a JSON array with one object per ring, as 'shmlane
@@ -89,7 +90,7 @@ pub fn table(rings: &[RingInfo]) -> String {
                 _ => "?".to_string(),
             };
             [
-                r.name.clone(),
+                printable(&r.name),
                 r.kind.as_str().to_string(),
                 human_bytes(r.segment_size),
                 human_bytes(r.capacity),

@@ -2,7 +2,7 @@
 
 use shmlane::Error;
 
-use crate::args::{Arg, Args, RingName};
+use crate::args::{printable, Arg, Args, RingName};
 use crate::exit::{Failure, BAD_USE, IO};
 use crate::UsageError;
 
@@ -24,7 +24,9 @@ With --stale, removes every ring on this host that no live process uses: no
 endpoint attached and alive, and no live creator (a ring still being created,
 or made by a process that is waiting for its endpoints, is kept); with names,
 only those of NAME... that are stale. Each is read again right before it is
-removed. Prints the names it removes.
+removed. Prints the names it removes; a stale ring it cannot remove (another
+user's, say) is skipped and named on stderr, and the sweep goes on (status 1).
+Names are printed with control characters escaped (\x1b).
 
 Options:
   --stale      Remove every stale ring instead of named ones
@@ -154,13 +156,27 @@ fn remove_stale(names: &[RingName], dry_run: bool) -> Result<(), Failure> {
         if dry_run {
             let rings = shmlane::inspect::list().map_err(|e| Failure::setup(&e))?;
             for r in rings.iter().filter(|r| r.is_stale()) {
-                println!("would remove {}", r.name);
+                println!("would remove {}", printable(&r.name));
             }
             return Ok(());
         }
-        let removed = shmlane::inspect::remove_stale().map_err(|e| Failure::setup(&e))?;
-        for name in removed {
-            println!("removed {name}");
+        let sweep = shmlane::inspect::remove_stale().map_err(|e| Failure::setup(&e))?;
+        for name in &sweep.removed {
+            println!("removed {}", printable(name));
+        }
+        // Each ring that could not be removed is said, and the others were swept.
+        for (name, e) in &sweep.skipped {
+            eprintln!(
+                "shmlane rm: skipped {}: {}",
+                printable(name),
+                printable(&e.to_string())
+            );
+        }
+        if !sweep.skipped.is_empty() {
+            return Err(Failure::io(format!(
+                "{} stale ring(s) not removed",
+                sweep.skipped.len()
+            )));
         }
         return Ok(());
     }
