@@ -741,7 +741,9 @@ macro_rules! producer_methods {
 macro_rules! consumer_methods {
     ($m:literal) => {
         /// The largest message [`recv`](Self::recv) reassembles (from the ring's
-        /// options unless changed with [`set_max_message`](Self::set_max_message)).
+        /// options, capped for an endpoint that opened the ring by its own limit: see
+        /// [`RingOptions::max_message`](crate::RingOptions::max_message); unless
+        /// changed with [`set_max_message`](Self::set_max_message)).
         pub fn max_message(&self) -> u64 {
             self.max_message
         }

@@ -119,7 +119,11 @@ impl RingOptions {
     /// The largest message `recv` will reassemble into a `Vec` (default 1 GiB). A longer
     /// one gives [`RecvError::TooLarge`](crate::RecvError::TooLarge) without allocating;
     /// `recv_stream` reads messages of any length. Stored in the segment, so it is also
-    /// the default of consumers that open the ring.
+    /// the default of consumers that open the ring, up to their own limit: a consumer
+    /// that opens takes the smaller of the ring's value and [`DEFAULT_MAX_MESSAGE`]
+    /// (`create_or_open`: and the `max_message` of its own options), so that the
+    /// creator never decides how much another process's `recv` allocates. Each
+    /// consumer can change its own with `set_max_message`.
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = bytes;
         self
