@@ -56,7 +56,8 @@ pub enum Notifier {
     Futex,
     /// Process-shared POSIX semaphores (`sem_init(pshared = 1)`) in the header, for
     /// comparison, and for systems or sandboxes without futex. Sleeps are bounded with
-    /// `sem_timedwait`.
+    /// `sem_clockwait` on `CLOCK_MONOTONIC` (glibc 2.30 and later; `sem_timedwait`, on
+    /// the wall clock, elsewhere).
     ///
     /// Trust: a `sem_t` is libc's, and its bytes cannot all be validated. The word
     /// libc passes to the futex call as its flags (on 64-bit targets) is compared,
@@ -64,7 +65,10 @@ pub enum Notifier {
     /// it would otherwise make glibc abort the process ("The futex facility returned
     /// an unexpected error code"); a semaphore whose word differs is left alone, and
     /// sleepers fall back to their bounded park slices. Other garbage (a count) costs
-    /// at most spurious or missed wake-ups, which those slices make up for.
+    /// at most spurious or missed wake-ups, which those slices make up for. The check
+    /// and libc's call are two steps: a peer that rewrites the word in between, on
+    /// purpose, can still make glibc abort this process (never read or write outside
+    /// the `sem_t`); use the futex notifier with peers that might.
     Semaphore,
 }
 
