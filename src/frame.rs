@@ -266,7 +266,8 @@ pub(crate) fn cells_for(len: usize, cell_shift: u32) -> u64 {
 /// Decodes the record word of a published record whose first cell is at `index` of
 /// `n_cells` cells of `1 << cell_shift` bytes; payloads are at most `max_payload`
 /// bytes. Checks everything the consumer will index with: the record ends before the
-/// end of the cell array.
+/// end of the cell array. An error's `position` is 0 here, which knows only the index:
+/// every caller sets it to the record's position.
 #[inline]
 pub(crate) fn decode_cell(
     word: u64,

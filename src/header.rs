@@ -734,7 +734,7 @@ impl Header {
             return Err(HeaderFault::Corrupt {
                 field: "max_endpoints",
                 value: max_endpoints.into(),
-                reason: "must be 2 for SPSC, 2..=64 for MPMC",
+                reason: "must be 2 for SPSC, 2..=32 for MPMC",
             });
         }
         let region_len = capacity + cells * CELL_ENTRY_SIZE as u64;

@@ -118,6 +118,9 @@ pub(crate) trait RecordConsumer {
     fn content_index(&self, rec: &DataRecord) -> usize;
     /// Index in the data region of the first payload byte of the record in hand.
     fn payload_index(&self, rec: &DataRecord) -> usize;
+    /// The ring position of the record in hand (bytes for SPSC, cells for MPMC), for
+    /// the errors that report it.
+    fn record_position(&self) -> u64;
     /// The data region.
     fn data(&self) -> DataRegion;
     /// The message `recv` has partly reassembled, if any.
@@ -333,7 +336,7 @@ pub(crate) fn message_total<C: RecordConsumer>(c: &C, rec: &DataRecord) -> Resul
         return Err(Corruption {
             what: "message total length",
             value: total,
-            position: 0,
+            position: c.record_position(),
         });
     }
     Ok(total)
@@ -443,7 +446,7 @@ pub(crate) fn recv_with<C: RecordConsumer>(
             return Err(RecvTimeoutError::Corrupt(Corruption {
                 what: "fragment length (does not add up to the message total)",
                 value: rec.len() as u64,
-                position: 0,
+                position: c.record_position(),
             }));
         }
         take_into(c, &rec, buf);
@@ -877,7 +880,7 @@ pub(crate) use {consumer_methods, producer_methods};
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::frame::{self, Record, FLAG_BEGIN};
+    use crate::frame::{self, Record, BEGIN_PREFIX, FLAG_BEGIN};
 
     /// A consumer whose peer never stops publishing records that make no progress:
     /// after an optional BEGIN-only fragment (total 100, no content), `next_record`
@@ -930,6 +933,9 @@ mod tests {
         fn payload_index(&self, _rec: &DataRecord) -> usize {
             8
         }
+        fn record_position(&self) -> u64 {
+            0
+        }
         fn data(&self) -> DataRegion {
             // SAFETY: 64 bytes, 8-aligned, alive as long as `self` (every use of the
             // region is within a call on `self`); 64 is a power of two.
@@ -968,6 +974,54 @@ mod tests {
                 crate::stream::MessageReader::new(&mut c, Mode::timeout(TIMEOUT)),
                 Err(RecvTimeoutError::Timeout)
             ));
+        }
+    }
+
+    /// Publishes a BEGIN-only fragment whose total-length prefix says `total` and whose
+    /// content is `content` bytes; returns the fragment's ring position.
+    fn publish_begin(tx: &mut crate::spsc::Producer, total: u64, content: usize) -> u64 {
+        let c = tx
+            .claim(BEGIN_PREFIX + content, FLAG_BEGIN, Mode::Try)
+            .unwrap()
+            .unwrap();
+        // SAFETY: the first 8 bytes of the record just claimed, ours until published.
+        unsafe { tx.data().write(c.index, &total.to_le_bytes()) };
+        tx.publish(c, BEGIN_PREFIX + content, FLAG_BEGIN);
+        c.pos
+    }
+
+    #[test]
+    fn corruption_errors_say_where() {
+        let (mut tx, mut rx) = crate::spsc::channel(&crate::RingOptions::new(4096)).unwrap();
+        let mut buf = Vec::new();
+        // Move off position 0, so that 0 would be wrong.
+        tx.send(&[1; 100]).unwrap();
+        rx.recv(&mut buf).unwrap();
+
+        // A total no longer than the first fragment's content.
+        let at = publish_begin(&mut tx, 8, 8);
+        assert_ne!(at, 0);
+        match rx.recv(&mut buf) {
+            Err(RecvError::Corrupt(c)) => {
+                assert_eq!((c.what, c.position), ("message total length", at))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fragment_length_errors_say_where() {
+        let (mut tx, mut rx) = crate::spsc::channel(&crate::RingOptions::new(4096)).unwrap();
+        let mut buf = Vec::new();
+        tx.send(&[1; 100]).unwrap();
+        rx.recv(&mut buf).unwrap();
+        // A message of 20 bytes whose second fragment carries 100.
+        publish_begin(&mut tx, 20, 8);
+        let c = tx.claim(100, 0, Mode::Try).unwrap().unwrap();
+        tx.publish(c, 100, 0);
+        match rx.recv(&mut buf) {
+            Err(RecvError::Corrupt(e)) => assert_eq!(e.position, c.pos, "{e:?}"),
+            other => panic!("{other:?}"),
         }
     }
 

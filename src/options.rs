@@ -104,8 +104,15 @@ impl RingOptions {
     }
 
     /// MPMC rings only: how many endpoints (producers and consumers together) may be
-    /// attached at once, 2 to 64 (default [`DEFAULT_MAX_ENDPOINTS`]). Attaching past it
+    /// attached at once, 2 to 32 (default [`DEFAULT_MAX_ENDPOINTS`]). Attaching past it
     /// fails with [`Error::Busy`](crate::Error::Busy).
+    ///
+    /// ```
+    /// use shmlane::{mpmc, Error, RingOptions};
+    /// assert!(mpmc::channel(&RingOptions::new(4096).max_endpoints(32)).is_ok());
+    /// let too_many = mpmc::channel(&RingOptions::new(4096).max_endpoints(33));
+    /// assert!(matches!(too_many, Err(Error::InvalidOptions { .. })));
+    /// ```
     pub fn max_endpoints(mut self, n: usize) -> Self {
         self.max_endpoints = n;
         self

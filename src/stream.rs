@@ -386,7 +386,7 @@ impl<'a, C: RecordConsumer> MessageReader<'a, C> {
                 crate::Corruption {
                     what: "fragment length (does not add up to the message total)",
                     value: rec.len() as u64,
-                    position: 0,
+                    position: self.consumer.record_position(),
                 },
             ));
         }

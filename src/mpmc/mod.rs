@@ -1441,6 +1441,10 @@ impl RecordConsumer for Consumer {
         self.ring.index(h.pos)
     }
 
+    fn record_position(&self) -> u64 {
+        self.in_hand.as_ref().map_or(0, |h| h.pos)
+    }
+
     #[inline(always)]
     fn data(&self) -> DataRegion {
         self.ring.data
