@@ -6,7 +6,8 @@
 //! bit  0..32  payload length in bytes (for a BEGIN-only fragment it includes the
 //!             8-byte total-length prefix that follows the header)
 //! bit 32..40  flags: VALID (always set, so a header word is never 0), PAD, BEGIN, END, ABORT
-//! bit 40..64  tag: bits 3..27 of the record's ring position
+//! bit 40..64  tag: bits 3..27 of the record's ring position, XOR bits 27..51 (see
+//!             [`tag`])
 //! ```
 //!
 //! The header word is also the record's commit word: the producer writes the payload,
@@ -50,10 +51,25 @@ pub(crate) const FLAG_BITS: u8 = FLAG_VALID | FLAG_PAD | FLAG_BEGIN | FLAG_END |
 const TAG_BITS: u32 = 24;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 
-/// The tag a header at `position` carries.
+/// The tag a header at `position` carries: bits 3..27 of the position (which record
+/// slot of an aligned 128 MiB window), XOR bits 27..51 (which window).
+///
+/// Bits 3..27 alone repeat every 2^27 bytes: in a ring of 128 MiB or more a header
+/// left from an earlier lap sits at the same index with the same bits 3..27, and would
+/// pass. With bits 27..51 folded in, the header of the lap just before never passes,
+/// at any capacity up to [`MAX_CAPACITY`](crate::header::MAX_CAPACITY): in rings of
+/// 128 MiB and more the two positions differ by exactly `capacity >> 27` in bits
+/// 27..51 and not at all in bits 3..27; in smaller rings they differ in bits 3..27,
+/// which flips tag bits from bit `log2(capacity) - 3 >= 3` up, while bits 27..51
+/// differ at most by one borrow, which flips tag bits from bit 0 up: the two patterns
+/// never cancel. In rings of
+/// 128 MiB and more a header `k` laps old passes only when `k * capacity` is a
+/// multiple of 2^51 (so never fewer than 2^11 laps back). As before, each aligned
+/// 2^27-byte window has one position per tag. The cost is one shift and one XOR beside
+/// the compare, on each side, on words already in registers.
 #[inline]
-fn tag(position: u64) -> u64 {
-    (position >> 3) & TAG_MASK
+pub(crate) fn tag(position: u64) -> u64 {
+    ((position >> 3) ^ (position >> 27)) & TAG_MASK
 }
 
 /// Total size in the ring of a record with `payload_len` payload bytes.
@@ -250,7 +266,8 @@ pub(crate) fn cells_for(len: usize, cell_shift: u32) -> u64 {
 /// Decodes the record word of a published record whose first cell is at `index` of
 /// `n_cells` cells of `1 << cell_shift` bytes; payloads are at most `max_payload`
 /// bytes. Checks everything the consumer will index with: the record ends before the
-/// end of the cell array.
+/// end of the cell array. An error's `position` is 0 here, which knows only the index:
+/// every caller sets it to the record's position.
 #[inline]
 pub(crate) fn decode_cell(
     word: u64,
@@ -327,6 +344,36 @@ mod tests {
         assert!(decode(w | (0x10 << 32), 64, cap, max).is_err());
         assert!(decode(encode(0, 0, FLAG_ABORT), 0, cap, max).is_err());
         assert!(decode(encode(0, 0, FLAG_END | FLAG_ABORT), 0, cap, max).is_ok());
+    }
+
+    #[test]
+    fn earlier_laps_fail_the_tag_check_in_large_rings() {
+        // Rings of 128 MiB and more: bits 3..27 of positions one lap apart are equal,
+        // so the tag must carry the lap some other way.
+        for shift in [6u32, 12, 26, 27, 28, 31, 35, 40] {
+            let cap = 1usize << shift;
+            let max = (cap / 2).min(1 << 31);
+            for pos in [
+                64u64,
+                3 << 40,
+                (1 << 51) - 64,
+                (u64::MAX - (cap as u64) * 2 + 1) & !7,
+            ] {
+                let w = encode(pos, 16, FLAGS_WHOLE);
+                let at = |p: u64| decode(w, p, cap, max);
+                assert!(
+                    matches!(at(pos), Ok(Some(Record::Data(_)))),
+                    "{shift} {pos}"
+                );
+                for laps in 1..=4u64 {
+                    let later = pos.wrapping_add(laps * cap as u64);
+                    assert!(
+                        at(later).is_err(),
+                        "cap 2^{shift}, {laps} laps after {pos:#x}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1512,7 +1512,7 @@ fn peer_op(env: &Env, m: &mut Model, input: &mut Input<'_>) {
                 _ => u64::from(input.u32()),
             };
             let flags = u64::from(input.u8() | frame::FLAG_VALID);
-            let word = len | (flags << 32) | (((pos >> 3) & 0xff_ffff) << 40);
+            let word = len | (flags << 32) | (frame::tag(pos) << 40);
             region.word(index).store(word, Ordering::Release);
         }
         6 => region.word(index).store(input.u64(), Ordering::Release),

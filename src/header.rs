@@ -19,7 +19,8 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANE\0");
 /// counts hold woken-one-at-a-time tokens beside the waiters, and sleep on a wake
 /// sequence instead of the epoch; 4: an endpoint slot's word says how its holder's
 /// life is told and counts its holders, the slot records the holder's pid namespace,
-/// and a proven-dead endpoint waiting for its recovery has a state of its own).
+/// and a proven-dead endpoint waiting for its recovery has a state of its own; the
+/// record tag mixes in position bits 27.. so that no earlier lap's header passes it).
 pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Size of the header; the data region starts here (page aligned).
 pub(crate) const HEADER_SIZE: usize = 4096;
@@ -812,7 +813,7 @@ impl Header {
             return Err(HeaderFault::Corrupt {
                 field: "max_endpoints",
                 value: max_endpoints.into(),
-                reason: "must be 2 for SPSC, 2..=64 for MPMC",
+                reason: "must be 2 for SPSC, 2..=32 for MPMC",
             });
         }
         let region_len = capacity + cells * CELL_ENTRY_SIZE as u64;

@@ -108,7 +108,7 @@ pub struct RingInfo {
     pub capacity: u64,
     /// Cell size of an MPMC ring; 0 for SPSC.
     pub cell_size: u64,
-    /// How many endpoints may be attached at once: 2 for SPSC, up to 64 for MPMC.
+    /// How many endpoints may be attached at once: 2 for SPSC, up to 32 for MPMC.
     pub max_endpoints: u32,
     /// Largest record (header, payload and padding) in bytes.
     pub max_record: u64,

@@ -36,7 +36,31 @@ impl Mode {
         // A timeout too large to add to now() is as good as none.
         Mode::Block(Instant::now().checked_add(timeout))
     }
+
+    /// Counts one record a receive skipped without progress (a stray fragment, or an
+    /// empty one), and says whether the call must now give up: its deadline passed.
+    ///
+    /// `next_record` looks at the deadline only when it has to wait, so a peer that
+    /// keeps publishing such records would otherwise keep a timed call looping for as
+    /// long as it likes. The clock is read once per [`SKIPS_PER_CLOCK_READ`] skips: a
+    /// timed call returns at most that many records after its deadline, and a call
+    /// with a zero timeout still skips the few strays a dropped reader leaves before a
+    /// message.
+    #[inline]
+    pub(crate) fn skipped_past_deadline(self, skipped: &mut u32) -> bool {
+        *skipped = skipped.wrapping_add(1);
+        match self {
+            Mode::Block(Some(deadline)) if *skipped % SKIPS_PER_CLOCK_READ == 0 => {
+                Instant::now() >= deadline
+            }
+            _ => false,
+        }
+    }
 }
+
+/// How many records a receive skips between two looks at its deadline (see
+/// [`Mode::skipped_past_deadline`]).
+pub(crate) const SKIPS_PER_CLOCK_READ: u32 = 64;
 
 /// Room claimed for one record, not yet published.
 #[derive(Clone, Copy, Debug)]
@@ -94,6 +118,9 @@ pub(crate) trait RecordConsumer {
     fn content_index(&self, rec: &DataRecord) -> usize;
     /// Index in the data region of the first payload byte of the record in hand.
     fn payload_index(&self, rec: &DataRecord) -> usize;
+    /// The ring position of the record in hand (bytes for SPSC, cells for MPMC), for
+    /// the errors that report it.
+    fn record_position(&self) -> u64;
     /// The data region.
     fn data(&self) -> DataRegion;
     /// The message `recv` has partly reassembled, if any.
@@ -309,7 +336,7 @@ pub(crate) fn message_total<C: RecordConsumer>(c: &C, rec: &DataRecord) -> Resul
         return Err(Corruption {
             what: "message total length",
             value: total,
-            position: 0,
+            position: c.record_position(),
         });
     }
     Ok(total)
@@ -349,8 +376,15 @@ pub(crate) fn recv_with<C: RecordConsumer>(
             None
         }
     };
+    // Set when records skipped without progress took the call past its deadline.
+    let (mut skipped, mut expired) = (0, false);
     loop {
-        let rec = match c.next_record(mode) {
+        let next = if expired {
+            Err(RecvTimeoutError::Timeout)
+        } else {
+            c.next_record(mode)
+        };
+        let rec = match next {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(total) = total {
@@ -372,6 +406,7 @@ pub(crate) fn recv_with<C: RecordConsumer>(
                 // The rest of a message whose start we never saw (we attached, or a
                 // reader was dropped, in its middle), or a stray ABORT: skip it.
                 c.release_record(&rec);
+                expired = mode.skipped_past_deadline(&mut skipped);
                 continue;
             }
             if rec.is_whole() {
@@ -411,12 +446,16 @@ pub(crate) fn recv_with<C: RecordConsumer>(
             return Err(RecvTimeoutError::Corrupt(Corruption {
                 what: "fragment length (does not add up to the message total)",
                 value: rec.len() as u64,
-                position: 0,
+                position: c.record_position(),
             }));
         }
         take_into(c, &rec, buf);
         if rec.is_end() {
             return Ok(buf.len());
+        }
+        if rec.content_len() == 0 {
+            // An empty middle fragment: no progress either.
+            expired = mode.skipped_past_deadline(&mut skipped);
         }
     }
 }
@@ -430,10 +469,15 @@ pub(crate) fn recv_ref_with<C: RecordConsumer>(
     if let Some(p) = c.partial() {
         return Err(RecvTimeoutError::Fragmented { len: p.total });
     }
+    let mut skipped = 0;
     loop {
         let rec = c.next_record(mode)?;
         if !rec.is_begin() {
+            // A stray fragment (see `recv_with`): skip it, within the deadline.
             c.release_record(&rec);
+            if mode.skipped_past_deadline(&mut skipped) {
+                return Err(RecvTimeoutError::Timeout);
+            }
             continue;
         }
         if !rec.is_whole() {
@@ -700,7 +744,9 @@ macro_rules! producer_methods {
 macro_rules! consumer_methods {
     ($m:literal) => {
         /// The largest message [`recv`](Self::recv) reassembles (from the ring's
-        /// options unless changed with [`set_max_message`](Self::set_max_message)).
+        /// options, capped for an endpoint that opened the ring by its own limit: see
+        /// [`RingOptions::max_message`](crate::RingOptions::max_message); unless
+        /// changed with [`set_max_message`](Self::set_max_message)).
         pub fn max_message(&self) -> u64 {
             self.max_message
         }
@@ -830,3 +876,164 @@ macro_rules! consumer_methods {
 }
 
 pub(crate) use {consumer_methods, producer_methods};
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::frame::{self, Record, BEGIN_PREFIX, FLAG_BEGIN};
+
+    /// A consumer whose peer never stops publishing records that make no progress:
+    /// after an optional BEGIN-only fragment (total 100, no content), `next_record`
+    /// always has one more stray (or empty) fragment ready, for 10 s; then it says
+    /// Disconnected, so that a receive that ignores its deadline ends too, with the
+    /// wrong answer.
+    struct Endless {
+        words: Vec<u64>,
+        started: Instant,
+        begin: bool,
+        flags: u8,
+        partial: Option<Partial>,
+    }
+
+    impl Endless {
+        fn new(begin: bool, flags: u8) -> Self {
+            let mut words = vec![0u64; 8];
+            words[1] = 100; // the BEGIN fragment's total, after its header
+            Endless {
+                words,
+                started: Instant::now(),
+                begin,
+                flags,
+                partial: None,
+            }
+        }
+
+        fn record(len: u32, flags: u8) -> DataRecord {
+            match frame::decode(frame::encode(0, len, flags), 0, 64, 32) {
+                Ok(Some(Record::Data(d))) => d,
+                other => panic!("not a data record: {other:?}"),
+            }
+        }
+    }
+
+    impl RecordConsumer for Endless {
+        fn next_record(&mut self, _mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
+            if std::mem::take(&mut self.begin) {
+                return Ok(Self::record(8, FLAG_BEGIN));
+            }
+            if self.started.elapsed() > Duration::from_secs(10) {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            Ok(Self::record(0, self.flags))
+        }
+        fn release_record(&mut self, _rec: &DataRecord) {}
+        fn content_index(&self, rec: &DataRecord) -> usize {
+            8 + rec.prefix_len()
+        }
+        fn payload_index(&self, _rec: &DataRecord) -> usize {
+            8
+        }
+        fn record_position(&self) -> u64 {
+            0
+        }
+        fn data(&self) -> DataRegion {
+            // SAFETY: 64 bytes, 8-aligned, alive as long as `self` (every use of the
+            // region is within a call on `self`); 64 is a power of two.
+            unsafe { DataRegion::new(self.words.as_ptr() as *mut u8, 64) }
+        }
+        fn partial(&mut self) -> &mut Option<Partial> {
+            &mut self.partial
+        }
+        fn max_message(&self) -> u64 {
+            1 << 20
+        }
+        fn max_record_payload(&self) -> usize {
+            24
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn timed_receives_return_while_strays_keep_coming() {
+        // Middle fragments and ABORTs without a BEGIN: strays every receive skips.
+        for flags in [0, FLAGS_ABORTED] {
+            let mut c = Endless::new(false, flags);
+            let mut buf = Vec::new();
+            assert_eq!(
+                recv_with(&mut c, &mut buf, Mode::timeout(TIMEOUT)),
+                Err(RecvTimeoutError::Timeout)
+            );
+            let mut c = Endless::new(false, flags);
+            assert!(matches!(
+                recv_ref_with(&mut c, Mode::timeout(TIMEOUT)),
+                Err(RecvTimeoutError::Timeout)
+            ));
+            let mut c = Endless::new(false, flags);
+            assert!(matches!(
+                crate::stream::MessageReader::new(&mut c, Mode::timeout(TIMEOUT)),
+                Err(RecvTimeoutError::Timeout)
+            ));
+        }
+    }
+
+    /// Publishes a BEGIN-only fragment whose total-length prefix says `total` and whose
+    /// content is `content` bytes; returns the fragment's ring position.
+    fn publish_begin(tx: &mut crate::spsc::Producer, total: u64, content: usize) -> u64 {
+        let c = tx
+            .claim(BEGIN_PREFIX + content, FLAG_BEGIN, Mode::Try)
+            .unwrap()
+            .unwrap();
+        // SAFETY: the first 8 bytes of the record just claimed, ours until published.
+        unsafe { tx.data().write(c.index, &total.to_le_bytes()) };
+        tx.publish(c, BEGIN_PREFIX + content, FLAG_BEGIN);
+        c.pos
+    }
+
+    #[test]
+    fn corruption_errors_say_where() {
+        let (mut tx, mut rx) = crate::spsc::channel(&crate::RingOptions::new(4096)).unwrap();
+        let mut buf = Vec::new();
+        // Move off position 0, so that 0 would be wrong.
+        tx.send(&[1; 100]).unwrap();
+        rx.recv(&mut buf).unwrap();
+
+        // A total no longer than the first fragment's content.
+        let at = publish_begin(&mut tx, 8, 8);
+        assert_ne!(at, 0);
+        match rx.recv(&mut buf) {
+            Err(RecvError::Corrupt(c)) => {
+                assert_eq!((c.what, c.position), ("message total length", at))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fragment_length_errors_say_where() {
+        let (mut tx, mut rx) = crate::spsc::channel(&crate::RingOptions::new(4096)).unwrap();
+        let mut buf = Vec::new();
+        tx.send(&[1; 100]).unwrap();
+        rx.recv(&mut buf).unwrap();
+        // A message of 20 bytes whose second fragment carries 100.
+        publish_begin(&mut tx, 20, 8);
+        let c = tx.claim(100, 0, Mode::Try).unwrap().unwrap();
+        tx.publish(c, 100, 0);
+        match rx.recv(&mut buf) {
+            Err(RecvError::Corrupt(e)) => assert_eq!(e.position, c.pos, "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn timed_recv_returns_while_empty_fragments_keep_coming() {
+        let mut c = Endless::new(true, 0);
+        let mut buf = Vec::new();
+        assert_eq!(
+            recv_with(&mut c, &mut buf, Mode::timeout(TIMEOUT)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        // The message begun is kept for the next call.
+        assert!(matches!(c.partial, Some(Partial { total: 100, .. })));
+    }
+}

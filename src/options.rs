@@ -56,7 +56,8 @@ pub enum Notifier {
     Futex,
     /// Process-shared POSIX semaphores (`sem_init(pshared = 1)`) in the header, for
     /// comparison, and for systems or sandboxes without futex. Sleeps are bounded with
-    /// `sem_timedwait`.
+    /// `sem_clockwait` on `CLOCK_MONOTONIC` (glibc 2.30 and later; `sem_timedwait`, on
+    /// the wall clock, elsewhere).
     ///
     /// Trust: a `sem_t` is libc's, and its bytes cannot all be validated. The word
     /// libc passes to the futex call as its flags (on 64-bit targets) is compared,
@@ -64,7 +65,10 @@ pub enum Notifier {
     /// it would otherwise make glibc abort the process ("The futex facility returned
     /// an unexpected error code"); a semaphore whose word differs is left alone, and
     /// sleepers fall back to their bounded park slices. Other garbage (a count) costs
-    /// at most spurious or missed wake-ups, which those slices make up for.
+    /// at most spurious or missed wake-ups, which those slices make up for. The check
+    /// and libc's call are two steps: a peer that rewrites the word in between, on
+    /// purpose, can still make glibc abort this process (never read or write outside
+    /// the `sem_t`); use the futex notifier with peers that might.
     Semaphore,
 }
 
@@ -100,8 +104,15 @@ impl RingOptions {
     }
 
     /// MPMC rings only: how many endpoints (producers and consumers together) may be
-    /// attached at once, 2 to 64 (default [`DEFAULT_MAX_ENDPOINTS`]). Attaching past it
+    /// attached at once, 2 to 32 (default [`DEFAULT_MAX_ENDPOINTS`]). Attaching past it
     /// fails with [`Error::Busy`](crate::Error::Busy).
+    ///
+    /// ```
+    /// use shmlane::{mpmc, Error, RingOptions};
+    /// assert!(mpmc::channel(&RingOptions::new(4096).max_endpoints(32)).is_ok());
+    /// let too_many = mpmc::channel(&RingOptions::new(4096).max_endpoints(33));
+    /// assert!(matches!(too_many, Err(Error::InvalidOptions { .. })));
+    /// ```
     pub fn max_endpoints(mut self, n: usize) -> Self {
         self.max_endpoints = n;
         self
@@ -119,7 +130,11 @@ impl RingOptions {
     /// The largest message `recv` will reassemble into a `Vec` (default 1 GiB). A longer
     /// one gives [`RecvError::TooLarge`](crate::RecvError::TooLarge) without allocating;
     /// `recv_stream` reads messages of any length. Stored in the segment, so it is also
-    /// the default of consumers that open the ring.
+    /// the default of consumers that open the ring, up to their own limit: a consumer
+    /// that opens takes the smaller of the ring's value and [`DEFAULT_MAX_MESSAGE`]
+    /// (`create_or_open`: and the `max_message` of its own options), so that the
+    /// creator never decides how much another process's `recv` allocates. Each
+    /// consumer can change its own with `set_max_message`.
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = bytes;
         self

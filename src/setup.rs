@@ -120,14 +120,31 @@ pub(crate) fn create_ring(kind: u32, name: &str, opts: &RingOptions) -> Result<(
 }
 
 /// Opens the segment at `location` as a ring of `kind`, if `accept` allows its owner
-/// and mode.
+/// and mode. The opener's cap on what `recv` reassembles is the ring's `max_message`
+/// up to [`DEFAULT_MAX_MESSAGE`](crate::DEFAULT_MAX_MESSAGE) (see [`open_capped`]).
 #[cfg(not(loom))]
 pub(crate) fn open_segment(
     kind: u32,
     location: Location<'_>,
     accept: &crate::OpenOptions,
 ) -> Result<(Arc<Segment>, RingParams), Error> {
-    let (seg, params) = crate::segment::open(location, kind, accept)?;
+    open_capped(kind, location, accept, crate::DEFAULT_MAX_MESSAGE)
+}
+
+/// [`open_segment`], with the opener's own cap on what `recv` reassembles: `max_message`
+/// becomes the smaller of the ring's and `cap`. The header's value is the creator's,
+/// and whoever can write the segment can set it, so it may lower what this process's
+/// `recv` allocates, never raise it past the opener's own limit (which `set_max_message`
+/// can still raise, by the opener's own choice).
+#[cfg(not(loom))]
+fn open_capped(
+    kind: u32,
+    location: Location<'_>,
+    accept: &crate::OpenOptions,
+    cap: u64,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    let (seg, mut params) = crate::segment::open(location, kind, accept)?;
+    params.max_message = params.max_message.min(cap);
     Ok((Arc::new(seg), params))
 }
 
@@ -158,7 +175,7 @@ pub(crate) fn create_or_open_segment(
             Err(Error::AlreadyExists { .. }) => {}
             other => return other,
         }
-        match open_segment(kind, location()?, &accept) {
+        match open_capped(kind, location()?, &accept, opts.max_message) {
             Err(e @ Error::NotFound { .. }) => last = Some(e),
             // Its creator died before it was ready: replace it (if still so once we
             // hold every lock of it), then race to create again.

@@ -900,6 +900,10 @@ impl RecordConsumer for Consumer {
         self.ring.data.index(self.head) + RECORD_HEADER
     }
 
+    fn record_position(&self) -> u64 {
+        self.head
+    }
+
     #[inline(always)]
     fn data(&self) -> DataRegion {
         self.ring.data

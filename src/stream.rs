@@ -307,11 +307,17 @@ impl<'a, C: RecordConsumer> MessageReader<'a, C> {
                 consumer,
             });
         }
+        let mut skipped = 0;
         loop {
             let rec = consumer.next_record(mode)?;
             if !rec.is_begin() {
-                // The rest of a message whose start we never saw: skip it.
+                // The rest of a message whose start we never saw: skip it, within the
+                // deadline (a peer that keeps publishing strays must not keep a timed
+                // call here).
                 consumer.release_record(&rec);
+                if mode.skipped_past_deadline(&mut skipped) {
+                    return Err(RecvTimeoutError::Timeout);
+                }
                 continue;
             }
             let total = if rec.is_whole() {
@@ -380,7 +386,7 @@ impl<'a, C: RecordConsumer> MessageReader<'a, C> {
                 crate::Corruption {
                     what: "fragment length (does not add up to the message total)",
                     value: rec.len() as u64,
-                    position: 0,
+                    position: self.consumer.record_position(),
                 },
             ));
         }

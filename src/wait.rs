@@ -401,7 +401,9 @@ impl<'a> EventCount<'a> {
 /// that wait return at once. `post` adds a token only when the count is 0, so a waiter
 /// that cancels (its re-check succeeded) leaves at most one stale token behind, which
 /// costs its next wait one spurious wake-up and a re-check, never a lost one. Waits
-/// are bounded (`sem_timedwait`).
+/// are bounded: `sem_clockwait` on `CLOCK_MONOTONIC` (glibc 2.30 and later), so that
+/// a step of the wall clock neither stretches nor cuts a park; `sem_timedwait`
+/// (`CLOCK_REALTIME`) only where the C library has no `sem_clockwait`.
 pub(crate) mod semaphore {
     use super::*;
 
@@ -431,6 +433,24 @@ pub(crate) mod semaphore {
 
     /// Whether the semaphore's flags word is what `sem_init` wrote (see
     /// [`shared_flags_word`]); `true` where that word is not known.
+    ///
+    /// The check and the C library's call that follows are two steps: a peer that
+    /// rewrites the word between them (a window of a few instructions, per call) gets
+    /// past it. What that can do: make glibc's futex call fail with an error it does
+    /// not expect (EINVAL, ENOSYS for an operation the flags turn into), which glibc
+    /// answers by aborting this process; or turn the call into a private-futex one,
+    /// whose wake-up reaches nobody (a lost wake-up, made up for by the sleepers'
+    /// bounded park slices). What it cannot do: make glibc touch memory outside the
+    /// 32-byte `sem_t` inside our mapping (the flags choose only the futex operation),
+    /// hand this process anything but a spurious or missed wake-up, or corrupt a
+    /// message. Why it is accepted: closing it means not handing shared bytes to
+    /// glibc's `sem_t` code at all, that is, a semaphore of our own on the futex, which
+    /// is the futex notifier (the default, which has no such window); the semaphore
+    /// notifier exists for comparison and for policies that want libc's semaphores.
+    /// Hitting the window takes a peer that writes the segment on purpose, in a race
+    /// of a few instructions, and such a peer is already outside the trust model (it
+    /// can stop the ring in many other ways). A peer that scribbles the word by
+    /// mistake and leaves it is caught here on every later call.
     #[cfg(not(loom))]
     fn intact(sem: &SemSlot) -> bool {
         #[cfg(target_pointer_width = "64")]
@@ -471,6 +491,31 @@ pub(crate) mod semaphore {
         let _ = (sem, waiters);
     }
 
+    /// `int sem_clockwait(sem_t *, clockid_t, const struct timespec *)` (glibc 2.30,
+    /// 2019; not in the `libc` crate).
+    #[cfg(not(loom))]
+    type SemClockwait = unsafe extern "C" fn(
+        *mut libc::sem_t,
+        libc::clockid_t,
+        *const libc::timespec,
+    ) -> libc::c_int;
+
+    /// The C library's `sem_clockwait`, looked up once at run time (as `std` looks up
+    /// newer glibc functions), so that the crate still links and runs against an older
+    /// glibc or musl, which then wait on `CLOCK_REALTIME` with `sem_timedwait`.
+    #[cfg(not(loom))]
+    fn sem_clockwait() -> Option<SemClockwait> {
+        static FUNCTION: std::sync::OnceLock<Option<SemClockwait>> = std::sync::OnceLock::new();
+        *FUNCTION.get_or_init(|| {
+            // SAFETY: a NUL-terminated name; RTLD_DEFAULT searches the global scope.
+            let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"sem_clockwait".as_ptr()) };
+            // SAFETY: a non-null result is the address of glibc's `sem_clockwait`,
+            // whose C signature is `SemClockwait`.
+            (!f.is_null())
+                .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, SemClockwait>(f) })
+        })
+    }
+
     /// Takes a token, waiting at most `timeout` for one.
     pub(super) fn wait(sem: &SemSlot, timeout: Duration) {
         #[cfg(not(loom))]
@@ -481,13 +526,19 @@ pub(crate) mod semaphore {
                 return;
             }
             crate::sync::count(&futex::WAIT_CALLS);
-            // sem_timedwait takes an absolute CLOCK_REALTIME deadline.
+            let clockwait = sem_clockwait();
+            let clock = if clockwait.is_some() {
+                libc::CLOCK_MONOTONIC
+            } else {
+                libc::CLOCK_REALTIME
+            };
+            // Both calls take an absolute deadline on `clock`.
             let mut now = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
             };
             // SAFETY: `now` is a valid out-parameter.
-            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+            unsafe { libc::clock_gettime(clock, &mut now) };
             let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
             let deadline = libc::timespec {
                 tv_sec: now.tv_sec
@@ -496,8 +547,14 @@ pub(crate) mod semaphore {
                 tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
             };
             // SAFETY: the slot holds an initialised process-shared semaphore;
-            // `deadline` outlives the call.
-            let r = unsafe { libc::sem_timedwait(sem.sem_ptr(), &deadline) };
+            // `deadline` outlives the call; `clockwait` is glibc's `sem_clockwait`,
+            // of the signature declared in `SemClockwait`.
+            let r = unsafe {
+                match clockwait {
+                    Some(f) => f(sem.sem_ptr(), clock, &deadline),
+                    None => libc::sem_timedwait(sem.sem_ptr(), &deadline),
+                }
+            };
             if r != 0 {
                 let errno = std::io::Error::last_os_error().raw_os_error();
                 if errno == Some(libc::ETIMEDOUT) {
@@ -505,7 +562,7 @@ pub(crate) mod semaphore {
                 }
                 debug_assert!(
                     matches!(errno, Some(libc::ETIMEDOUT | libc::EINTR)),
-                    "unexpected sem_timedwait error {errno:?}"
+                    "unexpected sem_clockwait/sem_timedwait error {errno:?}"
                 );
             }
         }
@@ -707,7 +764,7 @@ mod futex {
 }
 
 /// How many wake-up system calls this process has made: `(wake, wait)`, futex or, on
-/// rings with the semaphore notifier, `sem_post`/`sem_timedwait`. Each call site counts
+/// rings with the semaphore notifier, `sem_post`/`sem_clockwait`. Each call site counts
 /// itself, so a test can assert that a hot path made none.
 #[cfg(not(loom))]
 pub fn futex_calls() -> (u64, u64) {

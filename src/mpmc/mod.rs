@@ -608,6 +608,14 @@ pub struct Producer {
     fragment_payload: usize,
     /// A message in fragments was begun and not closed.
     open_message: bool,
+    /// The claim handed out last (to a `WriteGrant` or a `MessageWriter` fragment) and
+    /// not yet published or abandoned. A grant borrows the producer mutably, so when a
+    /// new claim starts this is `Some` only if the grant was leaked (`mem::forget`):
+    /// its cells would then never be published, and since the new claim overwrites
+    /// the claim note, not even recovery after our death would free them. `claim`
+    /// abandons it first (padding, or an ABORT for a fragment). Private memory, so it
+    /// is trusted, unlike the note in the segment.
+    outstanding: Option<Claim>,
 }
 
 // SAFETY: the raw pointers in `ring` point into the segment it keeps alive, and the
@@ -641,6 +649,7 @@ impl Producer {
             spinner: Spinner::default(),
             fragment_payload,
             open_message: false,
+            outstanding: None,
         })
     }
 
@@ -851,6 +860,24 @@ impl Producer {
             }
     }
 
+    /// Gives up the cells of a claim whose grant was leaked (see `outstanding`): pads
+    /// them, so that consumers skip them and producers reuse them next lap. A leaked
+    /// first fragment also gives back the writer-stream slot it took; a leaked later
+    /// fragment leaves the message open (`open_message`), and the next send closes it
+    /// with an ABORT as after any abandoned stream, so its reader gets `Truncated`.
+    #[cold]
+    fn pad_leaked(&mut self, leaked: Claim) {
+        let r = &self.ring;
+        r.publish_pad(leaked.pos, leaked.cells);
+        r.step("leaked claim padded");
+        r.clear_note();
+        if leaked.flags == FLAG_BEGIN {
+            self.release_writer_slot();
+        }
+        // Records published behind the padding wait for a consumer to skip it.
+        self.ring.data_ready().notify_one();
+    }
+
     /// Clears the writer-stream slot if we hold it, and wakes producers waiting for it.
     fn release_writer_slot(&self) {
         if self.ring.release_slot(&self.ring.header().tail) {
@@ -881,17 +908,24 @@ impl RecordProducer for Producer {
         if self.ring.stopped() {
             return Err(SendError::Disconnected);
         }
+        if let Some(leaked) = self.outstanding.take() {
+            self.pad_leaked(leaked);
+        }
         let r = self.claim_record(payload, flags, mode);
         if flags == FLAG_BEGIN && !matches!(r, Ok(Some(_))) {
             // A first fragment that did not go out leaves the writer slot free, also
             // when `room_for_fragmented` had reserved it for us.
             self.release_writer_slot();
         }
+        if let Ok(Some(c)) = r {
+            self.outstanding = Some(c);
+        }
         r
     }
 
     #[inline]
     fn publish(&mut self, claim: Claim, len: usize, flags: u8) {
+        self.outstanding = None;
         let r = &self.ring;
         if r.stopped() {
             return;
@@ -936,6 +970,7 @@ impl RecordProducer for Producer {
     }
 
     fn abandon(&mut self, claim: Claim) {
+        self.outstanding = None;
         if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
             return;
         }
@@ -1045,6 +1080,11 @@ impl Drop for Producer {
         // reports the cut one as truncated. Then `ring` drops and detaches.
         if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
             return;
+        }
+        // A grant leaked (`mem::forget`) since our last claim: its cells become
+        // padding, or they would stay claimed for ever.
+        if let Some(leaked) = self.outstanding.take() {
+            self.pad_leaked(leaked);
         }
         let _ = crate::message::close_open_message(self, Mode::Try);
         self.release_writer_slot();
@@ -1408,6 +1448,10 @@ impl RecordConsumer for Consumer {
     fn payload_index(&self, _rec: &DataRecord) -> usize {
         let h = self.in_hand.as_ref().expect("a record in hand");
         self.ring.index(h.pos)
+    }
+
+    fn record_position(&self) -> u64 {
+        self.in_hand.as_ref().map_or(0, |h| h.pos)
     }
 
     #[inline(always)]
