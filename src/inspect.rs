@@ -57,7 +57,7 @@ use nix::sys::stat::Mode;
 
 use crate::header::{
     layout_hash, word_pid, word_state, Header, HeaderFault, ABI, ENDPOINT_ATTACHED,
-    ENDPOINT_ATTACHING, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT,
+    ENDPOINT_ATTACHING, ENDPOINT_DEAD, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_VACANT,
     FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, KIND_SPSC, LAYOUT_VERSION, MAGIC,
     NOTIFIER_MASK, NOTIFIER_SEMAPHORE, ROLE_CONSUMER, ROLE_PRODUCER, STATE_INIT, STATE_POISONED,
     STATE_READY,
@@ -220,6 +220,9 @@ pub enum EndpointState {
     /// The endpoint died; another is recovering what it left (the slot's pid is the
     /// recoverer's).
     Recovering,
+    /// The endpoint is proven dead and what it left is not wholly recovered yet (a
+    /// recovery found it undecidable for now): the next endpoint to look finishes it.
+    Dead,
     /// A state word no shmlane writes.
     Unknown(u32),
 }
@@ -359,6 +362,7 @@ display_as_str!(EndpointState {
     EndpointState::Detached => "detached",
     EndpointState::Attaching => "attaching",
     EndpointState::Recovering => "recovering",
+    EndpointState::Dead => "dead",
     EndpointState::Unknown(_) => "unknown",
 });
 display_as_str!(Liveness {
@@ -399,24 +403,13 @@ pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
                 None => true,
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        // No /proc, or one we may not read: ask the kernel whether the pid exists.
+        // Not there (or hidden by `hidepid`), no /proc, or one we may not read: ask
+        // the kernel whether the pid exists.
         Err(_) => !matches!(
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
             Err(Errno::ESRCH)
         ),
     }
-}
-
-/// Whether the endpoint attached with `pid` (and, where its slot records it, the
-/// process start time) is alive.
-///
-/// The fallback where the segment has no file whose slot locks we can ask (SysV):
-/// it trusts a pid, which a process in another PID namespace cannot check and which
-/// the kernel may reuse (the start time guards against that where it is recorded).
-/// Where there is a file, the endpoint's OFD lock decides (`liveness.rs`).
-pub(crate) fn endpoint_alive(pid: u32, start_time: Option<u64>) -> bool {
-    process_alive(pid, start_time)
 }
 
 // ---------------------------------------------------------------------------------
@@ -620,10 +613,11 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             ENDPOINT_DETACHED => EndpointState::Detached,
             ENDPOINT_ATTACHING => EndpointState::Attaching,
             ENDPOINT_RECOVERING => EndpointState::Recovering,
+            ENDPOINT_DEAD => EndpointState::Dead,
             other => {
                 problems.push(format!(
                     "endpoint slot {slot}: state = {other:#x}: not vacant, attaching, \
-                     attached, detached or recovering"
+                     attached, detached, recovering or dead"
                 ));
                 EndpointState::Unknown(other)
             }
@@ -641,24 +635,14 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         if state == EndpointState::Attached && pid == 0 {
             problems.push(format!("endpoint slot {slot}: attached with pid 0"));
         }
-        // Where the segment is a file, the endpoint's OFD lock says (`liveness.rs`):
-        // held while it lives, whatever its pid. Else the pid and start time.
-        let occupied = matches!(
-            state,
-            EndpointState::Attached | EndpointState::Attaching | EndpointState::Recovering
-        );
+        // Judged the way the slot word says (`liveness.rs`): by its OFD lock, held
+        // while it lives whatever its pid; or by its pid, pid namespace and start time;
+        // anything that cannot be judged is alive.
         let lock = meta
             .locks
             .as_ref()
             .and_then(|l| l.get(slot).copied().flatten());
-        let alive = occupied
-            && match lock {
-                Some(held) => held,
-                None => {
-                    state == EndpointState::Attaching
-                        || endpoint_alive(pid, (start_time != 0).then_some(start_time))
-                }
-            };
+        let alive = crate::liveness::slot_alive(s, lock);
         endpoints.push(EndpointInfo {
             slot,
             role,

@@ -16,7 +16,11 @@
 //!   undefined behaviour.
 //! - **Dead peers are errors, not hangs**: every endpoint holds an OFD lock on its
 //!   slot of the header's endpoint table, which the kernel drops when its process
-//!   dies. A waiter checks its peers every 25 ms of waiting: a consumer whose
+//!   dies (SysV rings, which have no file, and endpoints that cannot open a
+//!   description of the file of their own, are told by pid, pid namespace and start
+//!   time instead; each slot says which, and a pid that cannot be read, in another pid
+//!   namespace or hidden by `hidepid`, is alive). A waiter checks its peers every 25 ms
+//!   of waiting: a consumer whose
 //!   producers are all dead gets `Disconnected` (after the messages they left), and so
 //!   does a producer whose consumers are all dead. What a dead endpoint held (MPMC
 //!   cells it claimed, a stream slot, the message it was reading or writing) is
@@ -73,8 +77,19 @@
 //! [`Error::Permissions`] before it is mapped, unless the opener accepts it with
 //! [`OpenOptions`] (`open_with`, `open_sysv_with`, `open_fd_with`, or
 //! [`RingOptions::open_options`] for `create_or_open`). So by default only processes
-//! of the same user can have written into a ring one opens. [`inspect`] makes no such
-//! check: it only reads, and describes foreign and wide segments too.
+//! of the same user can have written into a ring one opens. A SysV segment's creator
+//! keeps full access to it whoever owns it after `shmctl(IPC_SET)`, so a SysV open
+//! also refuses a segment whose creator (`shm_perm.cuid`, and `cgid` when the mode
+//! grants group access) is not the opener, unless `foreign_owner(true)` accepts it.
+//! What the creator wrote into the header does not become the opener's limit: the
+//! largest message an opener's `recv` allocates is capped by its own options.
+//! [`inspect`] makes no such check: it only reads, and describes foreign and wide
+//! segments too.
+//!
+//! **Zero-copy grants** ([`ReadGrant`], [`WriteGrant`]) are slices over memory other
+//! processes can write: sound while every process that can write the segment follows
+//! the protocol (see [`ReadGrant`]). With peers you do not trust, read with `recv` and
+//! write with `send`, which copy once, and validate the copy.
 //!
 //! **Short and shrinking segments.** Every open sizes the segment (`fstat`, or
 //! `shmctl(IPC_STAT)` for SysV) before it maps anything, and again before it maps the
@@ -98,6 +113,11 @@
 //!   removing it (`IPC_RMID`) leaves attached mappings whole. No SIGBUS.
 //!
 //! Where peers may not be trusted with the file, use a memfd ring.
+//!
+//! **Running out of memory.** A ring's memory is reserved when it is created
+//! (`fallocate` on its file, or its pages populated where that does not exist): a
+//! filesystem too small for it is [`Error::NoSpace`] at creation, not a SIGBUS in the
+//! middle of a transfer.
 //!
 //! # Layout
 //!

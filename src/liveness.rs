@@ -786,6 +786,24 @@ fn pid_holder_dead(slot: &EndpointSlot, word: u64) -> bool {
     process_gone(word_pid(word), start)
 }
 
+/// For inspection, which reads a copy of the header: whether the endpoint in slot
+/// `slot` (a copy) is alive, judged the way its word says. `lock`: whether another
+/// description holds the slot's lock, where the locks of the segment file could be
+/// read. Anything that cannot be judged is alive.
+pub(crate) fn slot_alive(slot: &EndpointSlot, lock: Option<bool>) -> bool {
+    let word = slot.word.load(Ordering::Acquire);
+    match word_state(word) {
+        ENDPOINT_DEAD => return false,
+        s if !occupied(s) => return false,
+        _ => {}
+    }
+    match word_holder(word) {
+        HOLDER_LOCK => lock.unwrap_or(true),
+        HOLDER_PID => !pid_holder_dead(slot, word),
+        _ => true,
+    }
+}
+
 /// The inode of this process's pid namespace, 0 if it cannot be read, or if the
 /// `/proc` mounted here is not our pid namespace's (then `/proc/<pid>` would not name
 /// our pids). Not cached: a process may move (`setns`), and a child forked after

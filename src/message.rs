@@ -248,6 +248,10 @@ pub(crate) fn into_send_error(e: SendTimeoutError) -> SendError {
 /// Room for one message in the ring, written in place. Derefs to `[u8]` of the
 /// reserved length (holding whatever bytes were there before).
 ///
+/// The `&mut [u8]` is sound while every process that can write the segment follows
+/// the protocol (see [`ReadGrant`]: what the peers must not do); with peers you do not
+/// trust, [`send`](crate::spsc::Producer::send), which copies in, is the safer call.
+///
 /// [`commit`](Self::commit) publishes it. Dropped without a commit, it publishes no
 /// message (an MPMC ring marks the claimed cells as padding that consumers skip: other
 /// producers may have claimed cells after them).
@@ -543,8 +547,27 @@ pub(crate) fn into_try_recv_error(e: RecvTimeoutError) -> TryRecvError {
 /// them to the producers.
 ///
 /// The slice is valid while the grant lives: no producer writes those bytes until
-/// they are released (a producer that breaks the protocol is outside this guarantee;
-/// see the crate's trust model).
+/// they are released.
+///
+/// # What the peers must not do
+///
+/// A `&[u8]` promises that nothing writes the bytes while it lives; here the memory is
+/// shared with other processes, which the compiler cannot see. The promise holds as
+/// long as every process that can write the segment runs this protocol: it writes a
+/// record only into space the cursors and stamps give it (never past `head`, never a
+/// cell not yet released), and nobody writes the segment by other means (a debugger, a
+/// `write(2)` to the file, a process of the same user that maps it and scribbles). A
+/// process that breaks it can change the bytes under the slice, and the compiler may
+/// then have assumed they did not change: the result is undefined, as for any data
+/// race. Validation does not help after the fact: what was read was read from
+/// memory being written. So:
+///
+/// - with peers you do not trust (another user's process with `foreign_owner`, a
+///   group-writable ring), read with [`recv`](crate::spsc::Consumer::recv), which
+///   copies the message out once into memory of your own (through raw pointers: no
+///   reference to the shared bytes is made), and validate the copy;
+/// - a [`WriteGrant`] is a `&mut [u8]` with the same footing: only peers that follow
+///   the protocol leave it alone.
 pub struct ReadGrant<'a, C: RecordConsumer> {
     consumer: &'a mut C,
     /// Index of the first byte; `index + len <= capacity` (checked by decode).

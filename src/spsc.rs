@@ -232,7 +232,8 @@ impl RingView {
         if !thorough || !crate::liveness::occupied(state) {
             return false;
         }
-        // A corrupt note is reported by the next attach; here the peer is gone anyway.
+        // The SPSC recovery never fails (`recover` ignores a note it cannot use; the
+        // ring itself is validated by the endpoints), so nothing is dropped here.
         self.liveness
             .reap(slot, s, &mut |i, _| recover(self.header(), &self.params, i))
             .unwrap_or(false)

@@ -345,19 +345,28 @@ impl View {
     /// Recovers every other endpoint that is proven dead (`liveness.rs`), and frees a
     /// stream slot whose holder's endpoint slot holds no endpoint. Costs a system call
     /// per occupied slot: called when a wait has lasted `LIVENESS_EVERY`.
+    ///
+    /// A slot whose recovery finds the ring corrupt does not stop the others: every
+    /// slot is tried, then the first corruption is returned (the slot is left
+    /// `ENDPOINT_DEAD`, for a later try).
     fn reap_dead(&self) -> Result<(), Corruption> {
         let h = self.header();
+        let mut first = None;
         for (i, slot) in h.endpoints[..self.params.max_endpoints as usize]
             .iter()
             .enumerate()
         {
             if i != self.slot {
-                self.liveness
-                    .reap(i, slot, &mut |i, was| recovery::recover(self, i, was))?;
+                if let Err(c) = self
+                    .liveness
+                    .reap(i, slot, &mut |i, was| recovery::recover(self, i, was))
+                {
+                    first.get_or_insert(c);
+                }
             }
         }
         recovery::free_orphaned_stream_slots(self);
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     #[inline(always)]
