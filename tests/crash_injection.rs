@@ -5,7 +5,11 @@
 //! # The run
 //!
 //! The test process is the controller. It creates an MPMC ring (64 KiB, default cells,
-//! 16 endpoints at most) and an SPSC ring (64 KiB), and forks eight endpoint processes
+//! 16 endpoints at most) and an SPSC ring (64 KiB), both POSIX (`crash_injection`:
+//! endpoints tell each other's lives by OFD locks) or both SysV (`crash_injection_sysv`:
+//! no file to lock, so by pid, pid namespace and start time; with 4 MPMC producers and 2
+//! MPMC consumers, each dead MPMC endpoint has 5 survivors that may race to recover
+//! it), and forks eight endpoint processes
 //! into eight *slots*: 4 MPMC producers, 2 MPMC consumers, 1 SPSC producer and 1 SPSC
 //! consumer. Then, every 2–5 ms (random), once both rings have delivered a message
 //! since the previous kill (so kills land while messages flow; 2 s without one is a
@@ -23,6 +27,9 @@
 //!
 //! Environment:
 //! - `SHMLANE_CRASH_KILLS`: the number of kills (default 500; the long run: 10000).
+//! - `SHMLANE_CRASH_BACKING=posix` (or `sysv`): runs only that backing's test (the
+//!   other one prints that it skipped). The long run of both, one after the other:
+//!   `SHMLANE_CRASH_KILLS=10000 cargo test --release --test crash_injection -- --nocapture`.
 //! - `SHMLANE_CRASH_SEED`: replays a run's choices (the seed is printed).
 //! - `SHMLANE_CRASH_RINGS=mpmc` (or `spsc`): kills only that ring's endpoints.
 //! - `SHMLANE_CRASH_GENTLE=1`: a check of the harness itself, on a library without
@@ -84,7 +91,10 @@
 //!   or may not arrive.
 //! - `Truncated` at most once per kill on that ring (plus once per `Disconnected`
 //!   seen by a producer, which abandons a message in fragments).
-//! - Both segments removed at the end, and no name of this run left in /dev/shm.
+//! - Both segments removed at the end, and no name of this run left in /dev/shm; a
+//!   SysV segment gone for good (its id no longer names a segment of this process):
+//!   every process that attached it is gone. Each name or key is also removed when
+//!   the test fails.
 //!
 //! The figures are printed with `eprintln!` (`--no-capture` to see them): kills per
 //! role, incarnations, messages sent and delivered per ring and per second, losses
@@ -103,6 +113,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use common::backings::{sysv_key, Kind, SysVGuard};
 use common::{check_message, fill_message, seg_name, Outcome, Procs, Rng, SegGuard, MSG_HEADER};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -421,17 +432,99 @@ fn now_ns() -> u64 {
 // Endpoints
 // ---------------------------------------------------------------------------------
 
+/// Where a ring lives: a POSIX name, or a SysV key.
+#[derive(Clone, Debug)]
+enum Place {
+    Posix(String),
+    SysV(i32),
+}
+
+impl Place {
+    /// The controller's ring of `ring`'s kind on `backing`; the key or name is unique
+    /// to this process.
+    fn new(backing: Kind, ring: Ring) -> Place {
+        let test = match ring {
+            Ring::Mpmc => "crash-mpmc",
+            Ring::Spsc => "crash-spsc",
+        };
+        match backing {
+            Kind::Posix => Place::Posix(seg_name(test)),
+            Kind::SysV => Place::SysV(sysv_key(test)),
+            Kind::Memfd => panic!("the crash-injection test runs on POSIX and SysV rings"),
+        }
+    }
+
+    /// Creates the ring, without an endpoint.
+    fn create(&self, ring: Ring, opts: &RingOptions) -> Result<(), Error> {
+        match (ring, self) {
+            (Ring::Mpmc, Place::Posix(name)) => mpmc::create_ring(name, opts),
+            (Ring::Mpmc, Place::SysV(key)) => mpmc::create_ring_sysv(*key, opts),
+            (Ring::Spsc, Place::Posix(name)) => spsc::create_ring(name, opts),
+            (Ring::Spsc, Place::SysV(key)) => spsc::create_ring_sysv(*key, opts),
+        }
+    }
+
+    /// Removes the name or the key.
+    fn remove(&self) -> Result<(), Error> {
+        match self {
+            Place::Posix(name) => shmlane::remove(name),
+            Place::SysV(key) => shmlane::remove_sysv(*key),
+        }
+    }
+
+    /// Its name for `shmlane::inspect`.
+    fn inspect_name(&self) -> String {
+        match self {
+            Place::Posix(name) => name.clone(),
+            Place::SysV(key) => format!("sysv:{:#010x}", *key as u32),
+        }
+    }
+}
+
+/// The id of the SysV segment of `key` (`shmget` without `IPC_CREAT`).
+fn sysv_id(key: i32) -> i32 {
+    // SAFETY: shmget only looks the key up (size 0, no IPC_CREAT).
+    let id = unsafe { libc::shmget(key, 0, 0) };
+    assert!(
+        id >= 0,
+        "shmget of key {key:#x}: {}",
+        std::io::Error::last_os_error()
+    );
+    id
+}
+
+/// If SysV segment `id`, made by this process, still exists: its attachment count.
+/// (`IPC_STAT` of a removed and destroyed segment fails; one removed while attached
+/// lives on, keyless, until the last detach.)
+fn sysv_left(id: i32) -> Option<u64> {
+    // SAFETY: shmid_ds is plain data; all-zero is a valid value.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT writes into `ds`, which lives across the call.
+    let r = unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) };
+    // An id reused since by a segment of another process is not ours.
+    (r == 0 && ds.shm_cpid as u32 == std::process::id()).then_some(ds.shm_nattch as u64)
+}
+
 enum Tx {
     Mpmc(mpmc::Producer),
     Spsc(spsc::Producer),
 }
 
 impl Tx {
-    fn open(ring: Ring, name: &str) -> Result<Tx, Error> {
-        Ok(match ring {
-            Ring::Mpmc => Tx::Mpmc(mpmc::Producer::open(name)?),
-            Ring::Spsc => Tx::Spsc(spsc::Producer::open(name)?),
+    fn open(ring: Ring, place: &Place) -> Result<Tx, Error> {
+        Ok(match (ring, place) {
+            (Ring::Mpmc, Place::Posix(name)) => Tx::Mpmc(mpmc::Producer::open(name)?),
+            (Ring::Mpmc, Place::SysV(key)) => Tx::Mpmc(mpmc::Producer::open_sysv(*key)?),
+            (Ring::Spsc, Place::Posix(name)) => Tx::Spsc(spsc::Producer::open(name)?),
+            (Ring::Spsc, Place::SysV(key)) => Tx::Spsc(spsc::Producer::open_sysv(*key)?),
         })
+    }
+
+    fn max_record_payload(&self) -> usize {
+        match self {
+            Tx::Mpmc(p) => p.max_record_payload(),
+            Tx::Spsc(p) => p.max_record_payload(),
+        }
     }
 
     fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
@@ -448,10 +541,12 @@ enum Rx {
 }
 
 impl Rx {
-    fn open(ring: Ring, name: &str) -> Result<Rx, Error> {
-        Ok(match ring {
-            Ring::Mpmc => Rx::Mpmc(mpmc::Consumer::open(name)?),
-            Ring::Spsc => Rx::Spsc(spsc::Consumer::open(name)?),
+    fn open(ring: Ring, place: &Place) -> Result<Rx, Error> {
+        Ok(match (ring, place) {
+            (Ring::Mpmc, Place::Posix(name)) => Rx::Mpmc(mpmc::Consumer::open(name)?),
+            (Ring::Mpmc, Place::SysV(key)) => Rx::Mpmc(mpmc::Consumer::open_sysv(*key)?),
+            (Ring::Spsc, Place::Posix(name)) => Rx::Spsc(spsc::Consumer::open(name)?),
+            (Ring::Spsc, Place::SysV(key)) => Rx::Spsc(spsc::Consumer::open_sysv(*key)?),
         })
     }
 
@@ -546,7 +641,7 @@ fn tag(id: u32, seq: u32) -> u64 {
 
 /// A producer incarnation: sends until the stop flag, counting the sends that
 /// returned `Ok` on the board after each.
-fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<String, String> {
+fn producer(sh: &Shared, ring: Ring, place: &Place, id: u32, seed: u64) -> Result<String, String> {
     let board = sh.board();
     let stats = sh.ring(ring);
     let me = sh.inc(id);
@@ -556,7 +651,7 @@ fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<S
         return Ok("stopped before attaching".into());
     }
     me.opening_ns.store(now_ns(), Ordering::Release);
-    let mut tx = open_retrying(stats, || Tx::open(ring, name))?;
+    let mut tx = open_retrying(stats, || Tx::open(ring, place))?;
     me.attached_ns.store(now_ns(), Ordering::Release);
     let mut rng = Rng::new(seed ^ u64::from(id));
     let mut buf = Vec::new();
@@ -617,7 +712,7 @@ fn producer(sh: &Shared, ring: Ring, name: &str, id: u32, seed: u64) -> Result<S
 
 /// A consumer incarnation: receives one message at a time, checks it, and logs it,
 /// until `Disconnected` once the producers are gone.
-fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<String, String> {
+fn consumer(sh: &Shared, ring: Ring, place: &Place, id: u32, log: &File) -> Result<String, String> {
     let board = sh.board();
     let stats = sh.ring(ring);
     let me = sh.inc(id);
@@ -626,7 +721,7 @@ fn consumer(sh: &Shared, ring: Ring, name: &str, id: u32, log: &File) -> Result<
         Ring::Spsc => Role::SpscProducer,
     };
     me.opening_ns.store(now_ns(), Ordering::Release);
-    let mut rx = open_retrying(stats, || Rx::open(ring, name))?;
+    let mut rx = open_retrying(stats, || Rx::open(ring, place))?;
     me.attached_ns.store(now_ns(), Ordering::Release);
     let mut buf = Vec::new();
     let mut received = 0u64;
@@ -758,8 +853,16 @@ fn guarded(
 // The controller
 // ---------------------------------------------------------------------------------
 
+/// A number from the environment, decimal or `0x` hex (as the seed is printed); a
+/// value that is not one fails the test rather than being ignored (a replay that is
+/// not one would mislead).
 fn env_u64(var: &str) -> Option<u64> {
-    std::env::var(var).ok().and_then(|v| v.parse().ok())
+    let v = std::env::var(var).ok().filter(|v| !v.is_empty())?;
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => v.replace('_', "").parse(),
+    };
+    Some(parsed.unwrap_or_else(|e| panic!("{var}={v}: not a number ({e})")))
 }
 
 /// Raises the soft limit of open files to `need` if it is lower (every child's report
@@ -797,7 +900,8 @@ struct Slot {
 struct Controller<'a> {
     sh: &'a Shared,
     log: &'a File,
-    names: [String; 2],
+    backing: Kind,
+    places: [Place; 2],
     seed: u64,
     procs: Procs,
     slots: Vec<Slot>,
@@ -827,15 +931,15 @@ impl Controller<'_> {
         self.seen_slow.push(false);
         let ring = role.ring();
         let (sh, log, seed) = (self.sh, self.log, self.seed);
-        let name = self.names[ring.index()].clone();
+        let place = self.places[ring.index()].clone();
         let what = format!("{} #{id}", role.name());
         let label = what.clone();
         let child = self.procs.spawn(&label, move || {
             guarded(sh, &what, || {
                 if role.is_producer() {
-                    producer(sh, ring, &name, id, seed)
+                    producer(sh, ring, &place, id, seed)
                 } else {
-                    consumer(sh, ring, &name, id, log)
+                    consumer(sh, ring, &place, id, log)
                 }
             })
         });
@@ -877,11 +981,14 @@ impl Controller<'_> {
             })
             .collect();
         let rings: String = self
-            .names
+            .places
             .iter()
-            .map(|n| match shmlane::inspect::inspect(n) {
-                Ok(info) => format!("\n{info:?}"),
-                Err(e) => format!("\ninspect {n}: {e}"),
+            .map(|p| {
+                let n = p.inspect_name();
+                match shmlane::inspect::inspect(&n) {
+                    Ok(info) => format!("\n{info:?}"),
+                    Err(e) => format!("\ninspect {n}: {e}"),
+                }
             })
             .collect();
         self.procs.kill_all();
@@ -895,10 +1002,12 @@ impl Controller<'_> {
             .map(|r| format!("\n  {r}"))
             .collect();
         panic!(
-            "crash injection failed after {:.2?}, {} kills ({}), seed {:#x}, host load average \
+            "crash injection on {} rings failed after {:.2?}, {} kills ({}), seed {:#x}, host \
+             load average \
              {}: {what}\nfirst \
              failure recorded by an endpoint: {failure}\nendpoints that ended on their \
              own:{ended}\nslots:{slots}\n{}\nslow starts:{}\nrings:{rings}",
+            self.backing.label(),
             self.start.elapsed(),
             self.kills.iter().sum::<u64>(),
             self.kills_text(),
@@ -1089,8 +1198,35 @@ struct Tally {
     in_flight_lost: u64,
 }
 
+/// On POSIX rings: endpoints tell each other's lives by OFD locks.
 #[test]
 fn crash_injection() {
+    run(Kind::Posix);
+}
+
+/// On SysV rings: no file to lock, so endpoints tell each other's lives by pid, pid
+/// namespace and start time; with 4 MPMC producers and 2 consumers alive, several
+/// survivors find each dead MPMC endpoint at once and race to recover it.
+#[test]
+fn crash_injection_sysv() {
+    run(Kind::SysV);
+}
+
+/// One run on rings of `backing` (unless `SHMLANE_CRASH_BACKING` names the other).
+fn run(backing: Kind) {
+    let only_backing = std::env::var("SHMLANE_CRASH_BACKING").unwrap_or_default();
+    match only_backing.as_str() {
+        "" => {}
+        "posix" | "sysv" if only_backing != backing.label() => {
+            eprintln!(
+                "crash_injection on {}: skipped, SHMLANE_CRASH_BACKING={only_backing}",
+                backing.label()
+            );
+            return;
+        }
+        "posix" | "sysv" => {}
+        other => panic!("SHMLANE_CRASH_BACKING={other}: posix or sysv"),
+    }
     let _heavy = common::heavy();
     let kills = env_u64("SHMLANE_CRASH_KILLS").unwrap_or(DEFAULT_KILLS as u64) as usize;
     let seed = env_u64("SHMLANE_CRASH_SEED").unwrap_or_else(now_ns);
@@ -1110,26 +1246,47 @@ fn crash_injection() {
         .collect();
     raise_fd_limit((kills + slots) as u64 + 256);
 
-    let names = [seg_name("crash-mpmc"), seg_name("crash-spsc")];
-    let guards = [SegGuard::new(&names[0]), SegGuard::new(&names[1])];
-    mpmc::create_ring(
-        &names[0],
-        &RingOptions::new(RING_BYTES).max_endpoints(MAX_ENDPOINTS),
-    )
-    .expect("create the MPMC ring");
-    spsc::create_ring(&names[1], &RingOptions::new(RING_BYTES)).expect("create the SPSC ring");
+    let places = Ring::ALL.map(|ring| Place::new(backing, ring));
+    // Each removes its name or key when dropped, also when the test fails (after the
+    // controller, declared later, has killed every process left).
+    let posix_guards: Vec<SegGuard> = places
+        .iter()
+        .filter_map(|p| match p {
+            Place::Posix(name) => Some(SegGuard::new(name)),
+            Place::SysV(_) => None,
+        })
+        .collect();
+    let sysv_guards: Vec<SysVGuard> = places
+        .iter()
+        .filter_map(|p| match p {
+            Place::SysV(key) => Some(SysVGuard::new(*key)),
+            Place::Posix(_) => None,
+        })
+        .collect();
+    places[0]
+        .create(
+            Ring::Mpmc,
+            &RingOptions::new(RING_BYTES).max_endpoints(MAX_ENDPOINTS),
+        )
+        .expect("create the MPMC ring");
+    places[1]
+        .create(Ring::Spsc, &RingOptions::new(RING_BYTES))
+        .expect("create the SPSC ring");
+    // The SysV segments' ids, to check at the end that they are gone.
+    let sysv_ids: Vec<(i32, i32)> = sysv_guards.iter().map(|g| (g.0, sysv_id(g.0))).collect();
 
     // The largest message that travels as one record, per ring.
-    let max_record = [
-        mpmc::Producer::open(&names[0])
-            .expect("open the MPMC ring")
-            .max_record_payload(),
-        spsc::Producer::open(&names[1])
-            .expect("open the SPSC ring")
-            .max_record_payload(),
-    ];
+    let max_record = Ring::ALL.map(|ring| {
+        Tx::open(ring, &places[ring.index()])
+            .unwrap_or_else(|e| panic!("open the {ring:?} ring: {e}"))
+            .max_record_payload()
+    });
     let sh = Shared::new(kills + slots + 1);
-    let log_path = std::env::temp_dir().join(format!("shmlane-crash-{}.log", std::process::id()));
+    let log_path = std::env::temp_dir().join(format!(
+        "shmlane-crash-{}-{}.log",
+        backing.label(),
+        std::process::id()
+    ));
     let log = std::fs::OpenOptions::new()
         .read(true)
         .append(true)
@@ -1144,7 +1301,8 @@ fn crash_injection() {
     let mut c = Controller {
         sh: &sh,
         log: &log,
-        names: names.clone(),
+        backing,
+        places: places.clone(),
         seed,
         procs: Procs::new("crash_injection", deadline),
         slots: Vec::new(),
@@ -1158,7 +1316,9 @@ fn crash_injection() {
         start: Instant::now(),
     };
     eprintln!(
-        "crash_injection: {kills} {}, seed {seed:#x} (SHMLANE_CRASH_SEED to replay)",
+        "crash_injection on {} rings: {kills} {}, seed {seed:#x} (SHMLANE_CRASH_SEED to \
+         replay)",
+        backing.label(),
         if gentle {
             "gentle kills (detach and exit)"
         } else {
@@ -1271,10 +1431,22 @@ fn crash_injection() {
     }
 
     // No segment left.
-    for name in &names {
-        shmlane::remove(name).unwrap_or_else(|e| panic!("remove {name}: {e}"));
+    for place in &places {
+        place
+            .remove()
+            .unwrap_or_else(|e| panic!("remove {}: {e}", place.inspect_name()));
     }
-    drop(guards);
+    drop(posix_guards);
+    drop(sysv_guards);
+    // Every process that attached is gone, so a removed SysV segment is destroyed.
+    for &(key, id) in &sysv_ids {
+        if let Some(attached) = sysv_left(id) {
+            panic!(
+                "the SysV segment of key {key:#x} (id {id}) is still there after its removal, \
+                 attached {attached} times"
+            );
+        }
+    }
     let suffix = format!("-{}", std::process::id());
     let left: Vec<String> = std::fs::read_dir("/dev/shm")
         .expect("read /dev/shm")
@@ -1434,13 +1606,15 @@ fn crash_injection() {
 
     let total_kills: u64 = c.kills.iter().sum();
     let mut report = format!(
-        "crash_injection: {total_kills} kills in {kill_phase:.2?} ({:.0} kills/s; {}; {} \
+        "crash_injection on {} rings: {total_kills} kills in {kill_phase:.2?} ({:.0} kills/s; \
+         {}; {} \
          of a replacement in its start-up, {} before the victim had attached), {} \
          incarnations, seed {seed:#x}; waiting for \
          messages to flow between kills {flow_wait:.2?} in all, {longest_flow_wait:.1?} at \
          most; stop and drain {drain:.2?}, wall {wall:.2?}; host load average {}; \
          processes not attached \
          {SLOW_START:?} after their fork: {}{}",
+        backing.label(),
         total_kills as f64 / kill_phase.as_secs_f64(),
         c.kills_text(),
         c.early_kills,
