@@ -117,22 +117,26 @@ pub(crate) const CLAIM_POS_MASK: u64 = (1 << 56) - 1;
 /// | 0..4   | the state (`ENDPOINT_*`)                                              |
 /// | 4..6   | how the holder's life is told (`HOLDER_*`; 0 with no holder)          |
 /// | 6      | [`SLOT_COUNTED`]: the (dead) endpoint is counted in the ring's totals |
-/// | 8..32  | the holder sequence: bumped whenever the slot changes hands           |
+/// | 8..12  | the holder's pid namespace: 1 + its index in `Header::pid_namespaces` (0: unknown) |
+/// | 12..32 | the holder sequence: bumped whenever the slot changes hands           |
 /// | 32..64 | the holder's pid, as its own pid namespace sees it                    |
 ///
 /// The sequence makes two lives of one pid in one slot differ (a scan that reads the
 /// word before and after a look never takes a new life for the one it looked at).
+/// The pid and its namespace are in the word itself, so a holder killed right after
+/// it took a slot can still be judged by them.
 #[inline]
 pub(crate) const fn slot_word(state: u32, pid: u32) -> u64 {
-    holder_word(state, 0, 0, pid)
+    holder_word(state, 0, 0, 0, pid)
 }
 
-/// [`slot_word`] with a holder kind and sequence.
+/// [`slot_word`] with a holder kind, pid namespace index and sequence.
 #[inline]
-pub(crate) const fn holder_word(state: u32, holder: u32, seq: u32, pid: u32) -> u64 {
+pub(crate) const fn holder_word(state: u32, holder: u32, ns: u32, seq: u32, pid: u32) -> u64 {
     (state as u64 & SLOT_STATE_MASK)
         | (holder as u64 & 0x3) << 4
-        | (seq as u64 & SLOT_SEQ_MASK) << 8
+        | (ns as u64 & SLOT_NS_MASK) << 8
+        | (seq as u64 & SLOT_SEQ_MASK) << 12
         | (pid as u64) << 32
 }
 
@@ -141,8 +145,12 @@ pub(crate) const SLOT_STATE_MASK: u64 = 0xf;
 /// Slot word bit: the endpoint this slot holds (or held, if it died) is counted in the
 /// ring's totals of producers or consumers (MPMC), so its recovery must uncount it.
 pub(crate) const SLOT_COUNTED: u64 = 1 << 6;
-/// The holder sequence's width in the slot word (24 bits).
-const SLOT_SEQ_MASK: u64 = 0xff_ffff;
+/// The pid namespace index's width in the slot word (4 bits: `PID_NAMESPACES` + 1).
+const SLOT_NS_MASK: u64 = 0xf;
+/// The holder sequence's width in the slot word (20 bits).
+const SLOT_SEQ_MASK: u64 = 0xf_ffff;
+/// How many pid namespaces `Header::pid_namespaces` can name.
+pub(crate) const PID_NAMESPACES: usize = 15;
 
 /// The state of a slot word.
 #[inline]
@@ -156,10 +164,16 @@ pub(crate) const fn word_holder(word: u64) -> u32 {
     ((word >> 4) & 0x3) as u32
 }
 
+/// The pid namespace index of a slot word (0: unknown).
+#[inline]
+pub(crate) const fn word_ns(word: u64) -> u32 {
+    ((word >> 8) & SLOT_NS_MASK) as u32
+}
+
 /// The holder sequence of a slot word.
 #[inline]
 pub(crate) const fn word_seq(word: u64) -> u32 {
-    ((word >> 8) & SLOT_SEQ_MASK) as u32
+    ((word >> 12) & SLOT_SEQ_MASK) as u32
 }
 
 /// The pid of a slot word.
@@ -169,7 +183,7 @@ pub(crate) const fn word_pid(word: u64) -> u32 {
 }
 
 /// What of a slot word names its holder (all but the state and the counted bit): the
-/// value of [`EndpointSlot::holder_tag`] once the holder wrote who it is.
+/// value of [`EndpointSlot::holder_tag`] once the holder wrote its start time.
 #[inline]
 pub(crate) const fn holder_tag(word: u64) -> u64 {
     word & !(SLOT_STATE_MASK | SLOT_COUNTED)
@@ -234,8 +248,9 @@ pub(crate) struct EndpointSlot {
     /// Incremented on every attach, so an observer can tell two lives apart.
     pub(crate) generation: AtomicU64,
     /// Start time of the holder's process (clock ticks since boot, 0 if unknown): with
-    /// the pid and `pid_ns`, the test of its life where it holds no lock
-    /// (`HOLDER_PID`). Valid while `holder_tag` matches the word.
+    /// the pid and pid namespace of the word, the test of its life where it holds no
+    /// lock (`HOLDER_PID`), so that a reused pid is not taken for it. Valid while
+    /// `holder_tag` matches the word (until the holder wrote it, the pid alone tells).
     pub(crate) start_time: AtomicU64,
     /// `ROLE_PRODUCER` or `ROLE_CONSUMER` (0 while vacant).
     pub(crate) role: AtomicU32,
@@ -248,8 +263,8 @@ pub(crate) struct EndpointSlot {
     /// MPMC claim note: `padding_cells << 32 | record_cells` of the claim in `claim`
     /// (producers; written before `claim`).
     pub(crate) claim_cells: AtomicU64,
-    /// The inode of the holder's pid namespace (`/proc/self/ns/pid`; 0 if unknown): a
-    /// pid means something only in the namespace it was read in. Valid while
+    /// The inode of the holder's pid namespace (`/proc/self/ns/pid`; 0 if unknown), for
+    /// people inspecting the ring (the judges use the word's index). Valid while
     /// `holder_tag` matches the word.
     pub(crate) pid_ns: AtomicU64,
     /// [`holder_tag`] of the word whose holder wrote `start_time` and `pid_ns`: the
@@ -327,7 +342,13 @@ pub(crate) struct Header {
     /// is read again. On a line of its own: the producer reads the consumer's endpoint
     /// slot at every send, and must not find it written at every receive.
     pub(crate) spsc_read_to: AtomicU64,
-    _reserved1: [AtomicU64; 31],
+    _reserved1: [AtomicU64; 15],
+    /// The pid namespaces (inodes of `/proc/<pid>/ns/pid`) of the endpoints that have
+    /// attached, in the order they first came; never cleared. A slot word names its
+    /// holder's namespace by 1 + its index here, so that the pid and its namespace are
+    /// installed in one compare-exchange. Entry 0 is a free entry.
+    pub(crate) pid_namespaces: [AtomicU64; PID_NAMESPACES],
+    _reserved1b: AtomicU64,
     /// Event count "data available": epoch (the futex word), then waiter count.
     pub(crate) data_ready: EventWord,
     _pad1: [u8; 112],
@@ -382,6 +403,7 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(Header, writer_free), 512);
     const_assert_eq!(offset_of!(Header, reader_free), 640);
     const_assert_eq!(offset_of!(Header, spsc_read_to), 768);
+    const_assert_eq!(offset_of!(Header, pid_namespaces), 896);
     const_assert_eq!(offset_of!(Header, data_ready), 1024);
     const_assert_eq!(offset_of!(Header, space_ready), 1152);
     const_assert_eq!(offset_of!(Header, tail), 1280);
@@ -408,7 +430,7 @@ pub(crate) const fn layout_hash() -> u64 {
     #[cfg(not(loom))]
     {
         use std::mem::offset_of;
-        let fields: [(usize, usize); 41] = [
+        let fields: [(usize, usize); 42] = [
             (offset_of!(Header, magic), 8),
             (offset_of!(Header, version), 4),
             (offset_of!(Header, header_size), 4),
@@ -436,6 +458,7 @@ pub(crate) const fn layout_hash() -> u64 {
             (offset_of!(Header, writer_free), 16),
             (offset_of!(Header, reader_free), 16),
             (offset_of!(Header, spsc_read_to), 8),
+            (offset_of!(Header, pid_namespaces), PID_NAMESPACES * 8),
             (
                 offset_of!(Header, endpoints),
                 std::mem::size_of::<EndpointSlot>(),
@@ -957,6 +980,8 @@ impl Header {
             _pad_rf: [0; 112],
             spsc_read_to: z64(),
             _reserved1: std::array::from_fn(|_| z64()),
+            pid_namespaces: std::array::from_fn(|_| z64()),
+            _reserved1b: z64(),
             endpoints: std::array::from_fn(|_| slot()),
             data_ready: EventWord::new(),
             _pad1: [0; 112],

@@ -642,7 +642,7 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
             .locks
             .as_ref()
             .and_then(|l| l.get(slot).copied().flatten());
-        let alive = crate::liveness::slot_alive(s, lock);
+        let alive = crate::liveness::slot_alive(h, s, lock);
         endpoints.push(EndpointInfo {
             slot,
             role,

@@ -21,15 +21,16 @@
 //!   is the same after the lock was found free, holds a dead endpoint; a live one,
 //!   however long it stalls, keeps its lock.
 //! - **`HOLDER_PID`**: where there is no file (SysV), or the endpoint could not reopen
-//!   it. The holder writes its process start time and pid namespace into the slot,
-//!   then [`holder_tag`] of its word (Release): a judge uses them only while the tag
-//!   matches the word. It is dead only if its pid namespace is the judge's and, there,
-//!   the pid names no process, a zombie, or a process that started at another time. A
-//!   process whose life cannot be read (another pid namespace, `/proc` hidden by
-//!   `hidepid`, identity not written yet) is alive: it is never reaped. The price: a
-//!   dead peer in another pid namespace is never noticed, and an endpoint killed in
-//!   the few instructions between taking its slot and writing its identity leaves the
-//!   slot held until the ring is removed.
+//!   it. The word itself holds the pid and the holder's pid namespace (an index into
+//!   the ring's table of namespaces, `Header::pid_namespaces`, filled as namespaces
+//!   come), so a holder killed right after its compare-exchange is judged like any
+//!   other. It then writes its process start time into the slot, then [`holder_tag`]
+//!   of its word (Release): a judge compares the start time only while the tag matches
+//!   (until then, the pid alone tells). It is dead only if its pid namespace is the
+//!   judge's and, there, the pid names no process, a zombie, or a process that started
+//!   at another time. A process whose life cannot be read (another pid namespace, or
+//!   more of them than the table holds, `/proc` hidden by `hidepid`) is alive: it is
+//!   never reaped. The price: a dead peer in another pid namespace is never noticed.
 //! - **`HOLDER_LOCAL`**: a private heap ring; every endpoint is in this process.
 //!
 //! The child of a `fork()` lets go of its copies of the lock descriptors (they are
@@ -63,13 +64,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::error::Corruption;
 use crate::header::{
-    holder_tag, holder_word, word_holder, word_pid, word_seq, word_state, EndpointSlot, Header,
-    ENDPOINT_ATTACHED, ENDPOINT_ATTACHING, ENDPOINT_DEAD, ENDPOINT_DETACHED, ENDPOINT_RECOVERING,
-    ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT, HOLDER_LOCAL, HOLDER_LOCK, HOLDER_PID, SLOT_COUNTED,
+    holder_tag, holder_word, word_holder, word_ns, word_pid, word_seq, word_state, EndpointSlot,
+    Header, ENDPOINT_ATTACHED, ENDPOINT_ATTACHING, ENDPOINT_DEAD, ENDPOINT_DETACHED,
+    ENDPOINT_RECOVERING, ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT, HOLDER_LOCAL, HOLDER_LOCK,
+    HOLDER_PID, SLOT_COUNTED,
 };
 #[cfg(not(loom))]
 use crate::sync::take_fd;
-use crate::sync::{replace_fd, Ordering, ProcessFd, NO_FD};
+use crate::sync::{replace_fd, AtomicU64, Ordering, ProcessFd, NO_FD};
 
 /// Offset in the segment file of the byte whose lock owns endpoint slot `slot`: the
 /// slot's first byte.
@@ -91,6 +93,9 @@ pub(crate) struct Liveness {
     held: std::cell::Cell<u64>,
     /// The process that made this endpoint (see [`Liveness::copied_by_fork`]).
     pid: u32,
+    /// Our pid namespace's index in the ring's table (`Header::pid_namespaces`), as
+    /// slot words name it; 0 if unknown (then we judge no pid, and no one judges ours).
+    ns: u32,
 }
 
 /// How one endpoint holds its slot and tells the life of the others.
@@ -298,6 +303,7 @@ impl Liveness {
             how: How::for_segment(seg),
             held: std::cell::Cell::new(0),
             pid: std::process::id(),
+            ns: ns_index(&seg.header().pid_namespaces, own_pid_ns(), true),
         }
     }
 
@@ -385,7 +391,7 @@ impl Liveness {
         }
         match word_holder(word) {
             HOLDER_LOCK => locked || self.lock_free(i),
-            HOLDER_PID => pid_holder_dead(slot, word),
+            HOLDER_PID => pid_holder_dead(slot, word, self.ns),
             // The heap (every endpoint is in this process), or no known kind: nothing
             // proves a death.
             _ => false,
@@ -438,6 +444,7 @@ impl Liveness {
         let mine = holder_word(
             ENDPOINT_RECOVERING,
             self.holder_kind(),
+            self.ns,
             word_seq(word).wrapping_add(1),
             std::process::id(),
         ) | (word & SLOT_COUNTED);
@@ -517,7 +524,7 @@ impl Liveness {
         // SYNC POINT: Release (in `move_on`): whoever sees the slot detached (Acquire)
         // sees what the recovery published.
         move_on(slot, mine, |now| match outcome {
-            Ok(Recovered::Done) => holder_word(ENDPOINT_DETACHED, 0, word_seq(now), 0),
+            Ok(Recovered::Done) => holder_word(ENDPOINT_DETACHED, 0, 0, word_seq(now), 0),
             Ok(Recovered::NotYet) | Err(_) => dead_word(now),
         });
         self.disown(i);
@@ -605,7 +612,13 @@ impl Liveness {
                 other => return Err(AttachError::State(other)),
             };
             // The slot is ours to take: a new holder, so the sequence moves on.
-            let mine = holder_word(ENDPOINT_ATTACHING, kind, word_seq(from).wrapping_add(1), me);
+            let mine = holder_word(
+                ENDPOINT_ATTACHING,
+                kind,
+                self.ns,
+                word_seq(from).wrapping_add(1),
+                me,
+            );
             if slot
                 .word
                 .compare_exchange(from, mine, Ordering::AcqRel, Ordering::Acquire)
@@ -621,7 +634,7 @@ impl Liveness {
             slot.claim.store(0, Ordering::Relaxed);
             slot.claim_cells.store(0, Ordering::Relaxed);
             slot.generation.fetch_add(1, Ordering::Relaxed);
-            let attached = holder_word(ENDPOINT_ATTACHED, kind, word_seq(mine), me);
+            let attached = holder_word(ENDPOINT_ATTACHED, kind, self.ns, word_seq(mine), me);
             // SYNC POINT: Release: whoever sees ATTACHED (Acquire) sees the fields above.
             // Only the holder moves its slot on, so this cannot fail unless a peer
             // scribbles over the table; then the slot is not ours.
@@ -669,7 +682,7 @@ impl Liveness {
             slot.claim.store(0, Ordering::Relaxed);
             let _ = slot.word.compare_exchange(
                 mine,
-                holder_word(ENDPOINT_DETACHED, 0, word_seq(mine), 0),
+                holder_word(ENDPOINT_DETACHED, 0, 0, word_seq(mine), 0),
                 Ordering::Release,
                 Ordering::Relaxed,
             );
@@ -746,7 +759,7 @@ pub(crate) fn take_count(slot: &EndpointSlot) -> bool {
 /// The word that says the endpoint `taken` was recovering is proven dead and not
 /// (wholly) recovered: no holder, the counted bit kept.
 fn dead_word(taken: u64) -> u64 {
-    holder_word(ENDPOINT_DEAD, 0, word_seq(taken), 0) | (taken & SLOT_COUNTED)
+    holder_word(ENDPOINT_DEAD, 0, 0, word_seq(taken), 0) | (taken & SLOT_COUNTED)
 }
 
 /// Writes who holds `slot` with `word` (just installed by us): our start time and pid
@@ -763,34 +776,66 @@ fn write_identity(slot: &EndpointSlot, word: u64) {
     slot.holder_tag.store(holder_tag(word), Ordering::Release);
 }
 
-/// Whether the `HOLDER_PID` holder of a slot whose word read `word` is proven dead:
-/// its identity is written, its pid namespace is ours, and there its pid names no
-/// process, a zombie, or one that started at another time. Anything unreadable is
-/// alive.
-fn pid_holder_dead(slot: &EndpointSlot, word: u64) -> bool {
+/// Whether the `HOLDER_PID` holder of a slot whose word read `word` is proven dead,
+/// judged from pid namespace `my_ns` (an index, as slot words name them): its pid
+/// namespace is ours, and there its pid names no process, a zombie, or one that
+/// started at another time than the one it wrote (if it did: a holder killed before it
+/// wrote its start time is judged by its pid alone). Anything unreadable is alive.
+fn pid_holder_dead(slot: &EndpointSlot, word: u64, my_ns: u32) -> bool {
+    let ns = word_ns(word);
+    if ns == 0 || ns != my_ns {
+        return false; // a pid of another (or an unknown) namespace names nothing here
+    }
     let tag = holder_tag(word);
-    if slot.holder_tag.load(Ordering::Acquire) != tag {
-        return false; // the holder has not written who it is yet
-    }
-    let start = slot.start_time.load(Ordering::Acquire);
-    let ns = slot.pid_ns.load(Ordering::Acquire);
-    if slot.holder_tag.load(Ordering::Acquire) != tag
-        || holder_tag(slot.word.load(Ordering::Acquire)) != tag
-    {
-        return false; // another holder since: what we read may be its
-    }
-    let mine = own_pid_ns();
-    if ns == 0 || ns != mine {
-        return false; // a pid of another namespace names nothing we can look at
-    }
+    // SYNC POINT: the Acquire loads pair with the Release stores of `write_identity`: a
+    // start time read under a matching tag is the holder's own, and one a later holder
+    // wrote shows its word too (checked after).
+    let start = if slot.holder_tag.load(Ordering::Acquire) == tag {
+        let start = slot.start_time.load(Ordering::Acquire);
+        if slot.holder_tag.load(Ordering::Acquire) != tag
+            || holder_tag(slot.word.load(Ordering::Acquire)) != tag
+        {
+            return false; // another holder since: what we read may be its
+        }
+        start
+    } else {
+        0 // not written yet: the pid alone tells
+    };
     process_gone(word_pid(word), start)
+}
+
+/// The index (1-based, as slot words name it) of pid namespace `ns` in a ring's table
+/// `table`, adding it in the first free entry if `add` and it is not there; 0 if `ns`
+/// is unknown (0), or not there and the table is full (or `add` is false). Entries are
+/// never cleared and each is taken by a compare-exchange from 0, so every process of
+/// one namespace finds the same index.
+pub(crate) fn ns_index(table: &[AtomicU64], ns: u64, add: bool) -> u32 {
+    if ns == 0 {
+        return 0;
+    }
+    for (i, entry) in table.iter().enumerate() {
+        let mut seen = entry.load(Ordering::Acquire);
+        if seen == 0 && add {
+            seen = match entry.compare_exchange(0, ns, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => ns,
+                Err(now) => now,
+            };
+        }
+        if seen == ns {
+            return i as u32 + 1;
+        }
+        if seen == 0 {
+            return 0;
+        }
+    }
+    0
 }
 
 /// For inspection, which reads a copy of the header: whether the endpoint in slot
 /// `slot` (a copy) is alive, judged the way its word says. `lock`: whether another
 /// description holds the slot's lock, where the locks of the segment file could be
 /// read. Anything that cannot be judged is alive.
-pub(crate) fn slot_alive(slot: &EndpointSlot, lock: Option<bool>) -> bool {
+pub(crate) fn slot_alive(header: &Header, slot: &EndpointSlot, lock: Option<bool>) -> bool {
     let word = slot.word.load(Ordering::Acquire);
     match word_state(word) {
         ENDPOINT_DEAD => return false,
@@ -799,7 +844,10 @@ pub(crate) fn slot_alive(slot: &EndpointSlot, lock: Option<bool>) -> bool {
     }
     match word_holder(word) {
         HOLDER_LOCK => lock.unwrap_or(true),
-        HOLDER_PID => !pid_holder_dead(slot, word),
+        HOLDER_PID => {
+            let mine = ns_index(&header.pid_namespaces, own_pid_ns(), false);
+            !pid_holder_dead(slot, word, mine)
+        }
         _ => true,
     }
 }
@@ -952,12 +1000,13 @@ mod tests {
         crate::segment::heap::HeapSegment::new(&params).expect("a small heap segment")
     }
 
-    /// An endpoint that tells its life by its pid (as on SysV), whatever the segment.
-    fn pid_liveness() -> Liveness {
+    /// An endpoint of the ring of `seg` that tells its life by its pid (as on SysV).
+    fn pid_liveness(seg: &crate::segment::heap::HeapSegment) -> Liveness {
         Liveness {
             how: How::Pid(None),
             held: std::cell::Cell::new(0),
             pid: std::process::id(),
+            ns: ns_index(&seg.header().pid_namespaces, own_pid_ns(), true),
         }
     }
 
@@ -972,10 +1021,11 @@ mod tests {
         pid
     }
 
-    /// Puts a dead `HOLDER_PID` endpoint (attached, with its identity written) in
-    /// `slot`.
-    fn plant_dead(slot: &EndpointSlot) {
-        let word = holder_word(ENDPOINT_ATTACHED, HOLDER_PID, 7, dead_pid());
+    /// Puts a dead `HOLDER_PID` endpoint of our pid namespace (attached, with its
+    /// identity written) in `slot` of the ring of `seg`.
+    fn plant_dead(seg: &crate::segment::heap::HeapSegment, slot: &EndpointSlot) {
+        let ns = ns_index(&seg.header().pid_namespaces, own_pid_ns(), true);
+        let word = holder_word(ENDPOINT_ATTACHED, HOLDER_PID, ns, 7, dead_pid());
         slot.word.store(word, Ordering::Release);
         write_identity(slot, word);
         // A start time no live process here has (it names no process anyway).
@@ -990,8 +1040,8 @@ mod tests {
     fn a_live_recoverer_is_not_taken_for_dead() {
         let seg = heap_header();
         let slot = &seg.header().endpoints[3];
-        plant_dead(slot);
-        let (first, second) = (pid_liveness(), pid_liveness());
+        plant_dead(&seg, slot);
+        let (first, second) = (pid_liveness(&seg), pid_liveness(&seg));
         assert!(second.proven_dead(3, slot), "the planted endpoint is dead");
         let mut looked = false;
         let recovered = first
@@ -1025,10 +1075,10 @@ mod tests {
     fn an_unfinished_recovery_leaves_the_slot_dead_for_the_next_survivor() {
         let seg = heap_header();
         let slot = &seg.header().endpoints[2];
-        plant_dead(slot);
+        plant_dead(&seg, slot);
         slot.word
             .fetch_or(crate::header::SLOT_COUNTED, Ordering::AcqRel);
-        let (first, second) = (pid_liveness(), pid_liveness());
+        let (first, second) = (pid_liveness(&seg), pid_liveness(&seg));
         assert_eq!(
             first.reap(2, slot, &mut |_, _| Ok(Recovered::NotYet)),
             Ok(false)
@@ -1066,7 +1116,7 @@ mod tests {
     fn detach_leaves_a_slot_it_no_longer_holds_alone() {
         let seg = heap_header();
         let slots = &seg.header().endpoints[..2];
-        let me = pid_liveness();
+        let me = pid_liveness(&seg);
         let i = me
             .attach(slots, 0..1, crate::header::ROLE_PRODUCER, &mut |_, _| {
                 Ok(Recovered::Done)
@@ -1078,7 +1128,7 @@ mod tests {
             ENDPOINT_ATTACHED
         );
         // Scribbled over: another endpoint attaching there now.
-        let other = holder_word(ENDPOINT_ATTACHING, HOLDER_PID, 99, 4242);
+        let other = holder_word(ENDPOINT_ATTACHING, HOLDER_PID, 1, 99, 4242);
         slots[i].word.store(other, Ordering::Release);
         me.detach(i, &slots[i]);
         assert_eq!(slots[i].word.load(Ordering::Acquire), other);
@@ -1090,7 +1140,7 @@ mod tests {
     fn two_lives_of_one_pid_in_one_slot_differ() {
         let seg = heap_header();
         let slots = &seg.header().endpoints[..1];
-        let me = pid_liveness();
+        let me = pid_liveness(&seg);
         let attach = || {
             me.attach(slots, 0..1, crate::header::ROLE_PRODUCER, &mut |_, _| {
                 Ok(Recovered::Done)
@@ -1111,25 +1161,58 @@ mod tests {
         assert_ne!(holder_tag(first), holder_tag(second));
     }
 
-    /// A pid of another pid namespace, or an identity not written yet, is alive: it
-    /// cannot be judged here.
+    /// A pid of another pid namespace (or of none the table could name) is alive: it
+    /// cannot be judged here. A holder killed before it wrote its start time is still
+    /// judged, by its pid (before: such a slot was held for ever).
     #[test]
-    fn what_cannot_be_judged_is_alive() {
+    fn what_cannot_be_judged_is_alive_and_a_half_written_holder_is_judged() {
         let seg = heap_header();
         let slot = &seg.header().endpoints[5];
-        let judge = pid_liveness();
-        // Another namespace.
-        plant_dead(slot);
-        slot.pid_ns.store(own_pid_ns() ^ 1, Ordering::Release);
-        assert!(!judge.proven_dead(5, slot));
-        // Identity not written (the tag is a previous holder's).
-        plant_dead(slot);
-        slot.holder_tag.store(0, Ordering::Release);
-        assert!(!judge.proven_dead(5, slot));
-        // And the planted endpoint, with its identity, is dead.
-        plant_dead(slot);
+        let judge = pid_liveness(&seg);
+        assert_ne!(judge.ns, 0, "this test needs /proc");
+        // The planted endpoint, with its identity, is dead.
+        plant_dead(&seg, slot);
         assert!(judge.proven_dead(5, slot));
-        assert_ne!(own_pid_ns(), 0, "this test needs /proc");
+        // Another namespace, or an unknown one.
+        for ns in [judge.ns + 1, 0] {
+            let w = slot.word.load(Ordering::Acquire);
+            let other = holder_word(word_state(w), HOLDER_PID, ns, word_seq(w), word_pid(w));
+            slot.word.store(other, Ordering::Release);
+            slot.holder_tag.store(holder_tag(other), Ordering::Release);
+            assert!(!judge.proven_dead(5, slot), "namespace {ns}");
+        }
+        // Start time not written (the tag is a previous holder's): the pid tells.
+        plant_dead(&seg, slot);
+        slot.holder_tag.store(0, Ordering::Release);
+        assert!(judge.proven_dead(5, slot));
+        // ... and a live pid is alive, whatever start time the slot holds then.
+        let me = holder_word(
+            ENDPOINT_RECOVERING,
+            HOLDER_PID,
+            judge.ns,
+            9,
+            std::process::id(),
+        );
+        slot.word.store(me, Ordering::Release);
+        assert!(!judge.proven_dead(5, slot));
+    }
+
+    /// Every process of one pid namespace finds the same index; a full table names
+    /// no more (0: unknown).
+    #[test]
+    fn namespace_indices() {
+        let seg = heap_header();
+        let table = &seg.header().pid_namespaces;
+        assert_eq!(ns_index(table, 0, true), 0);
+        assert_eq!(ns_index(table, 77, false), 0);
+        assert_eq!(ns_index(table, 77, true), 1);
+        assert_eq!(ns_index(table, 78, true), 2);
+        assert_eq!(ns_index(table, 77, false), 1);
+        for ns in 100..100 + crate::header::PID_NAMESPACES as u64 - 2 {
+            assert_ne!(ns_index(table, ns, true), 0);
+        }
+        assert_eq!(ns_index(table, 5000, true), 0, "full");
+        assert_eq!(ns_index(table, 78, true), 2);
     }
 
     fn tempfile_in_shm() -> std::fs::File {
