@@ -114,6 +114,11 @@ pub(crate) trait RecordConsumer {
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError>;
     /// Gives the record in hand back to the producers.
     fn release_record(&mut self, rec: &DataRecord);
+    /// The record in hand stays in the ring for a later call (an error refused it:
+    /// too large, a message in fragments where one record was asked, a new message
+    /// where the rest of one was expected): it is not received, so a recovery after
+    /// our death must not count it as such.
+    fn leave_record(&mut self, _rec: &DataRecord) {}
     /// Index in the data region of the first content byte of the record in hand.
     fn content_index(&self, rec: &DataRecord) -> usize;
     /// Index in the data region of the first payload byte of the record in hand.
@@ -415,6 +420,7 @@ pub(crate) fn recv_with<C: RecordConsumer>(
             }
             if rec.is_whole() {
                 if rec.len() as u64 > c.max_message() {
+                    c.leave_record(&rec);
                     return Err(RecvTimeoutError::TooLarge {
                         len: rec.len() as u64,
                         max: c.max_message(),
@@ -428,6 +434,7 @@ pub(crate) fn recv_with<C: RecordConsumer>(
                 || usize::try_from(t).is_err()
                 || buf.try_reserve_exact(t as usize).is_err()
             {
+                c.leave_record(&rec);
                 return Err(RecvTimeoutError::TooLarge {
                     len: t,
                     max: c.max_message(),
@@ -439,6 +446,7 @@ pub(crate) fn recv_with<C: RecordConsumer>(
         };
         if rec.is_begin() {
             // A new message began before this one ended: leave it for the next call.
+            c.leave_record(&rec);
             return Err(RecvTimeoutError::Truncated);
         }
         if rec.is_abort() {
@@ -485,6 +493,7 @@ pub(crate) fn recv_ref_with<C: RecordConsumer>(
             continue;
         }
         if !rec.is_whole() {
+            c.leave_record(&rec);
             return Err(RecvTimeoutError::Fragmented {
                 len: message_total(c, &rec)?,
             });

@@ -890,6 +890,14 @@ impl RecordConsumer for Consumer {
         self.release(rec.size());
     }
 
+    fn leave_record(&mut self, _rec: &DataRecord) {
+        // Read up to `head` only: the record stays for a later call.
+        self.ring
+            .header()
+            .spsc_read_to
+            .store(self.head | CLAIM_VALID, Ordering::Relaxed);
+    }
+
     /// Index of the first content byte of `rec` (at `head`).
     #[inline(always)]
     fn content_index(&self, rec: &DataRecord) -> usize {

@@ -669,3 +669,82 @@ fn spsc_head_one_record_past_a_dead_producers_tail_is_not_corruption() {
     let info = shmlane::inspect::inspect(&name).unwrap();
     assert!(info.problems.is_empty(), "{:?}", info.problems);
 }
+
+/// A message an SPSC consumer was refused (`TooLarge`: it stays in the ring) is not
+/// skipped by the recovery after the next consumer dies. (Before: the refusing
+/// consumer's read-to note stood past the message after its clean drop, and the
+/// recovery of the next consumer, killed before it read anything, published it as
+/// `head`: the message nobody received was lost.)
+#[test]
+fn spsc_message_refused_then_next_consumer_killed_is_still_delivered() {
+    let name = seg_name("crash-spsc-refused");
+    let _guard = SegGuard::new(&name);
+    let mut tx = spsc::Producer::create(&name, &RingOptions::new(4096)).unwrap();
+    tx.send(&[7; 300]).unwrap();
+    tx.send(b"next").unwrap();
+    let mut buf = Vec::new();
+    {
+        let mut rx = spsc::Consumer::open(&name).unwrap();
+        rx.set_max_message(100);
+        let r = rx.recv(&mut buf);
+        assert!(
+            matches!(r, Err(RecvError::TooLarge { len: 300, .. })),
+            "{r:?}"
+        );
+    }
+    let mut procs = Procs::new("crash-spsc-refused", DEADLINE);
+    let ready = Gate::new();
+    let (n, g) = (name.clone(), &ready);
+    let child = procs.spawn("consumer", move || {
+        let _rx = spsc::Consumer::open(&n).map_err(|e| e.to_string())?;
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    procs.kill(child);
+    // Attaching recovers the dead consumer.
+    let mut rx = spsc::Consumer::open(&name).unwrap();
+    assert_eq!(
+        rx.recv(&mut buf).unwrap(),
+        300,
+        "the refused message was skipped"
+    );
+    assert_eq!(buf, [7; 300]);
+    assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+    assert_eq!(buf, b"next");
+}
+
+/// As above, with the refusing consumer itself killed (no clean drop): the message it
+/// was refused is still delivered to the next.
+#[test]
+fn spsc_consumer_killed_after_a_refused_message_does_not_lose_it() {
+    let name = seg_name("crash-spsc-refused-kill");
+    let _guard = SegGuard::new(&name);
+    let mut tx = spsc::Producer::create(&name, &RingOptions::new(4096)).unwrap();
+    tx.send(&[7; 300]).unwrap();
+    tx.send(b"next").unwrap();
+    let mut procs = Procs::new("crash-spsc-refused-kill", DEADLINE);
+    let ready = Gate::new();
+    let (n, g) = (name.clone(), &ready);
+    let child = procs.spawn("consumer", move || {
+        let mut rx = spsc::Consumer::open(&n).map_err(|e| e.to_string())?;
+        rx.set_max_message(100);
+        let mut buf = Vec::new();
+        match rx.recv(&mut buf) {
+            Err(RecvError::TooLarge { len: 300, .. }) => {}
+            other => return Err(format!("{other:?}")),
+        }
+        g.open();
+        hold()
+    });
+    assert!(ready.wait(DEADLINE));
+    procs.kill(child);
+    let mut rx = spsc::Consumer::open(&name).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(
+        rx.recv(&mut buf).unwrap(),
+        300,
+        "the refused message was skipped"
+    );
+    assert_eq!(rx.recv(&mut buf).unwrap(), 4);
+}
