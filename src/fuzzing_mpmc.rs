@@ -61,9 +61,10 @@ use crate::frame::{
     FLAG_ABORT, FLAG_BEGIN, FLAG_END, FLAG_PAD,
 };
 use crate::header::{
-    slot_word, word_pid, word_state, Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED,
-    ENDPOINT_SLOTS, ENDPOINT_VACANT, FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, NOTIFIER_MASK,
-    NOTIFIER_SEMAPHORE, ROLE_PRODUCER,
+    holder_word, slot_word, word_pid, word_state, Header, RingParams, ENDPOINT_ATTACHED,
+    ENDPOINT_DEAD, ENDPOINT_DETACHED, ENDPOINT_RECOVERING, ENDPOINT_SLOTS, ENDPOINT_VACANT,
+    FLAG_ASYMMETRIC_FENCES, HEADER_SIZE, KIND_MPMC, NOTIFIER_MASK, NOTIFIER_SEMAPHORE,
+    ROLE_PRODUCER, SLOT_COUNTED,
 };
 use crate::message::{close_open_message, Mode};
 use crate::mpmc::{Consumer, Producer};
@@ -2776,10 +2777,31 @@ impl Harness {
                 let slot = &h.endpoints[usize::from(input.u8()) % ENDPOINT_SLOTS];
                 // The state, with the pid the slot has (or another one).
                 let pid = word_pid(slot.word.load(Ordering::Relaxed));
-                let v = match input.u8() % 4 {
+                let v = match input.u8() % 7 {
                     0 => slot_word(ENDPOINT_VACANT, pid),
                     1 => slot_word(ENDPOINT_ATTACHED, pid),
                     2 => slot_word(ENDPOINT_DETACHED, pid),
+                    // Left dead and unrecovered (any endpoint takes it over without a
+                    // proof), counted or not.
+                    3 => {
+                        holder_word(ENDPOINT_DEAD, 0, 0, input.u32(), 0)
+                            | u64::from(input.u8() & 1) * SLOT_COUNTED
+                    }
+                    // Held by a recoverer or an endpoint of each kind of holder.
+                    4 => holder_word(
+                        ENDPOINT_RECOVERING,
+                        u32::from(input.u8() % 4),
+                        u32::from(input.u8()),
+                        input.u32(),
+                        pid,
+                    ),
+                    5 => holder_word(
+                        ENDPOINT_ATTACHED,
+                        u32::from(input.u8() % 4),
+                        u32::from(input.u8()),
+                        input.u32(),
+                        pid,
+                    ),
                     _ => input.u64(),
                 };
                 slot.word.store(v, Ordering::Release);

@@ -415,10 +415,10 @@ impl Liveness {
     /// installed. `None`: it is not occupied, or its endpoint may be alive, or another
     /// recoverer has it.
     fn take_dead(&self, i: usize, slot: &EndpointSlot) -> Option<(u64, u64)> {
-        if matches!(self.how, How::Local) {
-            return None;
-        }
-        if !occupied(word_state(slot.word.load(Ordering::Acquire))) {
+        let state = word_state(slot.word.load(Ordering::Acquire));
+        // On the heap nobody dies without us, but a slot left dead (proven dead once)
+        // needs no proof.
+        if !occupied(state) || (matches!(self.how, How::Local) && state != ENDPOINT_DEAD) {
             return None;
         }
         // A recoverer that locks holds the slot's lock while it recovers (whoever held

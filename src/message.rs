@@ -90,6 +90,10 @@ pub(crate) trait RecordProducer {
     /// Publishes a claimed record of `len <= claimed` payload bytes and wakes sleeping
     /// consumers.
     fn publish(&mut self, claim: Claim, len: usize, flags: u8);
+    /// `claim` goes out to a [`WriteGrant`] or a `MessageWriter`'s open fragment, which
+    /// its owner may leak (`mem::forget`) before it is published or abandoned: a ring
+    /// whose next claim must then give its cells up says so here.
+    fn lend(&mut self, _claim: &Claim) {}
     /// Gives up a claimed record without publishing a message: SPSC simply does not
     /// advance; MPMC publishes the claimed cells as padding (and, for a first
     /// fragment, leaves the message open so that it is closed with an ABORT).
@@ -232,6 +236,7 @@ pub(crate) fn reserve_with<P: RecordProducer>(
     let Some(claim) = p.claim(len, FLAGS_WHOLE, mode)? else {
         return Ok(None);
     };
+    p.lend(&claim);
     p.data().track_write(claim.index, len);
     Ok(Some(WriteGrant {
         producer: p,

@@ -113,6 +113,7 @@ impl<'a, P: RecordProducer> MessageWriter<'a, P> {
             Some(c) => c,
             None => return Err(SendTimeoutError::Timeout),
         };
+        p.lend(&claim);
         let index = claim.index;
         if prefix > 0 {
             // SAFETY: the prefix is the first 8 bytes of the record we just claimed.

@@ -874,6 +874,15 @@ impl Producer {
     /// first fragment also gives back the writer-stream slot it took; a leaked later
     /// fragment leaves the message open (`open_message`), and the next send closes it
     /// with an ABORT as after any abandoned stream, so its reader gets `Truncated`.
+    /// [`pad_leaked`](Self::pad_leaked) of the claim in `outstanding`.
+    #[cold]
+    #[inline(never)]
+    fn pad_outstanding(&mut self) {
+        if let Some(leaked) = self.outstanding.take() {
+            self.pad_leaked(leaked);
+        }
+    }
+
     #[cold]
     fn pad_leaked(&mut self, leaked: Claim) {
         let r = &self.ring;
@@ -917,8 +926,8 @@ impl RecordProducer for Producer {
         if self.ring.stopped() {
             return Err(SendError::Disconnected);
         }
-        if let Some(leaked) = self.outstanding.take() {
-            self.pad_leaked(leaked);
+        if self.outstanding.is_some() {
+            self.pad_outstanding();
         }
         let r = self.claim_record(payload, flags, mode);
         if flags == FLAG_BEGIN && !matches!(r, Ok(Some(_))) {
@@ -926,15 +935,20 @@ impl RecordProducer for Producer {
             // when `room_for_fragmented` had reserved it for us.
             self.release_writer_slot();
         }
-        if let Ok(Some(c)) = r {
-            self.outstanding = Some(c);
-        }
         r
     }
 
     #[inline]
+    fn lend(&mut self, claim: &Claim) {
+        self.outstanding = Some(*claim);
+    }
+
+    #[inline]
     fn publish(&mut self, claim: Claim, len: usize, flags: u8) {
-        self.outstanding = None;
+        // A load and a branch, not a store, on the path of `send` (which lends nothing).
+        if self.outstanding.is_some() {
+            self.outstanding = None;
+        }
         let r = &self.ring;
         if r.stopped() {
             return;
@@ -980,7 +994,7 @@ impl RecordProducer for Producer {
 
     fn abandon(&mut self, claim: Claim) {
         self.outstanding = None;
-        if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
+        if self.ring.stopped() {
             return;
         }
         if claim.flags == FLAGS_WHOLE {
@@ -1439,7 +1453,7 @@ impl RecordConsumer for Consumer {
 
     #[inline]
     fn release_record(&mut self, _rec: &DataRecord) {
-        if self.ring.stopped() || self.ring.liveness.copied_by_fork() {
+        if self.ring.stopped() {
             return;
         }
         self.ring.step("payload read");
