@@ -2785,7 +2785,7 @@ impl Harness {
                     // proof), counted or not.
                     3 => {
                         holder_word(ENDPOINT_DEAD, 0, 0, input.u32(), 0)
-                            | u64::from(input.u8() & 1) * SLOT_COUNTED
+                            | (u64::from(input.u8() & 1) * SLOT_COUNTED)
                     }
                     // Held by a recoverer or an endpoint of each kind of holder.
                     4 => holder_word(
