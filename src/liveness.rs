@@ -671,22 +671,23 @@ impl Liveness {
     }
 
     /// Marks our slot `i` detached and lets it go. Release: everything the endpoint
-    /// published before is visible to whoever sees it gone. Does nothing if the slot
-    /// is not ours (any more: only a peer that scribbles over the table gets there).
+    /// published before is visible to whoever sees it gone. The word moves only if it is
+    /// still the one we installed (a slot that is not ours any more, which only a peer
+    /// scribbling over the table makes, is left to its holder).
     pub(crate) fn detach(&self, i: usize, slot: &EndpointSlot) {
         let mine = self.held.replace(0);
         if mine == 0 {
             return;
         }
-        if slot.word.load(Ordering::Relaxed) == mine {
-            slot.claim.store(0, Ordering::Relaxed);
-            let _ = slot.word.compare_exchange(
-                mine,
-                holder_word(ENDPOINT_DETACHED, 0, 0, word_seq(mine), 0),
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
-        }
+        // Our claim note is clear by now (every claim clears it once published or
+        // released); cleared again for a slot that was ours to the end.
+        slot.claim.store(0, Ordering::Relaxed);
+        let _ = slot.word.compare_exchange(
+            mine,
+            holder_word(ENDPOINT_DETACHED, 0, 0, word_seq(mine), 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
         self.disown(i);
     }
 }
