@@ -263,13 +263,11 @@ pub(crate) struct EndpointSlot {
     /// MPMC claim note: `padding_cells << 32 | record_cells` of the claim in `claim`
     /// (producers; written before `claim`).
     pub(crate) claim_cells: AtomicU64,
-    /// The inode of the holder's pid namespace (`/proc/self/ns/pid`; 0 if unknown), for
-    /// people inspecting the ring (the judges use the word's index). Valid while
-    /// `holder_tag` matches the word.
-    pub(crate) pid_ns: AtomicU64,
-    /// [`holder_tag`] of the word whose holder wrote `start_time` and `pid_ns`: the
-    /// holder stores it (Release) after them, so a judge that finds it equal to the
-    /// word's (Acquire) reads the holder's own, not a previous holder's.
+    _reserved1: AtomicU64,
+    /// [`holder_tag`] of the word whose holder wrote `start_time`: the holder stores it
+    /// (Release) after it, so a judge that finds it equal to the word's (Acquire) reads
+    /// the holder's own, not a previous holder's. (The holder's pid namespace is in the
+    /// word itself.)
     pub(crate) holder_tag: AtomicU64,
 }
 
@@ -415,7 +413,7 @@ mod layout_asserts {
     const_assert_eq!(offset_of!(EndpointSlot, role), 24);
     const_assert_eq!(offset_of!(EndpointSlot, claim), 32);
     const_assert_eq!(offset_of!(EndpointSlot, claim_cells), 40);
-    const_assert_eq!(offset_of!(EndpointSlot, pid_ns), 48);
+
     const_assert_eq!(offset_of!(EndpointSlot, holder_tag), 56);
     // Each cursor and event count has a 128-byte line of its own (two 64-byte lines,
     // so that adjacent-line prefetch does not pair them either).
@@ -472,10 +470,7 @@ pub(crate) const fn layout_hash() -> u64 {
                 offset_of!(EndpointSlot, claim),
                 offset_of!(EndpointSlot, claim_cells),
             ),
-            (
-                offset_of!(EndpointSlot, pid_ns),
-                offset_of!(EndpointSlot, holder_tag),
-            ),
+            (offset_of!(EndpointSlot, holder_tag), 8),
             (CELL_ENTRY_SIZE, 0),
             (offset_of!(Header, data_ready), 16),
             (offset_of!(Header, space_ready), 16),
@@ -943,7 +938,7 @@ impl Header {
                 _reserved0: z32(),
                 claim: z64(),
                 claim_cells: z64(),
-                pid_ns: z64(),
+                _reserved1: z64(),
                 holder_tag: z64(),
             }
         }

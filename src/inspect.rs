@@ -377,39 +377,14 @@ display_as_str!(Liveness {
 
 /// Whether the process `pid` runs (not a zombie), and, if `start_time` is given,
 /// started at that time (clock ticks since boot), so that a pid reused by a new
-/// process does not count. Read from `/proc/PID/stat`; where that cannot be read,
-/// `kill(pid, 0)` (which cannot tell a zombie or a reused pid).
+/// process does not count. Read from `/proc/PID/stat`; where that cannot be read
+/// (hidden by `hidepid`, no `/proc`), `kill(pid, 0)` (which cannot tell a zombie or a
+/// reused pid).
 pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // The command name (field 2) is in parentheses and may hold anything.
-            let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
-                return true;
-            };
-            let mut fields = rest.split(' ');
-            // Field 3: Z (zombie) and X (dead) have exited; the pid is not reused yet.
-            if matches!(fields.next(), Some("Z" | "X")) {
-                return false;
-            }
-            match start_time {
-                // Field 22 is the 19th after field 3.
-                Some(t) => fields.nth(18).and_then(|s| s.parse::<u64>().ok()) == Some(t),
-                None => true,
-            }
-        }
-        // Not there (or hidden by `hidepid`), no /proc, or one we may not read: ask
-        // the kernel whether the pid exists.
-        Err(_) => !matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(Errno::ESRCH)
-        ),
-    }
+    // A pid no process can have is no process; any other is alive unless proven gone,
+    // by the same test the endpoints use on each other (`liveness.rs`).
+    i32::try_from(pid).is_ok_and(|p| p > 0)
+        && !crate::liveness::process_gone(pid, start_time.unwrap_or(0))
 }
 
 // ---------------------------------------------------------------------------------

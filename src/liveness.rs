@@ -352,7 +352,7 @@ impl Liveness {
     }
 
     /// Lets the lock of slot `i` go (no-op without locks).
-    pub(crate) fn disown(&self, i: usize) {
+    fn disown(&self, i: usize) {
         #[cfg(not(loom))]
         if let How::Ofd(fd) = &self.how {
             ofd::unlock(std::os::fd::AsFd::as_fd(fd), lock_byte(i));
@@ -763,17 +763,16 @@ fn dead_word(taken: u64) -> u64 {
     holder_word(ENDPOINT_DEAD, 0, 0, word_seq(taken), 0) | (taken & SLOT_COUNTED)
 }
 
-/// Writes who holds `slot` with `word` (just installed by us): our start time and pid
-/// namespace, then the tag that makes them valid.
+/// Writes who holds `slot` with `word` (just installed by us, with our pid and pid
+/// namespace): our start time, then the tag that makes it valid.
 fn write_identity(slot: &EndpointSlot, word: u64) {
     // SYNC POINT: Release stores, paired with the Acquire loads of `pid_holder_dead`:
-    // a judge that reads the tag reads the identity written before it, and one that
-    // reads a later holder's identity also sees that holder's word.
+    // a judge that reads the tag reads the start time written before it, and one that
+    // reads a later holder's start time also sees that holder's word.
     slot.start_time.store(
         crate::header::process_start_time().unwrap_or(0),
         Ordering::Release,
     );
-    slot.pid_ns.store(own_pid_ns(), Ordering::Release);
     slot.holder_tag.store(holder_tag(word), Ordering::Release);
 }
 
@@ -882,7 +881,7 @@ fn own_pid_ns() -> u64 {
 /// Whether `pid` (of our pid namespace) names no process, a zombie, or a process that
 /// did not start at `start` (clock ticks since boot; 0: not compared). `false` where
 /// that cannot be read (`/proc/<pid>` hidden by `hidepid`, and the pid exists).
-fn process_gone(pid: u32, start: u64) -> bool {
+pub(crate) fn process_gone(pid: u32, start: u64) -> bool {
     #[cfg(any(loom, miri))]
     {
         let _ = (pid, start);

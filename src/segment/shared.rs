@@ -632,14 +632,7 @@ pub(crate) fn check_permissions(
     accept: &OpenOptions,
 ) -> Result<(), Error> {
     let mode = mode & 0o777;
-    let refuse = |reason: String| {
-        Err(Error::Permissions {
-            name: name.to_string(),
-            owner,
-            mode,
-            reason,
-        })
-    };
+    let refuse = |reason: String| Err(permission_error(name, owner, mode, reason));
     let euid = nix::unistd::geteuid().as_raw();
     if owner != euid && !accept.foreign_owner {
         return refuse(format!(
@@ -669,6 +662,16 @@ pub(crate) fn check_permissions(
     Ok(())
 }
 
+/// The refusal of segment `name` (owned by `owner`, permission bits `mode`).
+fn permission_error(name: &str, owner: u32, mode: u32, reason: String) -> Error {
+    Error::Permissions {
+        name: name.to_string(),
+        owner,
+        mode,
+        reason,
+    }
+}
+
 /// Who created a SysV segment (`shm_perm.cuid`, `shm_perm.cgid`): the creator keeps
 /// the owner's rights (`IPC_SET`, `IPC_RMID`, the owner permission bits) whoever owns
 /// the segment now, and its group gets the group bits beside the owner's group.
@@ -695,14 +698,7 @@ pub(crate) fn check_creator(
         return Ok(());
     }
     let mode = mode & 0o777;
-    let refuse = |reason: String| {
-        Err(Error::Permissions {
-            name: name.to_string(),
-            owner,
-            mode,
-            reason,
-        })
-    };
+    let refuse = |reason: String| Err(permission_error(name, owner, mode, reason));
     let euid = nix::unistd::geteuid().as_raw();
     if creator.uid != euid {
         return refuse(format!(
