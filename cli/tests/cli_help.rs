@@ -1,7 +1,6 @@
 //! `shmlane` prints a help for every command, and usage errors exit with status 2.
 
 // The binary exists only with the `cli` feature.
-#![cfg(feature = "cli")]
 
 mod cli_util;
 

@@ -3,7 +3,6 @@
 //! mid-message, a bad name, a busy ring and a timeout. Every ring is removed at the end.
 
 // The binary exists only with the `cli` feature.
-#![cfg(feature = "cli")]
 
 mod cli_util;
 

@@ -1,7 +1,6 @@
 //! `shmlane bench` end to end: usage errors exit 2 with the short usage, and a short
 //! run (`--quick --only pipe,posix-mqueue`) exits 0, prints JSON that parses, with a
 //! figure for each row it ran, and writes an SVG plot.
-#![cfg(feature = "cli")]
 
 use std::process::Command;
 

@@ -3,7 +3,6 @@
 //! are dead and keeps those with a live endpoint.
 
 // The binary exists only with the `cli` feature.
-#![cfg(feature = "cli")]
 
 mod cli_util;
 
