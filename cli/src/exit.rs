@@ -30,12 +30,27 @@ macro_rules! exit_status_help {
   2  bad name or invalid options: a usage error, an invalid ring name, a name
      that is not a shmlane ring (or one of another layout), a ring that already
      has a sender (receiver) attached
-  3  the peer went away mid-transfer: it exited, was killed or left before the end
+  3  the peer went away mid-transfer: it exited, was killed or left before
+     the end
   4  --timeout passed while waiting for the peer
 "
     };
 }
 pub(crate) use exit_status_help;
+
+/// The exit statuses of every command, in the top-level `--help`.
+pub const ALL_EXIT_STATUSES: &str = "\
+Exit status (every command; 'shmlane help COMMAND' says which it uses):
+  0  success
+  1  I/O error (reading the input, writing the output, a system call failed)
+  2  bad name or invalid options: a usage error, an invalid ring name, no such
+     ring, a name that is not a shmlane ring (or one of another layout), a
+     ring that already has a sender (receiver) attached, another user's ring
+     (without --foreign-owner)
+  3  send, recv: the peer went away mid-transfer: it exited, was killed or
+     left before the end
+  4  send, recv: --timeout passed while waiting for the peer
+  128+N  killed by signal N (141: SIGPIPE, its reader went away)";
 
 /// Why a command failed: its exit status and what to tell the user.
 #[derive(Debug)]
@@ -74,6 +89,9 @@ impl Failure {
             _ => BAD_USE,
         };
         let mut message = e.to_string();
+        if let E::Permissions { .. } = e {
+            message = flags_for_options(&message);
+        }
         if let E::Busy { name, endpoint } = e {
             message = format!(
                 "ring {name} already has a {endpoint} attached (if that process is gone, \
@@ -92,5 +110,56 @@ pub fn report(command: &str, result: Result<(), Failure>) -> ExitCode {
             eprintln!("shmlane {command}: {}", f.message);
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// `message`, a library error that names the option accepting what it refused, with
+/// the command's flag for that option instead: a command-line user cannot call
+/// `OpenOptions::foreign_owner`. A mode that no flag accepts (beyond 0660) is to be
+/// changed with chmod.
+fn flags_for_options(message: &str) -> String {
+    let mut m = message
+        .replace("OpenOptions::foreign_owner(true)", "--foreign-owner")
+        .replace(
+            "OpenOptions::group_access(true) (RingOptions::group_access for create_or_open)",
+            "--group-access",
+        );
+    if let Some(at) = m.find("accept it with OpenOptions::accept_mode(") {
+        m.truncate(at);
+        m.push_str(
+            "the command accepts at most mode 0660 (with --group-access): chmod the \
+             segment, or remove it",
+        );
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_flags() {
+        let e = shmlane::Error::Permissions {
+            name: "/r".into(),
+            owner: 65534,
+            mode: 0o600,
+            reason: "its owner uid 65534 is not this process's effective uid 0; accept a \
+                     segment of another user with OpenOptions::foreign_owner(true)"
+                .into(),
+        };
+        let f = Failure::setup(&e);
+        assert_eq!(f.code, BAD_USE);
+        assert!(f.message.ends_with("with --foreign-owner"), "{}", f.message);
+        let m = flags_for_options(
+            "its mode grants its group more than the 0600 accepted (bits 0060); accept it \
+             with OpenOptions::group_access(true) (RingOptions::group_access for create_or_open)",
+        );
+        assert!(m.ends_with("with --group-access"), "{m}");
+        let m = flags_for_options(
+            "its mode grants every user more than the 0600 accepted (bits 0066); accept it \
+             with OpenOptions::accept_mode(0o666)",
+        );
+        assert!(!m.contains("OpenOptions") && m.contains("chmod"), "{m}");
     }
 }

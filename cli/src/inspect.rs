@@ -3,71 +3,46 @@
 
 use std::fmt::Write;
 
+use serde::Serialize;
 use shmlane::inspect::{EndpointState, RingInfo, RingKind};
 use shmlane::Notifier;
 
-use crate::args::{human_bytes, Arg, Args, RingName};
+use crate::args::{human_bytes, RingName};
 use crate::exit::Failure;
-use crate::json::Value;
-use crate::UsageError;
+use crate::output;
 
-pub const SHORT: &str = "\
-Usage: shmlane inspect [--json] NAME
-Run 'shmlane inspect --help' for details.
-";
-
-pub const USAGE: &str = "\
-Usage: shmlane inspect [--json] NAME
-
+/// The description in `shmlane inspect --help`.
+pub const ABOUT: &str = "\
 Describes the ring NAME (/dev/shm/NAME, or sysv:KEY for a System V segment)
 without attaching to it and without writing to it: kind, state, capacity,
 record and message limits, notifier and fences, creator, cursors, fill level
 and the consumer's lag, the waiters on each event count, the endpoint table
 with whether each endpoint's process is alive, and whatever is wrong with the
-header (a corrupt header is described, not refused).
+header (a corrupt header is described, not refused).";
 
-Options:
-  --json       Print it as one JSON object
-  -h, --help   Print this help
-
+/// The exit statuses in `shmlane inspect --help`.
+pub const EXIT_STATUS: &str = "\
 Exit status: 0 when the ring was described (even with problems listed),
 1 on an I/O error, 2 for a usage error, an invalid name, no such ring, or a
-segment that is not a shmlane ring.
-";
+segment that is not a shmlane ring.";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Options {
+    /// The ring: /dev/shm/NAME, or sysv:KEY
+    #[arg(value_name = "NAME", value_parser = RingName::parse)]
     pub name: RingName,
+    /// Print it as one JSON object
+    #[arg(long)]
     pub json: bool,
-}
-
-pub fn parse(mut args: Args) -> Result<Options, UsageError> {
-    let mut name = None;
-    let mut json = false;
-    while let Some(arg) = args.next()? {
-        match arg {
-            Arg::Opt(o) if o == "--json" => json = true,
-            Arg::Opt(_) => return Err(args.unknown()),
-            Arg::Operand(v) if name.is_none() => {
-                name = Some(RingName::parse(&v).map_err(|e| args.error(e))?)
-            }
-            Arg::Operand(v) => return Err(args.extra(&v)),
-        }
-    }
-    match name {
-        Some(name) => Ok(Options { name, json }),
-        None => Err(args.error("no ring name given".into())),
-    }
 }
 
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let info = shmlane::inspect::inspect(&opts.name.to_string()).map_err(|e| Failure::setup(&e))?;
     if opts.json {
-        print!("{}", ring_json(&info).pretty());
+        output::print(&output::json(&RingJson::new(&info)))
     } else {
-        print!("{}", words(&info));
+        output::print(&words(&info))
     }
-    Ok(())
 }
 
 fn notifier_name(n: Option<Notifier>) -> &'static str {
@@ -85,90 +60,149 @@ fn backing_name(info: &RingInfo) -> &'static str {
     }
 }
 
-/// The ring as a JSON object (also one element of `ls --json`).
-pub fn ring_json(info: &RingInfo) -> Value {
-    let endpoints = info
-        .endpoints
-        .iter()
-        .map(|e| {
-            Value::Object(vec![
-                ("slot", e.slot.into()),
-                ("role", e.role.as_str().into()),
-                ("state", e.state.as_str().into()),
-                ("pid", e.pid.into()),
-                ("start_time", e.start_time.into()),
-                ("generation", e.generation.into()),
-                ("alive", e.alive.into()),
-            ])
-        })
-        .collect();
-    let role_count = |c: Option<shmlane::inspect::RoleCount>| match c {
-        Some(c) => Value::Object(vec![
-            ("attached", c.attached.into()),
-            ("ever", c.ever.into()),
-        ]),
-        None => Value::Null,
-    };
-    let event_count = |e: shmlane::inspect::EventCountInfo| {
-        Value::Object(vec![
-            ("waiters", e.waiters.into()),
-            ("woken", e.woken.into()),
-            ("epoch", e.epoch.into()),
-        ])
-    };
-    Value::Object(vec![
-        ("name", info.name.clone().into()),
-        ("backing", backing_name(info).into()),
-        (
-            "path",
-            info.path.as_ref().map(|p| p.display().to_string()).into(),
-        ),
-        ("segment_size", info.segment_size.into()),
-        ("owner_uid", info.owner_uid.into()),
-        ("mode", format!("{:04o}", info.mode).into()),
-        ("attachments", info.attachments.into()),
-        ("state", info.state.as_str().into()),
-        ("kind", info.kind.as_str().into()),
-        ("version", info.version.into()),
-        ("layout_matches", info.layout_matches.into()),
-        ("capacity", info.capacity.into()),
-        ("cell_size", info.cell_size.into()),
-        ("max_endpoints", info.max_endpoints.into()),
-        ("max_record", info.max_record.into()),
-        ("max_message", info.max_message.into()),
-        ("flags", info.flags.into()),
-        ("notifier", notifier_name(info.notifier).into()),
-        ("asymmetric_fences", info.asymmetric_fences.into()),
-        (
-            "creator",
-            Value::Object(vec![
-                ("pid", info.creator_pid.into()),
-                ("uid", info.creator_uid.into()),
-                ("start_time", info.creator_start_time.into()),
-                ("alive", info.creator_alive.as_str().into()),
-            ]),
-        ),
-        ("head", info.head.into()),
-        ("tail", info.tail.into()),
-        ("used", info.used.into()),
-        (
-            "fill",
-            info.used
+/// The ring as `inspect --json` prints it (also one element of `ls --json`).
+#[derive(Debug, Serialize)]
+pub struct RingJson<'a> {
+    name: &'a str,
+    backing: &'static str,
+    path: Option<String>,
+    segment_size: u64,
+    owner_uid: u32,
+    /// Octal, as `ls -l` and chmod take it: `"0600"`.
+    mode: String,
+    attachments: Option<u64>,
+    state: &'static str,
+    kind: &'static str,
+    version: u32,
+    layout_matches: bool,
+    capacity: u64,
+    cell_size: u64,
+    max_endpoints: u32,
+    max_record: u64,
+    max_message: u64,
+    flags: u64,
+    notifier: &'static str,
+    asymmetric_fences: bool,
+    creator: CreatorJson,
+    head: u64,
+    tail: u64,
+    used: Option<u64>,
+    /// `used` over `capacity`, from 0 to 1.
+    fill: Option<f64>,
+    writer_stream: Option<usize>,
+    reader_stream: Option<usize>,
+    producers: Option<RoleCountJson>,
+    consumers: Option<RoleCountJson>,
+    data_ready: EventCountJson,
+    space_ready: EventCountJson,
+    endpoints: Vec<EndpointJson>,
+    live_endpoints: usize,
+    stale: bool,
+    problems: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct CreatorJson {
+    pid: u32,
+    uid: u32,
+    start_time: u64,
+    alive: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct RoleCountJson {
+    attached: u32,
+    ever: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct EventCountJson {
+    waiters: u32,
+    woken: u32,
+    epoch: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct EndpointJson {
+    slot: usize,
+    role: &'static str,
+    state: &'static str,
+    pid: u32,
+    start_time: u64,
+    generation: u64,
+    alive: bool,
+}
+
+impl<'a> RingJson<'a> {
+    pub fn new(info: &'a RingInfo) -> RingJson<'a> {
+        let role_count = |c: Option<shmlane::inspect::RoleCount>| {
+            c.map(|c| RoleCountJson {
+                attached: c.attached,
+                ever: c.ever,
+            })
+        };
+        let event_count = |e: shmlane::inspect::EventCountInfo| EventCountJson {
+            waiters: e.waiters,
+            woken: e.woken,
+            epoch: e.epoch,
+        };
+        RingJson {
+            name: &info.name,
+            backing: backing_name(info),
+            path: info.path.as_ref().map(|p| p.display().to_string()),
+            segment_size: info.segment_size,
+            owner_uid: info.owner_uid,
+            mode: format!("{:04o}", info.mode),
+            attachments: info.attachments,
+            state: info.state.as_str(),
+            kind: info.kind.as_str(),
+            version: info.version,
+            layout_matches: info.layout_matches,
+            capacity: info.capacity,
+            cell_size: info.cell_size,
+            max_endpoints: info.max_endpoints,
+            max_record: info.max_record,
+            max_message: info.max_message,
+            flags: info.flags,
+            notifier: notifier_name(info.notifier),
+            asymmetric_fences: info.asymmetric_fences,
+            creator: CreatorJson {
+                pid: info.creator_pid,
+                uid: info.creator_uid,
+                start_time: info.creator_start_time,
+                alive: info.creator_alive.as_str(),
+            },
+            head: info.head,
+            tail: info.tail,
+            used: info.used,
+            fill: info
+                .used
                 .filter(|_| info.capacity > 0)
-                .map(|u| u as f64 / info.capacity as f64)
-                .into(),
-        ),
-        ("writer_stream", info.writer_stream.into()),
-        ("reader_stream", info.reader_stream.into()),
-        ("producers", role_count(info.producers)),
-        ("consumers", role_count(info.consumers)),
-        ("data_ready", event_count(info.data_ready)),
-        ("space_ready", event_count(info.space_ready)),
-        ("endpoints", Value::Array(endpoints)),
-        ("live_endpoints", info.live_endpoints().into()),
-        ("stale", info.is_stale().into()),
-        ("problems", info.problems.clone().into()),
-    ])
+                .map(|u| u as f64 / info.capacity as f64),
+            writer_stream: info.writer_stream,
+            reader_stream: info.reader_stream,
+            producers: role_count(info.producers),
+            consumers: role_count(info.consumers),
+            data_ready: event_count(info.data_ready),
+            space_ready: event_count(info.space_ready),
+            endpoints: info
+                .endpoints
+                .iter()
+                .map(|e| EndpointJson {
+                    slot: e.slot,
+                    role: e.role.as_str(),
+                    state: e.state.as_str(),
+                    pid: e.pid,
+                    start_time: e.start_time,
+                    generation: e.generation,
+                    alive: e.alive,
+                })
+                .collect(),
+            live_endpoints: info.live_endpoints(),
+            stale: info.is_stale(),
+            problems: &info.problems,
+        }
+    }
 }
 
 /// `1048576 bytes (1.00 MiB)`.

@@ -3,66 +3,43 @@
 
 use shmlane::inspect::{RingInfo, SegmentState};
 
-use crate::args::{human_bytes, printable, Arg, Args};
+use crate::args::{human_bytes, printable};
 use crate::exit::Failure;
-use crate::inspect::ring_json;
-use crate::json::Value;
-use crate::UsageError;
+use crate::inspect::RingJson;
+use crate::output;
 
-pub const SHORT: &str = "\
-Usage: shmlane ls [--json]
-Run 'shmlane ls --help' for details.
-";
-
-pub const USAGE: &str = "\
-Usage: shmlane ls [--json]
-
+/// The description in `shmlane ls --help`.
+pub const ABOUT: &str = "\
 Lists the shmlane rings on this host that this user may read: the files in
 /dev/shm that hold a shmlane header (other files are left out), then the
 System V segments that do. For each: its name, kind, segment size, capacity,
 fill level, how many endpoints are attached and alive, and its state, with
 'stale' when no live process uses it ('shmlane rm --stale' removes those) and
 'problems' when its header does not validate ('shmlane inspect NAME' says what
-is wrong). Names are printed with control characters escaped (\x1b), since
-anyone may put a file in /dev/shm.
+is wrong). Names are printed with control characters escaped (\\x1b), since
+anyone may put a file in /dev/shm.";
 
-Options:
-  --json       Print a JSON array with one object per ring, as 'shmlane
-               inspect --json' prints it
-  -h, --help   Print this help
-
+/// The exit statuses in `shmlane ls --help`.
+pub const EXIT_STATUS: &str = "\
 Exit status: 0 when the rings were listed (none is fine), 1 when /dev/shm
-cannot be read, 2 for a usage error.
-";
+cannot be read, 2 for a usage error.";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Options {
+    /// Print a JSON array with one object per ring, as 'shmlane inspect --json'
+    /// prints it
+    #[arg(long)]
     pub json: bool,
-}
-
-pub fn parse(mut args: Args) -> Result<Options, UsageError> {
-    let mut json = false;
-    while let Some(arg) = args.next()? {
-        match arg {
-            Arg::Opt(o) if o == "--json" => json = true,
-            Arg::Opt(_) => return Err(args.unknown()),
-            Arg::Operand(v) => return Err(args.extra(&v)),
-        }
-    }
-    Ok(Options { json })
 }
 
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let rings = shmlane::inspect::list().map_err(|e| Failure::setup(&e))?;
     if opts.json {
-        print!(
-            "{}",
-            Value::Array(rings.iter().map(ring_json).collect()).pretty()
-        );
+        let rings: Vec<RingJson<'_>> = rings.iter().map(RingJson::new).collect();
+        output::print(&output::json(&rings))
     } else {
-        print!("{}", table(&rings));
+        output::print(&table(&rings))
     }
-    Ok(())
 }
 
 /// The state column: the segment state, then what needs attention.

@@ -14,43 +14,24 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
 use shmlane::inspect::EndpointRole;
-use shmlane::{spsc, RecvError, RingOptions};
+use shmlane::{spsc, RecvError};
 
-use crate::args::{human_bytes, Args};
-use crate::exit::{exit_status_help, Failure};
-use crate::pipe::{self, pipe_options_help, Session, HELLO_LEN, UNKNOWN_LENGTH};
-use crate::UsageError;
+use crate::args::human_bytes;
+use crate::exit::Failure;
+use crate::pipe::{self, Session, HELLO_LEN, UNKNOWN_LENGTH};
 
-pub const SHORT: &str = "\
-Usage: shmlane recv [OPTIONS] NAME [FILE]
-Run 'shmlane recv --help' for details.
-";
-
-pub const USAGE: &str = concat!(
-    "\
-Usage: shmlane recv [OPTIONS] NAME [FILE]
-
+/// The description in `shmlane recv --help`.
+pub const ABOUT: &str = "\
 Receives what 'shmlane send NAME' sends through the shared-memory ring NAME and
 writes it to FILE (created or truncated; default: stdout, as is '-'). Either
 end may start first; the first creates the ring. Once everything is received,
 recv removes the ring.
 
   shmlane recv frames copy.iso
-  shmlane recv backup | tar x
-
-Options:
-",
-    pipe_options_help!(),
-    "\n",
-    exit_status_help!()
-);
+  shmlane recv backup | tar x";
 
 /// What `recv` needs: the options it shares with `send`.
 pub type Options = pipe::Options;
-
-pub fn parse(args: Args) -> Result<Options, UsageError> {
-    pipe::parse(args)
-}
 
 /// Bytes read from a streamed message at a time (a quarter of the default ring).
 const READ_BUF: usize = 256 << 10;
@@ -168,7 +149,7 @@ fn recv_chunks(s: &mut Session, rx: &mut spsc::Consumer, out: &mut Output) -> Re
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut out = open_output(opts.file.as_deref())?;
     let (backing, ring) = opts.name.backing();
-    let ring_opts = RingOptions::new(opts.ring_size).backing(backing);
+    let ring_opts = opts.ring_options(backing);
     let mut rx = spsc::Consumer::create_or_open(ring, &ring_opts)
         .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Consumer, "recv");

@@ -2,20 +2,11 @@
 
 use shmlane::Error;
 
-use crate::args::{printable, Arg, Args, RingName};
+use crate::args::{printable, RingName};
 use crate::exit::{Failure, BAD_USE, IO};
-use crate::UsageError;
 
-pub const SHORT: &str = "\
-Usage: shmlane rm [--force] [-v] NAME...
-       shmlane rm --stale [--dry-run] [NAME...]
-Run 'shmlane rm --help' for details.
-";
-
-pub const USAGE: &str = "\
-Usage: shmlane rm [--force] [-v] NAME...
-       shmlane rm --stale [--dry-run] [NAME...]
-
+/// The description in `shmlane rm --help`.
+pub const ABOUT: &str = "\
 Removes the rings NAME... (/dev/shm/NAME, or sysv:KEY). Processes that have a
 ring open keep using it until they close it; its name is free at once. A name
 that is not a shmlane ring is refused unless --force is given.
@@ -26,62 +17,35 @@ or made by a process that is waiting for its endpoints, is kept); with names,
 only those of NAME... that are stale. Each is read again right before it is
 removed. Prints the names it removes; a stale ring it cannot remove (another
 user's, say) is skipped and named on stderr, and the sweep goes on (status 1).
-Names are printed with control characters escaped (\x1b).
+Names are printed with control characters escaped (\\x1b).";
 
-Options:
-  --stale      Remove every stale ring instead of named ones
-  -n, --dry-run
-               With --stale: print what would be removed, remove nothing
-  -f, --force  Remove NAME even if it is not a shmlane ring (or one whose
-               header cannot be read)
-  -v, --verbose
-               Print each name removed
-  -h, --help   Print this help
-
+/// The exit statuses in `shmlane rm --help`.
+pub const EXIT_STATUS: &str = "\
 Exit status: 0 when every ring was removed, 1 on an I/O error (e.g. no
 permission), 2 for a usage error, an invalid name, no such ring, or a name that
 is not a shmlane ring (without --force). With several names, every name is
-tried and the status is the worst.
-";
+tried and the status is the worst.";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(override_usage = "shmlane rm [--force] [-v] NAME...\n       \
+                            shmlane rm --stale [--dry-run] [NAME...]")]
 pub struct Options {
+    /// The rings: /dev/shm/NAME, or sysv:KEY
+    #[arg(value_name = "NAME", value_parser = RingName::parse, required_unless_present = "stale")]
     pub names: Vec<RingName>,
+    /// Remove every stale ring instead of named ones
+    #[arg(long)]
     pub stale: bool,
+    /// With --stale: print what would be removed, remove nothing
+    #[arg(short = 'n', long, requires = "stale")]
     pub dry_run: bool,
+    /// Remove NAME even if it is not a shmlane ring (or one whose header cannot be
+    /// read)
+    #[arg(short = 'f', long)]
     pub force: bool,
+    /// Print each name removed
+    #[arg(short = 'v', long)]
     pub verbose: bool,
-}
-
-pub fn parse(mut args: Args) -> Result<Options, UsageError> {
-    let mut o = Options {
-        names: Vec::new(),
-        stale: false,
-        dry_run: false,
-        force: false,
-        verbose: false,
-    };
-    while let Some(arg) = args.next()? {
-        match arg {
-            Arg::Opt(opt) => match opt.as_str() {
-                "--stale" => o.stale = true,
-                "-n" | "--dry-run" => o.dry_run = true,
-                "-f" | "--force" => o.force = true,
-                "-v" | "--verbose" => o.verbose = true,
-                _ => return Err(args.unknown()),
-            },
-            Arg::Operand(v) => o
-                .names
-                .push(RingName::parse(&v).map_err(|e| args.error(e))?),
-        }
-    }
-    if !o.stale && o.names.is_empty() {
-        return Err(args.error("no ring name given (or --stale)".into()));
-    }
-    if o.dry_run && !o.stale {
-        return Err(args.error("--dry-run goes with --stale".into()));
-    }
-    Ok(o)
 }
 
 pub fn run(opts: &Options) -> Result<(), Failure> {

@@ -14,25 +14,18 @@ use std::io::{self, Seek, Write};
 use std::os::fd::AsFd;
 
 use shmlane::inspect::{EndpointRole, EndpointState};
-use shmlane::{spsc, RingOptions, SendError};
+use shmlane::{spsc, SendError};
 
-use crate::args::{human_bytes, Args};
-use crate::exit::{exit_status_help, Failure};
-use crate::pipe::{self, pipe_options_help, read_retry, Session, UNKNOWN_LENGTH};
-use crate::UsageError;
+use crate::args::human_bytes;
+use crate::exit::Failure;
+use crate::pipe::{self, read_retry, Session, UNKNOWN_LENGTH};
 
-pub const SHORT: &str = "\
-Usage: shmlane send [OPTIONS] NAME [FILE]
-Run 'shmlane send --help' for details.
-";
-
-pub const USAGE: &str = concat!(
-    "\
-Usage: shmlane send [OPTIONS] NAME [FILE]
-
-Sends FILE (default: stdin; '-' is stdin too) through the shared-memory ring NAME
-to 'shmlane recv NAME', which may start before or after it. The first of the two
-creates the ring (/dev/shm/NAME; 'sysv:KEY' names a System V segment instead).
+/// The description in `shmlane send --help`.
+pub const ABOUT: &str = "\
+Sends FILE (default: stdin; '-' is stdin too) through the shared-memory ring
+NAME to 'shmlane recv NAME', which may start before or after it. The first of
+the two creates the ring (/dev/shm/NAME; 'sysv:KEY' names a System V segment
+instead).
 
   shmlane send frames big.iso &   shmlane recv frames copy.iso
   tar c dir | shmlane send backup
@@ -41,21 +34,10 @@ A regular file goes as one message streamed through the ring; anything else
 (a pipe, a terminal) goes in chunks, each sent as soon as it is read. Memory in
 use is the ring, whatever the size. When everything is in the ring, send exits
 and leaves the data there for the receiver, which removes the ring once it has
-read it all ('shmlane rm --stale' removes it if no receiver ever comes).
-
-Options:
-",
-    pipe_options_help!(),
-    "\n",
-    exit_status_help!()
-);
+read it all ('shmlane rm --stale' removes it if no receiver ever comes).";
 
 /// What `send` needs: the options it shares with `recv`.
 pub type Options = pipe::Options;
-
-pub fn parse(args: Args) -> Result<Options, UsageError> {
-    pipe::parse(args)
-}
 
 /// The input and what we know of its length.
 struct Input {
@@ -182,7 +164,7 @@ fn send_chunks(s: &mut Session, tx: &mut spsc::Producer, input: &mut Input) -> R
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut input = open_input(opts.file.as_deref())?;
     let (backing, ring) = opts.name.backing();
-    let ring_opts = RingOptions::new(opts.ring_size).backing(backing);
+    let ring_opts = opts.ring_options(backing);
     let mut tx = spsc::Producer::create_or_open(ring, &ring_opts)
         .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Producer, "send");

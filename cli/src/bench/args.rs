@@ -1,7 +1,6 @@
 //! The command line of `shmlane bench`: its options, its help (generated from the
 //! mechanism table, so that it says what every row measures), and its entry point.
 
-use std::ffi::OsString;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,25 +21,47 @@ pub(crate) struct Options {
     pub(crate) only: Option<Vec<&'static MechSpec>>,
 }
 
-/// What the arguments ask for.
-#[derive(Debug)]
-pub(crate) enum Parsed {
-    Help,
-    Run(Options),
+/// The arguments of `shmlane bench`, as clap parses them (into [`Options`]).
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct Args {
+    /// One round, shorter timed parts (under 30 s)
+    #[arg(long)]
+    quick: bool,
+    /// Print every figure as JSON on stdout instead of the table
+    #[arg(long)]
+    json: bool,
+    /// Also draw the round-trip latency curves (one panel per size, percentiles on a
+    /// log axis) and throughput by message size (log axes) into FILE.svg
+    #[arg(long, value_name = "FILE.svg", value_parser = parse_plot)]
+    plot: Option<PathBuf>,
+    /// Measure only these rows (the ratios need raw-cache-line and pipe)
+    #[arg(long, value_name = "ID[,ID...]", value_parser = parse_only)]
+    only: Option<Only>,
 }
 
-/// Shown after a usage error.
-pub(crate) const SHORT_USAGE: &str = "\
-Usage: shmlane bench [--quick] [--json] [--plot FILE.svg] [--only ID[,ID...]]
-Run 'shmlane bench --help' for details.
-";
+/// The rows `--only` names, each once, in the order given.
+#[derive(Clone, Debug)]
+pub(crate) struct Only(Vec<&'static MechSpec>);
 
-fn utf8(arg: OsString) -> Result<String, String> {
-    arg.into_string()
-        .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
+impl From<Args> for Options {
+    fn from(a: Args) -> Options {
+        Options {
+            quick: a.quick,
+            json: a.json,
+            plot: a.plot,
+            only: a.only.map(|o| o.0),
+        }
+    }
 }
 
-fn parse_only(list: &str) -> Result<Vec<&'static MechSpec>, String> {
+fn parse_plot(path: &str) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("--plot needs a file name".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn parse_only(list: &str) -> Result<Only, String> {
     let mut out: Vec<&'static MechSpec> = Vec::new();
     for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let spec = MECHANISMS.iter().find(|m| m.id == id).ok_or_else(|| {
@@ -57,44 +78,7 @@ fn parse_only(list: &str) -> Result<Vec<&'static MechSpec>, String> {
     if out.is_empty() {
         return Err("--only needs at least one mechanism id".into());
     }
-    Ok(out)
-}
-
-/// Parses the arguments after `bench`.
-pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
-    let mut opts = Options::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let arg = utf8(arg)?;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => match args.next() {
-                    Some(v) => utf8(v),
-                    None => Err(format!("{name} needs a value")),
-                },
-            }
-        };
-        match flag.as_str() {
-            "--quick" if inline.is_none() => opts.quick = true,
-            "--json" if inline.is_none() => opts.json = true,
-            "-h" | "--help" if inline.is_none() => return Ok(Parsed::Help),
-            "--plot" => {
-                let v = value("--plot")?;
-                if v.is_empty() {
-                    return Err("--plot needs a file name".into());
-                }
-                opts.plot = Some(PathBuf::from(v));
-            }
-            "--only" => opts.only = Some(parse_only(&value("--only")?)?),
-            _ => return Err(format!("unknown argument '{arg}' for 'shmlane bench'")),
-        }
-    }
-    Ok(Parsed::Run(opts))
+    Ok(Only(out))
 }
 
 /// Wraps `text` at `width` columns, every line after the first indented by `indent`.
@@ -125,8 +109,9 @@ fn secs(ns: u64) -> String {
     }
 }
 
-/// The full help of `shmlane bench`.
-pub(crate) fn usage() -> String {
+/// The description in `shmlane bench --help`: what every row measures, with the
+/// run's timings.
+pub(crate) fn description() -> String {
     let quick = Config::new(true);
     let full = Config::new(false);
     let sizes: Vec<String> = LATENCY_SIZES
@@ -137,8 +122,6 @@ pub(crate) fn usage() -> String {
     let _ = write!(
         o,
         "\
-Usage: shmlane bench [--quick] [--json] [--plot FILE.svg] [--only ID[,ID...]]
-
 Measures shmlane beside the other ways two processes on this host can talk, with
 real forked processes (producer or pinger pinned to the first allowed CPU,
 consumer or ponger to the second, when two are allowed; fresh processes and a
@@ -219,44 +202,25 @@ Rows (ID for --only and the JSON, the name in the table):
         o,
         "
 A full run repeats everything {rounds} times, interleaved, and reports each
-figure's median (a few minutes); --quick runs it once (under 30 s).
-
-Options:
-  --quick            One round, shorter timed parts (under 30 s)
-  --json             Print every figure as JSON on stdout instead of the table
-  --plot FILE.svg    Also draw the round-trip latency curves (one panel per
-                     size, percentiles on a log axis) and throughput by message
-                     size (log axes) into FILE.svg
-  --only ID[,ID...]  Measure only these rows (the ratios need raw-cache-line
-                     and pipe)
-  -h, --help         Print this help
-
-Exit status: 0 when the run completed (whether or not targets were met),
-1 when a measurement failed or FILE.svg could not be written, 2 for a usage
-error, 128+N on signal N.
-",
+figure's median (a few minutes); --quick runs it once (under 30 s).",
         rounds = full.rounds
     );
     o
 }
 
-/// `shmlane bench ARGS...`: parses the arguments, runs, and returns the exit code.
-pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    match parse(args) {
-        Ok(Parsed::Help) => {
-            print!("{}", usage());
-            ExitCode::SUCCESS
-        }
-        Ok(Parsed::Run(opts)) => match super::run(&opts) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("shmlane bench: {e}");
-                ExitCode::from(e.exit_code())
-            }
-        },
-        Err(message) => {
-            eprintln!("shmlane: {message}\n\n{SHORT_USAGE}");
-            ExitCode::from(2)
+/// The exit statuses in `shmlane bench --help`.
+pub(crate) const EXIT_STATUS: &str = "\
+Exit status: 0 when the run completed (whether or not targets were met),
+1 when a measurement failed or FILE.svg could not be written, 2 for a usage
+error, 128+N on signal N.";
+
+/// `shmlane bench` with these options: runs, and returns the exit code.
+pub(crate) fn main(opts: Options) -> ExitCode {
+    match super::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmlane bench: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -264,14 +228,24 @@ pub(crate) fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn p(args: &[&str]) -> Result<Parsed, String> {
-        parse(args.iter().map(OsString::from))
+    /// `shmlane bench` alone, for its arguments.
+    #[derive(Debug, Parser)]
+    struct Bench {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn p(args: &[&str]) -> Result<Options, String> {
+        Bench::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map(|b| b.args.into())
+            .map_err(|e| e.to_string())
     }
 
     fn opts(args: &[&str]) -> Options {
         match p(args) {
-            Ok(Parsed::Run(o)) => o,
+            Ok(o) => o,
             other => panic!("{args:?}: {other:?}"),
         }
     }
@@ -287,8 +261,8 @@ mod tests {
         assert_eq!(o.plot.as_deref(), Some(std::path::Path::new("y.svg")));
         let ids: Vec<&str> = o.only.unwrap().iter().map(|m| m.id).collect();
         assert_eq!(ids, ["pipe", "raw-cache-line"]);
-        assert!(matches!(p(&["--help"]), Ok(Parsed::Help)));
-        assert!(matches!(p(&["--quick", "-h"]), Ok(Parsed::Help)));
+        assert!(p(&["--help"]).unwrap_err().contains("--quick"));
+        assert!(p(&["--quick", "-h"]).unwrap_err().contains("--quick"));
     }
 
     #[test]
@@ -310,8 +284,8 @@ mod tests {
     }
 
     #[test]
-    fn help_names_every_row() {
-        let u = usage();
+    fn description_names_every_row() {
+        let u = description();
         for m in MECHANISMS {
             assert!(u.contains(m.id) && u.contains(m.label), "{}", m.id);
         }

@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 
 use shmlane::{Notifier, Wait};
 
-pub(crate) use args::main;
-use args::Options;
+pub(crate) use args::{description, main, Args, Options, EXIT_STATUS};
 use baselines::{BufferedStream, ByteStream, ChanRx, ChanTx, Packets, SeqPacket};
 use mechs::{Loads, Mech, MechSpec, RingKind, Shape, MECHANISMS, SHAPES};
 use process::{fork_child, now_ns, Child, ControlMap, ShmNames, SignalBlock};

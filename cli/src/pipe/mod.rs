@@ -61,9 +61,10 @@ use std::time::{Duration, Instant};
 
 use shmlane::inspect::{EndpointInfo, EndpointRole, EndpointState, Probe, RingInfo};
 
-use crate::args::{parse_duration, parse_size, Arg, Args, RingName};
+use shmlane::{OpenOptions, RingOptions};
+
+use crate::args::{parse_duration, parse_size, RingName};
 use crate::exit::Failure;
-use crate::UsageError;
 use progress::Progress;
 use watch::{peer_of, Config, Watch};
 
@@ -116,76 +117,78 @@ pub fn chunk_len(capacity: usize, max_record_payload: usize) -> usize {
 }
 
 /// The options `send` and `recv` share.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct Options {
+    /// The ring: /dev/shm/NAME (with or without its leading slash), or sysv:KEY for a
+    /// System V segment
+    #[arg(value_name = "NAME", value_parser = RingName::parse)]
     pub name: RingName,
     /// The file to read (send) or write (recv); `None` for stdin / stdout.
+    #[arg(
+        value_name = "FILE",
+        help = "The file to read (send) or write (recv); default, and '-': stdin (send), \
+                stdout (recv)"
+    )]
     pub file: Option<String>,
+    /// Data region of the ring if this end creates it: a power of two from 64 to 1T,
+    /// with K/M/G suffixes (default 1M; an existing ring keeps its size)
+    #[arg(
+        short = 's',
+        long,
+        value_name = "SIZE",
+        value_parser = parse_ring_size,
+        default_value_t = DEFAULT_RING,
+        hide_default_value = true
+    )]
     pub ring_size: usize,
+    /// Give up (status 4) when the peer has not come, or has not moved, for this long
+    /// in one wait: 30, 1.5s, 500ms, 2m (default: wait as long as it takes; a peer
+    /// that dies is noticed within a second either way)
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// No progress bar (it is shown only when stderr is a terminal)
+    #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Use a ring owned (or, System V, created) by another user: that user can
+    /// rewrite or resize it at any time, so only one you trust
+    #[arg(long)]
+    pub foreign_owner: bool,
+    /// Share the ring with this user's group: create it with mode 0660 (not 0600),
+    /// and accept an existing ring that grants its group access
+    #[arg(long)]
+    pub group_access: bool,
 }
 
-/// The option lines of `--help` that `send` and `recv` share.
-macro_rules! pipe_options_help {
-    () => {
-        "  -s, --ring-size SIZE   Data region of the ring if this end creates it: a
-                         power of two from 64 to 1T, with K/M/G suffixes (default
-                         1M; an existing ring keeps its size)
-  -t, --timeout DURATION Give up (status 4) when the peer has not come, or has
-                         not moved, for this long in one wait: 30, 1.5s, 500ms,
-                         2m (default: wait as long as it takes; a peer that dies
-                         is noticed within a second either way)
-  -q, --quiet            No progress bar (it is shown only when stderr is a
-                         terminal)
-  -h, --help             Print this help
-"
-    };
-}
-pub(crate) use pipe_options_help;
-
-/// Parses `NAME [FILE]` and the shared options.
-pub fn parse(mut args: Args) -> Result<Options, UsageError> {
-    let mut name = None;
-    let mut file = None;
-    let mut ring_size = DEFAULT_RING as u64;
-    let mut timeout = None;
-    let mut quiet = false;
-    while let Some(arg) = args.next()? {
-        match arg {
-            Arg::Opt(o) => match o.as_str() {
-                "-s" | "--ring-size" => ring_size = args.parsed(parse_size)?,
-                "-t" | "--timeout" => timeout = Some(args.parsed(parse_duration)?),
-                "-q" | "--quiet" => quiet = true,
-                _ => return Err(args.unknown()),
-            },
-            Arg::Operand(v) if name.is_none() => {
-                name = Some(RingName::parse(&v).map_err(|e| args.error(e))?)
-            }
-            Arg::Operand(v) if file.is_none() => file = Some(v),
-            Arg::Operand(v) => return Err(args.extra(&v)),
-        }
+impl Options {
+    /// The options as parsed, with `-` for FILE meaning stdin / stdout.
+    pub fn finish(mut self) -> Options {
+        self.file = self.file.filter(|f| f != "-");
+        self
     }
-    let Some(name) = name else {
-        return Err(args.error("no ring name given".into()));
-    };
-    if !ring_size.is_power_of_two()
-        || ring_size < shmlane::MIN_CAPACITY as u64
-        || ring_size > shmlane::MAX_CAPACITY as u64
+
+    /// What `create_or_open` is to make, or to accept of a ring that exists.
+    pub fn ring_options(&self, backing: shmlane::Backing) -> RingOptions {
+        RingOptions::new(self.ring_size)
+            .backing(backing)
+            .group_access(self.group_access)
+            .open_options(OpenOptions::new().foreign_owner(self.foreign_owner))
+    }
+}
+
+/// Parses `--ring-size`: a size (`1M`) that the library can make a ring of.
+fn parse_ring_size(s: &str) -> Result<usize, String> {
+    let size = parse_size(s)?;
+    if !size.is_power_of_two()
+        || size < shmlane::MIN_CAPACITY as u64
+        || size > shmlane::MAX_CAPACITY as u64
     {
-        return Err(args.error(format!(
-            "--ring-size: {ring_size} bytes is not a power of two from {} to {} bytes",
+        return Err(format!(
+            "{size} bytes is not a power of two from {} to {} bytes",
             shmlane::MIN_CAPACITY,
             shmlane::MAX_CAPACITY
-        )));
+        ));
     }
-    Ok(Options {
-        name,
-        file: file.filter(|f| f != "-"),
-        ring_size: ring_size as usize,
-        timeout,
-        quiet,
-    })
+    usize::try_from(size).map_err(|_| format!("{size} bytes is too large for this platform"))
 }
 
 /// How long an end that failed waits for its live peer to leave before it decides
@@ -322,11 +325,6 @@ pub fn read_retry(input: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
-
-    fn p(list: &[&str]) -> Result<Options, UsageError> {
-        parse(Args::new(list.iter().map(OsString::from), "send", "short").unwrap())
-    }
 
     #[test]
     fn hello_round_trip() {
@@ -344,31 +342,5 @@ mod tests {
         assert_eq!(chunk_len(1 << 20, (1 << 19) - 8), (1 << 18) - 8);
         assert_eq!(chunk_len(64, 24), 8);
         assert_eq!(chunk_len(64 << 30, (1 << 31) - 8), (1 << 31) - 8);
-    }
-
-    #[test]
-    fn options() {
-        let o = p(&["ring", "-"]).unwrap();
-        assert_eq!(o.name, RingName::Posix("/ring".into()));
-        assert_eq!(
-            (o.file, o.ring_size, o.timeout, o.quiet),
-            (None, 1 << 20, None, false)
-        );
-        let o = p(&["-q", "--timeout", "2s", "-s", "64K", "/r", "out.bin"]).unwrap();
-        assert_eq!(o.file.as_deref(), Some("out.bin"));
-        assert_eq!((o.ring_size, o.quiet), (64 << 10, true));
-        assert_eq!(o.timeout, Some(Duration::from_secs(2)));
-        assert!(p(&[]).unwrap_err().message.contains("no ring name"));
-        assert!(p(&["r", "a", "b"]).unwrap_err().message.contains("'b'"));
-        assert!(p(&["-s", "1000", "r"])
-            .unwrap_err()
-            .message
-            .contains("power of two"));
-        assert!(p(&["-s", "32", "r"]).is_err());
-        assert!(p(&["a/b"])
-            .unwrap_err()
-            .message
-            .contains("invalid ring name"));
-        assert!(p(&["--fast", "r"]).unwrap_err().message.contains("--fast"));
     }
 }
