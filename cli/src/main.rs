@@ -67,8 +67,8 @@ struct Cli {
 /// What the command line asks for.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Send stdin or a file through a shared-memory ring: shmlane send NAME [FILE]
-    #[command(long_about = send::ABOUT, help_template = HELP_TEMPLATE,
+    #[command(about = "Send stdin or a file through a shared-memory ring: shmlane send NAME [FILE]",
+              long_about = send::ABOUT, help_template = HELP_TEMPLATE,
               after_help = exit::exit_status_help!())]
     Send(send::Options),
     /// Receive what 'shmlane send' sends, to stdout or a file

@@ -83,3 +83,21 @@ fn usage_errors_exit_2_with_the_short_usage() {
     assert_eq!(v.code(), Some(0));
     assert!(v.stdout_str().starts_with("shmlane 0."));
 }
+
+#[test]
+fn completions_cover_every_command_and_flag() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let done = run(&["completions", shell]);
+        assert_eq!(done.code(), Some(0), "{shell}: {}", done.stderr);
+        let script = done.stdout_str();
+        for word in COMMANDS
+            .iter()
+            .chain(&["foreign-owner", "ring-size", "stale"])
+        {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let done = run(&["completions", "tcsh"]);
+    assert_eq!(done.code(), Some(2), "{}", done.stderr);
+    assert!(done.stderr.contains("bash"), "{}", done.stderr);
+}

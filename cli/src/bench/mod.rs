@@ -424,7 +424,7 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     } else {
         report::table(&results)
     };
-    print!("{out}");
+    crate::output::print(&out).map_err(|f| BenchError::Failed(f.message))?;
     if let (Some(path), Some(mut file)) = (&opts.plot, plot_file) {
         use std::io::Write;
         file.write_all(plot::svg(&results).as_bytes())
@@ -433,7 +433,8 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
                 BenchError::Failed(format!("writing the plot to {}: {e}", path.display()))
             })?;
         if !opts.json {
-            println!("plot: {}", path.display());
+            crate::output::print(&format!("plot: {}\n", path.display()))
+                .map_err(|f| BenchError::Failed(f.message))?;
         }
     }
     Ok(())

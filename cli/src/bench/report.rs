@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use serde::Serialize;
 use shmlane::{Notifier, Wait};
 
 use super::mechs::{Mech, RingKind, Shape, SHAPES};
@@ -698,123 +699,177 @@ fn mpmc_section(o: &mut String, s: &Summary<'_>, c: &Config, e: &super::Env) {
 // JSON
 // ---------------------------------------------------------------------------------
 
-/// A JSON value, printed with two-space indentation (arrays of scalars on one line).
-enum J {
-    Null,
-    Bool(bool),
-    Int(u64),
-    Num(f64, usize),
-    Str(String),
-    Arr(Vec<J>),
-    Obj(Vec<(&'static str, J)>),
+/// `v` rounded to `decimals` decimals, as the JSON gives it; `None` if it is not a
+/// finite number (JSON has no NaN or infinity).
+fn round(v: Option<f64>, decimals: i32) -> Option<f64> {
+    let scale = 10f64.powi(decimals);
+    v.filter(|v| v.is_finite())
+        .map(|v| (v * scale).round() / scale)
 }
 
-impl J {
-    fn num(v: Option<f64>, decimals: usize) -> J {
-        match v {
-            Some(v) if v.is_finite() => J::Num(v, decimals),
-            _ => J::Null,
-        }
-    }
+/// Every figure of the run, as `bench --json` prints it.
+#[derive(Serialize)]
+struct RunJson<'a> {
+    shmlane_version: &'static str,
+    config: ConfigJson,
+    env: EnvJson<'a>,
+    latency: Vec<LatencyJson<'a>>,
+    throughput: Vec<ThroughputJson<'a>>,
+    mpmc_vs_spsc: Vec<MpmcVsSpscJson>,
+    /// The rows' identifier is "id" here ("mechanism" in the other sections).
+    contention: Vec<ContentionJson<'a>>,
+    targets: Vec<TargetJson>,
+    elapsed_s: Option<f64>,
+}
 
-    fn str(s: impl Into<String>) -> J {
-        J::Str(s.into())
-    }
+#[derive(Serialize)]
+struct ConfigJson {
+    quick: bool,
+    rounds: u64,
+    round_trip_warmup_ns: u64,
+    round_trip_timed_ns: u64,
+    round_trip_max_samples: u64,
+    latency_ring_bytes: u64,
+    throughput_warmup_ns: u64,
+    throughput_timed_ns: u64,
+    stream_bytes: u64,
+    stream_warmup_bytes: u64,
+    contention_warmup_ns: u64,
+    contention_timed_ns: u64,
+    timeout_s: u64,
+}
 
-    fn opt_str(s: &Option<String>) -> J {
-        s.as_ref().map_or(J::Null, |s| J::str(s.clone()))
-    }
+#[derive(Serialize)]
+struct EnvJson<'a> {
+    cpu_model: &'a str,
+    kernel: &'a str,
+    allowed_cpus: u64,
+    pinned_cpus: Option<[u64; 2]>,
+    clock_read_ns: Option<f64>,
+    socket_buffer_bytes: u64,
+    mqueue_msg_max: u64,
+    mqueue_msgsize_max: u64,
+}
 
-    fn is_scalar(&self) -> bool {
-        !matches!(self, J::Arr(_) | J::Obj(_))
-    }
+#[derive(Serialize)]
+struct PercentilesJson {
+    min_ns: u64,
+    p50_ns: u64,
+    p99_ns: u64,
+    p999_ns: u64,
+    max_ns: u64,
+    mean_ns: Option<f64>,
+}
 
-    fn write(&self, o: &mut String, indent: usize) {
-        let pad = |o: &mut String, n: usize| o.push_str(&" ".repeat(n));
-        match self {
-            J::Null => o.push_str("null"),
-            J::Bool(b) => o.push_str(if *b { "true" } else { "false" }),
-            J::Int(i) => {
-                let _ = write!(o, "{i}");
-            }
-            J::Num(v, d) => {
-                let _ = write!(o, "{v:.d$}");
-            }
-            J::Str(s) => {
-                o.push('"');
-                for ch in s.chars() {
-                    match ch {
-                        '"' => o.push_str("\\\""),
-                        '\\' => o.push_str("\\\\"),
-                        '\n' => o.push_str("\\n"),
-                        c if (c as u32) < 0x20 => {
-                            let _ = write!(o, "\\u{:04x}", c as u32);
-                        }
-                        c => o.push(c),
-                    }
-                }
-                o.push('"');
-            }
-            J::Arr(items) if items.iter().all(J::is_scalar) => {
-                o.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        o.push_str(", ");
-                    }
-                    item.write(o, indent);
-                }
-                o.push(']');
-            }
-            J::Arr(items) => {
-                o.push_str("[\n");
-                for (i, item) in items.iter().enumerate() {
-                    pad(o, indent + 2);
-                    item.write(o, indent + 2);
-                    o.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
-                }
-                pad(o, indent);
-                o.push(']');
-            }
-            J::Obj(fields) => {
-                o.push_str("{\n");
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    pad(o, indent + 2);
-                    let _ = write!(o, "\"{k}\": ");
-                    v.write(o, indent + 2);
-                    o.push_str(if i + 1 < fields.len() { ",\n" } else { "\n" });
-                }
-                pad(o, indent);
-                o.push('}');
-            }
+impl From<&Percentiles> for PercentilesJson {
+    fn from(p: &Percentiles) -> Self {
+        PercentilesJson {
+            min_ns: p.min,
+            p50_ns: p.p50,
+            p99_ns: p.p99,
+            p999_ns: p.p999,
+            max_ns: p.max,
+            mean_ns: round(Some(p.mean), 1),
         }
     }
 }
 
-fn percentiles_json(p: &Percentiles) -> J {
-    J::Obj(vec![
-        ("min_ns", J::Int(p.min)),
-        ("p50_ns", J::Int(p.p50)),
-        ("p99_ns", J::Int(p.p99)),
-        ("p999_ns", J::Int(p.p999)),
-        ("max_ns", J::Int(p.max)),
-        ("mean_ns", J::Num(p.mean, 1)),
-    ])
+#[derive(Serialize)]
+struct CurveJson<'a> {
+    samples: u64,
+    quantiles: Vec<Option<f64>>,
+    ns: &'a [u64],
 }
 
-fn curve_json(c: &Curve) -> J {
-    J::Obj(vec![
-        ("samples", J::Int(c.samples as u64)),
-        (
-            "quantiles",
-            J::Arr(
-                CURVE_PPM
-                    .iter()
-                    .map(|&q| J::Num(q as f64 / 1e6, 4))
-                    .collect(),
-            ),
-        ),
-        ("ns", J::Arr(c.ns.iter().map(|&v| J::Int(v)).collect())),
-    ])
+#[derive(Serialize)]
+struct LatencyJson<'a> {
+    mechanism: &'static str,
+    label: &'static str,
+    message_bytes: u64,
+    skipped: Option<&'a str>,
+    median: Option<PercentilesJson>,
+    p50_vs_floor: Option<f64>,
+    p99_vs_floor: Option<f64>,
+    pipe_p50_vs_p50: Option<f64>,
+    curve: Option<CurveJson<'a>>,
+    rounds: Vec<PercentilesJson>,
+}
+
+#[derive(Serialize)]
+struct ThroughputJson<'a> {
+    mechanism: &'static str,
+    label: &'static str,
+    load: &'static str,
+    message_bytes: u64,
+    buffer: Option<&'a str>,
+    buffer_bytes: Option<u64>,
+    note: Option<&'a str>,
+    skipped: Option<&'a str>,
+    bytes: Option<u64>,
+    seconds: Option<f64>,
+    gb_per_s: Option<f64>,
+    msgs_per_s: Option<f64>,
+    vs_pipe: Option<f64>,
+    rounds: Vec<ThroughputRoundJson>,
+}
+
+#[derive(Serialize)]
+struct ThroughputRoundJson {
+    ns: u64,
+    bytes: u64,
+    messages: u64,
+}
+
+#[derive(Serialize)]
+struct ContentionJson<'a> {
+    id: &'static str,
+    label: &'static str,
+    between: &'static str,
+    message_bytes: u64,
+    producers: u64,
+    consumers: u64,
+    buffer: Option<&'a str>,
+    skipped: Option<&'a str>,
+    msgs_per_s: Option<f64>,
+    gb_per_s: Option<f64>,
+    vs_array_queue: Option<f64>,
+    vs_pipe: Option<f64>,
+    vs_1p1c: Option<f64>,
+    rounds: Vec<ContentionRoundJson>,
+}
+
+#[derive(Serialize)]
+struct ContentionRoundJson {
+    ns: u64,
+    messages: u64,
+}
+
+#[derive(Serialize)]
+struct MpmcVsSpscJson {
+    wait: &'static str,
+    round_trip: Vec<RoundTripRatioJson>,
+    one_way_msgs: Vec<OneWayRatioJson>,
+}
+
+#[derive(Serialize)]
+struct RoundTripRatioJson {
+    message_bytes: u64,
+    p50_ratio: Option<f64>,
+    p99_ratio: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct OneWayRatioJson {
+    message_bytes: u64,
+    ratio: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct TargetJson {
+    name: String,
+    value: Option<f64>,
+    rule: String,
+    pass: Option<bool>,
 }
 
 /// Every figure of the run as one JSON object.
@@ -822,236 +877,163 @@ pub(crate) fn json(r: &Results) -> String {
     let s = summarize(r);
     let c = &r.config;
     let e = &r.env;
-    let config = J::Obj(vec![
-        ("quick", J::Bool(c.quick)),
-        ("rounds", J::Int(c.rounds as u64)),
-        ("round_trip_warmup_ns", J::Int(c.latency.warm.ns)),
-        ("round_trip_timed_ns", J::Int(c.latency.timed.ns)),
-        (
-            "round_trip_max_samples",
-            J::Int(c.latency.max_samples as u64),
-        ),
-        ("latency_ring_bytes", J::Int(c.latency_ring as u64)),
-        ("throughput_warmup_ns", J::Int(c.warm_ns)),
-        ("throughput_timed_ns", J::Int(c.timed_ns)),
-        ("stream_bytes", J::Int(c.stream_len)),
-        ("stream_warmup_bytes", J::Int(c.stream_warmup)),
-        ("contention_warmup_ns", J::Int(c.contention_warm_ns)),
-        ("contention_timed_ns", J::Int(c.contention_timed_ns)),
-        ("timeout_s", J::Int(c.timeout.as_secs())),
-    ]);
-    let env = J::Obj(vec![
-        ("cpu_model", J::str(e.cpu_model.clone())),
-        ("kernel", J::str(e.kernel.clone())),
-        ("allowed_cpus", J::Int(e.allowed_cpus as u64)),
-        (
-            "pinned_cpus",
-            match e.cpus {
-                Some([a, b]) => J::Arr(vec![J::Int(a as u64), J::Int(b as u64)]),
-                None => J::Null,
+    let config = ConfigJson {
+        quick: c.quick,
+        rounds: c.rounds as u64,
+        round_trip_warmup_ns: c.latency.warm.ns,
+        round_trip_timed_ns: c.latency.timed.ns,
+        round_trip_max_samples: c.latency.max_samples as u64,
+        latency_ring_bytes: c.latency_ring as u64,
+        throughput_warmup_ns: c.warm_ns,
+        throughput_timed_ns: c.timed_ns,
+        stream_bytes: c.stream_len,
+        stream_warmup_bytes: c.stream_warmup,
+        contention_warmup_ns: c.contention_warm_ns,
+        contention_timed_ns: c.contention_timed_ns,
+        timeout_s: c.timeout.as_secs(),
+    };
+    let env = EnvJson {
+        cpu_model: &e.cpu_model,
+        kernel: &e.kernel,
+        allowed_cpus: e.allowed_cpus as u64,
+        pinned_cpus: e.cpus.map(|[a, b]| [a as u64, b as u64]),
+        clock_read_ns: round(Some(e.clock_ns), 1),
+        socket_buffer_bytes: e.socket_buffer as u64,
+        mqueue_msg_max: e.mq.msg_max as u64,
+        mqueue_msgsize_max: e.mq.msgsize_max as u64,
+    };
+    let latency = s
+        .latency
+        .iter()
+        .map(|l| LatencyJson {
+            mechanism: l.row.spec.id,
+            label: l.row.spec.label,
+            message_bytes: l.row.size as u64,
+            skipped: l.row.skipped.as_deref(),
+            median: l.median.as_ref().map(PercentilesJson::from),
+            p50_vs_floor: round(l.p50_vs_floor, 3),
+            p99_vs_floor: round(l.p99_vs_floor, 3),
+            pipe_p50_vs_p50: round(l.pipe_vs_p50, 3),
+            curve: l.curve.as_ref().map(|c| CurveJson {
+                samples: c.samples as u64,
+                quantiles: CURVE_PPM
+                    .iter()
+                    .map(|&q| round(Some(q as f64 / 1e6), 4))
+                    .collect(),
+                ns: &c.ns,
+            }),
+            rounds: l.row.rounds.iter().map(PercentilesJson::from).collect(),
+        })
+        .collect();
+    let throughput = s
+        .throughput
+        .iter()
+        .map(|t| ThroughputJson {
+            mechanism: t.row.spec.id,
+            label: t.row.spec.label,
+            load: load_id(t.row.load),
+            message_bytes: match t.row.load {
+                Load::Messages(len) => len as u64,
+                Load::Stream => c.stream_len,
             },
-        ),
-        ("clock_read_ns", J::Num(e.clock_ns, 1)),
-        ("socket_buffer_bytes", J::Int(e.socket_buffer as u64)),
-        ("mqueue_msg_max", J::Int(e.mq.msg_max as u64)),
-        ("mqueue_msgsize_max", J::Int(e.mq.msgsize_max as u64)),
-    ]);
-    let latency = J::Arr(
-        s.latency
-            .iter()
-            .map(|l| {
-                J::Obj(vec![
-                    ("mechanism", J::str(l.row.spec.id)),
-                    ("label", J::str(l.row.spec.label)),
-                    ("message_bytes", J::Int(l.row.size as u64)),
-                    ("skipped", J::opt_str(&l.row.skipped)),
-                    (
-                        "median",
-                        l.median.as_ref().map_or(J::Null, percentiles_json),
-                    ),
-                    ("p50_vs_floor", J::num(l.p50_vs_floor, 3)),
-                    ("p99_vs_floor", J::num(l.p99_vs_floor, 3)),
-                    ("pipe_p50_vs_p50", J::num(l.pipe_vs_p50, 3)),
-                    ("curve", l.curve.as_ref().map_or(J::Null, curve_json)),
-                    (
-                        "rounds",
-                        J::Arr(l.row.rounds.iter().map(percentiles_json).collect()),
-                    ),
-                ])
-            })
-            .collect(),
-    );
-    let throughput = J::Arr(
-        s.throughput
-            .iter()
-            .map(|t| {
-                J::Obj(vec![
-                    ("mechanism", J::str(t.row.spec.id)),
-                    ("label", J::str(t.row.spec.label)),
-                    ("load", J::str(load_id(t.row.load))),
-                    (
-                        "message_bytes",
-                        J::Int(match t.row.load {
-                            Load::Messages(len) => len as u64,
-                            Load::Stream => c.stream_len,
-                        }),
-                    ),
-                    (
-                        "buffer",
-                        t.row
-                            .buffer
-                            .as_ref()
-                            .map_or(J::Null, |b| J::str(b.text.clone())),
-                    ),
-                    (
-                        "buffer_bytes",
-                        t.row.buffer.as_ref().map_or(J::Null, |b| J::Int(b.bytes)),
-                    ),
-                    ("note", J::opt_str(&t.row.note)),
-                    ("skipped", J::opt_str(&t.row.skipped)),
-                    ("bytes", t.bytes.map_or(J::Null, J::Int)),
-                    ("seconds", J::num(t.seconds, 6)),
-                    ("gb_per_s", J::num(t.gb_per_s, 4)),
-                    ("msgs_per_s", J::num(t.msgs_per_s, 0)),
-                    ("vs_pipe", J::num(t.vs_pipe, 3)),
-                    (
-                        "rounds",
-                        J::Arr(
-                            t.row
-                                .rounds
-                                .iter()
-                                .map(|r| {
-                                    J::Obj(vec![
-                                        ("ns", J::Int(r.nanos)),
-                                        ("bytes", J::Int(r.bytes)),
-                                        ("messages", J::Int(r.messages)),
-                                    ])
-                                })
-                                .collect(),
-                        ),
-                    ),
-                ])
-            })
-            .collect(),
-    );
-    // The rows' identifier is "id" here ("mechanism" in the other sections).
-    let contention = J::Arr(
-        s.contention
-            .iter()
-            .map(|t| {
-                J::Obj(vec![
-                    ("id", J::str(t.row.spec.id)),
-                    ("label", J::str(t.row.spec.label)),
-                    (
-                        "between",
-                        J::str(if t.row.spec.mech == Mech::ArrayQueue {
-                            "threads"
-                        } else {
-                            "processes"
-                        }),
-                    ),
-                    ("message_bytes", J::Int(t.row.len as u64)),
-                    ("producers", J::Int(t.row.shape.producers as u64)),
-                    ("consumers", J::Int(t.row.shape.consumers as u64)),
-                    (
-                        "buffer",
-                        t.row
-                            .buffer
-                            .as_ref()
-                            .map_or(J::Null, |b| J::str(b.text.clone())),
-                    ),
-                    ("skipped", J::opt_str(&t.row.skipped)),
-                    ("msgs_per_s", J::num(t.msgs_per_s, 0)),
-                    ("gb_per_s", J::num(t.gb_per_s, 4)),
-                    ("vs_array_queue", J::num(t.vs_queue, 3)),
-                    ("vs_pipe", J::num(t.vs_pipe, 3)),
-                    ("vs_1p1c", J::num(t.vs_one, 3)),
-                    (
-                        "rounds",
-                        J::Arr(
-                            t.row
-                                .rounds
-                                .iter()
-                                .map(|r| {
-                                    J::Obj(vec![
-                                        ("ns", J::Int(r.nanos)),
-                                        ("messages", J::Int(r.messages)),
-                                    ])
-                                })
-                                .collect(),
-                        ),
-                    ),
-                ])
-            })
-            .collect(),
-    );
-    let mpmc_vs_spsc = J::Arr(
-        s.mpmc_vs_spsc
-            .iter()
-            .map(|m| {
-                J::Obj(vec![
-                    ("wait", J::str(wait_name(m.wait))),
-                    (
-                        "round_trip",
-                        J::Arr(
-                            m.round_trip
-                                .iter()
-                                .map(|&(size, p50, p99)| {
-                                    J::Obj(vec![
-                                        ("message_bytes", J::Int(size as u64)),
-                                        ("p50_ratio", J::num(p50, 3)),
-                                        ("p99_ratio", J::num(p99, 3)),
-                                    ])
-                                })
-                                .collect(),
-                        ),
-                    ),
-                    (
-                        "one_way_msgs",
-                        J::Arr(
-                            m.one_way
-                                .iter()
-                                .map(|&(size, r)| {
-                                    J::Obj(vec![
-                                        ("message_bytes", J::Int(size as u64)),
-                                        ("ratio", J::num(r, 3)),
-                                    ])
-                                })
-                                .collect(),
-                        ),
-                    ),
-                ])
-            })
-            .collect(),
-    );
-    let targets = J::Arr(
-        s.targets
-            .iter()
-            .map(|t| {
-                J::Obj(vec![
-                    ("name", J::str(t.name.clone())),
-                    ("value", J::num(t.value, 3)),
-                    ("rule", J::str(t.rule())),
-                    ("pass", t.pass().map_or(J::Null, J::Bool)),
-                ])
-            })
-            .collect(),
-    );
-    let root = J::Obj(vec![
-        ("shmlane_version", J::str(env!("CARGO_PKG_VERSION"))),
-        ("config", config),
-        ("env", env),
-        ("latency", latency),
-        ("throughput", throughput),
-        ("mpmc_vs_spsc", mpmc_vs_spsc),
-        ("contention", contention),
-        ("targets", targets),
-        ("elapsed_s", J::Num(r.elapsed.as_secs_f64(), 2)),
-    ]);
-    let mut o = String::new();
-    root.write(&mut o, 0);
-    o.push('\n');
-    o
+            buffer: t.row.buffer.as_ref().map(|b| b.text.as_str()),
+            buffer_bytes: t.row.buffer.as_ref().map(|b| b.bytes),
+            note: t.row.note.as_deref(),
+            skipped: t.row.skipped.as_deref(),
+            bytes: t.bytes,
+            seconds: round(t.seconds, 6),
+            gb_per_s: round(t.gb_per_s, 4),
+            msgs_per_s: round(t.msgs_per_s, 0),
+            vs_pipe: round(t.vs_pipe, 3),
+            rounds: t
+                .row
+                .rounds
+                .iter()
+                .map(|r| ThroughputRoundJson {
+                    ns: r.nanos,
+                    bytes: r.bytes,
+                    messages: r.messages,
+                })
+                .collect(),
+        })
+        .collect();
+    let contention = s
+        .contention
+        .iter()
+        .map(|t| ContentionJson {
+            id: t.row.spec.id,
+            label: t.row.spec.label,
+            between: if t.row.spec.mech == Mech::ArrayQueue {
+                "threads"
+            } else {
+                "processes"
+            },
+            message_bytes: t.row.len as u64,
+            producers: t.row.shape.producers as u64,
+            consumers: t.row.shape.consumers as u64,
+            buffer: t.row.buffer.as_ref().map(|b| b.text.as_str()),
+            skipped: t.row.skipped.as_deref(),
+            msgs_per_s: round(t.msgs_per_s, 0),
+            gb_per_s: round(t.gb_per_s, 4),
+            vs_array_queue: round(t.vs_queue, 3),
+            vs_pipe: round(t.vs_pipe, 3),
+            vs_1p1c: round(t.vs_one, 3),
+            rounds: t
+                .row
+                .rounds
+                .iter()
+                .map(|r| ContentionRoundJson {
+                    ns: r.nanos,
+                    messages: r.messages,
+                })
+                .collect(),
+        })
+        .collect();
+    let mpmc_vs_spsc = s
+        .mpmc_vs_spsc
+        .iter()
+        .map(|m| MpmcVsSpscJson {
+            wait: wait_name(m.wait),
+            round_trip: m
+                .round_trip
+                .iter()
+                .map(|&(size, p50, p99)| RoundTripRatioJson {
+                    message_bytes: size as u64,
+                    p50_ratio: round(p50, 3),
+                    p99_ratio: round(p99, 3),
+                })
+                .collect(),
+            one_way_msgs: m
+                .one_way
+                .iter()
+                .map(|&(size, r)| OneWayRatioJson {
+                    message_bytes: size as u64,
+                    ratio: round(r, 3),
+                })
+                .collect(),
+        })
+        .collect();
+    let targets = s
+        .targets
+        .iter()
+        .map(|t| TargetJson {
+            name: t.name.clone(),
+            value: round(t.value, 3),
+            rule: t.rule(),
+            pass: t.pass(),
+        })
+        .collect();
+    crate::output::json(&RunJson {
+        shmlane_version: env!("CARGO_PKG_VERSION"),
+        config,
+        env,
+        latency,
+        throughput,
+        mpmc_vs_spsc,
+        contention,
+        targets,
+        elapsed_s: round(Some(r.elapsed.as_secs_f64()), 2),
+    })
 }
 
 #[cfg(test)]
@@ -1069,19 +1051,5 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 << 29), "1.50 GiB");
         assert_eq!(human_bytes(123 << 20), "123 MiB");
-    }
-
-    #[test]
-    fn json_escapes() {
-        let mut o = String::new();
-        J::Obj(vec![
-            ("a", J::str("x\"y\\\n\u{1}")),
-            ("b", J::Arr(vec![J::Int(1), J::Null])),
-        ])
-        .write(&mut o, 0);
-        assert_eq!(
-            o,
-            "{\n  \"a\": \"x\\\"y\\\\\\n\\u0001\",\n  \"b\": [1, null]\n}"
-        );
     }
 }
