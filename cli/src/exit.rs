@@ -29,7 +29,8 @@ macro_rules! exit_status_help {
   1  I/O error (reading the input, writing the output, a system call failed)
   2  bad name or invalid options: a usage error, an invalid ring name, a name
      that is not a shmlane ring (or one of another layout), a ring that already
-     has a sender (receiver) attached
+     has a sender (receiver) attached, another user's ring (without
+     --foreign-owner) or one shared with the group (without --group-access)
   3  the peer went away mid-transfer: it exited, was killed or left before
      the end
   4  --timeout passed while waiting for the peer

@@ -6,7 +6,8 @@
 //!   rings, through the library's `shmlane::inspect`;
 //! - `shmlane bench` ([`mod@bench`]) measures shmlane's round-trip latency and one-way
 //!   throughput beside a pipe, a UNIX stream socket and the raw shared-cache-line
-//!   floor, with real forked processes, in one run.
+//!   floor, with real forked processes, in one run;
+//! - `shmlane completions SHELL`: the shell completion script, from clap_complete.
 //!
 //! Each command has its module, with its options as a `clap::Args` type whose doc
 //! comments are its `--help`; the commands and their descriptions are [`Command`]
