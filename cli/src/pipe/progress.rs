@@ -10,7 +10,7 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Redraws a second, at most.
 const REDRAW_HZ: u8 = 10;
@@ -18,10 +18,13 @@ const REDRAW_HZ: u8 = 10;
 /// With a known total, while it runs.
 const RUNNING: &str =
     "[{wide_bar}] {percent:>3}%  {bytes} / {total_bytes}  {bytes_per_sec}  ETA {eta}";
-/// With a known total, once it is all through: the time it took instead of the ETA.
-const FINISHED: &str = "[{wide_bar}] {percent:>3}%  {bytes} / {total_bytes}  in {elapsed}";
+/// With a known total, once it is all through: the average rate (the message) and the
+/// time it took instead of the ETA.
+const FINISHED: &str = "[{wide_bar}] {percent:>3}%  {bytes} / {total_bytes}  {msg}  in {elapsed}";
 /// Without a total.
 const OPEN: &str = "{spinner} {bytes}  {bytes_per_sec}  {elapsed_precise}";
+/// Without a total, once it is all through.
+const OPEN_FINISHED: &str = "{bytes}  {msg}  in {elapsed}";
 
 fn style(template: &str) -> ProgressStyle {
     // The templates are the constants above, which the tests parse.
@@ -86,10 +89,18 @@ impl Progress {
         if self.bar.is_finished() {
             return;
         }
-        if self.bar.length().is_some() {
-            self.bar.set_style(style(FINISHED));
-        }
-        self.bar.finish();
+        let secs = self.bar.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.done() as f64 / secs
+        } else {
+            0.0
+        };
+        self.bar.set_style(style(match self.bar.length() {
+            Some(_) => FINISHED,
+            None => OPEN_FINISHED,
+        }));
+        self.bar
+            .finish_with_message(format!("{}/s", HumanBytes(rate as u64)));
         // indicatif leaves the cursor at the end of the bar.
         self.end_line();
     }
@@ -180,7 +191,7 @@ pub(crate) mod tests {
 
     #[test]
     fn templates_parse() {
-        for t in [RUNNING, FINISHED, OPEN] {
+        for t in [RUNNING, FINISHED, OPEN, OPEN_FINISHED] {
             assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
         }
     }
@@ -199,7 +210,8 @@ pub(crate) mod tests {
         p.add(3 << 20);
         p.finish();
         let line = screen.last();
-        assert!(line.contains("100%  4.00 MiB / 4.00 MiB  in "), "{line}");
+        assert!(line.contains("100%  4.00 MiB / 4.00 MiB  "), "{line}");
+        assert!(line.contains("/s  in "), "{line}");
         assert_eq!(p.done(), 4 << 20);
     }
 
@@ -212,8 +224,25 @@ pub(crate) mod tests {
         assert!(line.contains(" 3.00 MiB  "), "{line}");
         assert!(line.contains("/s  00:00:0"), "{line}");
         assert!(!line.contains('%'), "{line}");
+        p.add(1 << 20);
+        p.finish();
+        let line = screen.last();
+        assert!(line.starts_with("4.00 MiB  "), "{line}");
+        assert!(line.contains("/s  in "), "{line}");
+        assert_eq!(p.done(), 4 << 20);
+    }
+
+    #[test]
+    fn interrupted_bar_is_not_redrawn() {
+        let (mut p, screen) = on_screen();
+        p.set_total(Some(100));
+        p.add(10);
+        p.add(20);
+        // A watch message may be printed below the bar now.
+        let drawn = screen.0.lock().unwrap().len();
         p.interrupt();
-        assert_eq!(p.done(), 3 << 20);
+        assert_eq!(screen.0.lock().unwrap().len(), drawn, "redrawn");
+        assert_eq!(p.done(), 30);
     }
 
     #[test]
