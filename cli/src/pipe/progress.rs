@@ -63,13 +63,14 @@ impl Progress {
     /// Sets the total, when it becomes known.
     pub fn set_total(&mut self, total: Option<u64>) {
         match total {
+            // The style first: the length change draws.
             Some(total) => {
-                self.bar.set_length(total);
                 self.bar.set_style(style(RUNNING));
+                self.bar.set_length(total);
             }
             None => {
-                self.bar.unset_length();
                 self.bar.set_style(style(OPEN));
+                self.bar.unset_length();
             }
         }
     }
