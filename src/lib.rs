@@ -34,12 +34,14 @@
 //!
 //! # Two processes
 //!
-//! ```no_run
+//! ```
 //! use shmlane::{spsc, RingOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Process A: create the ring (64 KiB) and send.
-//! let mut tx = spsc::Producer::create("/quotes", &RingOptions::new(64 << 10))?;
+//! // Process A: create the ring (64 KiB) and send. `unlink_on_drop` removes the name
+//! // when `tx` is dropped, so the program can run again.
+//! let opts = RingOptions::new(64 << 10).unlink_on_drop(true);
+//! let mut tx = spsc::Producer::create("/quotes", &opts)?;
 //! tx.send(b"EURUSD 1.0842")?;
 //!
 //! // Process B: open it and receive.
@@ -47,12 +49,15 @@
 //! let mut buf = Vec::new();
 //! rx.recv(&mut buf)?;
 //! assert_eq!(buf, b"EURUSD 1.0842");
+//! # drop((tx, rx));
+//! # assert!(!std::path::Path::new("/dev/shm/quotes").exists(), "the name outlived the ring");
 //! # Ok(()) }
 //! ```
 //!
 //! Either side may create the ring; [`spsc::Producer::create_or_open`] lets the first
-//! one to arrive create it. [`remove`] deletes the name (or set
-//! [`RingOptions::unlink_on_drop`]).
+//! one to arrive create it. Without `unlink_on_drop` the ring's name outlives its
+//! endpoints (a transfer can wait there for a consumer that comes later) until
+//! [`remove`] deletes it, and `create` on that name is [`Error::AlreadyExists`].
 //!
 //! # Backings
 //!
@@ -123,7 +128,8 @@
 //!
 //! A segment is a 4096-byte header (magic, version, layout hash, parameters, endpoint
 //! table, event counts, cursors on their own 128-byte lines) followed by the data
-//! region, a power of two in size. See `DESIGN.md` in the repository.
+//! region, a power of two in size. See `ARCHITECTURE.md` in the repository for how the
+//! pieces fit.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(
@@ -355,3 +361,8 @@ pub mod loom_internals {
         survivor.loom_recover(dead_slot)
     }
 }
+
+/// The README's code, compiled as doc tests so that it stays true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -11,7 +11,7 @@
 //! - `epoch` (bits 32..64): moved on by `EventCount::notify_all`, which takes every
 //!   registered waiter at once (both counts back to 0).
 //!
-//! (DESIGN §6 sleeps on the epoch half of the state word itself. A 32-bit futex wait
+//! (A simpler design sleeps on the epoch half of the state word itself. A 32-bit futex wait
 //! on half of a word that others update with 64-bit read-modify-writes is a
 //! mixed-size race, which Rust's memory model leaves undefined and Miri reports; so
 //! the futex word is a whole `AtomicU32` of its own.)

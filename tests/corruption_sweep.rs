@@ -1,4 +1,4 @@
-//! The corruption sweep (DESIGN §8, §9): for every header field and every cursor,
+//! The corruption sweep (ARCHITECTURE.md §8, §9): for every header field and every cursor,
 //! the values 0, 1, MAX, capacity ± 1 and a few random ones, and for the data region
 //! impossible record lengths, flags, tags, stamps and message totals, written into a
 //! ring by a process other than the one that then uses it: opening the ring and
@@ -26,7 +26,7 @@
 //! Where a written value is one a correct producer could have written there (a record
 //! word or a stamp that is well formed for its position), the consumer cannot tell,
 //! and the messages it then yields are not checked against the sent ones: payload
-//! bytes and the lengths of well-formed records are the peer's business (DESIGN §8).
+//! bytes and the lengths of well-formed records are the peer's business (ARCHITECTURE.md §8).
 //! Such cases are marked `may_alter`, decided by [`spsc_word_legal`] and
 //! [`mpmc_word_legal`], which restate the frame rules of `src/frame.rs`.
 //!

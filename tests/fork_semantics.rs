@@ -1358,7 +1358,7 @@ fn second_endpoint_of_a_role_is_busy() {
 // ---------------------------------------------------------------------------------
 
 /// A producer process killed (SIGKILL) while attached: the consumer should get its
-/// messages, then `Disconnected`, within a bounded time (DESIGN §6, §8).
+/// messages, then `Disconnected`, within a bounded time (ARCHITECTURE.md §6, §8).
 #[test]
 fn killed_producer_is_detected() {
     let test = "sem-killed-prod";

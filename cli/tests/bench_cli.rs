@@ -1,6 +1,7 @@
 //! `shmlane bench` end to end: usage errors exit 2 with the short usage, and a short
 //! run (`--quick --only pipe,posix-mqueue`) exits 0, prints JSON that parses, with a
-//! figure for each row it ran, and writes an SVG plot.
+//! figure for each row it ran, and writes an SVG plot (well-formed, with a legend
+//! entry and lines for each mechanism).
 
 use std::process::Command;
 
@@ -111,5 +112,43 @@ fn short_run_prints_json_and_draws_the_plot() {
     let plot = std::fs::read_to_string(&svg).expect("the plot was written");
     assert!(plot.starts_with("<svg ") && plot.trim_end().ends_with("</svg>"));
     assert!(plot.contains("POSIX message queue"));
+    // Well-formed SVG, with each series named in the legend and drawn as a line.
+    let doc = roxmltree::Document::parse(&plot).expect("the plot is well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for series in ["pipe", "POSIX message queue"] {
+        assert!(
+            texts.contains(&series),
+            "no legend entry {series:?}: {texts:?}"
+        );
+    }
+    for title in [
+        "Round trip, 8 B messages",
+        "One-way throughput by message size",
+    ] {
+        assert!(texts.contains(&title), "no panel {title:?}: {texts:?}");
+    }
+    // The two mechanisms' colours (pipe, posix-mqueue) stroke lines.
+    for colour in ["#B5B800", "#A6761D"] {
+        let strokes = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("line") || n.has_tag_name("polyline"))
+            .filter(|n| {
+                n.attribute("stroke")
+                    .is_some_and(|s| s.eq_ignore_ascii_case(colour))
+            })
+            .count();
+        assert!(strokes > 0, "no line in {colour}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -427,7 +427,8 @@ pub(crate) fn run(opts: &Options) -> Result<(), BenchError> {
     crate::output::print(&out).map_err(|f| BenchError::Failed(f.message))?;
     if let (Some(path), Some(mut file)) = (&opts.plot, plot_file) {
         use std::io::Write;
-        file.write_all(plot::svg(&results).as_bytes())
+        let svg = plot::svg(&results).map_err(BenchError::Failed)?;
+        file.write_all(svg.as_bytes())
             .and_then(|()| file.flush())
             .map_err(|e| {
                 BenchError::Failed(format!("writing the plot to {}: {e}", path.display()))
@@ -531,37 +532,51 @@ struct Setup {
     note: Option<String>,
 }
 
-/// A progress line on stderr, when it is a terminal.
+/// The progress line on stderr, when it is a terminal: rows done of all, the time
+/// spent, and the row being measured. Redrawn at each row only, with no ticker thread:
+/// the measurements fork, and a thread holding the terminal's lock at a fork would
+/// leave the child unable to print.
 #[derive(Debug)]
 struct Progress {
-    on: bool,
-    done: usize,
-    total: usize,
+    bar: indicatif::ProgressBar,
+    /// Rows started.
+    started: u64,
 }
 
 impl Progress {
+    /// The line's template: `[42s] [###>----] 12/40 round 1: throughput 64 B pipe`,
+    /// 12 rows done and the 13th running.
+    const TEMPLATE: &'static str = "[{elapsed}] [{bar:30}] {pos}/{len} {wide_msg}";
+
     fn new(total: usize) -> Self {
-        // SAFETY: isatty only inspects the descriptor.
-        let on = unsafe { libc::isatty(2) } == 1;
-        Progress { on, done: 0, total }
+        use std::io::IsTerminal;
+        let target = if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        Progress::to(target, total)
     }
 
+    fn to(target: indicatif::ProgressDrawTarget, total: usize) -> Self {
+        let style = indicatif::ProgressStyle::with_template(Self::TEMPLATE)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("#>-");
+        let bar =
+            indicatif::ProgressBar::with_draw_target(Some(total as u64), target).with_style(style);
+        Progress { bar, started: 0 }
+    }
+
+    /// Starts the next row, `what` in `round` (from 0): the one before it is done.
     fn step(&mut self, round: usize, what: &str) {
-        self.done += 1;
-        if self.on {
-            eprint!(
-                "\r\x1b[2K[{}/{}] round {}: {what}",
-                self.done,
-                self.total,
-                round + 1
-            );
-        }
+        self.bar.set_position(self.started);
+        self.bar.set_message(format!("round {}: {what}", round + 1));
+        self.started += 1;
     }
 
+    /// Clears the line (the table follows, or an error).
     fn done(&self) {
-        if self.on {
-            eprint!("\r\x1b[2K");
-        }
+        self.bar.finish_and_clear();
     }
 }
 
@@ -923,5 +938,33 @@ impl Runner<'_> {
             }
         })?;
         Ok(vec![producer, consumer])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+    use crate::pipe::progress::tests::Screen;
+
+    #[test]
+    fn progress_counts_rows_done() {
+        let screen = Screen::default();
+        let mut p = Progress::to(screen.target(), 3);
+        p.step(0, "round trip 64 B pipe");
+        let line = screen.last();
+        assert!(
+            line.contains("] 0/3 round 1: round trip 64 B pipe"),
+            "{line}"
+        );
+        p.step(0, "throughput 64 B pipe");
+        p.step(1, "round trip 64 B pipe");
+        let line = screen.last();
+        assert!(
+            line.contains("] 2/3 round 2: round trip 64 B pipe"),
+            "{line}"
+        );
+        assert!(line.starts_with("[0s] [####################>"), "{line}");
+        p.done();
+        assert!(p.bar.is_finished());
     }
 }

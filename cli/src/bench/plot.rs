@@ -1,203 +1,140 @@
-//! `--plot FILE.svg`: the run drawn by hand in SVG (no plotting dependency).
+//! `--plot FILE.svg`: the run drawn with plotters' SVG backend (text is written as SVG
+//! `<text>`, so no font files are read).
 //!
 //! - One panel per round-trip message size: each mechanism's latency distribution
-//!   as a percentile curve (x: the percentile on a "nines" axis, -log10(1 - q), so
-//!   p50, p90, p99, p99.9 and p99.99 are evenly spaced and the tail is visible; the
-//!   last point is the maximum at 1 - 1/samples; y: ns, log).
+//!   as a percentile curve (x: the percentile on a "nines" axis, 1 / (1 - q) on a log
+//!   scale, so p50, p90, p99, p99.9 and p99.99 are evenly spaced and the tail is
+//!   visible; the last point is the maximum at 1 - 1/samples; y: ns, log).
 //! - One panel of one-way throughput by message size (both axes log), the streamed
 //!   message as a hollow marker at its length.
 //! - A legend shared by all panels: one colour per mechanism; shmlane SPSC solid,
-//!   MPMC dash-dotted, the kernel mechanisms dashed, the floors dotted.
+//!   MPMC long dashes, the kernel mechanisms short dashes, the floors dotted.
 
-use std::fmt::Write;
+use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
+use plotters::coord::{CoordTranslate, Shift};
+use plotters::element::{DashedPathElement, DottedPathElement};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::mechs::{Mech, RingKind, MECHANISMS};
+use super::mechs::{Mech, MechSpec, RingKind, MECHANISMS};
 use super::report::{self, summarize, LatencyFigures, ThroughputFigures};
 use super::stats::CURVE_PPM;
 use super::{Load, Results};
 
-const WIDTH: f64 = 1240.0;
+const WIDTH: u32 = 1240;
+const LEGEND_WIDTH: u32 = 250;
+/// Top of the round-trip panels' captions, and of the legend.
+const LATENCY_TOP: u32 = 72;
+const LATENCY_HEIGHT: u32 = 350;
+const THROUGHPUT_HEIGHT: u32 = 380;
+const FONT: &str = "sans-serif";
+/// plotters writes a font size of `n` as `n / 1.24` in the SVG: these give 18, 13,
+/// 12, 11 and 10 px.
+const TITLE: f64 = 22.3;
+const CAPTION: f64 = 16.1;
+const HEADING: f64 = 14.9;
+const TEXT: f64 = 13.6;
+const SMALL: f64 = 12.4;
+const BACKGROUND: RGBColor = RGBColor(0xfa, 0xfa, 0xfa);
+const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
+const NOTE: RGBColor = RGBColor(0x44, 0x44, 0x44);
+
 /// Colours by mechanism id: the floors black and grey, shmlane's rings in blues,
 /// greens and purples (SPSC) and oranges and reds (MPMC), the kernel paths in the
 /// rest; a row the table does not know takes one from `FALLBACK`.
-const COLOURS: &[(&str, &str)] = &[
-    ("raw-cache-line", "#000000"),
-    ("futex-doorbell", "#8a8a8a"),
-    ("shmlane-spsc-spin", "#1f5fbf"),
-    ("shmlane-spsc-adaptive", "#2ca02c"),
-    ("shmlane-spsc-park-futex", "#7b4fc4"),
-    ("shmlane-spsc-park-semaphore", "#c86dd7"),
-    ("shmlane-mpmc-spin", "#ff7f0e"),
-    ("shmlane-mpmc-adaptive", "#d62728"),
-    ("shmlane-mpmc-park-futex", "#8c564b"),
-    ("pipe", "#b5b800"),
-    ("pipe-busy-poll", "#17becf"),
-    ("pipe-1mib", "#e6a000"),
-    ("unix-stream", "#1b9e77"),
-    ("unix-seqpacket", "#e7298a"),
-    ("tcp-loopback", "#5a5aa0"),
-    ("posix-mqueue", "#a6761d"),
+const COLOURS: &[(&str, RGBColor)] = &[
+    ("raw-cache-line", RGBColor(0x00, 0x00, 0x00)),
+    ("futex-doorbell", RGBColor(0x8a, 0x8a, 0x8a)),
+    ("shmlane-spsc-spin", RGBColor(0x1f, 0x5f, 0xbf)),
+    ("shmlane-spsc-adaptive", RGBColor(0x2c, 0xa0, 0x2c)),
+    ("shmlane-spsc-park-futex", RGBColor(0x7b, 0x4f, 0xc4)),
+    ("shmlane-spsc-park-semaphore", RGBColor(0xc8, 0x6d, 0xd7)),
+    ("shmlane-mpmc-spin", RGBColor(0xff, 0x7f, 0x0e)),
+    ("shmlane-mpmc-adaptive", RGBColor(0xd6, 0x27, 0x28)),
+    ("shmlane-mpmc-park-futex", RGBColor(0x8c, 0x56, 0x4b)),
+    ("pipe", RGBColor(0xb5, 0xb8, 0x00)),
+    ("pipe-busy-poll", RGBColor(0x17, 0xbe, 0xcf)),
+    ("pipe-1mib", RGBColor(0xe6, 0xa0, 0x00)),
+    ("unix-stream", RGBColor(0x1b, 0x9e, 0x77)),
+    ("unix-seqpacket", RGBColor(0xe7, 0x29, 0x8a)),
+    ("tcp-loopback", RGBColor(0x5a, 0x5a, 0xa0)),
+    ("posix-mqueue", RGBColor(0xa6, 0x76, 0x1d)),
 ];
-const FALLBACK: [&str; 4] = ["#4d4d4d", "#66a61e", "#386cb0", "#f0027f"];
+const FALLBACK: [RGBColor; 4] = [
+    RGBColor(0x4d, 0x4d, 0x4d),
+    RGBColor(0x66, 0xa6, 0x1e),
+    RGBColor(0x38, 0x6c, 0xb0),
+    RGBColor(0xf0, 0x02, 0x7f),
+];
 
-fn colour(id: &str) -> &'static str {
+fn colour(id: &str) -> RGBColor {
     if let Some((_, c)) = COLOURS.iter().find(|(k, _)| *k == id) {
-        return c;
+        return *c;
     }
     let i = MECHANISMS.iter().position(|m| m.id == id).unwrap_or(0);
     FALLBACK[i % FALLBACK.len()]
 }
 
-/// `(stroke width, dash array)` for a mechanism's family.
-fn stroke(mech: Mech) -> (f64, &'static str) {
+/// How a mechanism's family is stroked.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stroke {
+    Solid,
+    /// `(dash, gap)` in pixels.
+    Dashed(u32, u32),
+    Dotted,
+}
+
+fn stroke(mech: Mech) -> Stroke {
     match mech {
-        Mech::RawLine | Mech::FutexDoorbell => (1.6, "2 3"),
-        Mech::Ring(RingKind::Spsc, ..) => (2.2, ""),
-        Mech::Ring(..) => (2.0, "10 3 3 3"),
-        _ => (1.5, "7 3"),
+        Mech::RawLine | Mech::FutexDoorbell => Stroke::Dotted,
+        Mech::Ring(RingKind::Spsc, ..) => Stroke::Solid,
+        Mech::Ring(..) => Stroke::Dashed(12, 4),
+        _ => Stroke::Dashed(5, 4),
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+type DrawResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// A line through `points` on `area` (in its coordinates), stroked as `mech`'s family.
+fn path<CT>(
+    area: &DrawingArea<SVGBackend<'_>, CT>,
+    points: &[CT::From],
+    colour: RGBColor,
+    mech: Mech,
+) -> DrawResult
+where
+    CT: CoordTranslate,
+    CT::From: Clone + 'static,
+{
+    let style = colour.stroke_width(2);
+    let points = points.to_vec();
+    match stroke(mech) {
+        Stroke::Solid => area.draw(&PathElement::new(points, style))?,
+        Stroke::Dashed(dash, gap) => {
+            area.draw(&DashedPathElement::new(points, dash, gap, style))?
+        }
+        Stroke::Dotted => area.draw(&DottedPathElement::new(points, 0, 4, move |c| {
+            Circle::new(c, 1, colour.filled())
+        }))?,
+    }
+    Ok(())
 }
 
-/// A plotting area and the (already transformed) data range it shows.
-struct Frame {
-    x: f64,
-    y: f64,
-    w: f64,
-    h: f64,
-    x0: f64,
-    x1: f64,
-    y0: f64,
-    y1: f64,
+/// Decades covering `[lo, hi]`: `(10^floor(log lo), 10^ceil(log hi))`, at least one
+/// apart, and the powers of ten between, for the ticks.
+fn decades(lo: f64, hi: f64) -> ((f64, f64), Vec<f64>) {
+    let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let b = b.max(a + 1);
+    let ticks = (a..=b).map(|k| 10f64.powi(k)).collect();
+    ((10f64.powi(a), 10f64.powi(b)), ticks)
 }
 
-impl Frame {
-    fn px(&self, v: f64) -> f64 {
-        self.x + (v - self.x0) / (self.x1 - self.x0).max(1e-9) * self.w
-    }
-
-    fn py(&self, v: f64) -> f64 {
-        self.y + self.h - (v - self.y0) / (self.y1 - self.y0).max(1e-9) * self.h
-    }
-
-    fn contains_x(&self, v: f64) -> bool {
-        v >= self.x0 - 1e-9 && v <= self.x1 + 1e-9
-    }
-
-    /// The frame, its title, the axis titles, and horizontal grid lines at `yticks`
-    /// (value, label) and vertical ones at `xticks`.
-    fn draw(
-        &self,
-        o: &mut String,
-        title: &str,
-        xtitle: &str,
-        ytitle: &str,
-        xticks: &[(f64, String)],
-        yticks: &[(f64, String)],
-    ) {
-        let _ = writeln!(
-            o,
-            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#ffffff" stroke="#444444"/>"##,
-            self.x, self.y, self.w, self.h
-        );
-        for (v, label) in yticks {
-            let y = self.py(*v);
-            let _ = writeln!(
-                o,
-                r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#dddddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10">{}</text>"##,
-                self.x,
-                self.x + self.w,
-                self.x - 4.0,
-                y + 3.5,
-                esc(label)
-            );
-        }
-        for (v, label) in xticks {
-            let x = self.px(*v);
-            let _ = writeln!(
-                o,
-                r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#dddddd"/>"##,
-                self.y,
-                self.y + self.h
-            );
-            for (i, part) in label.split('\n').enumerate() {
-                let _ = writeln!(
-                    o,
-                    r##"<text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##,
-                    self.y + self.h + 13.0 + 11.0 * i as f64,
-                    esc(part)
-                );
-            }
-        }
-        let _ = writeln!(
-            o,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="13" font-weight="bold">{}</text>"##,
-            self.x + self.w / 2.0,
-            self.y - 8.0,
-            esc(title)
-        );
-        let _ = writeln!(
-            o,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"##,
-            self.x + self.w / 2.0,
-            self.y + self.h + 38.0,
-            esc(xtitle)
-        );
-        let (tx, ty) = (self.x - 44.0, self.y + self.h / 2.0);
-        let _ = writeln!(
-            o,
-            r##"<text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" font-size="11" transform="rotate(-90 {tx:.1} {ty:.1})">{}</text>"##,
-            esc(ytitle)
-        );
-    }
-
-    /// A polyline through `points` (data coordinates).
-    fn line(
-        &self,
-        o: &mut String,
-        points: &[(f64, f64)],
-        colour: &str,
-        (width, dash): (f64, &str),
-    ) {
-        if points.is_empty() {
-            return;
-        }
-        let pts: Vec<String> = points
-            .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", self.px(x), self.py(y)))
-            .collect();
-        let dash = if dash.is_empty() {
-            String::new()
-        } else {
-            format!(r#" stroke-dasharray="{dash}""#)
-        };
-        let _ = writeln!(
-            o,
-            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="{width}"{dash} stroke-linejoin="round"/>"#,
-            pts.join(" ")
-        );
-        for &(x, y) in points {
-            let _ = writeln!(
-                o,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="2.2" fill="{colour}"/>"#,
-                self.px(x),
-                self.py(y)
-            );
-        }
-    }
-}
-
-/// Decade ticks covering `[lo, hi]` (log10 values), labelled by `label(10^k)`.
-fn decades(lo: f64, hi: f64, label: impl Fn(f64) -> String) -> Vec<(f64, String)> {
-    (lo.floor() as i32..=hi.ceil() as i32)
-        .map(|k| (k as f64, label(10f64.powi(k))))
-        .collect()
+/// The smallest and largest of `values`, if any.
+fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
 }
 
 fn ns_label(ns: f64) -> String {
@@ -221,7 +158,23 @@ fn gb_label(v: f64) -> String {
     }
 }
 
-/// The points of a latency curve: (nines, log10 ns).
+/// The x of p50 on the nines axis: 1 / (1 - 0.5).
+const P50: f64 = 2.0;
+
+/// The label of `x` = 1 / (1 - q) on the nines axis.
+fn nines_label(x: f64) -> String {
+    if (x - P50).abs() < 1e-6 {
+        return "p50".into();
+    }
+    match x.log10().round() as i32 {
+        i32::MIN..=0 => "min".into(),
+        1 => "p90".into(),
+        2 => "p99".into(),
+        k => format!("p99.{}", "9".repeat((k - 2) as usize)),
+    }
+}
+
+/// The points of a latency curve: (1 / (1 - q), ns).
 fn curve_points(l: &LatencyFigures<'_>) -> Vec<(f64, f64)> {
     let Some(c) = &l.curve else {
         return Vec::new();
@@ -235,32 +188,86 @@ fn curve_points(l: &LatencyFigures<'_>) -> Vec<(f64, f64)> {
         }
         let x = if ppm >= 1_000_000 {
             // The maximum: the 1-in-n point.
-            n.log10()
+            n
         } else {
             let tail = 1.0 - ppm as f64 / 1e6;
             // A quantile is meaningful only with at least 1 / (1 - q) samples.
             if tail * n < 1.0 {
                 continue;
             }
-            -tail.log10()
+            1.0 / tail
         };
-        pts.push((x, (ns as f64).log10()));
+        pts.push((x, ns as f64));
     }
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     pts
 }
 
-fn nines_label(x: i32) -> String {
-    match x {
-        i32::MIN..=0 => "min".into(),
-        1 => "p90".into(),
-        2 => "p99".into(),
-        k => format!("p99.{}", "9".repeat((k - 2) as usize)),
-    }
+/// A panel's axes: `x` and `y` ranges with their ticks, labels and titles.
+struct Axes<'a, X, Y> {
+    caption: String,
+    x: X,
+    y: Y,
+    x_label: &'a dyn Fn(&f64) -> String,
+    y_label: &'a dyn Fn(&f64) -> String,
+    x_desc: &'a str,
+    y_desc: &'a str,
+}
+
+/// A panel on the SVG, with `X` and `Y` axes.
+type Panel<'b, X, Y> = ChartContext<
+    'b,
+    SVGBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// Draws a panel's frame, grid, ticks and titles on `area`, and returns its chart.
+fn panel<'b, X, Y>(
+    area: &DrawingArea<SVGBackend<'b>, Shift>,
+    axes: Axes<'_, X, Y>,
+) -> DrawResult<Panel<'b, X, Y>>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            axes.caption,
+            (FONT, CAPTION).into_font().style(FontStyle::Bold),
+        )
+        .margin_left(6)
+        .margin_right(20)
+        .x_label_area_size(42)
+        .y_label_area_size(62)
+        .build_cartesian_2d(axes.x, axes.y)?;
+    chart.plotting_area().fill(&WHITE)?;
+    chart
+        .configure_mesh()
+        .x_labels(32)
+        .y_labels(32)
+        .x_label_formatter(axes.x_label)
+        .y_label_formatter(axes.y_label)
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .label_style((FONT, SMALL))
+        .axis_desc_style((FONT, TEXT))
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .axis_style(NOTE)
+        .draw()?;
+    Ok(chart)
 }
 
 /// The SVG document for the run.
-pub(crate) fn svg(r: &Results) -> String {
+pub(crate) fn svg(r: &Results) -> Result<String, String> {
+    let mut out = String::new();
+    draw(r, &mut out).map_err(|e| format!("drawing the plot: {e}"))?;
+    Ok(out)
+}
+
+fn draw(r: &Results, out: &mut String) -> DrawResult {
     let s = summarize(r);
     let c = &r.config;
     let e = &r.env;
@@ -270,7 +277,7 @@ pub(crate) fn svg(r: &Results) -> String {
         v
     };
     // Mechanisms that have a figure, in table order.
-    let present: Vec<&'static super::mechs::MechSpec> = MECHANISMS
+    let present: Vec<&'static MechSpec> = MECHANISMS
         .iter()
         .filter(|m| {
             s.latency
@@ -281,157 +288,131 @@ pub(crate) fn svg(r: &Results) -> String {
                     .any(|t| t.row.spec.id == m.id && t.gb_per_s.is_some())
         })
         .collect();
+    let height = (LATENCY_TOP + LATENCY_HEIGHT + THROUGHPUT_HEIGHT + 20)
+        .max(LATENCY_TOP + 22 * present.len() as u32 + 130);
 
-    let legend_w = 250.0;
-    let plots_w = WIDTH - legend_w - 20.0;
-    let lat_top: f64 = 92.0;
-    let lat_h = 260.0;
-    let tp_top = lat_top + lat_h + 90.0;
-    let tp_h: f64 = 300.0;
-    let height = (tp_top + tp_h + 80.0).max(lat_top + 24.0 * present.len() as f64 + 40.0);
-
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">"#
-    );
-    let _ = writeln!(o, r##"<rect width="100%" height="100%" fill="#fafafa"/>"##);
-    let _ = writeln!(
-        o,
-        r#"<text x="20" y="30" font-size="18" font-weight="bold">shmlane bench{}: round-trip latency and one-way throughput</text>"#,
+    let root = SVGBackend::with_string(out, (WIDTH, height)).into_drawing_area();
+    root.fill(&BACKGROUND)?;
+    let title = format!(
+        "shmlane bench{}: round-trip latency and one-way throughput",
         if c.quick { " --quick" } else { "" }
     );
+    root.draw(&Text::new(
+        title,
+        (20, 14),
+        (FONT, TITLE).into_font().style(FontStyle::Bold),
+    ))?;
     let pinning = match e.cpus {
         Some([a, b]) => format!("pinned to CPUs {a} and {b}"),
         None => "not pinned (one CPU)".into(),
     };
-    let _ = writeln!(
-        o,
-        r#"<text x="20" y="50" font-size="11">{}</text>"#,
-        esc(&format!(
-            "{}, Linux {}, {}; {}; every receiver copies each message out and checks it; \
-             fresh processes per row",
-            e.cpu_model,
-            e.kernel,
-            pinning,
-            if c.rounds == 1 {
-                "1 round".to_string()
-            } else {
-                format!("medians of {} rounds", c.rounds)
-            }
-        ))
-    );
-
-    // Round-trip panels.
-    let all_lat: Vec<Vec<(f64, f64)>> = s.latency.iter().map(curve_points).collect();
-    let ys = all_lat.iter().flatten().map(|p| p.1);
-    let (ymin, ymax) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
-    let (y0, y1) = if ymin <= ymax {
-        (ymin.floor(), ymax.ceil().max(ymin.floor() + 1.0))
+    let rounds = if c.rounds == 1 {
+        "1 round".to_string()
     } else {
-        (1.0, 6.0)
+        format!("medians of {} rounds", c.rounds)
     };
-    let xmax = all_lat
+    let subtitle = format!(
+        "{}, Linux {}, {pinning}; {rounds}; every receiver copies each message out and \
+         checks it; fresh processes per row",
+        e.cpu_model, e.kernel
+    );
+    root.draw(&Text::new(subtitle, (20, 40), (FONT, TEXT)))?;
+
+    let (plots, legend) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
+    let (_, body) = plots.split_vertically(LATENCY_TOP);
+    let (latency, throughput) = body.split_vertically(LATENCY_HEIGHT);
+
+    // Round-trip panels, all on the same axes.
+    let curves: Vec<Vec<(f64, f64)>> = s.latency.iter().map(curve_points).collect();
+    let (ns_range, ns_ticks) = match span(curves.iter().flatten().map(|p| p.1)) {
+        Some((lo, hi)) => decades(lo, hi),
+        None => decades(10.0, 1e6),
+    };
+    // At least to p99.9.
+    let nines = curves
         .iter()
         .flatten()
         .map(|p| p.0)
-        .fold(3.0f64, f64::max)
-        .ceil();
-    let gap = 70.0;
-    let n = sizes.len().max(1) as f64;
-    let panel_w = (plots_w - 100.0 - gap * (n - 1.0)) / n;
-    for (i, &size) in sizes.iter().enumerate() {
-        let f = Frame {
-            x: 70.0 + i as f64 * (panel_w + gap),
-            y: lat_top,
-            w: panel_w,
-            h: lat_h,
-            x0: 0.0,
-            x1: xmax,
-            y0,
-            y1,
-        };
-        // No label at 0 (the minimum): p50 sits 0.3 to its right.
-        let xticks: Vec<(f64, String)> = std::iter::once((0.5f64.log10().abs(), "p50".into()))
-            .chain((1..=xmax as i32).map(|k| (k as f64, nines_label(k))))
-            .collect();
-        f.draw(
-            &mut o,
-            &format!("Round trip, {} messages", report::size(size)),
-            "percentile (left edge: minimum; last point: maximum)",
-            "round trip (log)",
-            &xticks,
-            &decades(y0, y1, ns_label),
-        );
-        for (l, pts) in s.latency.iter().zip(&all_lat) {
-            if l.row.size == size {
-                f.line(&mut o, pts, colour(l.row.spec.id), stroke(l.row.spec.mech));
+        .fold(1e3f64, f64::max)
+        .log10()
+        .ceil() as i32;
+    let nines_ticks: Vec<f64> = std::iter::once(P50)
+        .chain((1..=nines).map(|k| 10f64.powi(k)))
+        .collect();
+    let panels = latency.split_evenly((1, sizes.len().max(1)));
+    for (area, &size) in panels.iter().zip(&sizes) {
+        let mut chart = panel(
+            area,
+            Axes {
+                caption: format!("Round trip, {} messages", report::size(size)),
+                x: (1.0..10f64.powi(nines))
+                    .log_scale()
+                    .with_key_points(nines_ticks.clone()),
+                y: (ns_range.0..ns_range.1)
+                    .log_scale()
+                    .with_key_points(ns_ticks.clone()),
+                x_label: &|x| nines_label(*x),
+                y_label: &|y| ns_label(*y),
+                x_desc: "percentile (left edge: min; last point: max)",
+                y_desc: "round trip (log)",
+            },
+        )?;
+        for (l, pts) in s.latency.iter().zip(&curves) {
+            if l.row.size != size || pts.is_empty() {
+                continue;
             }
+            let col = colour(l.row.spec.id);
+            path(chart.plotting_area(), pts, col, l.row.spec.mech)?;
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, col.filled())))?;
         }
     }
 
     // Throughput panel.
-    let x_of = |t: &ThroughputFigures<'_>| match t.row.load {
-        Load::Messages(len) => (len as f64).log2(),
-        Load::Stream => (c.stream_len as f64).log2(),
-    };
-    let gbs: Vec<f64> = s
-        .throughput
-        .iter()
-        .filter_map(|t| t.gb_per_s)
-        .filter(|g| *g > 0.0)
-        .map(f64::log10)
-        .collect();
-    let (g0, g1) = gbs
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &g| (lo.min(g), hi.max(g)));
-    let (g0, g1) = if g0 <= g1 {
-        (g0.floor(), g1.ceil().max(g0.floor() + 1.0))
-    } else {
-        (-2.0, 2.0)
+    let bytes_of = |t: &ThroughputFigures<'_>| match t.row.load {
+        Load::Messages(len) => len as f64,
+        Load::Stream => c.stream_len as f64,
     };
     let mut loads: Vec<Load> = s.throughput.iter().map(|t| t.row.load).collect();
     loads.dedup();
-    let xs: Vec<f64> = s.throughput.iter().map(x_of).collect();
-    let (tx0, tx1) = xs
+    let load_bytes: Vec<f64> = loads
         .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-    let (tx0, tx1) = if tx0 <= tx1 {
-        (tx0 - 0.5, tx1 + 0.5)
-    } else {
-        (5.0, 21.0)
-    };
-    let f = Frame {
-        x: 70.0,
-        y: tp_top,
-        w: plots_w - 100.0,
-        h: tp_h,
-        x0: tx0,
-        x1: tx1,
-        y0: g0,
-        y1: g1,
-    };
-    let xticks: Vec<(f64, String)> = loads
-        .iter()
-        .map(|&l| match l {
-            Load::Messages(len) => ((len as f64).log2(), report::size(len)),
-            Load::Stream => (
-                (c.stream_len as f64).log2(),
-                format!(
-                    "{}\n(one message, streamed)",
-                    report::size_u64(c.stream_len)
-                ),
-            ),
+        .map(|l| match *l {
+            Load::Messages(len) => len as f64,
+            Load::Stream => c.stream_len as f64,
         })
         .collect();
-    f.draw(
-        &mut o,
-        "One-way throughput by message size",
-        "message size (log)",
-        "GB/s = 10^9 B/s (log)",
-        &xticks,
-        &decades(g0, g1, gb_label),
-    );
+    // Half an octave of room on either side.
+    let (x0, x1) = span(load_bytes.iter().copied()).unwrap_or((32.0, 2e6));
+    let x_range = x0 / 2f64.sqrt()..x1 * 2f64.sqrt();
+    let gbs = s.throughput.iter().filter_map(|t| t.gb_per_s);
+    let (gb_range, gb_ticks) = match span(gbs.filter(|g| *g > 0.0)) {
+        Some((lo, hi)) => decades(lo, hi),
+        None => decades(0.01, 100.0),
+    };
+    let stream_len = c.stream_len as f64;
+    let x_label = move |x: &f64| {
+        let bytes = x.round() as u64;
+        if loads.contains(&Load::Stream) && bytes == c.stream_len {
+            format!("{} (streamed)", report::size_u64(bytes))
+        } else {
+            report::size_u64(bytes)
+        }
+    };
+    let area = throughput.margin(20, 10, 0, 0);
+    let mut chart = panel(
+        &area,
+        Axes {
+            caption: "One-way throughput by message size".into(),
+            x: x_range.log_scale().base(2.0).with_key_points(load_bytes),
+            y: (gb_range.0..gb_range.1)
+                .log_scale()
+                .with_key_points(gb_ticks),
+            x_label: &x_label,
+            y_label: &|g| gb_label(*g),
+            x_desc: "message size (log)",
+            y_desc: "GB/s = 10^9 B/s (log)",
+        },
+    )?;
     for m in &present {
         let rows: Vec<&ThroughputFigures<'_>> = s
             .throughput
@@ -441,72 +422,57 @@ pub(crate) fn svg(r: &Results) -> String {
         let line: Vec<(f64, f64)> = rows
             .iter()
             .filter(|t| matches!(t.row.load, Load::Messages(_)))
-            .filter_map(|t| {
-                t.gb_per_s
-                    .filter(|g| *g > 0.0)
-                    .map(|g| (x_of(t), g.log10()))
-            })
-            .filter(|p| f.contains_x(p.0))
+            .filter_map(|t| t.gb_per_s.filter(|g| *g > 0.0).map(|g| (bytes_of(t), g)))
             .collect();
         let col = colour(m.id);
-        f.line(&mut o, &line, col, stroke(m.mech));
-        for t in rows.iter().filter(|t| t.row.load == Load::Stream) {
-            if let Some(g) = t.gb_per_s.filter(|g| *g > 0.0) {
-                let _ = writeln!(
-                    o,
-                    r##"<circle cx="{:.1}" cy="{:.1}" r="4.5" fill="#ffffff" stroke="{col}" stroke-width="2"/>"##,
-                    f.px(x_of(t)),
-                    f.py(g.log10())
-                );
-            }
+        path(chart.plotting_area(), &line, col, m.mech)?;
+        chart.draw_series(line.iter().map(|&p| Circle::new(p, 2, col.filled())))?;
+        let streamed = rows
+            .iter()
+            .filter(|t| t.row.load == Load::Stream)
+            .filter_map(|t| t.gb_per_s.filter(|g| *g > 0.0));
+        for g in streamed {
+            chart.draw_series([
+                Circle::new((stream_len, g), 5, WHITE.filled()),
+                Circle::new((stream_len, g), 5, col.stroke_width(2)),
+            ])?;
         }
     }
 
     // Legend.
-    let lx = WIDTH - legend_w;
-    let _ = writeln!(
-        o,
-        r#"<text x="{lx:.1}" y="{:.1}" font-size="12" font-weight="bold">mechanism</text>"#,
-        lat_top - 8.0
-    );
-    for (i, m) in present.iter().enumerate() {
-        let y = lat_top + 12.0 + 22.0 * i as f64;
-        let (w, dash) = stroke(m.mech);
-        let dash = if dash.is_empty() {
-            String::new()
-        } else {
-            format!(r#" stroke-dasharray="{dash}""#)
-        };
-        let _ = writeln!(
-            o,
-            r#"<line x1="{lx:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{}" stroke-width="{w}"{dash}/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
-            lx + 30.0,
-            colour(m.id),
-            lx + 36.0,
-            y + 4.0,
-            esc(m.label)
-        );
+    legend.draw(&Text::new(
+        "mechanism",
+        (0, LATENCY_TOP as i32 - 2),
+        (FONT, HEADING).into_font().style(FontStyle::Bold),
+    ))?;
+    let mut y = LATENCY_TOP as i32 + 20;
+    for m in &present {
+        path(&legend, &[(0, y), (30, y)], colour(m.id), m.mech)?;
+        legend.draw(&Text::new(
+            m.label,
+            (36, y),
+            TextStyle::from((FONT, TEXT)).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        y += 22;
     }
-    let ly = lat_top + 22.0 * present.len() as f64 + 30.0;
-    for (i, line) in [
-        "solid: shmlane SPSC; dash-dot:",
-        "MPMC; dashed: kernel mechanisms;",
+    y += 8;
+    for line in [
+        "solid: shmlane SPSC; long dashes:",
+        "MPMC; short dashes: kernel mechanisms;",
         "dotted: the floors.",
         "Hollow marker: the streamed",
         "message. Details and ratios:",
         "shmlane bench --help and the table.",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let _ = writeln!(
-            o,
-            r##"<text x="{lx:.1}" y="{:.1}" font-size="10" fill="#444444">{line}</text>"##,
-            ly + 13.0 * i as f64
-        );
+    ] {
+        legend.draw(&Text::new(
+            line,
+            (0, y),
+            (FONT, SMALL).into_font().color(&NOTE),
+        ))?;
+        y += 13;
     }
-    o.push_str("</svg>\n");
-    o
+    root.present()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -519,7 +485,14 @@ mod tests {
         assert_eq!(ns_label(10_000.0), "10 µs");
         assert_eq!(gb_label(0.01), "0.01");
         assert_eq!(gb_label(10.0), "10");
-        assert_eq!(nines_label(4), "p99.99");
-        assert_eq!(esc("a<b&c"), "a&lt;b&amp;c");
+        assert_eq!(nines_label(1e4), "p99.99");
+        assert_eq!(nines_label(10.0), "p90");
+        assert_eq!(nines_label(1.0), "min");
+        assert_eq!(nines_label(P50), "p50");
+        assert_eq!(
+            decades(150.0, 2e4),
+            ((100.0, 1e5), vec![100.0, 1e3, 1e4, 1e5])
+        );
+        assert_eq!(decades(1.0, 1.0).0, (1.0, 10.0));
     }
 }
