@@ -1,8 +1,16 @@
-//! Short segments: a segment cut below the length its header claims *before* it is
-//! opened gives an error on every open path, never a SIGBUS (each open runs in its own
-//! child, so a SIGBUS would show as the child's death by signal); a POSIX segment cut
-//! short *after* a peer mapped it does raise SIGBUS in that peer, as the crate's trust
-//! model documents (a memfd cannot be cut: see `fork_backings`).
+//! Claim: **a short segment is an error, never a SIGBUS; only a POSIX segment can be
+//! shrunk under its users, and memfd rings cannot be**. A segment cut below the length
+//! its header claims *before* it is opened gives an error on every open path (each open
+//! runs in its own child, so a SIGBUS would show as the child's death by signal); a
+//! POSIX segment cut short *after* a peer mapped it does raise SIGBUS in that peer, as
+//! the crate's trust model documents; a memfd ring is sealed, so a peer holding it
+//! can neither shrink nor grow it, and an open refuses a memfd without the seals or
+//! without a valid ring in it.
+//!
+//! - top level: POSIX segments of both kinds cut before open, sealed-short memfds, and
+//!   the documented SIGBUS after a shrink;
+//! - [`cut_before_open`]: a POSIX segment cut below its header's length, by name;
+//! - [`memfd_seals`]: what the seals stop, and what an open refuses.
 
 // Real processes and shared memory: Linux only, and not under Miri (no fork).
 #![cfg(all(target_os = "linux", not(miri)))]
@@ -224,4 +232,278 @@ fn posix_segment_cut_after_mapping_raises_sigbus() {
     let r = procs.wait(producer);
     assert_eq!(r.outcome, Outcome::Signaled(Signal::SIGBUS), "{r}");
     println!("{test}: {r}");
+}
+
+mod cut_before_open {
+    //! A POSIX segment file cut shorter than its header says, opened by name.
+
+    use crate::common::{seg_name, shm_path, Procs, SegGuard};
+    use shmlane::{spsc, Error, RingOptions};
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    fn opts(capacity: usize) -> RingOptions {
+        RingOptions::new(capacity)
+    }
+
+    /// A segment file cut shorter than its header says gives an error on open, not a
+    /// SIGBUS (the child would die of it and the test report the signal).
+    #[test]
+    fn truncated_segment_is_an_error_not_sigbus() {
+        let test = "sem-trunc";
+        let mut procs = Procs::new(test, DEADLINE);
+        let mut guards = Vec::new();
+        let lens: [u64; 6] = [4096 + 4096 - 8, 4096 + 100, 4096, 4095, 100, 0];
+        for (i, len) in lens.into_iter().enumerate() {
+            let name = seg_name(&format!("{test}-{i}"));
+            guards.push(SegGuard::new(&name));
+            drop(spsc::Producer::create(&name, &opts(4096)).unwrap());
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(shm_path(&name))
+                .unwrap()
+                .set_len(len)
+                .unwrap();
+            procs.spawn(&format!("truncated to {len}"), move || {
+                let mut out = String::new();
+                for (call, r) in [
+                    ("Producer::open", spsc::Producer::open(&name).err()),
+                    ("Consumer::open", spsc::Consumer::open(&name).err()),
+                    (
+                        "Consumer::create_or_open",
+                        spsc::Consumer::create_or_open(&name, &opts(4096)).err(),
+                    ),
+                ] {
+                    match r {
+                        Some(Error::Corrupt {
+                            field: "capacity", ..
+                        }) if len >= 4096 => {}
+                        // Empty: maybe a creator between shm_open and ftruncate, so the
+                        // open waits; any other size under a header is final.
+                        Some(Error::NotReady { .. } | Error::Abandoned { .. }) if len == 0 => {}
+                        Some(Error::Corrupt {
+                            field: "segment size",
+                            ..
+                        }) if len < 4096 => {}
+                        Some(e) => return Err(format!("{call}: unexpected error {e:?}")),
+                        // An empty segment nobody is making (no creator holds its init
+                        // lock) is abandoned: create_or_open takes it over.
+                        None if len == 0 && call == "Consumer::create_or_open" => {
+                            out = "taken over by create_or_open".to_string();
+                            continue;
+                        }
+                        None => return Err(format!("{call} succeeded on a truncated segment")),
+                    }
+                    out = format!("{:?}", r.unwrap());
+                }
+                Ok(out)
+            });
+        }
+        for (len, r) in lens.iter().zip(procs.wait_all_ok()) {
+            println!("truncated to {len}: {r}");
+        }
+    }
+}
+
+mod memfd_seals {
+    //! Memfd rings are sealed against any change of size, and an open refuses a memfd
+    //! without the seals.
+
+    use crate::common;
+    use crate::common::{check_message, message, seg_name, Gate, Procs, SegGuard};
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    use shmlane::{spsc, Error, RingOptions, TryRecvError};
+    use std::fs::File;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// How long a gate may take to open (the peer's process must start and set up).
+    const GATE: Duration = Duration::from_secs(20);
+
+    /// How an open of a broken segment must fail.
+    #[derive(Clone, Copy, Debug)]
+    enum Want {
+        Corrupt(&'static str),
+        Incompatible(&'static str),
+    }
+
+    impl Want {
+        fn check(self, e: &Error) -> bool {
+            match (self, e) {
+                (Want::Corrupt(f), Error::Corrupt { field, .. }) => *field == f,
+                (Want::Incompatible(f), Error::Incompatible { field, .. }) => field.starts_with(f),
+                _ => false,
+            }
+        }
+    }
+
+    fn seals_of(fd: impl AsFd) -> SealFlag {
+        SealFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GET_SEALS).expect("F_GET_SEALS"))
+    }
+
+    /// A peer that holds the memfd tries to shrink it, grow it, and add a write seal:
+    /// every attempt fails with EPERM, and the ring goes on working for both ends (a
+    /// shrink would have made the readers' accesses SIGBUS; a child killed by a signal
+    /// fails the test).
+    #[test]
+    fn memfd_seals_stop_a_peer_from_truncating() {
+        const N: u64 = 2000;
+        let test = "bk-memfd-trunc";
+        let fd = spsc::create_ring_memfd(&RingOptions::new(4096)).unwrap();
+        let len = File::from(fd.try_clone().unwrap())
+            .metadata()
+            .unwrap()
+            .len();
+        assert_eq!(len, 4096 + 4096);
+        assert_eq!(
+            seals_of(&fd),
+            SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL
+        );
+        let tried = Gate::new();
+        let mut procs = Procs::new(test, DEADLINE);
+        procs.spawn("hostile consumer", || {
+            let file = File::from(fd.try_clone().map_err(|e| e.to_string())?);
+            let mut out = String::new();
+            for (what, to) in [
+                ("shrink to 0", 0),
+                ("shrink by a page", 4096),
+                ("grow", 1 << 20),
+            ] {
+                match file.set_len(to) {
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                        out += &format!("{what}: {e}; ")
+                    }
+                    other => return Err(format!("ftruncate ({what}): {other:?}, expected EPERM")),
+                }
+            }
+            match fcntl(&file, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE)) {
+                Err(nix::errno::Errno::EPERM) => out += "F_ADD_SEALS: EPERM; ",
+                other => return Err(format!("F_ADD_SEALS: {other:?}, expected EPERM")),
+            }
+            assert_eq!(file.metadata().map_err(|e| e.to_string())?.len(), len);
+            tried.open();
+            let mut rx = spsc::Consumer::open_fd(file.into()).map_err(|e| e.to_string())?;
+            let mut buf = Vec::new();
+            for seq in 0..N {
+                rx.recv(&mut buf).map_err(|e| format!("recv {seq}: {e}"))?;
+                check_message(&buf, seq, (seq % 3000) as usize)?;
+            }
+            Ok(out)
+        });
+        procs.spawn("producer", || {
+            tried.expect(GATE, "truncation tried")?;
+            let mut tx = spsc::Producer::open_fd(fd.try_clone().map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            for seq in 0..N {
+                tx.send(&message(seq, (seq % 3000) as usize))
+                    .map_err(|e| format!("send {seq}: {e}"))?;
+            }
+            Ok(String::new())
+        });
+        let reports = procs.wait_all_ok();
+        println!("{test}: {}", reports[0]);
+    }
+
+    /// The bytes of a fresh memfd ring of `capacity` (for copying into other files).
+    fn ring_bytes(capacity: usize) -> Vec<u8> {
+        let fd = spsc::create_ring_memfd(&RingOptions::new(capacity)).unwrap();
+        let file = File::from(fd);
+        let mut bytes = vec![0; 4096 + capacity];
+        file.read_exact_at(&mut bytes, 0).unwrap();
+        bytes
+    }
+
+    /// A memfd holding `bytes`, sized `len`, with `seals` added, mode 0600 as shmlane
+    /// makes it (a memfd starts out 0777, which an open refuses before the seals).
+    fn memfd_with(bytes: &[u8], len: u64, seals: SealFlag) -> OwnedFd {
+        let fd = memfd_create(
+            "shmlane-test",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )
+        .unwrap();
+        let file = File::from(fd);
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        file.set_len(len).unwrap();
+        let n = bytes.len().min(len as usize);
+        file.write_all_at(&bytes[..n], 0).unwrap();
+        fcntl(&file, FcntlArg::F_ADD_SEALS(seals)).unwrap();
+        file.into()
+    }
+
+    /// Descriptors that are not sealed memfds, or sealed memfds that do not hold a
+    /// valid ring, are refused with errors that say why; nothing is mapped past the end.
+    #[test]
+    fn memfd_without_seals_or_valid_header_is_refused() {
+        let all = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        let ring = ring_bytes(4096);
+        let full = ring.len() as u64;
+        let mut bad_magic = ring.clone();
+        bad_magic[..8].copy_from_slice(b"NOTSHMLN");
+        let posix = seg_name("bk-memfd-posix");
+        let _posix_guard = SegGuard::new(&posix);
+        drop(spsc::Producer::create(&posix, &RingOptions::new(4096)).unwrap());
+        let (pipe_r, _pipe_w) = common::pipe();
+        let cases: Vec<(&str, OwnedFd, Want)> = vec![
+            (
+                "no seals",
+                memfd_with(&ring, full, SealFlag::empty()),
+                Want::Incompatible("seals"),
+            ),
+            (
+                "shrink and grow seals, not F_SEAL_SEAL",
+                memfd_with(&ring, full, SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
+                Want::Incompatible("seals"),
+            ),
+            (
+                "a POSIX shm object",
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .open(common::shm_path(&posix))
+                    .unwrap()
+                    .into(),
+                Want::Incompatible("seals"),
+            ),
+            ("a pipe", pipe_r, Want::Incompatible("seals")),
+            (
+                "sealed at 100 bytes",
+                memfd_with(&ring, 100, all),
+                Want::Corrupt("segment size"),
+            ),
+            (
+                "sealed shorter than header + capacity",
+                memfd_with(&ring, full - 8, all),
+                Want::Corrupt("capacity"),
+            ),
+            (
+                "magic",
+                memfd_with(&bad_magic, full, all),
+                Want::Corrupt("magic"),
+            ),
+        ];
+        for (what, fd, want) in cases {
+            let dup = fd.try_clone().unwrap();
+            for (call, r) in [
+                ("Producer::open_fd", spsc::Producer::open_fd(fd).err()),
+                ("Consumer::open_fd", spsc::Consumer::open_fd(dup).err()),
+            ] {
+                match r {
+                    Some(e) if want.check(&e) => println!("{what:>40}: {call}: {e}"),
+                    other => panic!("{what}: {call} gave {other:?}, expected {want:?}"),
+                }
+            }
+        }
+        // The same ring, sealed as shmlane seals it, opens.
+        let good = memfd_with(&ring, full, all);
+        let mut rx = spsc::Consumer::open_fd(good).unwrap();
+        assert_eq!(rx.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
+        assert!(rx.name().starts_with("memfd:shmlane-test"), "{}", rx.name());
+    }
 }
