@@ -6,12 +6,13 @@
 #
 # miri  The protocols over the heap backing under Miri, with strict provenance and
 #       symbolic alignment checks, once with Stacked Borrows and once with Tree
-#       Borrows: the library's unit tests, tests/heap_ring.rs, tests/mpmc_heap.rs, tests/fuzz_replay.rs
-#       (the fuzz targets' seeds and random inputs; Miri's isolation has no file
-#       system for the corpus) and the heap ring of tests/sanitizer_stress.rs. Tests
+#       Borrows: the library's unit tests, the tests over the heap backing in the claim
+#       files listed in MIRI_TESTS below, tests/fuzz_replay.rs (the fuzz targets' seeds
+#       and random inputs; Miri's isolation has no file system for the corpus) and the
+#       heap ring of tests/no_data_races.rs. Tests
 #       that need the OS (shm_open, fork, futex waits between processes, membarrier)
 #       are `#[cfg_attr(miri, ignore = "...")]` or live in files not run here.
-# tsan  tests/sanitizer_stress.rs under ThreadSanitizer: two rings, each a POSIX
+# tsan  tests/no_data_races.rs under ThreadSanitizer: two rings, each a POSIX
 #       segment mapped twice in one process, a thread per endpoint, a million
 #       messages; then a heap ring (one mapping, where TSan relates the two sides'
 #       accesses).
@@ -21,6 +22,11 @@
 # and their own target directories; SHMLANE_STRESS_MESSAGES overrides the count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The test files with tests over the heap backing (the rest of each is ignored under
+# Miri, or compiled out).
+MIRI_TESTS=(ordering_and_integrity mpmc_exactly_once_in_order try_and_timed_calls disconnect
+    create_and_open message_sizes zero_copy_and_typed mpmc_stalls fuzz_replay no_data_races)
 
 checks=("$@")
 [ ${#checks[@]} -eq 0 ] && checks=(miri tsan asan)
@@ -38,7 +44,7 @@ for check in "${checks[@]}"; do
         for borrows in "" "-Zmiri-tree-borrows"; do
             run env MIRIFLAGS="$base${borrows:+ $borrows}" \
                 cargo +nightly miri test -p shmlane --lib \
-                --test heap_ring --test mpmc_heap --test fuzz_replay --test sanitizer_stress
+                "${MIRI_TESTS[@]/#/--test=}"
         done
         ;;
     tsan | asan)
@@ -49,7 +55,7 @@ for check in "${checks[@]}"; do
             TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" \
             ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 ${ASAN_OPTIONS:-}" \
             cargo +nightly test -Zbuild-std --target "$target" \
-            --test sanitizer_stress -- --test-threads=1 --nocapture
+            --test no_data_races -- --test-threads=1 --nocapture
         ;;
     *)
         echo "unknown check '$check' (miri, tsan, asan)" >&2

@@ -336,7 +336,7 @@ pub(crate) fn create(
 /// It is free unless another open file description locked the byte between our
 /// `shm_open` and here: a `shmlane rm --stale` sweep that locks whole headers, or a
 /// process that is no shmlane creator. An error of `fcntl` itself (`ENOLCK`, a
-/// security module) is the other way to fail: `tests/create_errors.rs` provokes that
+/// security module) is the other way to fail: `tests/create_and_open.rs` provokes that
 /// one with a seccomp filter.
 fn take_init_lock(file: &File, name: &str) -> Result<(), Error> {
     let op = "fcntl(F_OFD_SETLK) of the init lock";

@@ -1,3 +1,8 @@
+//! Claim: **the protocol has no data race**: the payload a consumer reads (in place or
+//! copied) is ordered after the producer's writes by the record headers'
+//! Release/Acquire, through every API, with fragments, SPSC and MPMC, so ThreadSanitizer
+//! and AddressSanitizer find nothing while every message arrives intact.
+//!
 //! A threaded stress test for ThreadSanitizer and AddressSanitizer (and a plain test in
 //! `cargo test`): two rings, each a POSIX segment mapped twice in this process (the
 //! producer's `create` and the consumer's `open`), each endpoint on a thread of its

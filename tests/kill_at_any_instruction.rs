@@ -1,3 +1,8 @@
+//! Claim: **a peer may be `kill -9`ed at any instruction, and the others go on**: no
+//! survivor blocks, every message delivered was sent, intact, none twice, each
+//! producer's in order, and none lost but those a killed consumer held, on POSIX rings
+//! (deaths told by locks) and SysV rings (told by pid), SPSC and MPMC at once.
+//!
 //! Crash injection ("Survive crashes"): endpoints SIGKILLed at any instruction while
 //! messages flow, replaced at once, and what the survivors see checked message by
 //! message.
@@ -29,7 +34,7 @@
 //! - `SHMLANE_CRASH_KILLS`: the number of kills (default 500; the long run: 10000).
 //! - `SHMLANE_CRASH_BACKING=posix` (or `sysv`): runs only that backing's test (the
 //!   other one prints that it skipped). The long run of both, one after the other:
-//!   `SHMLANE_CRASH_KILLS=10000 cargo test --release --test crash_injection -- --nocapture`.
+//!   `SHMLANE_CRASH_KILLS=10000 cargo test --release --test kill_at_any_instruction -- --nocapture`.
 //! - `SHMLANE_CRASH_SEED`: replays a run's choices (the seed is printed).
 //! - `SHMLANE_CRASH_RINGS=mpmc` (or `spsc`): kills only that ring's endpoints.
 //! - `SHMLANE_CRASH_GENTLE=1`: a check of the harness itself, on a library without

@@ -1,9 +1,12 @@
-//! "A live endpoint, however slow or stopped, is never taken for dead", where the
+//! Claim: **a live endpoint, however slow or stopped, is never taken for dead**, where the
 //! ways of telling a death differ: an endpoint that holds no lock (its liveness is
-//! its pid) beside one that does, peers in another pid namespace, slots held by a
-//! recoverer, and the copies of endpoints a `fork()`ed child drops.
+//! its pid) beside one that does, peers in another pid namespace or hidden by
+//! `hidepid`, slots held by a recoverer, a peer stopped by SIGSTOP, and the copies of
+//! endpoints a `fork()`ed child holds and drops.
 //!
-//! Each test failed on the code before the fix named in its doc.
+//! Each top-level test failed on the code before the fix named in its doc.
+//! [`stopped_and_forked`]: a stopped peer is waited for; a forked child does not keep its
+//! parent's endpoint alive.
 
 mod common;
 
@@ -348,4 +351,122 @@ fn a_sysv_peer_hidden_by_hidepid_is_never_reaped() {
     }
     tx.send(b"still here").expect("send to a live consumer");
     assert_eq!(procs.wait_ok(child), "still here");
+}
+
+mod stopped_and_forked {
+    //! A stopped (SIGSTOP) peer is waited for, however long; a forked child does not keep its
+    //! parent's endpoint alive (its lock descriptors are let go).
+
+    use crate::common::{seg_name, Gate, Procs, SegGuard};
+    use nix::sys::signal::{kill, Signal};
+    use shmlane::{mpmc, spsc, RecvError, RecvTimeoutError, RingOptions};
+    use std::time::{Duration, Instant};
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Blocks the child until it is killed.
+    fn hold() -> ! {
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+
+    /// How long `f` (a blocking call that ends when the peer is seen dead) takes after
+    /// `kill_at`, which another thread SIGKILLs the child at.
+    fn time_to_notice<T>(procs: &mut Procs, child: usize, f: impl FnOnce() -> T) -> (T, Duration) {
+        let pid = procs.pid(child);
+        // Let the waiter park first: the bound is for a waiter that sleeps.
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let at = Instant::now();
+            kill(pid, Signal::SIGKILL).expect("kill");
+            at
+        });
+        let r = f();
+        let noticed = Instant::now();
+        let at = killer.join().expect("killer");
+        procs.kill(child);
+        (r, noticed.saturating_duration_since(at))
+    }
+
+    /// An MPMC ring of 8 cells of 64 bytes, with room for 4 endpoints.
+    fn small_mpmc(name: &str) -> RingOptions {
+        let _ = name;
+        RingOptions::new(512).cell_size(64).max_endpoints(4)
+    }
+
+    #[test]
+    fn a_stopped_producer_is_waited_for_not_taken_for_dead() {
+        let name = seg_name("crash-stopped");
+        let _guard = SegGuard::new(&name);
+        let mut rx = mpmc::Consumer::create(&name, &small_mpmc(&name)).unwrap();
+        let mut procs = Procs::new("crash-stopped", DEADLINE);
+        let ready = Gate::new();
+        let (n, g) = (name.clone(), &ready);
+        let child = procs.spawn("producer", move || {
+            let mut p = mpmc::Producer::open(&n).map_err(|e| e.to_string())?;
+            let mut grant = p.reserve(5).map_err(|e| e.to_string())?;
+            grant.copy_from_slice(b"slow!");
+            g.open();
+            // Stop ourselves between claim and publish; the parent continues us.
+            kill(nix::unistd::getpid(), Signal::SIGSTOP).map_err(|e| e.to_string())?;
+            grant.commit();
+            Ok("published".into())
+        });
+        assert!(ready.wait(DEADLINE));
+        let mut buf = Vec::new();
+        // Many liveness checks pass while it is stopped: it is alive, so we wait.
+        match rx.recv_timeout(&mut buf, Duration::from_millis(800)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            other => panic!("a stopped producer was not waited for: {other:?}"),
+        }
+        kill(procs.pid(child), Signal::SIGCONT).unwrap();
+        assert_eq!(
+            rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(),
+            5
+        );
+        assert_eq!(buf, b"slow!");
+        let done = procs.wait(child);
+        assert!(done.ok(), "{done}");
+    }
+
+    #[test]
+    fn a_forked_child_does_not_keep_its_parents_endpoint_alive() {
+        let name = seg_name("crash-fork");
+        let _guard = SegGuard::new(&name);
+        let mut rx = spsc::Consumer::create(&name, &RingOptions::new(4096)).unwrap();
+        let mut procs = Procs::new("crash-fork", DEADLINE);
+        let ready = Gate::new();
+        let (n, g) = (name.clone(), &ready);
+        let parent = procs.spawn("producer that forks", move || {
+            let _tx = spsc::Producer::open(&n).map_err(|e| e.to_string())?;
+            // A grandchild that inherits our descriptors and outlives us.
+            // SAFETY: the grandchild only sleeps and exits.
+            match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    // Not the test harness's output: it would wait for us.
+                    // SAFETY: closing our copies of stdout and stderr.
+                    unsafe {
+                        libc::close(1);
+                        libc::close(2);
+                    }
+                    std::thread::sleep(Duration::from_secs(3));
+                    // SAFETY: ends the grandchild at once.
+                    unsafe { libc::_exit(0) }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            g.open();
+            hold()
+        });
+        assert!(ready.wait(DEADLINE));
+        let mut buf = Vec::new();
+        let (r, took) = time_to_notice(&mut procs, parent, || rx.recv(&mut buf));
+        assert!(matches!(r, Err(RecvError::Disconnected)), "{r:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "the grandchild kept it alive: {took:?}"
+        );
+    }
 }

@@ -1,12 +1,20 @@
-//! No lost wake-up between processes, with symmetric fences (a fence on each side) and
-//! with asymmetric ones (no fence on the sender, `membarrier` on the sleeper).
+//! Claim: **no lost wake-up, and one wake-up per message, not per sleeper**: a parked
+//! endpoint is woken by its peer in another process (a shared futex, not a
+//! process-private one), with either notifier and either kind of fences; an MPMC
+//! message wakes one parked consumer, not all of them.
 //!
-//! Both ends of a ping-pong park on every message (`Wait::Park`), so every message
-//! needs a wake-up through the futex. A lost wake-up would leave a sleeper waiting
-//! out its whole 50 ms park slice with a message pending: the futex wait would end by
-//! timeout. So each process counts its timed-out futex waits, which must stay 0, and
-//! its wake-up calls, which must be at least one per message (the check cannot pass
-//! without the parking it is about).
+//! Top level: no lost wake-up between processes, with symmetric fences (a fence on
+//! each side) and with asymmetric ones (no fence on the sender, `membarrier` on the
+//! sleeper). Both ends of a ping-pong park on every message (`Wait::Park`), so every
+//! message needs a wake-up through the futex. A lost wake-up would leave a sleeper
+//! waiting out its whole 50 ms park slice with a message pending: the futex wait would
+//! end by timeout. So each process counts its timed-out futex waits, which must stay 0,
+//! and its wake-up calls, which must be at least one per message (the check cannot pass
+//! without the parking it is about). [`across_processes`]: a consumer and a producer
+//! parked in one process, woken from another.
+//!
+//! That a sender makes no wake-up call while nobody sleeps is in
+//! `no_syscall_fast_path.rs`.
 
 mod common;
 
@@ -277,5 +285,114 @@ fn flags_are_recorded_and_checked() {
     match spsc::Consumer::open(name2.name()) {
         Err(shmlane::Error::Incompatible { field: "flags", .. }) => {}
         other => panic!("{other:?}"),
+    }
+}
+
+mod across_processes {
+    //! A parked endpoint is woken by its peer in another process (a shared futex, not a
+    //! process-private one), in both directions.
+
+    use crate::common::{check_message, message, seg_name, Gate, Procs, SegGuard};
+    use shmlane::{spsc, RecvError, RingOptions, Wait};
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// How long a gate may take to open (the peer's process must start and set up).
+    const GATE: Duration = Duration::from_secs(20);
+
+    fn opts(capacity: usize) -> RingOptions {
+        RingOptions::new(capacity)
+    }
+
+    /// A consumer parked on the futex in one process is woken by sends from another:
+    /// the sender makes the wake system call (shared futex, not process-private).
+    #[test]
+    fn parked_consumer_is_woken_by_another_process() {
+        const N: u64 = 5;
+        let test = "sem-wake-rx";
+        let name = seg_name(test);
+        let _seg = SegGuard::new(&name);
+        let (created, done) = (Gate::new(), Gate::new());
+        let mut procs = Procs::new(test, DEADLINE);
+        procs.spawn("consumer", || {
+            let mut rx = spsc::Consumer::create(&name, &opts(4096).wait(Wait::Park))
+                .map_err(|e| e.to_string())?;
+            created.open();
+            let mut buf = Vec::new();
+            for seq in 0..N {
+                rx.recv(&mut buf).map_err(|e| format!("recv {seq}: {e}"))?;
+                check_message(&buf, seq, 64)?;
+            }
+            let (wakes, waits) = shmlane::wait::futex_calls();
+            done.open();
+            assert!(waits >= 1, "a parked consumer made no futex wait");
+            Ok(format!("consumer futex calls: {wakes} wake, {waits} wait"))
+        });
+        procs.spawn("producer", || {
+            created.expect(GATE, "ring created")?;
+            let mut tx = spsc::Producer::open(&name).map_err(|e| e.to_string())?;
+            for seq in 0..N {
+                // Long enough for the consumer to be parked in the kernel.
+                std::thread::sleep(Duration::from_millis(50));
+                tx.send(&message(seq, 64))
+                    .map_err(|e| format!("send {seq}: {e}"))?;
+            }
+            let (wakes, waits) = shmlane::wait::futex_calls();
+            done.expect(GATE, "consumer done")?;
+            assert!(wakes >= 1, "the producer never woke the parked consumer");
+            Ok(format!("producer futex calls: {wakes} wake, {waits} wait"))
+        });
+        let r = procs.wait_all_ok();
+        println!("{}\n{}", r[0], r[1]);
+    }
+
+    /// A producer parked on a full ring is woken by the consumer's process reading.
+    #[test]
+    fn parked_producer_is_woken_by_another_process() {
+        let test = "sem-wake-tx";
+        let name = seg_name(test);
+        let _seg = SegGuard::new(&name);
+        let (created, full) = (Gate::new(), Gate::new());
+        let total = 200u64;
+        let mut procs = Procs::new(test, DEADLINE);
+        procs.spawn("producer", || {
+            let mut tx = spsc::Producer::create(&name, &opts(4096).wait(Wait::Park))
+                .map_err(|e| e.to_string())?;
+            created.open();
+            let mut seq = 0;
+            while tx.try_send(&message(seq, 100)).is_ok() {
+                seq += 1;
+            }
+            full.open();
+            while seq < total {
+                tx.send(&message(seq, 100))
+                    .map_err(|e| format!("send {seq}: {e}"))?;
+                seq += 1;
+            }
+            let (wakes, waits) = shmlane::wait::futex_calls();
+            assert!(
+                waits >= 1,
+                "a producer parked on a full ring made no futex wait"
+            );
+            Ok(format!("producer futex calls: {wakes} wake, {waits} wait"))
+        });
+        procs.spawn("consumer", || {
+            created.expect(GATE, "ring created")?;
+            let mut rx = spsc::Consumer::open(&name).map_err(|e| e.to_string())?;
+            full.expect(GATE, "ring full")?;
+            std::thread::sleep(Duration::from_millis(100));
+            let mut buf = Vec::new();
+            for seq in 0..total {
+                rx.recv(&mut buf).map_err(|e| format!("recv {seq}: {e}"))?;
+                check_message(&buf, seq, 100)?;
+            }
+            assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+            let (wakes, waits) = shmlane::wait::futex_calls();
+            assert!(wakes >= 1, "the consumer never woke the parked producer");
+            Ok(format!("consumer futex calls: {wakes} wake, {waits} wait"))
+        });
+        let r = procs.wait_all_ok();
+        println!("{}\n{}", r[0], r[1]);
     }
 }

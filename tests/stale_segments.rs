@@ -1,0 +1,151 @@
+//! Claim: **segments left by dead processes are recovered, never mistaken**: a segment
+//! whose creator died before it was ready is `Abandoned` and `create_or_open` takes it
+//! over; one whose creator lives is not taken over; a ready ring whose endpoints all
+//! died is reused by `create_or_open` (their messages still delivered) or removed as
+//! stale.
+//!
+//! [`creator_and_endpoints`]: each test forks the processes that die, proven dead by
+//! their OFD locks. `shmlane rm --stale` is tested in `cli/tests/cli_admin.rs`.
+
+mod common;
+
+mod creator_and_endpoints {
+    //! Segments left by dead processes, proven dead by their OFD locks.
+
+    use crate::common;
+    use crate::common::{seg_name, Gate, Procs, SegGuard};
+    use shmlane::{mpmc, spsc, RingOptions};
+    use std::time::{Duration, Instant};
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Blocks the child until it is killed.
+    fn hold() -> ! {
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+
+    /// An MPMC ring of 8 cells of 64 bytes, with room for 4 endpoints.
+    fn small_mpmc(name: &str) -> RingOptions {
+        let _ = name;
+        RingOptions::new(512).cell_size(64).max_endpoints(4)
+    }
+
+    /// A segment file as a creator leaves it when it dies while initialising: the right
+    /// size, the magic, state INIT (1), nobody holding its init lock.
+    fn half_made(name: &str) {
+        let path = common::shm_path(name);
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        common::poke(name, 0, b"SHMLANE\0");
+        common::poke(name, common::offsets::STATE, &1u32.to_le_bytes());
+    }
+
+    #[test]
+    fn a_segment_whose_creator_died_before_ready_is_abandoned_and_taken_over() {
+        let name = seg_name("crash-abandoned");
+        let _guard = SegGuard::new(&name);
+        half_made(&name);
+        let started = Instant::now();
+        match spsc::Consumer::open(&name) {
+            Err(shmlane::Error::Abandoned { state: 1, .. }) => {}
+            other => panic!("open of a half-made segment: {other:?}"),
+        }
+        // Told well before the 2 s a live creator gets.
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let mut rx = spsc::Consumer::create_or_open(&name, &RingOptions::new(4096))
+            .expect("create_or_open replaces it");
+        let mut tx = spsc::Producer::open(&name).unwrap();
+        tx.send(b"fresh").unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+    }
+
+    #[test]
+    fn a_segment_whose_creator_lives_is_not_taken_over() {
+        let name = seg_name("crash-creating");
+        let _guard = SegGuard::new(&name);
+        half_made(&name);
+        // A "creator" that holds the init lock (the state word's byte) and lives.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(common::shm_path(&name))
+            .unwrap();
+        let mut procs = Procs::new("crash-creating", DEADLINE);
+        let ready = Gate::new();
+        let g = &ready;
+        let creator = procs.spawn("creator", move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock is plain data.
+            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+            fl.l_type = libc::F_WRLCK as libc::c_short;
+            fl.l_whence = libc::SEEK_SET as libc::c_short;
+            fl.l_start = common::offsets::STATE as libc::off_t;
+            fl.l_len = 1;
+            // Our own open file description: open the file again.
+            let own = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                .map_err(|e| e.to_string())?;
+            // SAFETY: F_OFD_SETLK only reads `fl`, which lives across the call; `own` is open.
+            if unsafe { libc::fcntl(own.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+                return Err(std::io::Error::last_os_error().to_string());
+            }
+            g.open();
+            hold()
+        });
+        assert!(ready.wait(DEADLINE));
+        match spsc::Consumer::create_or_open(&name, &RingOptions::new(4096)) {
+            Err(shmlane::Error::NotReady { .. }) => {}
+            other => panic!("a segment being made was taken over: {other:?}"),
+        }
+        procs.kill(creator);
+        assert!(spsc::Consumer::create_or_open(&name, &RingOptions::new(4096)).is_ok());
+    }
+
+    #[test]
+    fn a_ring_whose_endpoints_all_died_is_reused_or_removed_as_stale() {
+        let name = seg_name("crash-stale");
+        let _guard = SegGuard::new(&name);
+        let kept = seg_name("crash-kept");
+        let _kept_guard = SegGuard::new(&kept);
+        let mut procs = Procs::new("crash-stale", DEADLINE);
+        for n in [&name, &kept] {
+            let ready = Gate::new();
+            let g = &ready;
+            let child = procs.spawn("creator and endpoints", move || {
+                let mut tx =
+                    mpmc::Producer::create(n, &small_mpmc(n)).map_err(|e| e.to_string())?;
+                let _rx = mpmc::Consumer::open(n).map_err(|e| e.to_string())?;
+                tx.send(b"left behind").map_err(|e| e.to_string())?;
+                g.open();
+                hold()
+            });
+            assert!(ready.wait(DEADLINE));
+            procs.kill(child);
+        }
+        // create_or_open takes over a ready ring whose endpoints are all dead as it is:
+        // their slots are recovered, and the message they left is still delivered.
+        let mut rx = mpmc::Consumer::create_or_open(&kept, &small_mpmc(&kept)).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(
+            rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap(),
+            11
+        );
+        // remove_stale removes the other (every endpoint dead, creator dead), and keeps
+        // the one we now use.
+        let removed = shmlane::inspect::remove_stale().unwrap().removed;
+        assert!(removed.contains(&name), "{removed:?}");
+        assert!(!removed.contains(&kept), "{removed:?}");
+        assert!(!std::path::Path::new(&common::shm_path(&name)).exists());
+        assert!(std::path::Path::new(&common::shm_path(&kept)).exists());
+    }
+}
