@@ -355,7 +355,14 @@ pub fn words(info: &RingInfo) -> String {
     line("endpoints", table);
     line(
         "stale",
-        if info.is_stale() {
+        if info.holds_undelivered() {
+            format!(
+                "no: it holds {} undelivered, left for a receiver to come ('shmlane rm --stale' \
+                 keeps it, 'shmlane rm {}' drops it)",
+                human_bytes(info.used.unwrap_or(0)),
+                info.name
+            )
+        } else if info.is_stale() {
             "yes: no live endpoint and no live creator ('shmlane rm --stale' removes it)"
                 .to_string()
         } else {

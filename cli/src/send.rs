@@ -41,7 +41,9 @@ A regular file goes as one message streamed through the ring; anything else
 (a pipe, a terminal) goes in chunks, each sent as soon as it is read. Memory in
 use is the ring, whatever the size. When everything is in the ring, send exits
 and leaves the data there for the receiver, which removes the ring once it has
-read it all ('shmlane rm --stale' removes it if no receiver ever comes).
+read it all ('shmlane rm NAME' removes it if no receiver ever comes; 'shmlane
+rm --stale' keeps it). Interrupted (Ctrl-C, SIGTERM), send removes the ring unless
+a live receiver is attached, which then fails and removes it.
 
 Options:
 ",

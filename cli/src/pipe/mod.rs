@@ -36,7 +36,8 @@
 //!   to need it, since the sender has nothing left to send by then;
 //! - a sender that has sent everything leaves the name alone, and exits: the ring holds
 //!   the data until a receiver comes (`shmlane inspect NAME` shows it waiting, and
-//!   `shmlane rm --stale` removes it if nobody ever does);
+//!   `shmlane rm NAME` removes it if nobody ever does, and `shmlane rm --stale` keeps
+//!   it: `RingInfo::holds_undelivered`);
 //! - an end that fails removes the name unless its peer is attached and alive: then
 //!   the peer sees it gone, fails in turn and removes it, being the last. A peer that
 //!   died without detaching counts as gone.
