@@ -185,6 +185,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut input = open_input(opts.file.as_deref())?;
     let (backing, ring) = opts.name.backing();
     let ring_opts = RingOptions::new(opts.ring_size).backing(backing);
+    pipe::take_over_stale(&opts.name, "send");
     let mut tx = spsc::Producer::create_or_open(ring, &ring_opts)
         .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Producer, "send");
