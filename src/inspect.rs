@@ -833,8 +833,12 @@ impl Probe {
     /// Copies the header and describes it.
     ///
     /// Fails with [`Error::Corrupt`] if the segment is not a shmlane ring (wrong magic,
-    /// or shorter than a header), with [`Error::NotReady`] if its creator has not
-    /// written the header yet, and with [`Error::NotFound`] if a SysV segment is gone.
+    /// or shorter than a header, or not a regular file: `field` is `"magic"`,
+    /// `"segment size"` or `"file type"`), with [`Error::NotReady`] if its creator has
+    /// not written the header yet, with [`Error::Abandoned`] if a POSIX segment has no
+    /// header and no creator is writing one (its creator died before it did, or the
+    /// file is no ring at all: a file of zeros), and with [`Error::NotFound`] if a
+    /// SysV segment is gone.
     pub fn read(&self) -> Result<RingInfo, Error> {
         match &self.source {
             Source::Posix { file, path } => self.read_posix(file, path),
@@ -882,7 +886,25 @@ impl Probe {
                     .collect(),
             ),
         };
-        describe(meta, copy.header())
+        match describe(meta, copy.header()) {
+            // No magic yet, and a whole header's worth of bytes: a creator that has
+            // set the size and not yet written the header holds its init lock while
+            // it does. With the lock free nobody is making a ring in it, if the bytes
+            // are still what we read once we know that.
+            Err(Error::NotReady { state, .. })
+                if crate::liveness::ofd_held(
+                    std::os::fd::AsFd::as_fd(file),
+                    crate::liveness::init_lock_byte(),
+                ) == Ok(false)
+                    && pread_header(file, name).is_ok_and(|again| again.0 == copy.0) =>
+            {
+                Err(Error::Abandoned {
+                    name: name.clone(),
+                    state,
+                })
+            }
+            other => other,
+        }
     }
 }
 

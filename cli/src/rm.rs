@@ -148,8 +148,10 @@ fn remove_one(name: &RingName, force: bool) -> Result<(), Failure> {
         // Permissions and the like: say so, rather than "not a ring".
         Err(e @ Error::Io { .. }) if !force => return Err(Failure::setup(&e)),
         Err(e) if !force => {
+            let why = crate::inspect::not_a_ring(name, &e)
+                .unwrap_or_else(|| format!("{name} is not a shmlane ring ({e})"));
             return Err(Failure::bad_use(format!(
-                "{name} is not a shmlane ring ({e}); --force removes it anyway"
+                "{why}; --force removes it anyway"
             )));
         }
         Err(_) => {}
