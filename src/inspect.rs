@@ -321,7 +321,7 @@ impl RingInfo {
     /// let info = shmlane::inspect::inspect(&name)?;
     /// assert!(info.holds_undelivered() && !info.is_stale());
     /// # shmlane::remove(&name)?;
-    /// # Ok::<(), shmlane::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn holds_undelivered(&self) -> bool {
         self.used.is_some_and(|u| u > 0)
