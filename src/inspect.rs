@@ -15,7 +15,8 @@
 //!     eprintln!("header problem: {problem}");
 //! }
 //!
-//! // Every ring on this host, and the removal of those whose processes are gone.
+//! // Every ring on this host, and the removal of those whose processes are gone
+//! // (a ring holding messages its producer left for a consumer to come is kept).
 //! for ring in shmlane::inspect::list()? {
 //!     println!("{} {} stale: {}", ring.name, ring.capacity, ring.is_stale());
 //! }
@@ -299,13 +300,53 @@ impl RingInfo {
         self.endpoints.iter().find(|e| e.role == role)
     }
 
+    /// Whether the ring holds messages left on purpose for a consumer that has not come
+    /// yet: data is waiting in it ([`used`](Self::used) above 0), the header
+    /// validates, and every endpoint that ever attached has detached cleanly (each
+    /// slot vacant or detached: none is attached, alive or dead, and none died and
+    /// was left to recover).
+    ///
+    /// A producer that sends and exits without waiting for its consumer leaves this
+    /// (`echo hello | shmlane send x` before any `shmlane recv x`); a consumer that
+    /// attaches later reads it. Data that an endpoint which died left behind is not
+    /// counted: a producer that died may have left a message half-written, a
+    /// consumer that died took part of the exchange with it, and what is left is the
+    /// remains of an interrupted exchange, not a delivery to keep.
+    ///
+    /// ```
+    /// # let name = format!("/shmlane-doc-undelivered-{}", std::process::id());
+    /// let mut tx = shmlane::spsc::Producer::create(&name, &shmlane::RingOptions::new(4096))?;
+    /// tx.send(b"hello")?;
+    /// drop(tx); // detached cleanly, "hello" still in the ring
+    /// let info = shmlane::inspect::inspect(&name)?;
+    /// assert!(info.holds_undelivered() && !info.is_stale());
+    /// # shmlane::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn holds_undelivered(&self) -> bool {
+        self.used.is_some_and(|u| u > 0)
+            && self.is_valid()
+            && self
+                .endpoints
+                .iter()
+                .all(|e| matches!(e.state, EndpointState::Vacant | EndpointState::Detached))
+    }
+
     /// Whether nobody can be using the ring any more, so removing it takes nothing
-    /// from anyone: no endpoint is attached and alive, no process has a SysV segment
-    /// attached, and its creator is not still initialising it (or, once it is ready,
-    /// still running: a process that made a ring with
-    /// [`spsc::create_ring`](crate::spsc::create_ring) and waits for its endpoints
-    /// keeps it).
+    /// from anyone: it holds no undelivered messages
+    /// ([`holds_undelivered`](Self::holds_undelivered): those wait for a consumer,
+    /// and only removing the ring by name drops them), no endpoint is attached and
+    /// alive, no process has a SysV segment attached, and its creator is not still
+    /// initialising it (or, once it is ready, still running: a process that made a
+    /// ring with [`spsc::create_ring`](crate::spsc::create_ring) and waits for its
+    /// endpoints keeps it).
+    ///
+    /// So a ring whose endpoints all died (killed, crashed) is stale whatever it
+    /// holds, and so is an empty one whose endpoints all left.
     pub fn is_stale(&self) -> bool {
+        if self.holds_undelivered() {
+            return false;
+        }
         if self.attachments == Some(0) {
             return true;
         }
@@ -792,8 +833,12 @@ impl Probe {
     /// Copies the header and describes it.
     ///
     /// Fails with [`Error::Corrupt`] if the segment is not a shmlane ring (wrong magic,
-    /// or shorter than a header), with [`Error::NotReady`] if its creator has not
-    /// written the header yet, and with [`Error::NotFound`] if a SysV segment is gone.
+    /// or shorter than a header, or not a regular file: `field` is `"magic"`,
+    /// `"segment size"` or `"file type"`), with [`Error::NotReady`] if its creator has
+    /// not written the header yet, with [`Error::Abandoned`] if a POSIX segment has no
+    /// header and no creator is writing one (its creator died before it did, or the
+    /// file is no ring at all: a file of zeros), and with [`Error::NotFound`] if a
+    /// SysV segment is gone.
     pub fn read(&self) -> Result<RingInfo, Error> {
         match &self.source {
             Source::Posix { file, path } => self.read_posix(file, path),
@@ -841,7 +886,25 @@ impl Probe {
                     .collect(),
             ),
         };
-        describe(meta, copy.header())
+        match describe(meta, copy.header()) {
+            // No magic yet, and a whole header's worth of bytes: a creator that has
+            // set the size and not yet written the header holds its init lock while
+            // it does. With the lock free nobody is making a ring in it, if the bytes
+            // are still what we read once we know that.
+            Err(Error::NotReady { state, .. })
+                if crate::liveness::ofd_held(
+                    std::os::fd::AsFd::as_fd(file),
+                    crate::liveness::init_lock_byte(),
+                ) == Ok(false)
+                    && pread_header(file, name).is_ok_and(|again| again.0 == copy.0) =>
+            {
+                Err(Error::Abandoned {
+                    name: name.clone(),
+                    state,
+                })
+            }
+            other => other,
+        }
     }
 }
 
@@ -1128,7 +1191,8 @@ pub struct StaleSweep {
     pub skipped: Vec<(String, Error)>,
 }
 
-/// Removes every stale ring ([`RingInfo::is_stale`]) that [`list`] finds: POSIX
+/// Removes every stale ring ([`RingInfo::is_stale`]: one that holds undelivered
+/// messages is not) that [`list`] finds: POSIX
 /// names from `/dev/shm`, SysV segments by id. Each is read again right before it is
 /// removed, and kept if anything attached meanwhile. Returns the names removed, and
 /// those skipped because they could not be removed, with why: one ring that cannot
@@ -1275,6 +1339,67 @@ mod tests {
         assert_eq!(info.endpoints[1].state, EndpointState::Vacant);
         // Nobody attached, but the creator (us) runs.
         assert!(!info.is_stale());
+    }
+
+    /// Data that every endpoint left cleanly waits for a consumer and is not stale;
+    /// the same data beside an endpoint that died is, and so is an empty ring.
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
+    fn undelivered_data_is_not_stale() {
+        use crate::header::{holder_word, HOLDER_LOCK};
+        // A creator that is gone: pid 0 is nobody.
+        let gone = |copy: &mut HeaderCopy| copy.header().creator_pid.store(0, Ordering::Relaxed);
+        let detached = holder_word(ENDPOINT_DETACHED, HOLDER_LOCK, 0, 1, 4242);
+        let attached = holder_word(ENDPOINT_ATTACHED, HOLDER_LOCK, 0, 1, 4242);
+        // The producer (slot 0) sent one 16-byte record and detached.
+        let mut copy = valid_copy();
+        gone(&mut copy);
+        {
+            let h = copy.header();
+            h.tail.store(16, Ordering::Relaxed);
+            h.endpoints[0].word.store(detached, Ordering::Relaxed);
+            h.endpoints[0].generation.store(1, Ordering::Relaxed);
+        }
+        let info = describe(meta(), copy.header()).unwrap();
+        assert_eq!(info.used, Some(16));
+        assert!(info.holds_undelivered());
+        assert!(!info.is_stale(), "a message waiting for its consumer");
+        // The same, with no slot lock held: the producer died attached.
+        copy.header().endpoints[0]
+            .word
+            .store(attached, Ordering::Relaxed);
+        let mut m = meta();
+        m.locks = Some(vec![Some(false); crate::header::ENDPOINT_SLOTS]);
+        let info = describe(m, copy.header()).unwrap();
+        assert!(!info.endpoints[0].alive);
+        assert!(!info.holds_undelivered());
+        assert!(info.is_stale(), "what a dead producer left");
+        // Detached again, but the consumer (slot 1) died attached after reading some.
+        copy.header().endpoints[0]
+            .word
+            .store(detached, Ordering::Relaxed);
+        copy.header().endpoints[1]
+            .word
+            .store(attached, Ordering::Relaxed);
+        let mut m = meta();
+        m.locks = Some(vec![Some(false); crate::header::ENDPOINT_SLOTS]);
+        let info = describe(m, copy.header()).unwrap();
+        assert!(!info.holds_undelivered() && info.is_stale());
+        // Nothing in the ring, everyone detached: stale as before.
+        let mut copy = valid_copy();
+        gone(&mut copy);
+        copy.header().endpoints[0]
+            .word
+            .store(detached, Ordering::Relaxed);
+        let info = describe(meta(), copy.header()).unwrap();
+        assert!(!info.holds_undelivered() && info.is_stale());
+        // A header with problems is never kept for its data.
+        let mut copy = valid_copy();
+        gone(&mut copy);
+        copy.header().tail.store(16, Ordering::Relaxed);
+        copy.header().capacity.store(1000, Ordering::Relaxed);
+        let info = describe(meta(), copy.header()).unwrap();
+        assert!(!info.is_valid() && !info.holds_undelivered());
     }
 
     #[test]

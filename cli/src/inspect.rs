@@ -18,7 +18,10 @@ without attaching to it and without writing to it: kind, state, capacity,
 record and message limits, notifier and fences, creator, cursors, fill level
 and the consumer's lag, the waiters on each event count, the endpoint table
 with whether each endpoint's process is alive, and whatever is wrong with the
-header (a corrupt header is described, not refused).";
+header (a corrupt header is described, not refused).
+
+A file in /dev/shm with no shmlane header (another program's) is said to be
+not a shmlane ring; a ring whose header has bad fields is described as corrupt.";
 
 /// The exit statuses in `shmlane inspect --help`.
 pub const EXIT_STATUS: &str = "\
@@ -37,12 +40,56 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<(), Failure> {
-    let info = shmlane::inspect::inspect(&opts.name.to_string()).map_err(|e| Failure::setup(&e))?;
+    let info = shmlane::inspect::inspect(&opts.name.to_string()).map_err(|e| {
+        match not_a_ring(&opts.name, &e) {
+            Some(why) => Failure::bad_use(why),
+            None => Failure::setup(&e),
+        }
+    })?;
     if opts.json {
         output::print(&output::json(&RingJson::new(&info)))
     } else {
         output::print(&words(&info))
     }
+}
+
+/// What to say of `name` when inspecting it failed with `e`, if `e` says it is not a
+/// shmlane ring at all: no shmlane header (another magic, shorter than a header, not
+/// a regular file, or zeros with no creator writing a header). Other programs keep
+/// their files in /dev/shm too; such a file is not a corrupt ring. A segment with
+/// the magic and wrong fields is a ring, described with its problems.
+pub fn not_a_ring(name: &RingName, e: &shmlane::Error) -> Option<String> {
+    use shmlane::Error as E;
+    let why = match e {
+        E::Corrupt {
+            field: "magic",
+            value,
+            ..
+        } => {
+            let bytes: Vec<String> = value
+                .to_le_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!(
+                "no shmlane header: it starts with the bytes {}, not the magic \"SHMLANE\\0\"",
+                bytes.join(" ")
+            )
+        }
+        E::Corrupt {
+            field: "segment size",
+            value,
+            ..
+        } => format!("no shmlane header: it has {value} bytes, fewer than a 4096-byte header"),
+        E::Corrupt {
+            field: "file type", ..
+        } => "no shmlane header: it is not a regular file".to_string(),
+        E::Abandoned { .. } => "no shmlane header: no magic, and no process is writing one; \
+             a ring whose creator died before writing it looks the same"
+            .to_string(),
+        _ => return None,
+    };
+    Some(format!("{name} is not a shmlane ring ({why})"))
 }
 
 fn notifier_name(n: Option<Notifier>) -> &'static str {
@@ -389,7 +436,14 @@ pub fn words(info: &RingInfo) -> String {
     line("endpoints", table);
     line(
         "stale",
-        if info.is_stale() {
+        if info.holds_undelivered() {
+            format!(
+                "no: it holds {} undelivered, left for a receiver to come ('shmlane rm --stale' \
+                 keeps it, 'shmlane rm {}' drops it)",
+                human_bytes(info.used.unwrap_or(0)),
+                info.name
+            )
+        } else if info.is_stale() {
             "yes: no live endpoint and no live creator ('shmlane rm --stale' removes it)"
                 .to_string()
         } else {
@@ -399,7 +453,13 @@ pub fn words(info: &RingInfo) -> String {
     if info.problems.is_empty() {
         line("problems", "none: the header validates".to_string());
     } else {
-        line("problems", info.problems.join("\n              "));
+        line(
+            "problems",
+            format!(
+                "the header is corrupt (or of another layout):\n              {}",
+                info.problems.join("\n              ")
+            ),
+        );
     }
     format!("ring {}\n{o}", info.name)
 }

@@ -14,10 +14,12 @@ Lists the shmlane rings on this host that this user may read: the files in
 /dev/shm that hold a shmlane header (other files are left out), then the
 System V segments that do. For each: its name, kind, segment size, capacity,
 fill level, how many endpoints are attached and alive, and its state, with
-'stale' when no live process uses it ('shmlane rm --stale' removes those) and
-'problems' when its header does not validate ('shmlane inspect NAME' says what
-is wrong). Names are printed with control characters escaped (\\x1b), since
-anyone may put a file in /dev/shm.";
+'undelivered' when it holds a transfer that its sender finished and no receiver
+has read yet ('shmlane recv NAME' reads it; 'shmlane rm --stale' keeps it),
+'stale' when no live process uses it and it holds nothing undelivered ('shmlane
+rm --stale' removes those), and 'problems' when its header does not validate
+('shmlane inspect NAME' says what is wrong). Names are printed with control
+characters escaped (\\x1b), since anyone may put a file in /dev/shm.";
 
 /// The exit statuses in `shmlane ls --help`.
 pub const EXIT_STATUS: &str = "\
@@ -48,7 +50,10 @@ fn state(r: &RingInfo) -> String {
         SegmentState::Unknown(w) => format!("unknown ({w:#x})"),
         st => st.as_str().to_string(),
     };
-    if r.is_stale() {
+    if r.holds_undelivered() {
+        // Left for a receiver to come: not stale, whoever has left.
+        s.push_str(", undelivered");
+    } else if r.is_stale() {
         s.push_str(", stale");
     }
     if !r.is_valid() {

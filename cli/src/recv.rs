@@ -150,6 +150,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut out = open_output(opts.file.as_deref())?;
     let (backing, ring) = opts.name.backing();
     let ring_opts = opts.ring_options(backing);
+    pipe::take_over_stale(&opts.name, "recv");
     let mut rx = spsc::Consumer::create_or_open(ring, &ring_opts)
         .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Consumer, "recv");

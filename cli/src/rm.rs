@@ -2,7 +2,7 @@
 
 use shmlane::Error;
 
-use crate::args::{printable, RingName};
+use crate::args::{human_bytes, printable, RingName};
 use crate::exit::{Failure, BAD_USE, IO};
 
 /// The description in `shmlane rm --help`.
@@ -13,7 +13,10 @@ that is not a shmlane ring is refused unless --force is given.
 
 With --stale, removes every ring on this host that no live process uses: no
 endpoint attached and alive, and no live creator (a ring still being created,
-or made by a process that is waiting for its endpoints, is kept); with names,
+or made by a process that is waiting for its endpoints, is kept), and that holds
+nothing undelivered (a transfer whose sender finished and left it for a receiver
+to come is kept: 'shmlane recv NAME' reads it, 'shmlane rm NAME' drops it,
+'shmlane ls' shows it 'undelivered'); with names,
 only those of NAME... that are stale. Each is read again right before it is
 removed. Prints the names it removes; a stale ring it cannot remove (another
 user's, say) is skipped and named on stderr, and the sweep goes on (status 1).
@@ -90,6 +93,12 @@ fn remove_one(name: &RingName, force: bool) -> Result<(), Failure> {
     match shmlane::inspect::inspect(&name.to_string()) {
         Ok(info) => {
             let alive = info.live_endpoints();
+            if info.holds_undelivered() {
+                eprintln!(
+                    "shmlane rm: note: {name} held {} undelivered, that no receiver will get now",
+                    human_bytes(info.used.unwrap_or(0))
+                );
+            }
             if alive > 0 {
                 eprintln!(
                     "shmlane rm: note: {name} still has {alive} live endpoint(s); they keep \
@@ -103,8 +112,10 @@ fn remove_one(name: &RingName, force: bool) -> Result<(), Failure> {
         // Permissions and the like: say so, rather than "not a ring".
         Err(e @ Error::Io { .. }) if !force => return Err(Failure::setup(&e)),
         Err(e) if !force => {
+            let why = crate::inspect::not_a_ring(name, &e)
+                .unwrap_or_else(|| format!("{name} is not a shmlane ring ({e})"));
             return Err(Failure::bad_use(format!(
-                "{name} is not a shmlane ring ({e}); --force removes it anyway"
+                "{why}; --force removes it anyway"
             )));
         }
         Err(_) => {}

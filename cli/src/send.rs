@@ -34,7 +34,9 @@ A regular file goes as one message streamed through the ring; anything else
 (a pipe, a terminal) goes in chunks, each sent as soon as it is read. Memory in
 use is the ring, whatever the size. When everything is in the ring, send exits
 and leaves the data there for the receiver, which removes the ring once it has
-read it all ('shmlane rm --stale' removes it if no receiver ever comes).";
+read it all ('shmlane rm NAME' removes it if no receiver ever comes; 'shmlane
+rm --stale' keeps it). Interrupted (Ctrl-C, SIGTERM), send removes the ring unless
+a live receiver is attached, which then fails and removes it.";
 
 /// What `send` needs: the options it shares with `recv`.
 pub type Options = pipe::Options;
@@ -165,6 +167,7 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut input = open_input(opts.file.as_deref())?;
     let (backing, ring) = opts.name.backing();
     let ring_opts = opts.ring_options(backing);
+    pipe::take_over_stale(&opts.name, "send");
     let mut tx = spsc::Producer::create_or_open(ring, &ring_opts)
         .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Producer, "send");

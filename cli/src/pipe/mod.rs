@@ -36,7 +36,8 @@
 //!   to need it, since the sender has nothing left to send by then;
 //! - a sender that has sent everything leaves the name alone, and exits: the ring holds
 //!   the data until a receiver comes (`shmlane inspect NAME` shows it waiting, and
-//!   `shmlane rm --stale` removes it if nobody ever does);
+//!   `shmlane rm NAME` removes it if nobody ever does, and `shmlane rm --stale` keeps
+//!   it: `RingInfo::holds_undelivered`);
 //! - an end that fails removes the name unless its peer is attached and alive: then
 //!   the peer sees it gone, fails in turn and removes it, being the last. A peer that
 //!   died without detaching counts as gone.
@@ -210,7 +211,7 @@ pub struct Session {
 
 /// Opens a probe on `name` and checks that it sees our own endpoint, attached: the
 /// ring we are attached to, not one that replaced its name meanwhile.
-fn open_probe(name: &RingName, me: EndpointRole) -> Option<Probe> {
+pub(crate) fn open_probe(name: &RingName, me: EndpointRole) -> Option<Probe> {
     let probe = Probe::open(&name.to_string()).ok()?;
     let info = probe.read().ok()?;
     let mine = info.endpoint(me)?;
@@ -310,6 +311,28 @@ pub fn open_failure(name: &RingName, e: shmlane::Error) -> Failure {
         }
     }
     Failure::setup(&e)
+}
+
+/// Removes the ring `name` if what it holds is what an interrupted transfer left: a
+/// ring nobody uses any more that holds nothing undelivered
+/// (`shmlane::inspect::RingInfo::is_stale`: no endpoint attached and alive, no live
+/// creator, and not a finished transfer waiting for its receiver), so that this
+/// transfer starts on a new ring instead of being refused (an unread remainder), or
+/// reading the middle of another transfer.
+///
+/// Only a ring proven unused is removed: `remove_if_stale` reads it again and
+/// removes it holding every lock of its header, so an end of a new transfer that
+/// attached meanwhile (the peer of ours, starting at the same moment) keeps it. A
+/// ring a live sender or receiver holds is never touched: ours then gets `Busy`.
+/// Anything that stops the look (no ring, not a ring, no permission) is left for
+/// `create_or_open` to report.
+pub fn take_over_stale(name: &RingName, command: &str) {
+    if let Ok(true) = shmlane::inspect::remove_if_stale(&name.to_string()) {
+        eprintln!(
+            "shmlane {command}: note: removed ring {name}, which an interrupted transfer \
+             left (its processes are gone)"
+        );
+    }
 }
 
 /// Reads into `buf`, retrying when interrupted by a signal.

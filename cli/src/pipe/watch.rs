@@ -16,8 +16,32 @@
 //! Either way it first removes the ring's name if no live peer is left to do it. The
 //! main thread calls [`Watch::finish`] before it exits or reports anything; from then
 //! on the watch exits nothing, so the process never has two threads exiting at once.
+//!
+//! # Interrupts
+//!
+//! While the watch runs, SIGINT (Ctrl-C), SIGTERM and SIGHUP only raise a flag
+//! (signal-hook), which the watch sees within a [`PERIOD`], waiting or not. It then
+//! ends the transfer the way the signal asked, leaving the ring as nobody has to clean
+//! it up by hand ([`leave_on_interrupt`]):
+//!
+//! - no live peer attached (none came yet, or it left or died): the end removes the
+//!   ring's name, if the name still names the ring it is attached to;
+//! - a live peer attached: the ring is left to it. Our process dies with its slot
+//!   attached, the peer sees it dead (its lock is free) within a wait, fails with
+//!   status 3 and removes the name, being the last. A sender first gives the receiver
+//!   [`INTERRUPT_WAIT`] to go: when one signal stops both ends at once (Ctrl-C in a
+//!   terminal that runs both), the receiver leaves at once and the sender, seeing it
+//!   gone, removes the ring. Without that order each could see the other alive and
+//!   leave it behind.
+//!
+//! Then the process dies of the signal, as it would have without the watch (the
+//! shell reports 128 + N). A second signal during that, or any once the watch has
+//! finished, takes the default action at once. A signal the command was started with
+//! ignored (`nohup`, a background job of a script) stays ignored. Whatever is left
+//! anyway (after SIGKILL, or a peer killed meanwhile) is stale, and the next `send` or
+//! `recv` on the name takes it over ([`super::take_over_stale`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +56,11 @@ pub const PERIOD: Duration = Duration::from_millis(100);
 /// How long the main thread must have waited before a dead peer ends the transfer:
 /// ten of the library's 50 ms park slices, after each of which it polls the ring.
 pub const GRACE: Duration = Duration::from_millis(500);
+/// How long an interrupted sender waits for a live receiver to go before it leaves
+/// the ring to it (see the module docs).
+pub const INTERRUPT_WAIT: Duration = Duration::from_millis(500);
+/// The signals that stop a transfer with clean-up.
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// What the watch needs to know.
 #[derive(Debug)]
@@ -59,6 +88,12 @@ struct Shared {
     finished: Mutex<bool>,
     /// Wakes the watch to stop.
     stop: Condvar,
+    /// The stop signal that arrived (one of [`STOP_SIGNALS`]), 0 while none has. Set
+    /// by the signal handler.
+    interrupted: Arc<AtomicUsize>,
+    /// Set: a stop signal takes its default action at once (the process dies)
+    /// instead of raising [`interrupted`](Self::interrupted). Read by the handler.
+    die_now: Arc<AtomicBool>,
 }
 
 /// The running watch. Dropping it finishes it.
@@ -79,7 +114,10 @@ impl Watch {
             waiting_since: AtomicU64::new(0),
             finished: Mutex::new(false),
             stop: Condvar::new(),
+            interrupted: Arc::new(AtomicUsize::new(0)),
+            die_now: Arc::new(AtomicBool::new(false)),
         });
+        catch_stop_signals(&shared.interrupted, &shared.die_now);
         let thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -92,16 +130,41 @@ impl Watch {
 
     /// Runs `f`, a call that may wait on the ring, as a watched wait.
     pub fn wait<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.yield_to_interrupt();
         let since = self.shared.start.elapsed().as_nanos() as u64 + 1;
         self.shared.waiting_since.store(since, Ordering::Release);
         let r = f();
         self.shared.waiting_since.store(0, Ordering::Release);
+        self.yield_to_interrupt();
         r
     }
 
+    /// If a stop signal has arrived, never returns: the watch is ending the process
+    /// (within a [`PERIOD`]), and the main thread must not finish the transfer, or
+    /// the watch, meanwhile. Without a watch thread, dies of the signal here.
+    fn yield_to_interrupt(&self) {
+        let signal = self.shared.interrupted.load(Ordering::SeqCst);
+        if signal == 0 {
+            return;
+        }
+        if self.thread.is_none() {
+            let _ = signal_hook::low_level::emulate_default_handler(signal as libc::c_int);
+            std::process::exit(128 + signal as i32);
+        }
+        loop {
+            std::thread::park();
+        }
+    }
+
     /// Stops the watch; after this returns it exits nothing. If the watch is exiting
-    /// the process at this moment, this never returns.
+    /// the process at this moment, or a stop signal has arrived (the watch then ends
+    /// the process), this never returns.
     pub fn finish(&mut self) {
+        if self.thread.is_some() {
+            self.yield_to_interrupt();
+        }
+        // From now on a stop signal kills at once: nothing watches for it.
+        self.shared.die_now.store(true, Ordering::SeqCst);
         {
             let mut finished = lock(&self.shared.finished);
             *finished = true;
@@ -116,6 +179,84 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Whether `signal` is ignored in this process (`SIG_IGN`, as `nohup` and a script's
+/// background jobs start commands): then it stays ignored.
+fn ignored(signal: libc::c_int) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`, a writable
+    // sigaction.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: sigaction succeeded and filled it (and zeroed is a valid sigaction).
+    unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
+/// Makes each stop signal not ignored raise `interrupted` (to its number) unless
+/// `die_now` is set, in which case it takes its default action. The order of the two
+/// registrations matters: the default action is tried first. A registration that
+/// fails leaves the signal's default action, which only skips the clean-up.
+fn catch_stop_signals(interrupted: &Arc<AtomicUsize>, die_now: &Arc<AtomicBool>) {
+    for signal in STOP_SIGNALS {
+        if ignored(signal) {
+            continue;
+        }
+        if signal_hook::flag::register_conditional_default(signal, die_now.clone()).is_ok() {
+            let _ = signal_hook::flag::register_usize(signal, interrupted.clone(), signal as usize);
+        }
+    }
+}
+
+fn signal_name(signal: usize) -> String {
+    let n = signal as libc::c_int;
+    signal_hook::low_level::signal_name(n).map_or_else(|| format!("signal {n}"), str::to_string)
+}
+
+/// What an end interrupted by a signal does with the ring before it dies (see the
+/// module docs): removes the name if no live peer is attached and the name still
+/// names our ring, else leaves the ring to the peer. Returns what it did, for the
+/// message.
+fn leave_on_interrupt(shared: &Shared) -> String {
+    let cfg = &shared.config;
+    let Some(probe) = &shared.probe else {
+        return String::new();
+    };
+    let peer_role = peer_of(cfg.me);
+    let wait = if cfg.me == EndpointRole::Producer {
+        INTERRUPT_WAIT
+    } else {
+        Duration::ZERO
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        let Ok(info) = probe.read() else {
+            return String::new();
+        };
+        let peer = info
+            .endpoint(peer_role)
+            .filter(|p| p.state == EndpointState::Attached && p.alive);
+        match peer {
+            None => {
+                // Our ring still under its name (not removed, not replaced by a new
+                // transfer's): ours to remove.
+                if super::open_probe(&cfg.name, cfg.me).is_some() && cfg.name.remove().is_ok() {
+                    return format!("; removed ring {}", cfg.name);
+                }
+                return String::new();
+            }
+            Some(p) if Instant::now() >= deadline => {
+                return format!(
+                    "; the {} (pid {}) removes ring {} once it sees this end gone",
+                    role_word(peer_role),
+                    p.pid,
+                    cfg.name
+                );
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
 
@@ -231,6 +372,26 @@ fn watch(shared: &Shared) {
             if *finished {
                 return;
             }
+        }
+        let signal = shared.interrupted.load(Ordering::SeqCst);
+        if signal != 0 {
+            // A second signal kills at once, clean-up or not.
+            shared.die_now.store(true, Ordering::SeqCst);
+            let finished = lock(&shared.finished);
+            if *finished {
+                return;
+            }
+            let done = leave_on_interrupt(shared);
+            let nl = if cfg.newline_first { "\n" } else { "" };
+            eprintln!(
+                "{nl}shmlane {}: interrupted by {}{done}",
+                cfg.command,
+                signal_name(signal)
+            );
+            // Holding `finished`: the main thread cannot exit meanwhile. Die of the
+            // signal, as without the watch; exit with its status if that fails.
+            let _ = signal_hook::low_level::emulate_default_handler(signal as libc::c_int);
+            std::process::exit(128 + signal as i32);
         }
         let since = shared.waiting_since.load(Ordering::Acquire);
         let waited = (since != 0).then(|| {
