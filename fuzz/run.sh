@@ -84,6 +84,8 @@ wait
 
 echo
 for t in "${targets[@]}"; do
+    # The fuzzing run's last status line (before cmin and the merge append theirs).
+    last=$(grep -sE '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "logs/$t.log" | tail -1 || true)
     if [ "${CMIN:-1}" = 1 ]; then
         # Edge coverage only (-use_counters=0), so that it stays at a few hundred files.
         cargo +nightly fuzz cmin -a --fuzz-dir "$fuzz_dir" "$t" "corpus/$t" -- -use_counters=0 \
@@ -96,7 +98,6 @@ for t in "${targets[@]}"; do
         printf '%-18s promoted %s inputs to fuzz/seeds/%s/\n' "$t" \
             $(($(ls "seeds/$t" | wc -l) - before)) "$t"
     fi
-    last=$(grep -sE '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "logs/$t.log" | tail -1 || true)
     crashes=$(find "artifacts/$t" -type f | wc -l)
     printf '%-18s %s\n' "$t" "${last:-no libFuzzer status line: see fuzz/logs/$t.log}"
     printf '%-18s corpus: %s files; crashes: %s\n' "" "$(ls "corpus/$t" | wc -l)" "$crashes"
