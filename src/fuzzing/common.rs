@@ -5,7 +5,7 @@
 //! header-field plumbing of `header_open`, and the peer's writes into event counts
 //! and payload bytes.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -307,6 +307,48 @@ macro_rules! endpoints {
 
 endpoints!(crate::spsc::Consumer, crate::spsc::Producer);
 endpoints!(crate::mpmc::Consumer, crate::mpmc::Producer);
+
+/// Commits a prefix of a grant of `len` bytes, of a length drawn from the input (up to
+/// `len + 1`): the length committed, or `None` for a length past the grant, which
+/// must be refused with both lengths named (and publishes nothing).
+pub(super) fn commit_prefix<P: RecordProducer>(
+    g: WriteGrant<'_, P>,
+    len: usize,
+    input: &mut Input<'_>,
+) -> Option<usize> {
+    let k = usize::from(input.u16()) % (len + 2);
+    match g.commit_len(k) {
+        Ok(()) => {
+            assert!(k <= len, "a commit of {k} bytes of a grant of {len}");
+            Some(k)
+        }
+        Err(e) => {
+            assert!(k > len && e.len == k && e.granted == len, "{e:?}");
+            None
+        }
+    }
+}
+
+/// Writes `msg` through a stream writer made for its length, in pieces of a size
+/// `op` picks, and finishes it: on a ring where every write must go through (`what`
+/// says why, for the panic message).
+pub(super) fn write_whole<P: RecordProducer>(
+    mut w: MessageWriter<'_, P>,
+    msg: &[u8],
+    op: u8,
+    what: &str,
+) {
+    let chunk = 1 + usize::from(op >> 6) * 97;
+    for c in msg.chunks(chunk) {
+        if let Err(e) = w.write_all(c) {
+            panic!("a stream write {what}: {e}");
+        }
+    }
+    assert_eq!(w.remaining(), 0);
+    if let Err(e) = w.finish() {
+        panic!("finish a stream {what}: {e}");
+    }
+}
 
 /// A producer whose consumers have all left: every send says so.
 pub(super) fn assert_consumers_gone<P: Sender>(tx: &mut P) {

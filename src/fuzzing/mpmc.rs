@@ -53,9 +53,9 @@ use std::time::Duration;
 
 use super::common::{
     assert_consumers_gone, assert_drained, check_len, check_validated, clear_flags_miri_lacks,
-    content, from_try, heap_segment, read_all, read_until_end, ring_flags, scribble_event_word,
-    scribble_payload, timeout_as_full, touch, trace, wait_strategy, Env, HField, Input, CAPACITIES,
-    MAX_FUZZ_MESSAGE, MAX_OPEN_CAPACITY,
+    commit_prefix, content, from_try, heap_segment, read_all, read_until_end, ring_flags,
+    scribble_event_word, scribble_payload, timeout_as_full, touch, trace, wait_strategy,
+    write_whole, Env, HField, Input, CAPACITIES, MAX_FUZZ_MESSAGE, MAX_OPEN_CAPACITY,
 };
 use crate::error::{RecvError, RecvTimeoutError, SendError, SendTimeoutError, TrySendError};
 use crate::frame::{
@@ -1793,14 +1793,8 @@ impl Harness {
                 sent_blocking(tx.send_pod(&value), len)
             }
             2 => match tx.stream(len as u64) {
-                Ok(mut w) => {
-                    let chunk = 1 + usize::from(op >> 6) * 97;
-                    for c in msg.chunks(chunk) {
-                        w.write_all(c)
-                            .expect("a stream write the model lets through");
-                    }
-                    assert_eq!(w.remaining(), 0);
-                    w.finish().expect("finish a stream the model lets through");
+                Ok(w) => {
+                    write_whole(w, msg, op, "the model lets through");
                     Sent::Ok
                 }
                 Err(e) => sent_blocking(Err(e), len),
@@ -1874,20 +1868,13 @@ impl Harness {
                         }
                     }
                     2 => {
-                        let k = usize::from(input.u16()) % (len + 2);
-                        let r = g.commit_len(k);
-                        if k <= len {
-                            assert_eq!(r, Ok(()));
+                        if let Some(k) = commit_prefix(g, len, input) {
                             self.msgs[m].content.truncate(k);
                             if let (Some(sim), Some(pos), Some(key)) = (&mut self.sim, claim, key) {
                                 sim.publish(key, pos, k, FLAGS_WHOLE, m, 0);
                             }
-                        } else {
-                            let e = r.expect_err("a commit longer than the grant");
-                            assert!(e.len == k && e.granted == len);
-                            if let (Some(sim), Some(pos)) = (&mut self.sim, claim) {
-                                sim.abandon(p, pos, FLAGS_WHOLE);
-                            }
+                        } else if let (Some(sim), Some(pos)) = (&mut self.sim, claim) {
+                            sim.abandon(p, pos, FLAGS_WHOLE);
                         }
                     }
                     _ => {

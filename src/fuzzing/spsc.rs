@@ -34,10 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::common::{
-    assert_consumers_gone, assert_drained, check_len, check_validated, content, from_try,
-    heap_segment, read_all, read_until_end, ring_flags, scribble_event_word, scribble_payload,
-    timeout_as_full, touch, trace, wait_strategy, Env, HField, Input, CAPACITIES, MAX_FUZZ_MESSAGE,
-    MAX_OPEN_CAPACITY,
+    assert_consumers_gone, assert_drained, check_len, check_validated, commit_prefix, content,
+    from_try, heap_segment, read_all, read_until_end, ring_flags, scribble_event_word,
+    scribble_payload, timeout_as_full, touch, trace, wait_strategy, write_whole, Env, HField,
+    Input, CAPACITIES, MAX_FUZZ_MESSAGE, MAX_OPEN_CAPACITY,
 };
 use crate::error::{RecvError, RecvTimeoutError, TrySendError};
 use crate::frame::{self, Record, RECORD_HEADER};
@@ -624,13 +624,8 @@ impl Harness {
         match (op >> 4) % 3 {
             0 => tx.send(&msg).expect("send on a drained ring"),
             1 => {
-                let mut w = tx.stream(len as u64).expect("stream on a drained ring");
-                let chunk = 1 + usize::from(op >> 6) * 97;
-                for c in msg.chunks(chunk) {
-                    w.write_all(c).expect("a stream write on a drained ring");
-                }
-                assert_eq!(w.remaining(), 0);
-                w.finish().expect("finish a stream on a drained ring");
+                let w = tx.stream(len as u64).expect("stream on a drained ring");
+                write_whole(w, &msg, op, "on a drained ring");
             }
             _ => {
                 let value: [u8; 16] = std::array::from_fn(|i| msg.get(i).copied().unwrap_or(0));
@@ -674,19 +669,7 @@ impl Harness {
                             g.commit();
                             Some(msg)
                         }
-                        2 => {
-                            let k = usize::from(input.u16()) % (len + 2);
-                            match g.commit_len(k) {
-                                Ok(()) => {
-                                    assert!(k <= len);
-                                    Some(msg[..k].to_vec())
-                                }
-                                Err(e) => {
-                                    assert!(k > len && e.len == k && e.granted == len);
-                                    None
-                                }
-                            }
-                        }
+                        2 => commit_prefix(g, len, input).map(|k| msg[..k].to_vec()),
                         _ => None, // dropped: publishes nothing
                     }
                 }
