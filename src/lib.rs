@@ -142,12 +142,10 @@
 
 mod error;
 pub(crate) mod frame;
+// The fuzz harness: not an API (see the `fuzz-harness` feature in Cargo.toml).
 #[doc(hidden)]
-#[cfg(not(loom))]
+#[cfg(all(any(fuzzing, feature = "fuzz-harness"), not(loom)))]
 pub mod fuzzing;
-#[doc(hidden)]
-#[cfg(not(loom))]
-pub mod fuzzing_mpmc;
 pub(crate) mod header;
 #[cfg(not(loom))]
 pub mod inspect;

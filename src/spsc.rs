@@ -593,13 +593,13 @@ impl Producer {
     }
 
     /// Record size of the fragments of a large message (for the fuzz model).
-    #[cfg(not(loom))]
+    #[cfg(all(any(fuzzing, feature = "fuzz-harness"), not(loom)))]
     pub(crate) fn fragment_record(&self) -> usize {
         self.fragment_record
     }
 
     /// Closes a message left open (for the fuzz model; see `message`).
-    #[cfg(not(loom))]
+    #[cfg(all(any(fuzzing, feature = "fuzz-harness"), not(loom)))]
     pub(crate) fn close_open_message(&mut self, mode: Mode) -> Result<bool, SendError> {
         crate::message::close_open_message(self, mode)
     }

@@ -1,37 +1,18 @@
-//! Replays the fuzz targets' checked-in corpora (`fuzz/corpus/<target>/`) and a few
+//! Replays the fuzz targets' checked-in seeds (`fuzz/seeds/<target>/`: the crash
+//! reproducers and a minimised corpus), the seeds the harness writes, and a few
 //! thousand deterministic pseudo-random inputs per target through the same entry
-//! points as the fuzz targets (`shmlane::fuzzing`, `shmlane::fuzzing_mpmc`), so that CI
-//! runs them on stable.
+//! points as the fuzz targets (`shmlane::fuzzing`, compiled for this test by the
+//! `fuzz-harness` feature of the crate's dev-dependency on itself), so that CI runs
+//! them on stable.
 //!
-//! Every input builds a ring in heap memory: no segment, no process, no futex wait.
-//! Under Miri the corpus files are not read (its isolation has no file system) and
-//! only a few random inputs and the seeds run.
+//! Every input builds a ring in heap memory (`mpmc_header_open`: in a memfd or a POSIX
+//! object it removes): no process, no futex wait. Under Miri the seed files are not
+//! read (its isolation has no file system) and only a few random inputs and the
+//! harness's seeds run.
 
 use std::path::PathBuf;
 
-use shmlane::{fuzzing, fuzzing_mpmc};
-
-type Target = fn(&[u8]);
-
-const TARGETS: [(&str, Target); 8] = [
-    ("frame_decode", fuzzing::frame_decode),
-    ("ring_ops", fuzzing::ring_ops),
-    ("header_open", fuzzing::header_open),
-    ("hostile_peer", fuzzing::hostile_peer),
-    ("mpmc_cell_decode", fuzzing_mpmc::cell_decode),
-    ("mpmc_ring_ops", fuzzing_mpmc::ring_ops),
-    ("mpmc_hostile_peer", fuzzing_mpmc::hostile_peer),
-    ("mpmc_header_open", fuzzing_mpmc::header_open),
-];
-
-/// The seeds of a target, from the module that has it.
-fn seeds_of(target: &str) -> Vec<Vec<u8>> {
-    if target.starts_with("mpmc_") {
-        fuzzing_mpmc::seeds(target)
-    } else {
-        fuzzing::seeds(target)
-    }
-}
+use shmlane::fuzzing::{Target, TARGETS};
 
 /// Random inputs per target (and their longest length).
 const RANDOM_CASES: usize = if cfg!(miri) { 6 } else { 3000 };
@@ -51,7 +32,7 @@ impl Rng {
 
 /// Runs `f` on `input`; on a panic, says which input it was (and writes it out, so it
 /// can be replayed with `cargo fuzz run <target> <file>`).
-fn replay(target: &str, what: &str, f: Target, input: &[u8]) {
+fn replay(target: &str, what: &str, f: fn(&[u8]), input: &[u8]) {
     // `SHMLANE_FUZZ_REPLAY_LOG=1`: name each input before it runs (to find one that
     // hangs).
     if !cfg!(miri) && std::env::var_os("SHMLANE_FUZZ_REPLAY_LOG").is_some() {
@@ -75,60 +56,61 @@ fn replay(target: &str, what: &str, f: Target, input: &[u8]) {
     }
 }
 
-fn corpus_dir(target: &str) -> PathBuf {
+/// `fuzz/<what>/<target>`: `seeds` (checked in) or `corpus` (the local corpus).
+fn fuzz_dir(what: &str, target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz")
-        .join("corpus")
+        .join(what)
         .join(target)
 }
 
 #[test]
 #[cfg_attr(
     miri,
-    ignore = "reads the corpus files: Miri's isolation has no file system"
+    ignore = "reads the seed files: Miri's isolation has no file system"
 )]
-fn checked_in_corpus() {
+fn checked_in_seeds() {
     let mut total = 0;
-    for (target, f) in TARGETS {
-        let dir = corpus_dir(target);
+    for Target { name, run, .. } in TARGETS {
+        let dir = fuzz_dir("seeds", name);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.expect("a directory entry").path())
             .filter(|p| p.is_file())
             .collect();
         files.sort();
-        assert!(!files.is_empty(), "no corpus in {}", dir.display());
+        assert!(!files.is_empty(), "no seeds in {}", dir.display());
         for path in &files {
-            let input = std::fs::read(path).expect("a corpus file");
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            replay(target, &name, f, &input);
+            let input = std::fs::read(path).expect("a seed file");
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            replay(name, &file, run, &input);
         }
         total += files.len();
     }
-    println!("replayed {total} corpus files");
+    println!("replayed {total} seed files");
 }
 
 #[test]
-fn seeds() {
-    for (target, f) in TARGETS {
-        let seeds = seeds_of(target);
-        assert!(!seeds.is_empty(), "{target}: no seeds");
+fn harness_seeds() {
+    for Target { name, run, seeds } in TARGETS {
+        let seeds = seeds();
+        assert!(!seeds.is_empty(), "{name}: no seeds");
         for (i, s) in seeds.iter().enumerate() {
-            replay(target, &format!("seed {i}"), f, s);
+            replay(name, &format!("seed {i}"), run, s);
         }
     }
 }
 
 #[test]
 fn random_inputs() {
-    for (k, (target, f)) in TARGETS.into_iter().enumerate() {
+    for (k, Target { name, run, seeds }) in TARGETS.into_iter().enumerate() {
         let mut rng = Rng(0x5eed_0000_0000_0001 + k as u64);
+        let seeds = seeds();
         for case in 0..RANDOM_CASES {
             let len = (rng.next() % RANDOM_MAX_LEN as u64) as usize;
             let mut input: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             // Half of the inputs start from a seed, with random bytes written over
             // part of it, so that they get past header validation and into the ring.
-            let seeds = seeds_of(target);
             if case % 2 == 1 && !seeds.is_empty() {
                 let mut s = seeds[case / 2 % seeds.len()].clone();
                 let at = (rng.next() % s.len().max(1) as u64) as usize;
@@ -141,22 +123,23 @@ fn random_inputs() {
                 }
                 input = s;
             }
-            replay(target, &format!("random case {case}"), f, &input);
+            replay(name, &format!("random case {case}"), run, &input);
         }
     }
 }
 
-/// Writes the seeds missing from the corpus directories (`cargo test --test fuzz_replay
-/// -- --ignored write_seeds`), for a fresh corpus; `fuzz/run.sh` does it.
+/// Writes the harness's seeds missing from the local corpus directories
+/// (`fuzz/corpus/<target>/seed-<i>`, not tracked: `cargo test --test fuzz_replay --
+/// --ignored write_seeds`); `fuzz/run.sh` does it before it fuzzes.
 #[test]
 #[ignore = "writes into fuzz/corpus; run by fuzz/run.sh"]
 fn write_seeds() {
-    for (target, _) in TARGETS {
-        let dir = corpus_dir(target);
+    for Target { name, seeds, .. } in TARGETS {
+        let dir = fuzz_dir("corpus", name);
         std::fs::create_dir_all(&dir).expect("create the corpus directory");
-        for (i, s) in seeds_of(target).iter().enumerate() {
-            // Seeds already checked in stay as they are (a header seed holds the pid of
-            // the process that wrote it: rewriting it would change it for nothing).
+        for (i, s) in seeds().iter().enumerate() {
+            // Seeds already written stay as they are (a header seed holds the pid of the
+            // process that wrote it: rewriting it would change it for nothing).
             let path = dir.join(format!("seed-{i}"));
             if !path.exists() {
                 std::fs::write(path, s).expect("write a seed");
@@ -173,10 +156,9 @@ fn replay_one() {
         return;
     };
     let (target, path) = spec.split_once(':').expect("<target>:<path>");
-    let f = TARGETS
+    let t = TARGETS
         .iter()
-        .find(|(t, _)| *t == target)
-        .expect("a known target")
-        .1;
-    f(&std::fs::read(path).expect("the input file"));
+        .find(|t| t.name == target)
+        .expect("a known target");
+    (t.run)(&std::fs::read(path).expect("the input file"));
 }
