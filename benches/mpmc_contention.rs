@@ -50,6 +50,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use shmlane::mpmc::{Consumer, Producer};
 use shmlane::{RecvError, RingOptions, Wait};
+use shmlane_support::mem::SharedMap;
 
 /// Bytes at the start of a message: sequence number and producer id.
 const HEAD: usize = 16;
@@ -69,19 +70,10 @@ unsafe impl Sync for Counters {}
 
 impl Counters {
     fn new() -> Self {
-        // SAFETY: an anonymous shared mapping at an address the kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED, "mmap");
-        Counters { page: p.cast() }
+        let page = SharedMap::new(4096)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .leak();
+        Counters { page }
     }
 
     /// Messages taken by all consumers so far.
@@ -585,24 +577,8 @@ fn pipe_row(group: &mut BenchmarkGroup<'_, WallTime>, len: usize, shape: (usize,
 
 /// The seqpacket row of one size and shape.
 fn seqpacket_row(group: &mut BenchmarkGroup<'_, WallTime>, len: usize, shape: (usize, usize)) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors are new and owned by nothing else.
-    let (a, b) = unsafe {
-        (
-            File::from(OwnedFd::from_raw_fd(fds[0])),
-            File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    };
+    let (a, b) =
+        shmlane_support::pipes::socket_pair(libc::SOCK_SEQPACKET).unwrap_or_else(|e| panic!("{e}"));
     let (afd, bfd) = (a.as_raw_fd(), b.as_raw_fd());
     contention(
         group,

@@ -10,14 +10,17 @@
 //! thread, so `fork` is sound.
 //!
 //! `shmlane bench` (the command) measures more mechanisms and prints ratios; these
-//! files are for tracking changes with criterion's statistics.
+//! files are for tracking changes with criterion's statistics. Forking, pinning,
+//! pipes, sockets, the futex calls and the message stamps come from the
+//! `shmlane-support` package, which the command and the tests share; the endpoint
+//! traits and the timing loops here are criterion's side.
 
 // Each bench binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -26,6 +29,11 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use shmlane::spsc::{Consumer, Producer};
 use shmlane::{Notifier, RecvError, RingOptions, Wait};
+use shmlane_support::futex::{futex_wait, futex_wake};
+use shmlane_support::mem::SharedMap;
+use shmlane_support::{cpu, pipes};
+
+pub use shmlane_support::stamp::message;
 
 /// Seconds after which a benchmark that has not finished kills the bench process.
 const WATCHDOG_SECS: u32 = 120;
@@ -39,27 +47,14 @@ const WATCHDOG_SECS: u32 = 120;
 pub fn cpus() -> Option<[usize; 2]> {
     static CPUS: OnceLock<Option<[usize; 2]>> = OnceLock::new();
     *CPUS.get_or_init(|| {
-        // SAFETY: `cpu_set_t` is plain data; zeroed is the empty set, filled by the call.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is valid and writable for the size passed.
-        if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
-            return None;
-        }
-        let mut it = (0..libc::CPU_SETSIZE as usize)
-            // SAFETY: `c < CPU_SETSIZE`.
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) });
+        let mut it = cpu::allowed_cpus().ok()?.into_iter();
         Some([it.next()?, it.next()?])
     })
 }
 
 /// Pins the calling process to `cpu` (best effort: an error leaves it unpinned).
 pub fn pin(cpu: usize) {
-    // SAFETY: as in `cpus`; `cpu < CPU_SETSIZE` and `set` is valid for the size passed.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
-    }
+    let _ = cpu::pin_to(cpu);
 }
 
 /// Pins the bench process to the first allowed CPU; returns the peer's CPU.
@@ -70,58 +65,37 @@ pub fn pin_bench_process() -> Option<usize> {
 }
 
 /// A forked child; dropped, it is given 5 s to exit and then killed.
-pub struct Child(libc::pid_t);
+pub struct Child(shmlane_support::fork::Child);
 
 /// Forks a child that pins itself to `cpu`, closes `close` (the parent's ends of
 /// pipes and sockets, so that it sees end-of-file when the parent closes them), runs
-/// `body` and exits with its status (101 on a panic).
+/// `body` and exits with its status (`shmlane_support::fork::EXIT_PANIC` on a panic).
 pub fn fork_child(cpu: Option<usize>, close: &[RawFd], body: impl FnOnce() -> i32) -> Child {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     // SAFETY: the bench process runs no other thread while it forks (criterion measures
-    // on the calling thread), and the child leaves only through `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        for &fd in close {
-            // SAFETY: `fd` is a descriptor inherited from the parent that this child
-            // never uses; the objects that own it are never dropped here (the child
-            // leaves through `_exit`).
-            unsafe { libc::close(fd) };
-        }
-        if let Some(cpu) = cpu {
-            pin(cpu);
-        }
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(code) }
-    }
-    Child(pid)
+    // on the calling thread); `close` are the parent's ends, unused by the child.
+    let child = unsafe {
+        shmlane_support::fork::fork(close, move || {
+            if let Some(cpu) = cpu {
+                pin(cpu);
+            }
+            body()
+        })
+    };
+    Child(child.unwrap_or_else(|e| panic!("{e}")))
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut status = 0;
-        loop {
-            // SAFETY: `self.0` is our unreaped child.
-            let r = unsafe { libc::waitpid(self.0, &mut status, libc::WNOHANG) };
-            if r == self.0 {
-                let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-                if !ok && !std::thread::panicking() {
-                    panic!("child {} failed (wait status {status:#x})", self.0);
+        match self.0.wait_timeout(Duration::from_secs(5)) {
+            Ok(Some(status)) => {
+                if !status.success() && !std::thread::panicking() {
+                    panic!("child {} failed: it {status}", self.0.pid());
                 }
-                return;
             }
-            if r < 0 || Instant::now() >= deadline {
-                // SAFETY: as above; kill it and reap it.
-                unsafe {
-                    libc::kill(self.0, libc::SIGKILL);
-                    libc::waitpid(self.0, &mut status, 0);
-                }
-                return;
+            // Still running after 5 s, or not waitable: kill it and reap it.
+            _ => {
+                let _ = self.0.kill();
             }
-            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -145,77 +119,28 @@ impl Drop for Watchdog {
     }
 }
 
-/// Two descriptors the kernel just returned, owned.
-fn own_pair(fds: [libc::c_int; 2]) -> (File, File) {
-    // SAFETY: both descriptors are new and owned by nothing else; each is wrapped once.
-    unsafe {
-        (
-            File::from(OwnedFd::from_raw_fd(fds[0])),
-            File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    }
-}
-
 /// A pipe: `(read end, write end)`, its buffer raised to `buffer` bytes if given.
 pub fn pipe(buffer: Option<usize>) -> (File, File) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    let (rx, tx) = own_pair(fds);
+    let (rx, tx) = pipes::pipe().unwrap_or_else(|e| panic!("{e}"));
     if let Some(size) = buffer {
-        // SAFETY: F_SETPIPE_SZ takes an int; the descriptor is ours and open.
-        let r = unsafe { libc::fcntl(tx.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
-        assert!(r >= size as libc::c_int, "F_SETPIPE_SZ {size}: {r}");
+        pipes::set_pipe_buffer(&tx, size).unwrap_or_else(|e| panic!("{e}"));
     }
     (rx, tx)
 }
 
 /// A connected pair of UNIX stream sockets.
 pub fn socket_pair() -> (File, File) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
-    own_pair(fds)
+    pipes::socket_pair(libc::SOCK_STREAM).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A connected pair of UNIX stream sockets with SO_SNDBUF and SO_RCVBUF raised to
 /// 4 MiB, or to net.core.wmem_max / rmem_max if lower (as `shmlane bench` does for
 /// throughput: the sockets' best configuration in our runs).
 pub fn socket_pair_tuned() -> (File, File) {
-    let sysctl = |path: &str| -> usize {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(usize::MAX)
-    };
-    let bytes = (4usize << 20)
-        .min(sysctl("/proc/sys/net/core/wmem_max"))
-        .min(sysctl("/proc/sys/net/core/rmem_max"))
-        .min(libc::c_int::MAX as usize) as libc::c_int;
+    let bytes = pipes::socket_buffer_request();
     let (a, b) = socket_pair();
     for f in [&a, &b] {
-        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-            // SAFETY: `bytes` is a valid int option value of the size passed.
-            let r = unsafe {
-                libc::setsockopt(
-                    f.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&bytes as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
-        }
+        pipes::set_socket_buffers(f, bytes).unwrap_or_else(|e| panic!("{e}"));
     }
     (a, b)
 }
@@ -244,33 +169,17 @@ impl Drop for RingName {
 // Messages
 // ---------------------------------------------------------------------------------
 
-/// A message of `len` bytes (at least 8).
-pub fn message(len: usize) -> Vec<u8> {
-    (0..len.max(8)).map(|i| (i * 7 + 3) as u8).collect()
-}
-
-fn tag(seq: u64) -> u8 {
-    (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 | 1
-}
-
 /// Makes `msg` message number `seq`.
 #[inline]
 pub fn stamp(msg: &mut [u8], seq: u64) {
-    msg[..8].copy_from_slice(&seq.to_le_bytes());
-    let last = msg.len() - 1;
-    if last >= 8 {
-        msg[last] = tag(seq);
-    }
+    shmlane_support::stamp::stamp(msg, seq, false);
 }
 
 /// Checks that `msg` is message number `seq` of `len` bytes.
 #[inline]
 pub fn check(msg: &[u8], len: usize, seq: u64) {
-    assert_eq!(msg.len(), len, "message {seq}: wrong length");
-    let got = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
-    assert_eq!(got, seq, "message {seq}: wrong sequence number");
-    if len > 8 {
-        assert_eq!(msg[len - 1], tag(seq), "message {seq}: wrong last byte");
+    if let Err(e) = shmlane_support::stamp::check(msg, len, seq) {
+        panic!("{e}");
     }
 }
 
@@ -670,23 +579,6 @@ impl Bell {
     }
 }
 
-fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<&libc::timespec>) {
-    let ts = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a valid, aligned u32 for the call; a shared (not private)
-    // futex, since the word is mapped by two processes.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            op,
-            val,
-            ts,
-            std::ptr::null::<u32>(),
-            0,
-        )
-    };
-}
-
 /// Sends through a doorbell: payload, then the sequence word (Release), then
 /// FUTEX_WAKE, always. `close` marks the direction closed.
 pub struct BellTx {
@@ -716,14 +608,14 @@ impl Tx for BellTx {
         self.sent = self.sent.wrapping_add(1);
         // Release: pairs with the Acquire load in `BellRx::recv`.
         self.bell.seq().store(self.sent, Ordering::Release);
-        futex(self.bell.seq(), libc::FUTEX_WAKE, 1, None);
+        let _ = futex_wake(self.bell.seq(), 1);
     }
 
     fn close(&mut self) {
         // A receiver that checked `closed` just before this store sleeps until its
         // 10 ms timeout at most.
         self.bell.closed().store(1, Ordering::Release);
-        futex(self.bell.seq(), libc::FUTEX_WAKE, 1, None);
+        let _ = futex_wake(self.bell.seq(), 1);
     }
 }
 
@@ -731,10 +623,6 @@ impl Rx for BellRx {
     #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
         let want = self.received.wrapping_add(1);
-        let timeout = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 10_000_000,
-        };
         loop {
             // Acquire: pairs with the Release store in `BellTx::send`.
             let v = self.bell.seq().load(Ordering::Acquire);
@@ -744,7 +632,7 @@ impl Rx for BellRx {
             if self.bell.closed().load(Ordering::Acquire) != 0 {
                 return false;
             }
-            futex(self.bell.seq(), libc::FUTEX_WAIT, v, Some(&timeout));
+            let _ = futex_wait(self.bell.seq(), v, Some(Duration::from_millis(10)));
         }
         self.received = want;
         buf.resize(len, 0);
@@ -761,25 +649,13 @@ impl Rx for BellRx {
 pub fn doorbell_duplex(len: usize) -> (Duplex<BellTx, BellRx>, Duplex<BellTx, BellRx>) {
     let page = 4096;
     let stride = (BELL_PAYLOAD + len).next_multiple_of(page);
-    // SAFETY: an anonymous shared mapping at an address the kernel picks.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            2 * stride,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap");
-    let a = Bell {
-        region: p.cast(),
-        len,
-    };
+    let p = SharedMap::new(2 * stride)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .leak();
+    let a = Bell { region: p, len };
     let b = Bell {
         // SAFETY: the mapping is `2 * stride` bytes long.
-        region: unsafe { p.cast::<u8>().add(stride) },
+        region: unsafe { p.add(stride) },
         len,
     };
     (

@@ -7,8 +7,13 @@
 //! - [`SegGuard`]: removes a segment name when dropped, even when the test fails.
 //! - [`Gate`]: a one-shot, broadcast signal between processes over a pipe.
 //! - [`Rng`], [`fill_message`], [`check_message`]: deterministic messages that carry a
-//!   sequence number and a checksum.
+//!   sequence number and a checksum (from `shmlane_support::payload`).
 //! - [`backings`]: one test over every backing (POSIX, SysV, memfd).
+//!
+//! The forking itself, the exit statuses ([`Outcome`]) and the pipes come from the
+//! `shmlane-support` package, which the benches and `shmlane bench` share; what is
+//! here is what only the tests need: deadlines that fail the test, reports in the
+//! assertion messages, segment names and header offsets.
 //!
 //! Children report back through a pipe: the string a role returns (`Ok`), its error
 //! (`Err`, exit status 1) or its panic message and location (exit status 2). The
@@ -20,16 +25,21 @@
 pub mod backings;
 
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
+use shmlane_support::fork::{fork, run_role};
+
+/// How a child ended: `Exited(status)` or `Signaled(signal)`.
+pub use shmlane_support::fork::Status as Outcome;
+/// Exit statuses of a child whose role returned `Err` / panicked.
+pub use shmlane_support::fork::{EXIT_ERR, EXIT_PANIC};
+pub use shmlane_support::payload::*;
 
 // ---------------------------------------------------------------------------------
 // Names and segments
@@ -149,13 +159,6 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// How a child ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Exited(i32),
-    Signaled(Signal),
-}
-
 /// A child's end and what it reported.
 #[derive(Clone, Debug)]
 pub struct ChildResult {
@@ -167,7 +170,7 @@ pub struct ChildResult {
 
 impl ChildResult {
     pub fn ok(&self) -> bool {
-        self.outcome == Outcome::Exited(0)
+        self.outcome.success()
     }
 }
 
@@ -175,8 +178,8 @@ impl std::fmt::Display for ChildResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let how = match self.outcome {
             Outcome::Exited(0) => "exited 0".to_string(),
-            Outcome::Exited(1) => "exited 1 (returned an error)".to_string(),
-            Outcome::Exited(2) => "exited 2 (panicked)".to_string(),
+            Outcome::Exited(EXIT_ERR) => format!("exited {EXIT_ERR} (returned an error)"),
+            Outcome::Exited(EXIT_PANIC) => format!("exited {EXIT_PANIC} (panicked)"),
             Outcome::Exited(c) => format!("exited {c}"),
             Outcome::Signaled(s) => format!("killed by {s:?}"),
         };
@@ -186,6 +189,8 @@ impl std::fmt::Display for ChildResult {
 
 struct Child {
     role: String,
+    /// The process (SIGKILLed and reaped if dropped unreaped).
+    proc: shmlane_support::fork::Child,
     pid: Pid,
     /// Read end of the report pipe, non-blocking.
     pipe: File,
@@ -200,65 +205,19 @@ pub struct Procs {
     children: Vec<Child>,
 }
 
-/// Exit status of a child whose role returned `Err`.
-pub const EXIT_ERR: i32 = 1;
-/// Exit status of a child whose role panicked.
-pub const EXIT_PANIC: i32 = 2;
 /// Longest report a child sends (it must fit the pipe's buffer: the parent reads it
 /// only once the child has exited).
 const MAX_REPORT: usize = 8192;
 
-static PANIC_MESSAGE: Mutex<String> = Mutex::new(String::new());
-
 /// Creates a pipe with O_CLOEXEC; returns (read, write).
 pub fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors that we own.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    let (r, w) = shmlane_support::pipes::pipe().unwrap_or_else(|e| panic!("{e}"));
+    (r.into(), w.into())
 }
 
-fn write_all_fd(fd: &OwnedFd, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid buffer of `bytes.len()` bytes; `fd` is open.
-        let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        bytes = &bytes[n as usize..];
-    }
-}
-
-/// Runs `role` in the (forked) child and ends the process: it never returns into the
-/// test harness.
-fn run_child(report: OwnedFd, role: impl FnOnce() -> Result<String, String>) -> ! {
-    std::panic::set_hook(Box::new(|info| {
-        if let Ok(mut m) = PANIC_MESSAGE.lock() {
-            *m = info.to_string();
-        }
-    }));
-    let (code, mut text) = match catch_unwind(AssertUnwindSafe(role)) {
-        Ok(Ok(s)) => (0, s),
-        Ok(Err(e)) => (EXIT_ERR, e),
-        Err(payload) => {
-            let hooked = PANIC_MESSAGE.lock().map(|m| m.clone()).unwrap_or_default();
-            let text = if !hooked.is_empty() {
-                hooked
-            } else if let Some(s) = payload.downcast_ref::<&str>() {
-                s.to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "panic with a non-string payload".to_string()
-            };
-            (EXIT_PANIC, text)
-        }
-    };
+/// Writes `text`, cut to [`MAX_REPORT`] bytes, to the report pipe `w` (best effort:
+/// the parent says when a child's report is missing).
+fn send_report(w: OwnedFd, mut text: String) {
     if text.len() > MAX_REPORT {
         let mut cut = MAX_REPORT;
         while !text.is_char_boundary(cut) {
@@ -267,10 +226,7 @@ fn run_child(report: OwnedFd, role: impl FnOnce() -> Result<String, String>) -> 
         text.truncate(cut);
         text.push_str(" [...]");
     }
-    write_all_fd(&report, text.as_bytes());
-    // SAFETY: _exit ends the process at once, without running the parent's atexit
-    // handlers or unwinding into the test harness.
-    unsafe { libc::_exit(code) }
+    let _ = File::from(w).write_all(text.as_bytes());
 }
 
 impl Procs {
@@ -293,32 +249,33 @@ impl Procs {
     /// child's index.
     pub fn spawn(&mut self, role: &str, f: impl FnOnce() -> Result<String, String>) -> usize {
         let (r, w) = pipe();
-        // The child uses the allocator (fork-safe in glibc) and no lock another parent
+        let r_fd = r.as_raw_fd();
+        // SAFETY: the child runs the role through `run_role` (whose panic hook takes no
+        // lock) and uses the allocator (fork-safe in glibc) and no lock another parent
         // thread may hold, other than those of a panic (then the test fails anyway,
-        // bounded by the deadline).
-        // SAFETY: the child runs only `run_child`, which ends in `_exit`.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
-                drop(r);
-                run_child(w, f)
-            }
-            Ok(ForkResult::Parent { child }) => {
-                drop(w);
-                // SAFETY: `r` is an open descriptor we own.
-                unsafe {
-                    let fl = libc::fcntl(r.as_raw_fd(), libc::F_GETFL);
-                    libc::fcntl(r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-                }
-                self.children.push(Child {
-                    role: role.to_string(),
-                    pid: child,
-                    pipe: File::from(r),
-                    result: None,
-                });
-                self.children.len() - 1
-            }
-            Err(e) => panic!("{}: fork failed: {e}", self.test),
+        // bounded by the deadline); it closes its copy of the read end `r`, which it
+        // never uses.
+        let proc = unsafe {
+            fork(&[r_fd], move || {
+                let (code, text) = run_role(f);
+                send_report(w, text);
+                code
+            })
         }
+        .unwrap_or_else(|e| panic!("{}: {e}", self.test));
+        // SAFETY: `r` is an open descriptor we own.
+        unsafe {
+            let fl = libc::fcntl(r.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+        self.children.push(Child {
+            role: role.to_string(),
+            pid: proc.pid(),
+            proc,
+            pipe: File::from(r),
+            result: None,
+        });
+        self.children.len() - 1
     }
 
     pub fn pid(&self, idx: usize) -> Pid {
@@ -340,12 +297,10 @@ impl Procs {
         if c.result.is_some() {
             return true;
         }
-        let outcome = match waitpid(c.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Outcome::Exited(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => Outcome::Signaled(sig),
-            Ok(_) => return false,
-            Err(nix::errno::Errno::EINTR) => return false,
-            Err(e) => panic!("{}: waitpid({}): {e}", self.test, c.pid),
+        let outcome = match c.proc.try_wait() {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => return false,
+            Err(e) => panic!("{}: {e}", self.test),
         };
         let mut report = Vec::new();
         // Non-blocking: everything the child wrote is in the pipe by now. (Another
@@ -378,15 +333,10 @@ impl Procs {
             if self.children[i].result.is_some() || self.try_reap(i) {
                 continue;
             }
-            let pid = self.children[i].pid;
-            let _ = kill(pid, Signal::SIGKILL);
-            // A SIGKILLed process ends promptly; this wait is bounded in practice.
-            let outcome = match waitpid(pid, None) {
-                Ok(WaitStatus::Signaled(_, sig, _)) => Outcome::Signaled(sig),
-                Ok(WaitStatus::Exited(_, code)) => Outcome::Exited(code),
-                _ => Outcome::Signaled(Signal::SIGKILL),
-            };
             let c = &mut self.children[i];
+            let pid = c.pid;
+            // A SIGKILLed process ends promptly; this wait is bounded in practice.
+            let outcome = c.proc.kill().unwrap_or(Outcome::Signaled(Signal::SIGKILL));
             c.result = Some(ChildResult {
                 role: c.role.clone(),
                 pid,
@@ -486,18 +436,18 @@ impl Drop for Procs {
 /// Make it before forking.
 #[derive(Debug)]
 pub struct Gate {
-    r: OwnedFd,
-    w: OwnedFd,
+    r: File,
+    w: File,
 }
 
 impl Gate {
     pub fn new() -> Gate {
-        let (r, w) = pipe();
+        let (r, w) = shmlane_support::pipes::pipe().unwrap_or_else(|e| panic!("{e}"));
         Gate { r, w }
     }
 
     pub fn open(&self) {
-        write_all_fd(&self.w, b"!");
+        let _ = (&self.w).write_all(b"!");
     }
 
     /// Whether the gate is open within `timeout`.
@@ -560,223 +510,4 @@ pub fn rss_and_peak() -> (u64, u64) {
 /// whether the kernel accepted it.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
-}
-
-// ---------------------------------------------------------------------------------
-// Deterministic data
-// ---------------------------------------------------------------------------------
-
-/// xorshift64: deterministic, so the producer and the consumer derive the same
-/// sequence of sizes from the same seed, and failures replay.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(splitmix64(seed) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Uniform-ish in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// Uniform-ish in `lo..=hi`.
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below((hi - lo + 1) as u64) as usize
-    }
-}
-
-/// A good 64-bit mix (splitmix64's finaliser of `x + golden`).
-#[inline]
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Bytes of a message before its body: the sequence number, then the checksum.
-pub const MSG_HEADER: usize = 16;
-
-/// Order-sensitive 64-bit checksum of `body`, keyed by the message's seq and length.
-pub fn checksum(seq: u64, len: usize, body: &[u8]) -> u64 {
-    let mut h = splitmix64(seq ^ ((len as u64) << 40));
-    let mut words = body.chunks_exact(8);
-    for w in &mut words {
-        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        h = (h.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(last)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    splitmix64(h)
-}
-
-/// Fills `buf` (the whole message) for sequence number `seq`.
-///
-/// A message of at least [`MSG_HEADER`] bytes is `seq`, a checksum of the body, then
-/// the body (bytes derived from `seq`). A shorter one holds the first bytes of `seq`
-/// and of a value derived from it, and is checked by comparing bytes.
-pub fn fill_message(buf: &mut [u8], seq: u64) {
-    let len = buf.len();
-    if len < MSG_HEADER {
-        let mut short = [0u8; MSG_HEADER];
-        short[..8].copy_from_slice(&seq.to_le_bytes());
-        short[8..].copy_from_slice(&splitmix64(seq).to_le_bytes());
-        buf.copy_from_slice(&short[..len]);
-        return;
-    }
-    let key = splitmix64(seq.wrapping_mul(0x2545_f491_4f6c_dd1d));
-    for (j, chunk) in buf[MSG_HEADER..].chunks_mut(8).enumerate() {
-        let w = splitmix64(key.wrapping_add(j as u64)).to_le_bytes();
-        chunk.copy_from_slice(&w[..chunk.len()]);
-    }
-    let sum = checksum(seq, len, &buf[MSG_HEADER..]);
-    buf[..8].copy_from_slice(&seq.to_le_bytes());
-    buf[8..MSG_HEADER].copy_from_slice(&sum.to_le_bytes());
-}
-
-/// A new message of `len` bytes for `seq`.
-pub fn message(seq: u64, len: usize) -> Vec<u8> {
-    let mut m = vec![0; len];
-    fill_message(&mut m, seq);
-    m
-}
-
-/// Checks that `msg` is message `seq` of `len` bytes: its length, its sequence number
-/// and its checksum (or, under 16 bytes, every byte).
-pub fn check_message(msg: &[u8], seq: u64, len: usize) -> Result<(), String> {
-    if msg.len() != len {
-        return Err(format!(
-            "message {seq}: length {} instead of {len}",
-            msg.len()
-        ));
-    }
-    if len < MSG_HEADER {
-        let mut want = [0u8; MSG_HEADER];
-        fill_message(&mut want[..len], seq);
-        if msg != &want[..len] {
-            return Err(format!(
-                "message {seq} ({len} bytes): {msg:02x?} instead of {:02x?}",
-                &want[..len]
-            ));
-        }
-        return Ok(());
-    }
-    let got_seq = u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"));
-    if got_seq != seq {
-        return Err(format!(
-            "expected message {seq} ({len} bytes), got sequence number {got_seq}"
-        ));
-    }
-    let got_sum = u64::from_le_bytes(msg[8..MSG_HEADER].try_into().expect("8 bytes"));
-    let sum = checksum(seq, len, &msg[MSG_HEADER..]);
-    if got_sum != sum {
-        return Err(format!(
-            "message {seq} ({len} bytes): checksum {got_sum:#x}, computed {sum:#x}"
-        ));
-    }
-    Ok(())
-}
-
-/// A message length for a ring of `capacity` bytes: mostly small, some up to one
-/// record, some in fragments (up to 3 × capacity), and the boundary sizes.
-pub fn message_len(rng: &mut Rng, capacity: usize) -> usize {
-    let max_payload = capacity / 2 - 8;
-    match rng.below(100) {
-        0..=54 => rng.range(0, 64),
-        55..=79 => rng.range(0, 1024.min(max_payload)),
-        80..=91 => rng.range(0, max_payload),
-        92..=96 => rng.range(max_payload + 1, 3 * capacity),
-        _ => {
-            let edges = [
-                0,
-                1,
-                7,
-                8,
-                15,
-                16,
-                17,
-                max_payload - 8,
-                max_payload - 1,
-                max_payload,
-                max_payload + 1,
-                max_payload + 8,
-                capacity - 8,
-                capacity,
-                capacity + 1,
-                2 * capacity,
-                3 * capacity - 1,
-                3 * capacity,
-            ];
-            edges[rng.below(edges.len() as u64) as usize]
-        }
-    }
-}
-
-/// The `i`-th 8-byte word of the stream used by the large-message tests.
-#[inline]
-pub fn stream_word(i: u64) -> u64 {
-    splitmix64(i ^ 0x5eed_5eed_5eed_5eed)
-}
-
-/// Fills `buf` with the stream's bytes from byte offset `offset` on.
-pub fn fill_stream(buf: &mut [u8], offset: u64) {
-    let mut o = offset;
-    let mut i = 0;
-    // Unaligned head, byte by byte.
-    while i < buf.len() && o % 8 != 0 {
-        buf[i] = stream_word(o / 8).to_le_bytes()[(o % 8) as usize];
-        i += 1;
-        o += 1;
-    }
-    let mut words = buf[i..].chunks_exact_mut(8);
-    for w in &mut words {
-        w.copy_from_slice(&stream_word(o / 8).to_le_bytes());
-        o += 8;
-    }
-    let rest = words.into_remainder();
-    let last = stream_word(o / 8).to_le_bytes();
-    let n = rest.len();
-    rest.copy_from_slice(&last[..n]);
-}
-
-/// Checks that `buf` holds the stream's bytes from byte offset `offset` on. Returns
-/// the offset of the first wrong byte.
-pub fn check_stream(buf: &[u8], offset: u64) -> Result<(), u64> {
-    let mut o = offset;
-    let mut i = 0;
-    while i < buf.len() && o % 8 != 0 {
-        if buf[i] != stream_word(o / 8).to_le_bytes()[(o % 8) as usize] {
-            return Err(o);
-        }
-        i += 1;
-        o += 1;
-    }
-    let mut words = buf[i..].chunks_exact(8);
-    for w in &mut words {
-        if u64::from_le_bytes(w.try_into().expect("8 bytes")) != stream_word(o / 8) {
-            return Err(o);
-        }
-        o += 8;
-    }
-    let rest = words.remainder();
-    let last = stream_word(o / 8).to_le_bytes();
-    for (k, &b) in rest.iter().enumerate() {
-        if b != last[k] {
-            return Err(o + k as u64);
-        }
-    }
-    Ok(())
 }

@@ -3,7 +3,9 @@
 //! spinning on a shared cache line; a futex doorbell that always sleeps).
 //!
 //! Everything here is made in the parent before `fork`; the children inherit the
-//! descriptors and the mapping.
+//! descriptors and the mapping. The descriptors themselves (pipes, socket pairs,
+//! their buffers) and the futex calls are `shmlane_support`'s, shared with the
+//! criterion benches; what is here is how the bench reads and writes them.
 //!
 //! Every kernel channel is a [`Channel`]: a byte stream (pipe, stream socket, TCP)
 //! sends a message with `write` loops and receives it with `read` loops; a packet
@@ -14,9 +16,13 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use shmlane_support::futex::{futex_wait, futex_wake};
+use shmlane_support::pipes;
+pub(crate) use shmlane_support::pipes::{pipe_buffer, seqpacket_max, socket_buffer_request};
 
 use super::process::{now_ns, SharedMap};
 use super::workload::{Duplex, Rx, Tx};
@@ -30,62 +36,25 @@ fn os_error(what: &str) -> BenchError {
     BenchError::Failed(format!("{what}: {}", io::Error::last_os_error()))
 }
 
-/// Two descriptors from a `[c_int; 2]` the kernel just filled.
-fn own_pair(fds: [libc::c_int; 2]) -> (File, File) {
-    // SAFETY: both descriptors were just returned by the kernel and are owned by no one
-    // else; each is wrapped exactly once.
-    unsafe {
-        (
-            File::from(OwnedFd::from_raw_fd(fds[0])),
-            File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    }
+/// A failed system call of the support package, as the row's failure.
+fn failed(e: io::Error) -> BenchError {
+    BenchError::Failed(e.to_string())
 }
 
 /// A pipe: `(read end, write end)`. With `buffer`, its capacity is set with
 /// `F_SETPIPE_SZ`; refused (above `/proc/sys/fs/pipe-max-size` without privilege),
 /// the row is unavailable.
 pub(crate) fn pipe(buffer: Option<usize>) -> Result<(File, File), BenchError> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(os_error("pipe2"));
-    }
-    let (rx, tx) = own_pair(fds);
+    let (rx, tx) = pipes::pipe().map_err(failed)?;
     if let Some(size) = buffer {
-        // SAFETY: F_SETPIPE_SZ takes an int argument; the descriptor is ours and open.
-        let r = unsafe { libc::fcntl(tx.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
-        if r < 0 || (r as usize) < size {
-            return Err(BenchError::Unavailable(format!(
-                "F_SETPIPE_SZ {size}: {}",
-                if r < 0 {
-                    io::Error::last_os_error().to_string()
-                } else {
-                    format!("got {r} bytes")
-                }
-            )));
-        }
+        pipes::set_pipe_buffer(&tx, size).map_err(|e| BenchError::Unavailable(e.to_string()))?;
     }
     Ok((rx, tx))
 }
 
-/// The capacity of the pipe `f` (F_GETPIPE_SZ), if the kernel says.
-pub(crate) fn pipe_buffer(f: &File) -> Option<usize> {
-    // SAFETY: F_GETPIPE_SZ takes no argument; the descriptor is ours and open.
-    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    (r > 0).then_some(r as usize)
-}
-
 /// A connected pair of UNIX sockets of type `ty` (`SOCK_STREAM`, `SOCK_SEQPACKET`).
 pub(crate) fn socket_pair(ty: libc::c_int) -> Result<(File, File), BenchError> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    let r =
-        unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
-    if r != 0 {
-        return Err(os_error("socketpair"));
-    }
-    Ok(own_pair(fds))
+    pipes::socket_pair(ty).map_err(failed)
 }
 
 /// A TCP connection over 127.0.0.1 with `TCP_NODELAY` on both ends: `(client,
@@ -113,66 +82,14 @@ pub(crate) fn tcp_pair() -> Result<(File, File), BenchError> {
     ))
 }
 
-fn getsockopt_int(f: &File, opt: libc::c_int) -> Option<usize> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid for writing an int option.
-    let r = unsafe {
-        libc::getsockopt(
-            f.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (r == 0 && v > 0).then_some(v as usize)
-}
-
 fn read_sysctl(path: &str) -> Option<usize> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// The socket buffer the throughput rows ask for: 4 MiB (the largest shmlane ring
-/// in the bench), or what `net.core.wmem_max` / `rmem_max` allow if less (the most an
-/// unprivileged process gets). On the development VM, 4 MiB beat 1 MiB and the
-/// defaults (with TCP's autotuning) for every socket at 64 KiB and larger, and tied
-/// below: the sockets' best configuration.
-pub(crate) fn socket_buffer_request() -> usize {
-    let max = read_sysctl("/proc/sys/net/core/wmem_max")
-        .unwrap_or(usize::MAX)
-        .min(read_sysctl("/proc/sys/net/core/rmem_max").unwrap_or(usize::MAX));
-    (4usize << 20).min(max)
 }
 
 /// Sets `SO_SNDBUF` and `SO_RCVBUF` of `f` to `bytes` (the kernel doubles the value
 /// for its bookkeeping and caps it at wmem_max / rmem_max).
 pub(crate) fn set_socket_buffers(f: &File, bytes: usize) -> Result<(), BenchError> {
-    let v = bytes.min(libc::c_int::MAX as usize) as libc::c_int;
-    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-        // SAFETY: `v` is a valid int option value of the size passed.
-        let r = unsafe {
-            libc::setsockopt(
-                f.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(os_error("setsockopt SO_SNDBUF/SO_RCVBUF"));
-        }
-    }
-    Ok(())
-}
-
-/// The largest packet a seqpacket socket with this send buffer takes: a power of two,
-/// since the kernel refuses packets over `SO_SNDBUF - 32` bytes with EMSGSIZE.
-pub(crate) fn seqpacket_max(f: &File) -> usize {
-    let sndbuf = getsockopt_int(f, libc::SO_SNDBUF).unwrap_or(64 << 10);
-    let fit = sndbuf.saturating_sub(32).max(4096);
-    1usize << (usize::BITS - 1 - fit.leading_zeros())
+    pipes::set_socket_buffers(f, bytes).map_err(failed)
 }
 
 // ---------------------------------------------------------------------------------
@@ -836,7 +753,7 @@ pub(crate) struct RawLines {
 impl RawLines {
     pub(crate) fn new(len: usize) -> Result<Self, BenchError> {
         let stride = (8 + len).next_multiple_of(4096);
-        let map = SharedMap::new(2 * stride).map_err(BenchError::Failed)?;
+        let map = SharedMap::new(2 * stride).map_err(failed)?;
         Ok(RawLines { map, stride, len })
     }
 
@@ -888,43 +805,6 @@ impl RawEnd {
     }
 }
 
-/// FUTEX_WAIT (shared) on `word` while it holds `val`, for at most `timeout`.
-fn futex_wait(word: &AtomicU32, val: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; a shared
-    // (not private) futex, since the word is in memory mapped by two processes.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            val,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0,
-        )
-    };
-}
-
-/// FUTEX_WAKE (shared) of one waiter on `word`.
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: as in `futex_wait`; FUTEX_WAKE ignores the timeout and second word.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            1,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0,
-        )
-    };
-}
-
 impl Duplex for RawEnd {
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
@@ -945,7 +825,7 @@ impl Duplex for RawEnd {
         // visible to a peer that sees this sequence number.
         word.store(self.sent, Ordering::Release);
         if self.doorbell {
-            futex_wake(word);
+            let _ = futex_wake(word, 1);
         }
         Ok(())
     }
@@ -967,7 +847,7 @@ impl Duplex for RawEnd {
             }
             if self.doorbell {
                 // Returns at once if the word moved on since the load (no lost wake-up).
-                futex_wait(word, v, Duration::from_millis(10));
+                let _ = futex_wait(word, v, Some(Duration::from_millis(10)));
                 if now_ns() > self.deadline_ns {
                     return Err(format!("timed out waiting for message {want}"));
                 }

@@ -126,7 +126,9 @@ struct BoardMap(SharedMap);
 
 impl BoardMap {
     fn new() -> Result<Self, String> {
-        SharedMap::new(std::mem::size_of::<Board>()).map(BoardMap)
+        SharedMap::new(std::mem::size_of::<Board>())
+            .map(BoardMap)
+            .map_err(|e| e.to_string())
     }
 
     fn board(&self) -> &Board {
@@ -581,9 +583,12 @@ fn queue_threads<const N: usize>(row: QueueRow<'_>) -> Result<(), String> {
         }
         let mut result = spawned;
         for t in threads {
-            let r = t
-                .join()
-                .unwrap_or_else(|_| Err("a thread panicked (see stderr)".into()));
+            let r =
+                t.join()
+                    .unwrap_or_else(|_| match shmlane_support::fork::last_panic_message() {
+                        Some(m) => Err(format!("a thread {m}")),
+                        None => Err("a thread panicked".into()),
+                    });
             if result.is_ok() {
                 result = r;
             }

@@ -1,34 +1,26 @@
 //! The processes of a measurement: shared anonymous memory that forked children
 //! inherit, `fork` with CPU pinning, a supervisor that bounds every wait and kills the
-//! children on any error, and the removal of segment names.
+//! children on any error, and the removal of segment names. The clock, the mapping,
+//! pinning and forking themselves are `shmlane_support`'s, shared with the library's
+//! tests and criterion benches; what is here is the bench's side: the control block,
+//! the error slots, signals and the supervisor.
 //!
 //! The bench process itself starts no threads, so a forked child may run any code
 //! (allocate, open segments) before it `_exit`s.
 
 use std::cell::UnsafeCell;
-use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+pub(crate) use shmlane_support::clock::now_ns;
+pub(crate) use shmlane_support::mem::SharedMap;
+use shmlane_support::{cpu, fork};
 
 use super::BenchError;
 
 // ---------------------------------------------------------------------------------
 // Clock
 // ---------------------------------------------------------------------------------
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock behind `Instant`, read through the
-/// vDSO (no system call), and comparable between processes.
-#[inline]
-pub(crate) fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// The median cost of one clock read, in ns (the difference of back-to-back reads).
 pub(crate) fn clock_overhead_ns() -> f64 {
@@ -46,57 +38,6 @@ pub(crate) fn clock_overhead_ns() -> f64 {
 // ---------------------------------------------------------------------------------
 // Shared memory between the parent and its children
 // ---------------------------------------------------------------------------------
-
-/// A `MAP_SHARED | MAP_ANONYMOUS` mapping, zero-filled. Made before `fork`, it is the
-/// same memory in the parent and in every child.
-#[derive(Debug)]
-pub(crate) struct SharedMap {
-    /// Page aligned; `len` bytes, readable and writable.
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl SharedMap {
-    pub(crate) fn new(len: usize) -> Result<Self, String> {
-        let len = len.max(1);
-        // SAFETY: an anonymous mapping at an address the kernel chooses touches no
-        // memory of ours.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!(
-                "mmap of {len} shared bytes: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(SharedMap { ptr: p.cast(), len })
-    }
-
-    pub(crate) fn ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for SharedMap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are the mapping made in `new`, unmapped only here; no
-        // reference into it outlives `self` in this process (children have their own
-        // address space).
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
 
 /// Room for a child's error message.
 const ERROR_BYTES: usize = 1000;
@@ -203,7 +144,7 @@ pub(crate) struct ControlMap {
 
 impl ControlMap {
     pub(crate) fn new(samples: usize) -> Result<Self, String> {
-        let map = SharedMap::new(CONTROL_BYTES + samples * 8)?;
+        let map = SharedMap::new(CONTROL_BYTES + samples * 8).map_err(|e| e.to_string())?;
         // Touch every page now, in the parent: the children then take no page fault
         // when they write their samples.
         for off in (0..map.len()).step_by(4096) {
@@ -267,36 +208,14 @@ impl ControlMap {
 // CPUs
 // ---------------------------------------------------------------------------------
 
-/// The CPUs this process may run on.
+/// The CPUs this process may run on (none if the kernel does not say).
 pub(crate) fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size we pass.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    if r != 0 {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `c < CPU_SETSIZE`, inside the set.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
+    cpu::allowed_cpus().unwrap_or_default()
 }
 
 /// Pins the calling thread (the whole process if it has one thread) to `cpu`.
 pub(crate) fn pin_to(cpu: usize) -> Result<(), String> {
-    // SAFETY: as in `allowed_cpus`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` comes from `allowed_cpus`, so it is below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    if r != 0 {
-        return Err(format!(
-            "sched_setaffinity(CPU {cpu}): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    cpu::pin_to(cpu).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------
@@ -362,39 +281,22 @@ fn wait_signal(timeout: Duration) -> Option<libc::c_int> {
 /// A forked child. Dropped while still running, it is killed and reaped.
 #[derive(Debug)]
 pub(crate) struct Child {
-    pid: libc::pid_t,
+    proc: fork::Child,
     role: &'static str,
     /// Its error slot in the [`Control`] block.
     slot: usize,
-    /// `waitpid` status once reaped.
-    status: Option<libc::c_int>,
 }
 
 impl Child {
     fn kill(&mut self) {
-        if self.status.is_some() {
-            return;
-        }
-        let mut st = 0;
-        // SAFETY: `pid` is our unreaped child, so the pid cannot have been reused.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-            if libc::waitpid(self.pid, &mut st, 0) == self.pid {
-                self.status = Some(st);
-            }
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        self.kill();
+        let _ = self.proc.kill();
     }
 }
 
 /// Forks a child that pins itself to `cpu`, runs `body`, and exits: status 0 if
-/// `body` returns `Ok`, 1 with the message in `ctl` if it returns an error, 101 if it
-/// panics. In the parent, `body` is dropped unrun (closing whatever it captured).
+/// `body` returns `Ok`, `fork::EXIT_ERR` with the message in `ctl` if it returns an
+/// error, `fork::EXIT_PANIC` with the panic message in `ctl` if it panics. In the
+/// parent, `body` is dropped unrun (closing whatever it captured).
 pub(crate) fn fork_child<F>(
     role: &'static str,
     slot: usize,
@@ -405,56 +307,25 @@ pub(crate) fn fork_child<F>(
 where
     F: FnOnce() -> Result<(), String>,
 {
-    // Whatever is buffered would otherwise be written twice.
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     // SAFETY: this process is single-threaded (the bench starts no threads), so the
-    // child inherits no lock held by another thread; the child never returns from
-    // this function: it leaves through `_exit`.
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
-        0 => {
+    // child inherits no lock held by another thread; it closes nothing.
+    let proc = unsafe {
+        fork::fork(&[], || {
             mask(libc::SIG_UNBLOCK);
-            let result = catch_unwind(AssertUnwindSafe(|| {
+            let (code, text) = fork::run_role(|| {
                 if let Some(cpu) = cpu {
                     pin_to(cpu)?;
                 }
-                body()
-            }));
-            let code = match result {
-                Ok(Ok(())) => 0,
-                Ok(Err(e)) => {
-                    ctl.set_error(slot, &e);
-                    1
-                }
-                Err(_) => {
-                    ctl.set_error(slot, "panicked (see stderr)");
-                    101
-                }
-            };
-            let _ = std::io::stderr().flush();
-            // SAFETY: `_exit` ends the child at once, without running the parent's
-            // destructors or exit handlers, which are not the child's to run.
-            unsafe { libc::_exit(code) }
-        }
-        pid => Ok(Child {
-            pid,
-            role,
-            slot,
-            status: None,
-        }),
+                body().map(|()| String::new())
+            });
+            if code != 0 {
+                ctl.set_error(slot, &text);
+            }
+            code
+        })
     }
-}
-
-fn describe_status(st: libc::c_int) -> String {
-    if libc::WIFEXITED(st) {
-        format!("exited with status {}", libc::WEXITSTATUS(st))
-    } else if libc::WIFSIGNALED(st) {
-        format!("was killed by signal {}", libc::WTERMSIG(st))
-    } else {
-        format!("stopped (status {st:#x})")
-    }
+    .map_err(|e| e.to_string())?;
+    Ok(Child { proc, role, slot })
 }
 
 /// Reaps whichever children have exited (without waiting). `Ok(true)` once every
@@ -468,20 +339,13 @@ fn reap(
 ) -> Result<bool, BenchError> {
     let mut failed = None;
     for (i, c) in children.iter_mut().enumerate() {
-        if c.status.is_some() {
+        if c.proc.status().is_some() {
             continue;
         }
-        let mut st = 0;
-        // SAFETY: `pid` is our unreaped child; `st` is writable.
-        let r = unsafe { libc::waitpid(c.pid, &mut st, libc::WNOHANG) };
-        if r == c.pid {
-            c.status = Some(st);
-            if early || !(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {
-                failed = failed.or(Some(i));
-            }
-        } else if r < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(BenchError::Failed(format!("{what}: waitpid: {e}")));
+        match c.proc.try_wait() {
+            Ok(Some(st)) if early || !st.success() => failed = failed.or(Some(i)),
+            Ok(_) => {}
+            Err(e) => return Err(BenchError::Failed(format!("{what}: {e}"))),
         }
     }
     if let Some(i) = failed {
@@ -489,7 +353,7 @@ fn reap(
             c.kill();
         }
         let c = &children[i];
-        let mut status = describe_status(c.status.unwrap_or_default());
+        let mut status = c.proc.status().map(|s| s.to_string()).unwrap_or_default();
         if early {
             status.push_str(" before the measurement ended");
         }
@@ -499,7 +363,7 @@ fn reap(
         };
         return Err(BenchError::Failed(msg));
     }
-    Ok(children.iter().all(|c| c.status.is_some()))
+    Ok(children.iter().all(|c| c.proc.status().is_some()))
 }
 
 /// Kills the children on a stop signal.

@@ -4,10 +4,10 @@
 //! 8 bytes and a tag byte at the end.
 //!
 //! Each phase (warm-up, timed part) lasts at least a number of messages and then
-//! until its time is up; the sender marks the phase's last message with [`LAST`] in
-//! its sequence word, so the receiver knows where the phase ends without knowing its
-//! length in advance. Slow mechanisms so get fewer messages, fast ones more, and a run
-//! takes a predictable time.
+//! until its time is up; the sender marks the phase's last message with
+//! [`LAST`](shmlane_support::stamp::LAST) in its sequence word, so the receiver knows
+//! where the phase ends without knowing its length in advance. Slow mechanisms so get
+//! fewer messages, fast ones more, and a run takes a predictable time.
 //!
 //! The loops are generic over the endpoint traits, so each mechanism gets its own
 //! monomorphised copy (no virtual call per message).
@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 
 use super::process::{now_ns, Control, ControlMap};
+pub(crate) use shmlane_support::stamp::{check, message, stamp};
 
 /// One side of a round-trip pair.
 pub(crate) trait Duplex {
@@ -50,9 +51,6 @@ pub(crate) trait Rx {
 /// The chunk in which a long message is written and read (and checked).
 pub(crate) const STREAM_CHUNK: usize = 1 << 20;
 
-/// Set in a message's sequence word: the last message of its phase.
-pub(crate) const LAST: u64 = 1 << 63;
-
 /// How long a phase lasts: at least `min` messages (or round trips), then until
 /// `ns` nanoseconds have passed since it started.
 #[derive(Clone, Copy, Debug)]
@@ -68,58 +66,6 @@ pub(crate) struct LatencyPlan {
     pub(crate) warm: Span,
     pub(crate) timed: Span,
     pub(crate) max_samples: usize,
-}
-
-/// The byte at the end of message `seq`.
-#[inline]
-fn tag(seq: u64) -> u8 {
-    (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 | 1
-}
-
-/// A message of `len` bytes (at least 8: the sequence word) with a fixed filler
-/// pattern.
-pub(crate) fn message(len: usize) -> Vec<u8> {
-    (0..len.max(8)).map(|i| (i * 7 + 3) as u8).collect()
-}
-
-/// Makes `msg` message number `seq`, the last of its phase if `last`.
-#[inline]
-pub(crate) fn stamp(msg: &mut [u8], seq: u64, last: bool) {
-    let word = if last { seq | LAST } else { seq };
-    msg[..8].copy_from_slice(&word.to_le_bytes());
-    if msg.len() > 8 {
-        let end = msg.len() - 1;
-        msg[end] = tag(seq);
-    }
-}
-
-/// Checks that `msg` is message number `seq` of `len` bytes; returns whether it is
-/// the last of its phase.
-#[inline]
-pub(crate) fn check(msg: &[u8], len: usize, seq: u64) -> Result<bool, String> {
-    if msg.len() != len || len < 8 {
-        return Err(format!(
-            "message {seq}: {} bytes, expected {len}",
-            msg.len()
-        ));
-    }
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&msg[..8]);
-    let word = u64::from_le_bytes(word);
-    if word & !LAST != seq {
-        return Err(format!(
-            "message {seq}: carries sequence number {}",
-            word & !LAST
-        ));
-    }
-    if len > 8 && msg[len - 1] != tag(seq) {
-        return Err(format!(
-            "message {seq}: last byte {:#04x}, expected {:#04x}",
-            msg[len - 1],
-            tag(seq)
-        ));
-    }
-    Ok(word & LAST != 0)
 }
 
 /// The pinger: the warm-up, then the timed round trips, whose times (ns) it stores
@@ -170,7 +116,7 @@ pub(crate) fn pinger<D: Duplex>(
 }
 
 /// The ponger: receives, checks and echoes messages until it has echoed the one
-/// marked [`LAST`].
+/// marked [`LAST`](shmlane_support::stamp::LAST).
 pub(crate) fn pong<D: Duplex>(d: &mut D, len: usize) -> Result<(), String> {
     let mut buf = Vec::with_capacity(len);
     let mut seq = 0u64;
@@ -320,25 +266,4 @@ pub(crate) fn consume_stream<R: Rx>(
     ctl.t_end.store(now_ns(), Ordering::Relaxed);
     ctl.count.store(1, Ordering::Relaxed);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamp_and_check() {
-        let mut m = message(64);
-        stamp(&mut m, 41, false);
-        assert_eq!(check(&m, 64, 41), Ok(false));
-        stamp(&mut m, 42, true);
-        assert_eq!(check(&m, 64, 42), Ok(true));
-        assert!(check(&m, 64, 41).is_err());
-        assert!(check(&m[..63], 64, 42).is_err());
-        m[63] ^= 0xff;
-        assert!(check(&m, 64, 42).is_err());
-        let mut small = message(8);
-        stamp(&mut small, 7, true);
-        assert_eq!(check(&small, 8, 7), Ok(true));
-    }
 }
