@@ -123,6 +123,8 @@ use common::{check_message, fill_message, seg_name, Outcome, Procs, Rng, SegGuar
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use shmlane::{mpmc, spsc, Error, RecvTimeoutError, RingOptions, SendTimeoutError};
+use shmlane_support::clock::now_ns;
+use shmlane_support::mem::SharedMap;
 
 /// Bytes of each ring's data region.
 const RING_BYTES: usize = 64 << 10;
@@ -293,42 +295,22 @@ struct Incarnation {
 
 /// The shared mapping: the board, then `incarnations` entries.
 struct Shared {
-    base: *mut u8,
-    len: usize,
+    map: SharedMap,
     incarnations: usize,
 }
 
 impl Shared {
     fn new(incarnations: usize) -> Shared {
         let len = std::mem::size_of::<Board>() + incarnations * std::mem::size_of::<Incarnation>();
-        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert!(
-            base != libc::MAP_FAILED,
-            "mmap of {len} shared bytes: {}",
-            std::io::Error::last_os_error()
-        );
-        Shared {
-            base: base.cast(),
-            len,
-            incarnations,
-        }
+        let map = SharedMap::new(len).unwrap_or_else(|e| panic!("{e}"));
+        Shared { map, incarnations }
     }
 
     fn board(&self) -> &Board {
         // SAFETY: the mapping is page-aligned, at least `size_of::<Board>()` long and
         // lives as long as `self`; it starts zeroed, a valid `Board`; every field is
         // an atomic (or padding), so shared access from several processes is sound.
-        unsafe { &*self.base.cast::<Board>() }
+        unsafe { &*self.map.ptr().cast::<Board>() }
     }
 
     fn ring(&self, ring: Ring) -> &RingStats {
@@ -346,7 +328,8 @@ impl Shared {
         // zeroed memory is a valid `Incarnation` and every field is atomic.
         Some(unsafe {
             &*self
-                .base
+                .map
+                .ptr()
                 .add(std::mem::size_of::<Board>())
                 .cast::<Incarnation>()
                 .add(i)
@@ -405,32 +388,11 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`len` are the mapping made in `new`, not unmapped before; no
-        // reference into it outlives `self`.
-        unsafe {
-            libc::munmap(self.base.cast(), self.len);
-        }
-    }
-}
-
 /// The host's load averages (1, 5, 15 minutes): a loaded host starves the endpoints.
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|e| format!("({e})"))
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the kernel to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 // ---------------------------------------------------------------------------------

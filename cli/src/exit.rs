@@ -99,6 +99,9 @@ impl Failure {
                  'shmlane inspect {name}' shows it dead and 'shmlane rm {name}' removes the ring)"
             );
         }
+        if let E::NotFound { .. } = e {
+            message.push_str(" ('shmlane ls' lists the rings on this host)");
+        }
         Failure::new(code, message)
     }
 }
@@ -162,5 +165,18 @@ mod tests {
              with OpenOptions::accept_mode(0o666)",
         );
         assert!(!m.contains("OpenOptions") && m.contains("chmod"), "{m}");
+    }
+
+    #[test]
+    fn a_missing_ring_points_at_ls() {
+        let f = Failure::setup(&shmlane::Error::NotFound {
+            name: "/nosuch".into(),
+        });
+        assert_eq!(f.code, BAD_USE);
+        assert!(
+            f.message.contains("/nosuch does not exist") && f.message.contains("shmlane ls"),
+            "{}",
+            f.message
+        );
     }
 }

@@ -2,8 +2,6 @@
 //! `rm` refuses what is not a ring, and `rm --stale` removes the rings whose processes
 //! are dead and keeps those with a live endpoint.
 
-// The binary exists only with the `cli` feature.
-
 mod cli_util;
 
 use std::process::Stdio;
@@ -276,24 +274,20 @@ fn rm_stale_removes_dead_rings_and_keeps_live_ones() {
 /// Makes the stale ring `name`: a forked child creates it and exits, so its creator
 /// is dead and no endpoint ever attached.
 fn make_stale_ring(name: &str) {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{fork, ForkResult};
     let opts = shmlane::RingOptions::new(4096);
-    // SAFETY: the child only creates the ring and ends with _exit.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            let ok = shmlane::spsc::create_ring(name, &opts).is_ok();
-            // SAFETY: _exit ends the child at once, without unwinding into the harness.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-        }
-        ForkResult::Parent { child } => {
-            assert_eq!(
-                waitpid(child, None).expect("waitpid"),
-                WaitStatus::Exited(child, 0),
-                "create_ring({name}) in the child"
-            );
-        }
+    // SAFETY: the child only creates the ring (it takes no lock another thread of the
+    // harness may hold, and prints nothing), and leaves through `_exit`.
+    let mut child = unsafe {
+        shmlane_support::fork::fork(&[], || {
+            i32::from(shmlane::spsc::create_ring(name, &opts).is_err())
+        })
     }
+    .expect("fork");
+    let status = child.wait().expect("waitpid");
+    assert!(
+        status.success(),
+        "create_ring({name}) in the child {status}"
+    );
     wait_until(DEADLINE, "a stale ring", || {
         shmlane::inspect::inspect(name).is_ok_and(|i| i.is_stale())
     });

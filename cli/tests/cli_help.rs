@@ -1,7 +1,5 @@
 //! `shmlane` prints a help for every command, and usage errors exit with status 2.
 
-// The binary exists only with the `cli` feature.
-
 mod cli_util;
 
 use cli_util::run;
@@ -29,6 +27,28 @@ fn every_command_has_help() {
         assert!(
             top.stdout_str().contains(&format!("\n  {cmd} ")),
             "{cmd} missing from the command list"
+        );
+    }
+}
+
+#[test]
+fn the_top_level_help_lists_the_exit_statuses() {
+    let out = run(&["--help"]).stdout_str();
+    let at = out
+        .find("Exit status")
+        .unwrap_or_else(|| panic!("shmlane --help has no exit statuses:\n{out}"));
+    let statuses = &out[at..];
+    for line in [
+        "  0  success",
+        "  1  I/O error",
+        "  2  bad name",
+        "  3  send, recv: the peer went away",
+        "  4  send, recv: --timeout",
+        "  128+N  killed by signal N",
+    ] {
+        assert!(
+            statuses.contains(line),
+            "shmlane --help lacks {line:?}:\n{out}"
         );
     }
 }

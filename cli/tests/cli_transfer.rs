@@ -2,8 +2,6 @@
 //! file and from a pipe, either end first; and the exit statuses of a peer killed
 //! mid-message, a bad name, a busy ring and a timeout. Every ring is removed at the end.
 
-// The binary exists only with the `cli` feature.
-
 mod cli_util;
 
 use std::io::Write;
