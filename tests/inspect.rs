@@ -21,16 +21,28 @@ fn inspect_copies_a_live_sysv_header_field_by_field() {
     let name = format!("sysv:{:#010x}", key as u32);
     let mut procs = Procs::new("inspect_sysv", Duration::from_secs(30));
     let (ready_r, ready_w) = common::pipe();
-    let producer = procs.spawn("producer", move || {
+    // Opened by the parent once it has looked: the producer stays attached and keeps
+    // the header moving until then (a fixed number of sends could end before the
+    // parent's last look, and a detached producer's slot has no pid).
+    let looked = common::Gate::new();
+    let producer = procs.spawn("producer", || {
         let mut tx = spsc::Producer::create_sysv(key, &RingOptions::new(1 << 16))
             .map_err(|e| e.to_string())?;
         drop(ready_w);
-        // Keep the header moving until the parent has looked (bounded by the deadline).
         let msg = [3u8; 40];
-        for _ in 0..200_000 {
-            let _ = tx.try_send(&msg);
+        let mut sends = 0u64;
+        loop {
+            for _ in 0..1000 {
+                let _ = tx.try_send(&msg);
+            }
+            sends += 1000;
+            if looked.wait(Duration::ZERO) {
+                return Ok(format!("{sends} sends while the parent looked"));
+            }
+            if sends > 200_000_000 {
+                return Err("the parent never said it had looked".into());
+            }
         }
-        Ok(String::new())
     });
     // The producer closes its end of the pipe once the ring is made.
     let mut byte = [0u8; 1];
@@ -55,6 +67,7 @@ fn inspect_copies_a_live_sysv_header_field_by_field() {
         assert_eq!(p.pid, pid);
         assert!(info.used.is_some_and(|u| u <= 1 << 16));
     }
+    looked.open();
     let r = procs.wait(producer);
     assert!(r.ok(), "{r}");
 }
