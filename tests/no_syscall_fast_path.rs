@@ -6,22 +6,33 @@
 //! sends one message and receives (and checks) one, through both APIs (`send` and
 //! `reserve`, `recv_ref` and `recv`). In each process the thread that does so runs on a
 //! CPU of its own and, after a warm-up, installs a seccomp filter on itself that traps
-//! **every** system call but one: the `write` of a byte to a pipe, by which it says that
-//! its window is over. Both ends then meet at a barrier in shared memory (spinning: no
-//! system call) and run [`ROUND_TRIPS`] round trips. A trapped call does not run: a
-//! SIGSYS handler records its number, the round trip and how long that round trip had
-//! lasted, and the process reports it.
+//! **every** system call but the `write` of a byte to a pipe, by which it says that its
+//! window is over (and `rt_sigreturn`, below). Both ends then meet at a barrier in
+//! shared memory (spinning: no system call) and run [`ROUND_TRIPS`] round trips. A
+//! trapped call does not run: a SIGSYS handler records its number, the round trip and
+//! how long that round trip had lasted, and the process reports it.
 //!
 //! "Awake" is what the test arranges: each end's thread has a CPU of its own and, where
 //! the test may (root), real-time priority (`SCHED_FIFO`), so nothing else on the host
-//! takes its CPU; interrupts and the hypervisor still can. An end whose peer is held up
-//! so is not waiting for an awake peer, and the library then does what its docs say: a
-//! `Wait::Adaptive` waiter yields (`sched_yield`) once it has spun its budget (at least
-//! `MIN_SPIN`), and any waiter checks its peers' lives (a system call) every
-//! `LIVENESS_EVERY` of waiting. A trap of that kind ends the attempt, and the test makes
-//! another (at most [`ATTEMPTS`]); any other trap fails it at once. The test passes only
-//! when a whole window of [`ROUND_TRIPS`] round trips has run on both ends with no
-//! system call at all.
+//! takes its CPU. Interrupts and the hypervisor still can: on a 2-vCPU VM a vCPU is
+//! held up for ~30 µs every few milliseconds, longer than `Wait::Adaptive`'s spin
+//! budget (`SPIN_FOR`, 20 µs). A waiter whose peer is held up is not waiting for an
+//! awake peer, and the library does what its docs say:
+//! - `Wait::Adaptive` yields (`sched_yield`) once it has spun its budget (at least
+//!   `MIN_SPIN`): the handler lets such a yield pass (it returns, through
+//!   `rt_sigreturn`, and the yield does not run) if it comes `MIN_SPIN` or more into
+//!   its round trip, and counts the round trips with one; at most [`MAX_YIELDING`]
+//!   (1%) may have one, which the test prints;
+//! - a `Wait::Adaptive` waiter parks after `YIELD_UNTIL` (`membarrier`, `futex`), and
+//!   its peer then makes the wake-up call (`futex`); any waiter checks its peers' lives
+//!   every `LIVENESS_EVERY`: such a call ends the attempt, and the test makes another
+//!   (at most [`ATTEMPTS`]).
+//!
+//! Any other system call fails the test at once: a yield sooner than `MIN_SPIN`, any
+//! call of a round trip shorter than `YIELD_UNTIL` (the wake-up call excepted, when
+//! the peer parked), or too many yielding round trips. The test passes when a whole
+//! window of [`ROUND_TRIPS`] round trips has run on both ends; it prints how many of
+//! them yielded, and how long their peer kept them waiting.
 //!
 //! The control [`filter_traps_every_system_call_but_the_done_write`] shows that the
 //! filter traps and names a raw system call, a yield and the library's parking path,
