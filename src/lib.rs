@@ -9,7 +9,8 @@
 //!   one ring (up to a limit chosen at creation), the same methods, each message to
 //!   exactly one consumer, each producer's order kept.
 //! - **Waiting without system calls** while nobody sleeps: the default
-//!   [`Wait::Adaptive`] spins, then yields, then parks on a futex event count; a
+//!   [`Wait::Adaptive`] spins (no system call: a round trip between two awake
+//!   processes makes none), then yields, then parks on a futex event count; a
 //!   sender makes the wake-up system call only when the receiver really sleeps.
 //! - **Untrusted memory**: every cursor, length and flag read from the segment is
 //!   validated before use; an impossible value is an error ([`Corruption`]), never

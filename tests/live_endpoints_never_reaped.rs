@@ -357,9 +357,11 @@ mod stopped_and_forked {
     //! A stopped (SIGSTOP) peer is waited for, however long; a forked child does not keep its
     //! parent's endpoint alive (its lock descriptors are let go).
 
-    use crate::common::{seg_name, Gate, Procs, SegGuard};
+    use crate::common::{check_stream, fill_stream, seg_name, Gate, Procs, SegGuard};
     use nix::sys::signal::{kill, Signal};
+    use shmlane::inspect::{EndpointInfo, EndpointRole, EndpointState};
     use shmlane::{mpmc, spsc, RecvError, RecvTimeoutError, RingOptions};
+    use std::io::{Read, Write};
     use std::time::{Duration, Instant};
 
     const DEADLINE: Duration = Duration::from_secs(30);
@@ -428,6 +430,194 @@ mod stopped_and_forked {
         assert_eq!(buf, b"slow!");
         let done = procs.wait(child);
         assert!(done.ok(), "{done}");
+    }
+
+    /// How long a stopped peer is kept stopped: 32 liveness checks (every 25 ms) of the
+    /// waiter, and many park slices.
+    const STOP: Duration = Duration::from_millis(800);
+    /// One message through a 64 KiB ring: 64 of its fragments.
+    const STREAM: u64 = 4 << 20;
+    const STREAM_RING: usize = 64 << 10;
+    const CHUNK: usize = 8 << 10;
+
+    /// The endpoint of `role` in the ring's table, as `inspect` reads it (nothing
+    /// attaches).
+    fn slot_of(name: &str, role: EndpointRole) -> EndpointInfo {
+        *shmlane::inspect::inspect(name)
+            .expect("inspect")
+            .endpoint(role)
+            .expect("an SPSC ring has a slot for each role")
+    }
+
+    /// Waits (at most 10 s) until process `pid` is stopped (state `T` in
+    /// `/proc/PID/stat`).
+    fn until_stopped(pid: nix::unistd::Pid) {
+        let t0 = Instant::now();
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+            // The state is the first field after the command, which ends with ')'.
+            let state = stat[stat.rfind(')').expect("stat has (comm)") + 2..]
+                .chars()
+                .next();
+            if state == Some('T') {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "process {pid} did not stop (state {state:?})"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// On a thread: once the child `pid` (the endpoint of `role` on ring `name`) has
+    /// stopped itself, keeps it stopped for [`STOP`] while its peer waits, checks that
+    /// its slot was left alone meanwhile (same state, pid and generation: no one took
+    /// it for dead or recovered it), then continues it.
+    fn hold_stopped(
+        name: &str,
+        role: EndpointRole,
+        pid: nix::unistd::Pid,
+    ) -> std::thread::JoinHandle<()> {
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            until_stopped(pid);
+            let before = slot_of(&name, role);
+            std::thread::sleep(STOP);
+            let after = slot_of(&name, role);
+            kill(pid, Signal::SIGCONT).expect("SIGCONT");
+            assert_eq!(
+                before.pid,
+                pid.as_raw() as u32,
+                "the stopped endpoint's slot: {before:?}"
+            );
+            assert_eq!(before.state, EndpointState::Attached, "{before:?}");
+            assert_eq!(
+                after, before,
+                "the slot of a stopped endpoint changed while it was stopped (taken for dead?)"
+            );
+        })
+    }
+
+    /// SPSC: a producer stopped (SIGSTOP) in the middle of a message, for many liveness
+    /// checks of the consumer reading it, is waited for: the read neither fails
+    /// (`Truncated`, `Disconnected`) nor ends the message, the producer's slot is left
+    /// alone, and once continued the message arrives whole, then the next.
+    #[test]
+    fn spsc_a_stopped_producer_mid_stream_is_waited_for_not_taken_for_dead() {
+        let name = seg_name("stopped-spsc-producer");
+        let _guard = SegGuard::new(&name);
+        let mut rx = spsc::Consumer::create(&name, &RingOptions::new(STREAM_RING)).unwrap();
+        let mut procs = Procs::new("stopped-spsc-producer", DEADLINE);
+        let n = name.clone();
+        let child = procs.spawn("producer", move || {
+            let mut tx = spsc::Producer::open(&n).map_err(|e| e.to_string())?;
+            let mut w = tx.stream(STREAM).map_err(|e| e.to_string())?;
+            let mut chunk = vec![0u8; CHUNK];
+            let mut off = 0;
+            while off < STREAM {
+                if off == STREAM / 2 {
+                    kill(nix::unistd::getpid(), Signal::SIGSTOP).map_err(|e| e.to_string())?;
+                }
+                fill_stream(&mut chunk, off);
+                w.write_all(&chunk)
+                    .map_err(|e| format!("write at {off}: {e}"))?;
+                off += CHUNK as u64;
+            }
+            w.finish().map_err(|e| format!("finish: {e}"))?;
+            tx.send(b"after").map_err(|e| format!("send after: {e}"))?;
+            Ok("sent".into())
+        });
+        let holder = hold_stopped(&name, EndpointRole::Producer, procs.pid(child));
+        let mut r = rx.recv_stream().expect("recv_stream");
+        assert_eq!(r.len(), STREAM);
+        let mut chunk = vec![0u8; CHUNK + 5];
+        let (mut off, mut longest) = (0u64, Duration::ZERO);
+        loop {
+            let t0 = Instant::now();
+            let n = r
+                .read(&mut chunk)
+                .unwrap_or_else(|e| panic!("read at {off} while the producer was stopped: {e}"));
+            longest = longest.max(t0.elapsed());
+            if n == 0 {
+                break;
+            }
+            check_stream(&chunk[..n], off).unwrap_or_else(|at| panic!("wrong byte at {at}"));
+            off += n as u64;
+        }
+        drop(r);
+        holder.join().expect("the holder's checks");
+        assert_eq!(off, STREAM, "the message ended early");
+        // The call under way when the producer stopped lasted until it was continued.
+        assert!(
+            longest >= STOP / 2,
+            "no read waited for the stopped producer (longest {longest:?})"
+        );
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf), Ok(5));
+        assert_eq!(buf, b"after");
+        assert_eq!(procs.wait_ok(child), "sent");
+    }
+
+    /// SPSC: a consumer stopped (SIGSTOP) in the middle of a message, for many liveness
+    /// checks of the producer waiting for room, is waited for: the write neither fails
+    /// (`Disconnected`) nor gives up, the consumer's slot is left alone, and once
+    /// continued the consumer reads the message whole, then the next.
+    #[test]
+    fn spsc_a_stopped_consumer_mid_stream_is_waited_for_not_taken_for_dead() {
+        let name = seg_name("stopped-spsc-consumer");
+        let _guard = SegGuard::new(&name);
+        let mut tx = spsc::Producer::create(&name, &RingOptions::new(STREAM_RING)).unwrap();
+        let mut procs = Procs::new("stopped-spsc-consumer", DEADLINE);
+        let n = name.clone();
+        let child = procs.spawn("consumer", move || {
+            let mut rx = spsc::Consumer::open(&n).map_err(|e| e.to_string())?;
+            let mut r = rx.recv_stream().map_err(|e| e.to_string())?;
+            if r.len() != STREAM {
+                return Err(format!("len {}", r.len()));
+            }
+            let mut chunk = vec![0u8; CHUNK];
+            let mut off = 0;
+            while off < STREAM {
+                if off == STREAM / 2 {
+                    kill(nix::unistd::getpid(), Signal::SIGSTOP).map_err(|e| e.to_string())?;
+                }
+                r.read_exact(&mut chunk)
+                    .map_err(|e| format!("read at {off}: {e}"))?;
+                check_stream(&chunk, off).map_err(|at| format!("wrong byte at {at}"))?;
+                off += CHUNK as u64;
+            }
+            let mut rest = Vec::new();
+            r.read_to_end(&mut rest).map_err(|e| e.to_string())?;
+            if !rest.is_empty() {
+                return Err(format!("{} bytes past the end", rest.len()));
+            }
+            drop(r);
+            let mut buf = Vec::new();
+            rx.recv(&mut buf).map_err(|e| format!("recv after: {e}"))?;
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        });
+        let holder = hold_stopped(&name, EndpointRole::Consumer, procs.pid(child));
+        let mut w = tx.stream(STREAM).expect("stream");
+        let mut chunk = vec![0u8; CHUNK];
+        let (mut off, mut longest) = (0u64, Duration::ZERO);
+        while off < STREAM {
+            fill_stream(&mut chunk, off);
+            let t0 = Instant::now();
+            w.write_all(&chunk)
+                .unwrap_or_else(|e| panic!("write at {off} while the consumer was stopped: {e}"));
+            longest = longest.max(t0.elapsed());
+            off += CHUNK as u64;
+        }
+        w.finish().expect("finish");
+        tx.send(b"after").expect("send after the message");
+        holder.join().expect("the holder's checks");
+        // The call under way when the consumer stopped lasted until it was continued.
+        assert!(
+            longest >= STOP / 2,
+            "no write waited for the stopped consumer (longest {longest:?})"
+        );
+        assert_eq!(procs.wait_ok(child), "after");
     }
 
     #[test]
