@@ -1233,23 +1233,54 @@ mod tests {
         assert!(!process_alive(1 << 23, None));
     }
 
+    /// Field 3 (the state) and field 22 (the start time) of /proc/PID/stat.
+    fn state_and_start(pid: u32) -> (char, u64) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let rest = &stat[stat.rfind(')').expect("(comm)") + 2..];
+        let mut fields = rest.split(' ');
+        let state = fields.next().and_then(|f| f.chars().next()).expect("state");
+        let start = fields
+            .nth(18)
+            .and_then(|f| f.parse().ok())
+            .expect("start time");
+        (state, start)
+    }
+
+    /// A child alive (asleep, reading its stdin) is alive, with and without its start
+    /// time; once it has exited and is not reaped (a zombie: the test sees `Z` itself)
+    /// it is dead, with and without its start time.
     #[test]
     #[cfg_attr(miri, ignore = "reads /proc and files: Miri isolates the OS")]
     fn zombies_are_dead() {
-        let mut child = std::process::Command::new("true")
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
             .spawn()
-            .expect("spawn true");
+            .expect("spawn cat");
         let pid = child.id();
-        // Wait until it has exited but is not reaped: a zombie.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while process_alive(pid, None) {
-            assert!(std::time::Instant::now() < deadline, "`true` did not exit");
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        let (_, start) = state_and_start(pid);
+        assert!(process_alive(pid, None), "a running child is dead");
+        assert!(process_alive(pid, Some(start)), "a running child is dead");
+        // Wait until it sleeps on its stdin, and check it then: asleep is alive.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state_and_start(pid).0 != 'S' {
+            assert!(
+                Instant::now() < deadline,
+                "`cat` did not wait for its stdin"
+            );
+            std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(
-            std::fs::metadata(format!("/proc/{pid}")).is_ok(),
-            "reaped early"
-        );
+        assert!(process_alive(pid, Some(start)), "a sleeping child is dead");
+        // End of input: it exits, and stays a zombie until we reap it.
+        drop(child.stdin.take());
+        while state_and_start(pid).0 != 'Z' {
+            assert!(Instant::now() < deadline, "`cat` did not exit");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!process_alive(pid, None), "a zombie is alive");
+        assert!(!process_alive(pid, Some(start)), "a zombie is alive");
         child.wait().expect("reap");
     }
 

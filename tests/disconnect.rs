@@ -23,6 +23,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{check_message, message, seg_name, Gate, Procs, SegGuard};
+use shmlane::inspect::{EventCountInfo, RingInfo};
 use shmlane::{
     spsc, RecvError, RecvTimeoutError, RingOptions, SendError, SendTimeoutError, TryRecvError,
     TrySendError, Wait,
@@ -173,9 +174,47 @@ fn producer_gets_disconnected_after_consumer_process_exits() {
     procs.wait_ok(producer);
 }
 
+/// The state of process `pid` (field 3 of /proc/PID/stat: `R` running, `S` asleep, ...),
+/// if it can be read.
+fn process_state(pid: nix::unistd::Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything.
+    stat.get(stat.rfind(')')? + 2..)?.chars().next()
+}
+
+/// Waits (at most `GATE`) until the process `pid`, an endpoint of the ring `name`,
+/// is parked on the event count `ec` picks from what `inspect` reads: registered
+/// there as a waiter, while the process sleeps (`S`), registered still after. A spin
+/// or a yield is never asleep; a wait that ended is no longer registered. Panics,
+/// saying what it last saw, if that does not happen.
+fn wait_until_parked(name: &str, pid: nix::unistd::Pid, ec: fn(&RingInfo) -> EventCountInfo) {
+    let t0 = Instant::now();
+    let waiting = || {
+        let info =
+            shmlane::inspect::inspect(name).unwrap_or_else(|e| panic!("inspect {name}: {e}"));
+        ec(&info)
+    };
+    loop {
+        let before = waiting();
+        let state = process_state(pid);
+        let after = waiting();
+        if before.waiters >= 1 && state == Some('S') && after.waiters >= 1 {
+            return;
+        }
+        assert!(
+            t0.elapsed() < GATE,
+            "{name}: process {pid} did not park within {GATE:?}: last seen {before:?}, \
+             state {state:?}, then {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A consumer blocked in `recv` (parked, or in the adaptive wait) returns
 /// `Disconnected` when the producer's process exits without sending; a consumer
-/// blocked in the middle of a message gets `Truncated`, then `Disconnected`.
+/// blocked in the middle of a message gets `Truncated`, then `Disconnected`. The
+/// parent sees the consumer parked (a waiter on `data_ready`, asleep) before the
+/// producer sends or leaves, and, mid-message, parked again after the first fragments.
 #[cfg_attr(miri, ignore = "forks processes: Miri has no fork")]
 #[test]
 fn blocked_receiver_is_released_when_producer_exits() {
@@ -184,13 +223,13 @@ fn blocked_receiver_is_released_when_producer_exits() {
             let test = format!("sem-rx-released-{i}-{}", mid_message as u8);
             let name = seg_name(&test);
             let _seg = SegGuard::new(&name);
-            let (created, waiting) = (Gate::new(), Gate::new());
+            let (created, parked, written, parked_mid) =
+                (Gate::new(), Gate::new(), Gate::new(), Gate::new());
             let mut procs = Procs::new(&test, DEADLINE);
-            procs.spawn("consumer", || {
+            let consumer = procs.spawn("consumer", || {
                 let mut rx = spsc::Consumer::create(&name, &opts(4096).wait(wait))
                     .map_err(|e| e.to_string())?;
                 created.open();
-                waiting.open();
                 let mut buf = Vec::new();
                 let t0 = Instant::now();
                 let first = rx.recv(&mut buf);
@@ -210,13 +249,13 @@ fn blocked_receiver_is_released_when_producer_exits() {
             procs.spawn("producer", || {
                 created.expect(GATE, "ring created")?;
                 let mut tx = spsc::Producer::open(&name).map_err(|e| e.to_string())?;
-                waiting.expect(GATE, "consumer waiting")?;
-                // Let the consumer get deep into its wait (parked).
-                std::thread::sleep(Duration::from_millis(200));
+                parked.expect(GATE, "consumer parked")?;
                 if mid_message {
                     use std::io::Write;
                     let mut w = tx.stream(10_000).map_err(|e| e.to_string())?;
                     w.write_all(&message(0, 3000)).map_err(|e| e.to_string())?;
+                    written.open();
+                    parked_mid.expect(GATE, "consumer parked mid-message")?;
                     // Exit with the message unfinished: the writer and the producer
                     // are dropped, then the process ends.
                     drop(w);
@@ -224,6 +263,16 @@ fn blocked_receiver_is_released_when_producer_exits() {
                 drop(tx);
                 Ok(String::new())
             });
+            assert!(created.wait(GATE), "{test}: ring not created");
+            wait_until_parked(&name, procs.pid(consumer), |r| r.data_ready);
+            parked.open();
+            if mid_message {
+                assert!(written.wait(GATE), "{test}: first fragments not written");
+                // Every record published so far woke the consumer and took its
+                // registration: a waiter now waits for the rest of the message.
+                wait_until_parked(&name, procs.pid(consumer), |r| r.data_ready);
+                parked_mid.open();
+            }
             let reports = procs.wait_all_ok();
             println!("{}", reports[0]);
         }
@@ -231,7 +280,8 @@ fn blocked_receiver_is_released_when_producer_exits() {
 }
 
 /// A producer blocked in `send` on a full ring returns `Disconnected` when the
-/// consumer's process exits without reading.
+/// consumer's process exits without reading. The parent sees the producer parked (a
+/// waiter on `space_ready`, asleep) before the consumer leaves.
 #[cfg_attr(miri, ignore = "forks processes: Miri has no fork")]
 #[test]
 fn blocked_sender_is_released_when_consumer_exits() {
@@ -239,9 +289,9 @@ fn blocked_sender_is_released_when_consumer_exits() {
         let test = format!("sem-tx-released-{i}");
         let name = seg_name(&test);
         let _seg = SegGuard::new(&name);
-        let (created, attached, full) = (Gate::new(), Gate::new(), Gate::new());
+        let (created, attached, parked) = (Gate::new(), Gate::new(), Gate::new());
         let mut procs = Procs::new(&test, DEADLINE);
-        procs.spawn("producer", || {
+        let producer = procs.spawn("producer", || {
             let mut tx =
                 spsc::Producer::create(&name, &opts(4096).wait(wait)).map_err(|e| e.to_string())?;
             created.open();
@@ -250,7 +300,6 @@ fn blocked_sender_is_released_when_consumer_exits() {
             while tx.try_send(&[7; 100]).is_ok() {
                 sent += 1;
             }
-            full.open();
             let t0 = Instant::now();
             match tx.send(&[7; 100]) {
                 Err(SendError::Disconnected) => {}
@@ -265,11 +314,13 @@ fn blocked_sender_is_released_when_consumer_exits() {
             created.expect(GATE, "ring created")?;
             let rx = spsc::Consumer::open(&name).map_err(|e| e.to_string())?;
             attached.open();
-            full.expect(GATE, "ring full")?;
-            std::thread::sleep(Duration::from_millis(200));
+            parked.expect(GATE, "producer parked")?;
             drop(rx);
             Ok(String::new())
         });
+        assert!(attached.wait(GATE), "{test}: consumer not attached");
+        wait_until_parked(&name, procs.pid(producer), |r| r.space_ready);
+        parked.open();
         let reports = procs.wait_all_ok();
         println!("{}", reports[0]);
     }
@@ -514,7 +565,7 @@ mod every_backing {
 mod spsc_threads {
     //! Over the private heap backing, two threads: small enough for Miri.
 
-    use shmlane::{spsc, RingOptions, TrySendError};
+    use shmlane::{spsc, RingOptions, SendTimeoutError, TrySendError};
     use std::time::Duration;
 
     /// Options for a ring of `capacity` bytes. Under Miri: symmetric fences (Miri has no
@@ -529,7 +580,12 @@ mod spsc_threads {
         drop(rx);
         assert_eq!(tx.try_send(b"x"), Err(TrySendError::Disconnected));
         assert_eq!(tx.send(b"x"), Err(shmlane::SendError::Disconnected));
-        assert!(tx.send_timeout(b"x", Duration::from_millis(1)).is_err());
+        // `Disconnected`, not `Timeout`: a gone consumer is said at once, whatever the
+        // deadline.
+        assert_eq!(
+            tx.send_timeout(b"x", Duration::from_millis(1)),
+            Err(SendTimeoutError::Disconnected)
+        );
     }
 }
 

@@ -253,10 +253,17 @@ fn one_mapping_heap_ring() {
 }
 
 /// MPMC over one heap mapping: 2 producer and 2 consumer threads, messages of the
-/// same sizes (fragments included), each carrying its producer and sequence number;
-/// every message arrives once, intact, in its producer's order at each consumer.
+/// same sizes (fragments included), each carrying its producer and sequence number and
+/// a checksum of its body keyed by its length (`shmlane_support::payload`); every
+/// message arrives once, at the length its producer and sequence number give, intact,
+/// in its producer's order at each consumer.
 #[test]
 fn mpmc_two_by_two_heap_ring() {
+    use shmlane_support::payload::{check_message, fill_message};
+    // A message's key: its producer in the high half, its sequence number in the low.
+    let key = |id: u64, seq: u64| id << 32 | seq;
+    // Its length: at least the 16 bytes of key and checksum, so both are whole.
+    let mpmc_len = |id: u64, seq: u64| message_len(id, seq).max(16);
     let total = total_messages(200_000);
     let opts = RingOptions::new(CAPACITY)
         .cell_size(32)
@@ -273,10 +280,8 @@ fn mpmc_two_by_two_heap_ring() {
             thread::spawn(move || {
                 let mut msg = Vec::new();
                 for seq in 0..per {
-                    let len = message_len(id as u64, seq).max(16);
-                    fill(&mut msg, id as u64, seq, len);
-                    msg[..8].copy_from_slice(&(id as u64).to_le_bytes());
-                    msg[8..16].copy_from_slice(&seq.to_le_bytes());
+                    msg.resize(mpmc_len(id as u64, seq), 0);
+                    fill_message(&mut msg, key(id as u64, seq));
                     tx.send(&msg).expect("send");
                 }
             })
@@ -286,21 +291,26 @@ fn mpmc_two_by_two_heap_ring() {
         .into_iter()
         .map(|mut rx| {
             thread::spawn(move || {
-                let (mut buf, mut want) = (Vec::new(), Vec::new());
+                let mut buf = Vec::new();
                 let mut next = [0u64; 2];
                 let mut got = Vec::new();
                 loop {
                     match rx.recv_timeout(&mut buf, PATIENCE) {
                         Ok(len) => {
-                            let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
-                            let seq = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+                            assert_eq!(len, buf.len(), "recv's length and the buffer's");
+                            assert!(len >= 16, "a message of {len} bytes: none is under 16");
+                            let k = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                            let (id, seq) = (k >> 32, k & 0xffff_ffff);
                             assert!(
-                                id < 2 && seq >= next[id as usize],
+                                id < 2 && seq < per && seq >= next[id as usize],
                                 "{id}/{seq} out of order"
                             );
                             next[id as usize] = seq + 1;
-                            fill(&mut want, id, seq, len);
-                            assert_eq!(&buf[16..], &want[16..], "message {id}/{seq}");
+                            // The length its key gives, and the checksum (keyed by that
+                            // length) of its body: a message cut short or padded fails.
+                            if let Err(e) = check_message(&buf, k, mpmc_len(id, seq)) {
+                                panic!("message {id}/{seq}: {e}");
+                            }
                             got.push((id, seq));
                         }
                         Err(RecvTimeoutError::Disconnected) => return got,

@@ -297,7 +297,9 @@ mod partial_messages {
         check_message, fill_message, message_len, seg_name, Gate, Procs, Rng, SegGuard,
     };
     use shmlane::{spsc, RecvError, RecvTimeoutError, RingOptions, TryRecvError};
+    use shmlane_support::mem::SharedMap;
     use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     const DEADLINE: Duration = Duration::from_secs(90);
@@ -307,15 +309,28 @@ mod partial_messages {
     /// messages in pieces with pauses, and goes on with `recv_timeout`, `try_recv`,
     /// `try_recv_ref` (which must say `Fragmented` while a message is half received) or
     /// `recv_stream` (which must return the part already received first).
+    ///
+    /// A timeout counts as mid-message when the producer had published the first
+    /// fragment of the message before the call (it says so in memory the two processes
+    /// share): the call took that fragment, so it timed out holding part of the message.
+    /// At least one must happen, and after each the consumer still holds the message:
+    /// `try_recv_ref` says `Fragmented` (never `Empty`), and the message arrives whole.
     #[cfg_attr(miri, ignore = "forks processes: Miri has no fork")]
     #[test]
     fn timeouts_mid_message_keep_the_partial_message() {
         const N: u64 = 20_000;
         const CAP: usize = 4096;
+        // The largest payload of one record: longer messages travel in fragments.
+        const MAX_WHOLE: usize = CAP / 2 - 8;
         let test = "rt-partial";
         let seed = 0x9a27;
         let name = seg_name(test);
         let _seg = SegGuard::new(&name);
+        let shared = SharedMap::new(8).unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: the mapping is page aligned, at least 8 bytes long and zero-filled (a
+        // valid AtomicU64), lives until the end of the test (after both children have
+        // been waited for), and is only ever accessed through this atomic.
+        let begun = unsafe { AtomicU64::from_ptr(shared.ptr().cast::<u64>()) };
         let created = Gate::new();
         let mut procs = Procs::new(test, DEADLINE);
         procs.spawn("producer", || {
@@ -336,6 +351,11 @@ mod partial_messages {
                     let k = pauses.range(1, 3000).min(len - at);
                     w.write_all(&buf[at..at + k])
                         .map_err(|e| format!("write {seq}: {e}"))?;
+                    if len > MAX_WHOLE && at < MAX_WHOLE && at + k >= MAX_WHOLE {
+                        // The first fragment holds less than a record's payload: it
+                        // has been published (message `seq` has begun).
+                        begun.store(seq + 1, Ordering::Release);
+                    }
                     at += k;
                     if pauses.below(4) == 0 {
                         std::thread::sleep(Duration::from_micros(pauses.below(100)));
@@ -352,11 +372,17 @@ mod partial_messages {
             let mut choice = Rng::new(seed ^ 2);
             let mut buf = Vec::new();
             let mut counts = [0u64; 5]; // timeouts, try_recv, try_recv_ref, recv_stream, fragmented
+                                        // Timeouts mid-message, and `try_recv_ref` calls after one.
+            let (mut mid, mut refused_after_mid) = (0u64, 0u64);
             for seq in 0..N {
                 let len = message_len(&mut sizes, CAP);
                 let err = |e: &dyn std::fmt::Debug| format!("message {seq} ({len} bytes): {e:?}");
+                // Whether a receive has timed out holding part of this message.
+                let mut holding = false;
                 loop {
                     let timeout = Duration::from_micros(choice.below(30));
+                    // Acquire: pairs with the producer's Release store after its write.
+                    let had_begun = len > MAX_WHOLE && begun.load(Ordering::Acquire) > seq;
                     match rx.recv_timeout(&mut buf, timeout) {
                         Ok(n) => {
                             if n != buf.len() {
@@ -365,7 +391,13 @@ mod partial_messages {
                             check_message(&buf, seq, len)?;
                             break;
                         }
-                        Err(RecvTimeoutError::Timeout) => counts[0] += 1,
+                        Err(RecvTimeoutError::Timeout) => {
+                            counts[0] += 1;
+                            if had_begun {
+                                mid += 1;
+                                holding = true;
+                            }
+                        }
                         Err(e) => return Err(err(&e)),
                     }
                     match choice.below(8) {
@@ -379,7 +411,21 @@ mod partial_messages {
                             Err(e) => return Err(err(&e)),
                         },
                         1 => {
-                            let done = match rx.try_recv_ref() {
+                            let got = rx.try_recv_ref();
+                            if holding {
+                                // The part kept is the consumer's: the message is not
+                                // one slice, whatever the ring holds now.
+                                if got.as_ref().err()
+                                    != Some(&TryRecvError::Fragmented { len: len as u64 })
+                                {
+                                    return Err(err(&format!(
+                                        "after a timeout mid-message, try_recv_ref gave {:?}",
+                                        got.map(|g| g.len())
+                                    )));
+                                }
+                                refused_after_mid += 1;
+                            }
+                            let done = match got {
                                 Ok(grant) => {
                                     check_message(&grant, seq, len)?;
                                     counts[2] += 1;
@@ -419,11 +465,19 @@ mod partial_messages {
                 Err(RecvError::Disconnected) => {}
                 other => return Err(format!("after the last message: {other:?}")),
             }
-            Ok(format!(
-            "{N} messages; {} timeouts; finished by try_recv {}, try_recv_ref {}, recv_stream {}; \
-             Fragmented {} times",
-            counts[0], counts[1], counts[2], counts[3], counts[4]
-        ))
+            let report = format!(
+                "{N} messages; {} timeouts, {mid} of them mid-message (then try_recv_ref \
+                 {refused_after_mid} times); finished by try_recv {}, try_recv_ref {}, \
+                 recv_stream {}; Fragmented {} times",
+                counts[0], counts[1], counts[2], counts[3], counts[4]
+            );
+            // What the test is about must have happened: receives timed out holding part
+            // of a message, and the part kept was seen held (each message then arrived
+            // whole: checked above).
+            if mid == 0 || refused_after_mid == 0 || counts[4] == 0 {
+                return Err(format!("no timeout mid-message was tested: {report}"));
+            }
+            Ok(report)
         });
         let reports = procs.wait_all_ok();
         println!("{test}: consumer: {}", reports[1]);
@@ -527,26 +581,57 @@ mod spsc_threads {
         drop(t.join().unwrap());
     }
 
+    /// `recv_timeout` that finds the first fragment of a message and times out before
+    /// the rest keeps the fragment: it has taken it out of the ring (the producer gets
+    /// the room back), still holds it (`try_recv_ref` says `Fragmented`), and the next
+    /// receive returns the whole message.
     #[test]
     fn recv_timeout_keeps_a_partial_message() {
+        use std::sync::mpsc::channel;
+        // How long a step of the other thread may take (Miri is slow; a loaded host too).
+        const STEP: Duration = Duration::from_secs(if cfg!(miri) { 120 } else { 10 });
         let (mut tx, mut rx) = spsc::channel(&opts(1024)).unwrap();
-        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (published_tx, published) = channel::<()>();
+        let (taken_tx, taken) = channel::<()>();
+        let (go_tx, go_rx) = channel::<()>();
         let t = thread::spawn(move || {
             use std::io::Write as _;
             let msg = message(5, 2000);
             let mut w = tx.stream(2000).unwrap();
-            // The first fragment (496 bytes in a 1 KiB ring) is published; the rest waits.
-            w.write_all(&msg[..600]).unwrap();
+            // In a 1 KiB ring a fragment is one 512-byte record, 496 bytes of content
+            // after the message's length: these fill the first, which is published.
+            w.write_all(&msg[..496]).unwrap();
+            published_tx.send(()).unwrap();
+            // The second fragment's record does not fit beside the first (512 + 512
+            // bytes and the 8-byte word after them): this write returns only once the
+            // consumer has taken the first out of the ring.
+            w.write_all(&msg[496..600]).unwrap();
+            taken_tx.send(()).unwrap();
             go_rx.recv().unwrap();
             w.write_all(&msg[600..]).unwrap();
             w.finish().unwrap();
             tx
         });
+        published
+            .recv_timeout(STEP)
+            .expect("the first fragment was not published");
         let mut buf = Vec::new();
-        // Only the first fragment is out: not a whole message yet.
+        // The first fragment is in the ring, the rest is not: not a whole message yet.
         assert_eq!(
             rx.recv_timeout(&mut buf, Duration::from_millis(20)),
             Err(shmlane::RecvTimeoutError::Timeout)
+        );
+        // The timed-out receive took the fragment out of the ring...
+        assert_eq!(
+            taken.recv_timeout(STEP),
+            Ok(()),
+            "recv_timeout timed out without taking the published fragment from the ring"
+        );
+        // ...and kept it: the consumer holds a message in fragments, which `recv_ref`
+        // refuses without touching the ring (its next fragment is not out yet).
+        assert_eq!(
+            rx.try_recv_ref().map(|g| g.len()),
+            Err(TryRecvError::Fragmented { len: 2000 })
         );
         assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
         go_tx.send(()).unwrap();
