@@ -317,6 +317,9 @@ fn rm_stale_skips_what_it_cannot_remove_and_sweeps_the_rest() {
     std::os::unix::fs::chown(stale.path(), Some(NOBODY), Some(NOBODY)).expect("chown");
 
     use std::os::unix::process::CommandExt;
+    // The sweep is host-wide (that is what it tests), but it runs as nobody: /dev/shm is
+    // sticky, so it can remove only nobody's files, never the rings other tests (root)
+    // are making; those it reports as skipped like the planted file.
     let mut cmd = shmlane(&["rm", "--stale"]);
     cmd.uid(NOBODY).gid(NOBODY).current_dir("/");
     let done = Proc::spawn(cmd).wait(DEADLINE);
