@@ -312,7 +312,7 @@ const MESSAGES: u64 = 400;
 /// One message at a time to four parked consumers: **a message wakes one consumer,
 /// not every one**. A consumer that is woken and finds nothing sleeps again, so
 /// waking all four for each message costs about four sleeps per message, and waking
-/// one about one (the README: 405 sleeps, against 1,592). Asserted: at most 1.5
+/// one about one (the README: 404 sleeps, against 1,603). Asserted: at most 1.5
 /// sleeps per message (1.01 on an idle host, 1.29 measured with three CPU hogs on two
 /// cores: a consumer still awake from the last message may take the next, and the one
 /// woken for it sleeps again), and the same workload run waking all
