@@ -30,9 +30,10 @@
 //!   it take waiters (one CAS), move the wake sequence on, and make the futex-wake
 //!   system call: `notify_one` turns one waiter into a token and wakes one sleeper,
 //!   `notify_all` moves to the next epoch with both counts at 0 and wakes every
-//!   sleeper. So no system call while nobody sleeps, and at most one per sleep: the
-//!   notifiers that follow find the waiters they would wake already taken, however
-//!   long the woken take to run.
+//!   sleeper. So no system call while nobody sleeps, and at most one per
+//!   registration (a parked wait registers before each sleep, and again before its
+//!   first look after waking): the notifiers that follow find the waiters they would
+//!   wake already taken, however long the woken take to run.
 //!
 //! Which to use: one published message needs one consumer, so an MPMC producer wakes
 //! one (`EventCount::notify_one`), and a consumer that takes a message while the
@@ -186,6 +187,17 @@ pub(crate) struct WaitKey {
     sequence: u32,
 }
 
+/// How a [`EventCount::sleep`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slept {
+    /// It did not sleep: a notifier had taken a waiter since the registration.
+    NotAtAll,
+    /// It slept and was woken (or the wake sequence had moved, or a signal).
+    Woken,
+    /// It slept until its timeout.
+    RanOut,
+}
+
 /// How many waiters a notifier takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Take {
@@ -270,6 +282,13 @@ impl<'a> EventCount<'a> {
     #[cold]
     #[inline(never)]
     fn take(&self, how: Take) -> bool {
+        // The tests' comparison switch (`wake_all_on_every_notify`), read only here:
+        // only when someone sleeps.
+        let how = if how == Take::One && crate::sync::read_flag(&WAKE_ALL) == 1 {
+            Take::All
+        } else {
+            how
+        };
         let mut s = self.word.state.load(Ordering::Relaxed);
         let (taken, tokens) = loop {
             let waiters = waiters_of(s);
@@ -326,6 +345,7 @@ impl<'a> EventCount<'a> {
         // The RMW returns the epoch we registered in, atomically with the registration.
         // (A scribbled count at its maximum carries into the tokens: a spurious token.)
         let v = self.word.state.fetch_add(1, Ordering::SeqCst);
+        crate::sync::count(&REGISTRATIONS);
         if self.asymmetric {
             // A full barrier on every CPU that runs a registered process: a notifier
             // either published before it (we see its store below) or loads the waiter
@@ -352,15 +372,51 @@ impl<'a> EventCount<'a> {
     /// Sleeps until a notifier takes a waiter (it moves the wake sequence past `key`'s)
     /// or `timeout` passes (or a spurious wake-up), then leaves. Does not sleep if a
     /// notifier took one since `prepare_wait`.
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn wait(&self, key: WaitKey, timeout: Duration) {
+        let _ = self.sleep(key, timeout);
+        self.leave_woken(key);
+    }
+
+    /// The first half of [`wait`](Self::wait): sleeps as it does, but stays
+    /// registered; the caller then leaves with [`leave_woken`](Self::leave_woken).
+    /// Between the two it may look at the ring again, and ask
+    /// [`taken_since`](Self::taken_since).
+    pub(crate) fn sleep(&self, key: WaitKey, timeout: Duration) -> Slept {
         let s = self.word.state.load(Ordering::Acquire);
-        if epoch_of(s) == key.epoch && tokens_of(s) == 0 {
-            match self.sem {
-                Some(sem) => semaphore::wait(sem, timeout),
-                None => futex::wait(self.word, key.sequence, timeout),
-            }
+        if epoch_of(s) != key.epoch || tokens_of(s) != 0 {
+            return Slept::NotAtAll;
         }
+        count_in_thread(|c| &c.park_slices);
+        let ran_out = match self.sem {
+            Some(sem) => semaphore::wait(sem, timeout),
+            None => futex::wait(self.word, key.sequence, timeout),
+        };
+        if ran_out {
+            Slept::RanOut
+        } else {
+            Slept::Woken
+        }
+    }
+
+    /// The second half of [`wait`](Self::wait): leaves as a waiter that may have
+    /// been woken.
+    pub(crate) fn leave_woken(&self, key: WaitKey) {
         self.leave(key, true);
+    }
+
+    /// Whether a notifier has taken a waiter of this event count since `key`
+    /// registered, for a caller between [`sleep`](Self::sleep) and
+    /// [`leave_woken`](Self::leave_woken) whose sleep ran out: the epoch moved
+    /// (`notify_all`), a token is out, or the wake sequence moved. (A sleep that ran
+    /// out began with the epoch unmoved and no token out, and every notifier that
+    /// takes a waiter moves the wake sequence after its compare-exchange: the state
+    /// is read first, so a notifier between the two is seen by one or the other.)
+    pub(crate) fn taken_since(&self, key: WaitKey) -> bool {
+        let s = self.word.state.load(Ordering::Acquire);
+        epoch_of(s) != key.epoch
+            || tokens_of(s) != 0
+            || self.word.futex.load(Ordering::Acquire) != key.sequence
     }
 
     /// Leaves the event count, with one RMW: nothing if a `notify_all` took every
@@ -516,14 +572,15 @@ pub(crate) mod semaphore {
         })
     }
 
-    /// Takes a token, waiting at most `timeout` for one.
-    pub(super) fn wait(sem: &SemSlot, timeout: Duration) {
+    /// Takes a token, waiting at most `timeout` for one. Returns whether the wait ran
+    /// out its timeout.
+    pub(super) fn wait(sem: &SemSlot, timeout: Duration) -> bool {
         #[cfg(not(loom))]
         {
             if !intact(sem) {
                 // See `post`: sleep the slice instead.
                 std::thread::sleep(timeout.min(PARK_SLICE));
-                return;
+                return false;
             }
             crate::sync::count(&futex::WAIT_CALLS);
             let clockwait = sem_clockwait();
@@ -557,17 +614,22 @@ pub(crate) mod semaphore {
             };
             if r != 0 {
                 let errno = std::io::Error::last_os_error().raw_os_error();
-                if errno == Some(libc::ETIMEDOUT) {
-                    crate::sync::count(&futex::WAIT_TIMEOUTS);
-                }
                 debug_assert!(
                     matches!(errno, Some(libc::ETIMEDOUT | libc::EINTR)),
                     "unexpected sem_clockwait/sem_timedwait error {errno:?}"
                 );
+                if errno == Some(libc::ETIMEDOUT) {
+                    crate::sync::count(&futex::WAIT_TIMEOUTS);
+                    return true;
+                }
             }
+            false
         }
         #[cfg(loom)]
-        let _ = (sem, timeout);
+        {
+            let _ = (sem, timeout);
+            false
+        }
     }
 }
 
@@ -700,7 +762,8 @@ mod futex {
     /// Sleeps while the wake sequence of `word` reads `sequence` (the value we read
     /// after registering: a notifier that takes a waiter moves it on before it wakes),
     /// for at most `timeout`.
-    pub(super) fn wait(word: &EventWord, sequence: u32, timeout: Duration) {
+    /// Returns whether the wait ran out its timeout.
+    pub(super) fn wait(word: &EventWord, sequence: u32, timeout: Duration) -> bool {
         count(&WAIT_CALLS);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -723,14 +786,16 @@ mod futex {
         if r != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error();
             // EAGAIN: the sequence had already moved; ETIMEDOUT: slice over; EINTR: signal.
-            if errno == Some(libc::ETIMEDOUT) {
-                count(&WAIT_TIMEOUTS);
-            }
             debug_assert!(
                 matches!(errno, Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)),
                 "unexpected FUTEX_WAIT error {errno:?}"
             );
+            if errno == Some(libc::ETIMEDOUT) {
+                count(&WAIT_TIMEOUTS);
+                return true;
+            }
         }
+        false
     }
 }
 
@@ -755,11 +820,12 @@ mod futex {
         }
     }
 
-    pub(super) fn wait(word: &EventWord, sequence: u32, _timeout: Duration) {
+    pub(super) fn wait(word: &EventWord, sequence: u32, _timeout: Duration) -> bool {
         let mut guard = word.sleepers.lock().unwrap();
         while word.futex.load(Ordering::Acquire) == sequence {
             guard = word.woken.wait(guard).unwrap();
         }
+        false
     }
 }
 
@@ -805,11 +871,113 @@ impl Spinner {
 }
 
 /// How many of this process's futex waits ended because their time slice ran out
-/// rather than by a wake-up. While both peers are alive and busy this stays 0: a
-/// wait that times out with work pending would be a lost wake-up.
+/// rather than by a wake-up. A wait that times out with work pending would be a lost
+/// wake-up; but so does a peer that is simply not running for a slice (a loaded
+/// host): [`lost_wake_ups`] tells the two apart.
 #[cfg(not(loom))]
 pub fn futex_timeouts() -> u64 {
     crate::sync::read_count(&futex::WAIT_TIMEOUTS)
+}
+
+/// How many of this process's park slices ran out while what the waiter waited for
+/// was already there and no notifier had taken a waiter since it registered: lost
+/// wake-ups, told from a peer that was merely descheduled. After a slice runs out the
+/// waiter looks at the ring again while still registered, then at the event count
+/// ([`EventCount::taken_since`]). A peer that was not running has published nothing
+/// (the look finds nothing: not counted), or published and took a waiter as it
+/// should (the count moved: not counted). What is counted is a publication that its
+/// notifier saw no registered waiter for, although the waiter was registered before
+/// it re-checked the ring and stayed registered since: the event count's guarantee
+/// broken. The one innocent case: a notifier stopped (preempted) in the few
+/// instructions between its publishing store and its look for waiters, exactly when
+/// the slice ran out. Counted only on the sleeping path: nothing per message.
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub fn lost_wake_ups() -> u64 {
+    crate::sync::read_count(&LOST_WAKE_UPS)
+}
+
+/// How many times this process has registered as a waiter on an event count (once
+/// before each sleep, and before a last look that may find the wait over). A notifier
+/// makes a wake-up call only when it takes a registered waiter off the count, and
+/// each registration is taken at most once: so all the wake-up calls of the processes
+/// of a ring stay within their registrations, however many messages they send. Counted
+/// on the waiting path only.
+#[doc(hidden)]
+pub fn waiter_registrations() -> u64 {
+    crate::sync::read_count(&REGISTRATIONS)
+}
+
+/// See [`waiter_registrations`].
+static REGISTRATIONS: crate::sync::ProcessCounter = crate::sync::ProcessCounter::new(0);
+
+/// See [`lost_wake_ups`].
+static LOST_WAKE_UPS: crate::sync::ProcessCounter = crate::sync::ProcessCounter::new(0);
+
+/// Set by [`wake_all_on_every_notify`]: 1 = on.
+static WAKE_ALL: crate::sync::ProcessFlag = crate::sync::ProcessFlag::new(0);
+
+/// For the tests' comparison only: while `on`, every notifier of this process that
+/// would wake one sleeper wakes every sleeper instead (as if each message were
+/// published with `notify_all`), so that a test can measure what waking one saves.
+/// Read only when a notifier has found a sleeper to wake, never per message.
+#[doc(hidden)]
+pub fn wake_all_on_every_notify(on: bool) {
+    crate::sync::set_flag(&WAKE_ALL, u8::from(on));
+}
+
+/// What the waits of one thread did, counted on the waiting path only (never per
+/// message): for tests that prove the waiting promises by counts rather than by wall
+/// time (see [`with_wait_counters`]).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct WaitCounters {
+    liveness_checks: crate::sync::ProcessCounter,
+    park_slices: crate::sync::ProcessCounter,
+    slices_ran_out: crate::sync::ProcessCounter,
+}
+
+impl WaitCounters {
+    const fn new() -> Self {
+        WaitCounters {
+            liveness_checks: crate::sync::ProcessCounter::new(0),
+            park_slices: crate::sync::ProcessCounter::new(0),
+            slices_ran_out: crate::sync::ProcessCounter::new(0),
+        }
+    }
+
+    /// Looks at the peers' liveness ([`Look::Thorough`] polls) made by waits, each
+    /// counted as it starts.
+    pub fn liveness_checks(&self) -> u64 {
+        crate::sync::read_count(&self.liveness_checks)
+    }
+
+    /// Sleeps on an event count (futex or semaphore waits), each counted as it starts.
+    pub fn park_slices(&self) -> u64 {
+        crate::sync::read_count(&self.park_slices)
+    }
+
+    /// Sleeps that ran out their time (a [`PARK_SLICE`], or less before a deadline).
+    pub fn slices_ran_out(&self) -> u64 {
+        crate::sync::read_count(&self.slices_ran_out)
+    }
+}
+
+thread_local! {
+    static THREAD_COUNTERS: WaitCounters = const { WaitCounters::new() };
+}
+
+/// Calls `f` with the calling thread's [`WaitCounters`]; `f` may hand them to other
+/// threads (scoped) to read while this one waits.
+#[doc(hidden)]
+pub fn with_wait_counters<R>(f: impl FnOnce(&WaitCounters) -> R) -> R {
+    THREAD_COUNTERS.with(f)
+}
+
+/// Counts one event in this thread's [`WaitCounters`] (nothing while the thread
+/// is being torn down).
+fn count_in_thread(field: fn(&WaitCounters) -> &crate::sync::ProcessCounter) {
+    let _ = THREAD_COUNTERS.try_with(|c| crate::sync::count(field(c)));
 }
 
 /// Polls of a spinning wait made before the first look at the clock: the spin loop
@@ -886,6 +1054,13 @@ fn block_on_slow<T, E>(
     polls: u32,
     mut poll: impl FnMut(bool) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
+    // Every look at the peers' liveness is counted, for the tests (`WaitCounters`).
+    let mut poll = |thorough: bool| {
+        if thorough {
+            count_in_thread(|c| &c.liveness_checks);
+        }
+        poll(thorough)
+    };
     // The clock is read lazily (~20 ns a read): a wait that ends within the first
     // polls, as every wait of a round trip does, never reads it.
     let mut started: Option<Instant> = None;
@@ -958,6 +1133,11 @@ fn block_on_slow<T, E>(
             }
         }
         let t = now();
+        // Starts the liveness period here for a wait that parks at once (`Wait::Park`,
+        // or a wait for a stream slot), so that its first slice also ends with a check
+        // (else the first check would come a slice late). Due before sleeping only in
+        // rare cases (a slice that ended early): the next poll is then thorough.
+        check_due(t, &mut thorough);
         let slice = match deadline {
             Some(d) => {
                 if t >= d {
@@ -968,8 +1148,26 @@ fn block_on_slow<T, E>(
             }
             None => PARK_SLICE,
         };
-        ec.wait(key, slice);
+        let slept = ec.sleep(key, slice);
         check_due(now(), &mut thorough);
+        if slept == Slept::RanOut {
+            count_in_thread(|c| &c.slices_ran_out);
+            // Look again while still registered, then at the event count: what we
+            // waited for there already, with no waiter taken since we registered, is
+            // a lost wake-up (see `lost_wake_ups`). At most once per park slice.
+            match poll(std::mem::take(&mut thorough)) {
+                Ok(None) => {}
+                other => {
+                    #[cfg(not(loom))]
+                    if matches!(other, Ok(Some(_))) && !ec.taken_since(key) {
+                        crate::sync::count(&LOST_WAKE_UPS);
+                    }
+                    ec.leave_woken(key);
+                    return other;
+                }
+            }
+        }
+        ec.leave_woken(key);
     }
 }
 
