@@ -83,7 +83,8 @@
 //! cells, and a consumer may receive a message with bytes of another in it); a `tail`
 //! moved forward over free cells leaves a gap that consumers wait at until their
 //! timeout, or without one until every producer has gone; a `head` moved forward
-//! skips the messages in between. The [`mpmc`] module docs give the detail.
+//! skips the messages in between, and producers then wait for room when they come
+//! round to their cells. The [`mpmc`] module docs give the detail.
 //!
 //! **Who can be a peer.** Segments are created mode 0600, or 0660 with
 //! [`RingOptions::group_access`]; the mode is set explicitly, whatever the umask. An
