@@ -20,8 +20,11 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANE\0");
 /// sequence instead of the epoch; 4: an endpoint slot's word says how its holder's
 /// life is told and counts its holders, the slot records the holder's pid namespace,
 /// and a proven-dead endpoint waiting for its recovery has a state of its own; the
-/// record tag mixes in position bits 27.. so that no earlier lap's header passes it).
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+/// record tag mixes in position bits 27.. so that no earlier lap's header passes it;
+/// 5: an MPMC record's inner cells are stamped `position | INNER` when it is
+/// published, instead of keeping the stamp "free for this position", which a version
+/// 4 endpoint would take for corruption).
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 /// Size of the header; the data region starts here (page aligned).
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// Byte ring with one producer and one consumer.

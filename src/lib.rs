@@ -76,6 +76,17 @@
 //! write into the segment makes our calls return an error, never panic, read out of
 //! bounds or hang without a timeout. Payload bytes are the peer's business.
 //!
+//! An impossible value is an error ([`Corruption`]); a value a correct ring holds at
+//! some moment, written where it is wrong, cannot be told from a right one. In an
+//! MPMC ring: a `tail` moved back into a record that is published, or taken and not
+//! released, is caught (each cell of such a record is stamped for it); a `tail`
+//! moved back into a record still being written is not (two producers write the same
+//! cells, and a consumer may receive a message with bytes of another in it); a `tail`
+//! moved forward over free cells leaves a gap that consumers wait at until their
+//! timeout, or without one until every producer has gone; a `head` moved forward
+//! skips the messages in between, and producers then wait for room when they come
+//! round to their cells. The [`mpmc`] module docs give the detail.
+//!
 //! **Who can be a peer.** Segments are created mode 0600, or 0660 with
 //! [`RingOptions::group_access`]; the mode is set explicitly, whatever the umask. An
 //! endpoint opens only a segment owned by its own effective user (root included) whose
