@@ -191,41 +191,38 @@ fn two_producers_two_consumers() {
 /// that send one message each. Each message wakes one consumer; the one woken by the
 /// second producer's message may find the head still being written by the first,
 /// and sleep again. The consumer that then takes the head must wake it for the
-/// message behind (`View::wake_next_consumer`): without that, this model deadlocks.
-/// The producers stay attached until both consumers are done, since a producer's
-/// leaving wakes every consumer and would hide a lost wake-up.
-///
-/// The slow producer is the main thread: it claims the head cell (`reserve`) before
-/// the other threads start, and publishes it (`commit`) while they run, so that the
-/// model explores every order of that publish against the other producer's message
-/// and the consumers' parks and wakes, without exploring the claims' race on `tail`
-/// (which `two_producers_two_consumers` covers). Its deadlock, without the wake of the
-/// next consumer, takes one preemption (the main thread's, before its commit).
-/// (Before issue 18 both producers were spawned threads that claimed too: about 8
-/// minutes at a bound of 2 on two cores.) Two cells of 32 bytes, messages of one
-/// payload word.
+/// message behind (`View::wake_next_consumer`): without that, this model deadlocks
+/// (found at a preemption bound of 2, in about a minute). The producers stay attached
+/// until both consumers are done, since a producer's leaving wakes every consumer and
+/// would hide a lost wake-up. (Variants whose slow producer holds a grant on the head
+/// cell, claimed before the other threads start, do not reach the deadlock: tried
+/// again for issue 18, with the main thread as that producer and four threads, the
+/// model passed without `wake_next_consumer`.) Two cells of 32 bytes and messages of
+/// one payload word: the smallest ring and messages that hold the scenario (before
+/// issue 18, 4 cells and two-word messages: 450-630 s at a bound of 2 in CI).
 #[test]
 fn wake_one_per_message_reaches_both_consumers() {
     const LENS: [&[usize]; 2] = [&[8], &[6]];
     model(|| {
-        let (mut tx0, rx0) = ring_with(&RingOptions::new(64).cell_size(32));
+        let (tx0, rx0) = ring_with(&RingOptions::new(64).cell_size(32));
         let tx1 = tx0.try_clone().unwrap();
         let rx1 = rx0.try_clone().unwrap();
-        // Producer 0's claim of the head cell (position 0), before anyone runs.
-        let mut head = tx0.reserve(LENS[0][0]).unwrap();
-        let p1 = thread::spawn(move || {
-            let mut tx = tx1;
-            tx.send(&message(1, 0, LENS[1][0])).unwrap();
-            tx // dropped only after the consumers are done
+        let producer = |id: u8, mut tx: mpmc::Producer| {
+            move || {
+                tx.send(&message(id, 0, LENS[id as usize][0])).unwrap();
+                tx // dropped only after the consumers are done
+            }
+        };
+        let p0 = thread::spawn(producer(0, tx0));
+        let p1 = thread::spawn(producer(1, tx1));
+        let c1 = thread::spawn(move || {
+            let mut rx = rx1;
+            take(&mut rx, 1, &LENS)
         });
-        let consumer = |mut rx: mpmc::Consumer| move || take(&mut rx, 1, &LENS);
-        let c0 = thread::spawn(consumer(rx0));
-        let c1 = thread::spawn(consumer(rx1));
-        head.copy_from_slice(&message(0, 0, LENS[0][0]));
-        head.commit();
-        let got0 = c0.join().unwrap();
+        let mut rx0 = rx0;
+        let got0 = take(&mut rx0, 1, &LENS);
         let got1 = c1.join().unwrap();
-        let held = (tx0, p1.join().unwrap());
+        let held = (p0.join().unwrap(), p1.join().unwrap());
         check_delivery(&[got0, got1], &LENS);
         drop(held);
     });
