@@ -272,9 +272,15 @@ pub mod loom_internals {
     pub struct WaitKey(crate::wait::WaitKey);
 
     impl<'a> EventCount<'a> {
-        /// Wraps `word`.
+        /// Wraps `word`, with symmetric fences (a SeqCst fence on both sides).
         pub fn new(word: &'a EventWord) -> Self {
             EventCount(crate::wait::EventCount::new(&word.0, false, None))
+        }
+        /// Wraps `word`, with asymmetric fences (the default protocol: the notifier's
+        /// light barrier, the waiter's membarrier; see `wait::membarrier::light_barrier`
+        /// for how loom stands for them).
+        pub fn asymmetric(word: &'a EventWord) -> Self {
+            EventCount(crate::wait::EventCount::new(&word.0, true, None))
         }
         /// See `wait::EventCount::notify_all`.
         pub fn notify_all(&self) -> bool {
@@ -295,6 +301,73 @@ pub mod loom_internals {
         /// Sleeps until notified (under loom, until the wake sequence moves).
         pub fn wait(&self, key: WaitKey) {
             self.0.wait(key.0, Duration::from_secs(1))
+        }
+    }
+
+    /// Waits as the rings' endpoints do (`wait::block_on`, the library's own loop:
+    /// spin, yield and park phases as `strategy` says, registration, re-check, sleep,
+    /// leave) until `ready()` is true. No deadline.
+    pub fn block_until(
+        ec: &EventCount<'_>,
+        strategy: crate::Wait,
+        mut ready: impl FnMut() -> bool,
+    ) {
+        // The caller's first full poll, as every endpoint makes before `block_on`.
+        if ready() {
+            return;
+        }
+        let mut spinner = crate::wait::Spinner::default();
+        let r: Result<Option<()>, std::convert::Infallible> =
+            crate::wait::block_on(strategy, &mut spinner, None, ec.0, |_look| {
+                Ok(ready().then_some(()))
+            });
+        assert!(
+            matches!(r, Ok(Some(()))),
+            "a wait without deadline ended empty"
+        );
+    }
+
+    /// An SPSC ring whose endpoint a model killed (`spsc_die_*`): what a survivor needs
+    /// to recover the dead endpoint's slot and attach a new endpoint in its place.
+    #[derive(Debug, Clone)]
+    pub struct SpscRing(crate::spsc::LoomRing);
+
+    /// Ends `p` as a killed process would: no `Drop` code (no ABORT for an open
+    /// message, no detach, no wake-up), its slot still attached.
+    pub fn spsc_die_producer(p: crate::spsc::Producer) -> SpscRing {
+        SpscRing(p.loom_die())
+    }
+
+    /// Ends `c` as a killed process would: no `Drop` code (`head` not published, its
+    /// read-to note left, no detach, no wake-up), its slot still attached.
+    pub fn spsc_die_consumer(c: crate::spsc::Consumer) -> SpscRing {
+        SpscRing(c.loom_die())
+    }
+
+    impl SpscRing {
+        /// What `liveness.rs` does once it has proven the producer dead (`reap` minus the
+        /// proof: `Liveness::reap_declared_dead`): take the slot over, run the SPSC
+        /// `recover`, detach the slot. `true`: recovered now.
+        pub fn recover_producer(&self) -> bool {
+            self.0.recover(true)
+        }
+        /// As [`recover_producer`](Self::recover_producer), for the consumer's slot.
+        pub fn recover_consumer(&self) -> bool {
+            self.0.recover(false)
+        }
+        /// A new producer in the (detached) producer slot, waiting as `wait` says.
+        pub fn attach_producer(
+            &self,
+            wait: crate::Wait,
+        ) -> Result<crate::spsc::Producer, crate::Error> {
+            crate::spsc::Producer::attach(self.0.seg.clone(), self.0.params, wait)
+        }
+        /// A new consumer in the (detached) consumer slot, waiting as `wait` says.
+        pub fn attach_consumer(
+            &self,
+            wait: crate::Wait,
+        ) -> Result<crate::spsc::Consumer, crate::Error> {
+            crate::spsc::Consumer::attach(self.0.seg.clone(), self.0.params, wait)
         }
     }
 

@@ -96,6 +96,9 @@ pub(crate) struct Liveness {
     /// Our pid namespace's index in the ring's table (`Header::pid_namespaces`), as
     /// slot words name it; 0 if unknown (then we judge no pid, and no one judges ours).
     ns: u32,
+    /// Loom models only: the model killed this endpoint (see [`Liveness::kill`]).
+    #[cfg(loom)]
+    killed: std::cell::Cell<bool>,
 }
 
 /// How one endpoint holds its slot and tells the life of the others.
@@ -304,14 +307,28 @@ impl Liveness {
             held: std::cell::Cell::new(0),
             pid: std::process::id(),
             ns: ns_index(&seg.header().pid_namespaces, own_pid_ns(), true),
+            #[cfg(loom)]
+            killed: std::cell::Cell::new(false),
         }
+    }
+
+    /// Loom models only: this endpoint dies as a killed process does; from now on it
+    /// passes for a copy made by `fork` (below), so its `Drop` code writes nothing to
+    /// the segment (no detach, no cursor, no wake-up), and its slot stays attached.
+    #[cfg(loom)]
+    pub(crate) fn kill(&self) {
+        self.killed.set(true);
     }
 
     /// Whether this endpoint was copied into another process by `fork()`: the process
     /// that dropped it is not the one that made it. Such a copy must write nothing to
     /// the segment (the slot, the cursors, the notes are its parent's).
     pub(crate) fn copied_by_fork(&self) -> bool {
-        #[cfg(any(loom, miri))]
+        #[cfg(loom)]
+        {
+            self.killed.get()
+        }
+        #[cfg(all(miri, not(loom)))]
         {
             false
         }
@@ -1007,7 +1024,17 @@ mod tests {
             held: std::cell::Cell::new(0),
             pid: std::process::id(),
             ns: ns_index(&seg.header().pid_namespaces, own_pid_ns(), true),
+            #[cfg(loom)]
+            killed: std::cell::Cell::new(false),
         }
+    }
+
+    /// Loom models only: this endpoint dies as a killed process does; from now on it
+    /// passes for a copy made by `fork` (below), so its `Drop` code writes nothing to
+    /// the segment (no detach, no cursor, no wake-up), and its slot stays attached.
+    #[cfg(loom)]
+    pub(crate) fn kill(&self) {
+        self.killed.set(true);
     }
 
     /// A pid that names no process: a child that has exited and been reaped.

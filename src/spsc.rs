@@ -956,3 +956,60 @@ impl Drop for Consumer {
 /// One message read in place from an SPSC ring; see
 /// [`shmlane::ReadGrant`](crate::ReadGrant).
 pub type ReadGrant<'a> = crate::ReadGrant<'a, Consumer>;
+
+// ---------------------------------------------------------------------------------
+// Loom models only: endpoints that die, and their recovery (`loom_internals`)
+// ---------------------------------------------------------------------------------
+
+/// What a model keeps of an SPSC ring whose endpoint it killed: the segment and its
+/// parameters, to recover the dead slot and attach a new endpoint.
+#[cfg(loom)]
+#[derive(Debug, Clone)]
+pub(crate) struct LoomRing {
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) params: RingParams,
+}
+
+#[cfg(loom)]
+impl LoomRing {
+    /// `reap` of the producer's (`producer`) or the consumer's slot as if its endpoint
+    /// were proven dead: the take-over, `recover` and detach of `liveness.rs`, by a
+    /// survivor with a liveness of its own. `true`: recovered now.
+    pub(crate) fn recover(&self, producer: bool) -> bool {
+        let i = if producer {
+            PRODUCER_SLOT
+        } else {
+            CONSUMER_SLOT
+        };
+        let h = self.seg.header();
+        Liveness::for_segment(&self.seg)
+            .reap_declared_dead(i, &h.endpoints[i], &mut |i, _| recover(h, &self.params, i))
+            .expect("the SPSC recovery never fails")
+    }
+}
+
+#[cfg(loom)]
+impl RingView {
+    /// Ends this endpoint as a killed process: its `Drop`s touch nothing.
+    fn die(&self) -> LoomRing {
+        self.liveness.kill();
+        LoomRing {
+            seg: self.seg.clone(),
+            params: self.params,
+        }
+    }
+}
+
+#[cfg(loom)]
+impl Producer {
+    pub(crate) fn loom_die(self) -> LoomRing {
+        self.ring.die()
+    }
+}
+
+#[cfg(loom)]
+impl Consumer {
+    pub(crate) fn loom_die(self) -> LoomRing {
+        self.ring.die()
+    }
+}

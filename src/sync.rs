@@ -11,10 +11,6 @@ pub(crate) use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-/// Under loom rings are always symmetric, so the compiler fence is never used.
-#[cfg(loom)]
-pub(crate) fn compiler_fence(_: Ordering) {}
-
 /// A process-local statistic (futex call counts): always std's atomic, also under
 /// loom, because it is no part of any protocol between endpoints.
 pub(crate) type ProcessCounter = std::sync::atomic::AtomicU64;

@@ -242,8 +242,8 @@ impl<'a> EventCount<'a> {
         if self.asymmetric {
             // Only the compiler is kept from moving the load above our publishing store;
             // the CPU may still reorder them, and the waiter's membarrier makes up for it
-            // (see `membarrier`).
-            crate::sync::compiler_fence(Ordering::SeqCst);
+            // (see `membarrier`; under loom, see `membarrier::light_barrier`).
+            membarrier::light_barrier();
         } else {
             // SeqCst fence: orders our earlier publishing store before the load below (a
             // store-load order, which Release/Acquire cannot give). Pairs with the fence
@@ -650,10 +650,11 @@ pub(crate) mod semaphore {
 ///
 /// For it to hold, every endpoint process must be registered
 /// (`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`) before it notifies; endpoints refuse
-/// to attach to an asymmetric ring otherwise. Under loom and Miri there is no
-/// membarrier (Miri fails an unknown system call instead of returning ENOSYS) and
-/// rings are always symmetric: the loom models and Miri check the symmetric protocol,
-/// and the fork tests the asymmetric one.
+/// to attach to an asymmetric ring otherwise. Under Miri there is no membarrier (Miri
+/// fails an unknown system call instead of returning ENOSYS) and rings are always
+/// symmetric. Under loom rings follow their options, as on a kernel with membarrier
+/// (asymmetric by default), with loom's fences standing for what membarrier provides:
+/// see [`light_barrier`] for the model and what it proves.
 pub(crate) mod membarrier {
     #[cfg(not(any(loom, miri)))]
     const CMD_QUERY: libc::c_int = 0;
@@ -699,14 +700,62 @@ pub(crate) mod membarrier {
             crate::sync::set_flag(&REGISTERED, if ok { 1 } else { 2 });
             ok
         }
-        #[cfg(any(loom, miri))]
+        #[cfg(loom)]
+        {
+            // The model's process is registered: rings follow their options.
+            true
+        }
+        #[cfg(all(miri, not(loom)))]
         {
             false
         }
     }
 
+    /// The notifier's half of an asymmetric fence, between its publishing store and its
+    /// load of the waiter count: a compiler fence only (the order of the two in the
+    /// program is all a waiter's membarrier needs, see the module docs).
+    ///
+    /// # Under loom
+    ///
+    /// Loom executes each thread in program order, so a compiler fence means nothing
+    /// there, and loom cannot place a barrier in another thread's instruction stream as
+    /// `membarrier` does. The model instead puts a SeqCst fence here, standing for the
+    /// barrier that the waiter's membarrier runs on this CPU, and another SeqCst fence in
+    /// [`heavy_barrier`]. Why that is faithful: membarrier's barrier on the notifier's
+    /// CPU falls somewhere in its instruction stream, between the start and the end of
+    /// the waiter's call, so (i) before the notifier's store: then its load comes after
+    /// a barrier that follows the waiter's registration, and sees it; (ii) after its
+    /// load: then its store precedes a barrier that precedes the waiter's re-check,
+    /// which sees it; (iii) between the two, as modelled: the two SeqCst fences are in
+    /// one total order, and whichever comes first, the notifier sees the registration
+    /// or the waiter sees the store. In each case the guarantee is the disjunction
+    /// "the notifier sees the waiter, or the waiter sees the published value", and case
+    /// (iii) gives exactly that and nothing more between a notifier and a waiter. So the
+    /// models prove that the asymmetric path places its barriers where the argument
+    /// needs them (the light one between every publish and the look for waiters, the
+    /// heavy one between every registration and its re-check) and that, given
+    /// membarrier's guarantee, no wake-up is lost. They do not prove the kernel's
+    /// guarantee, nor that the compiler fence keeps the CPU's order (that is the
+    /// hardware's program order, which membarrier relies on). One over-approximation:
+    /// the model's fence also orders two notifiers against each other, which
+    /// membarrier does not; the protocol pairs a notifier only with a waiter (and with
+    /// earlier notifiers through the state word's Release/Acquire, never through a
+    /// fence), so nothing it relies on comes from that.
+    #[inline(always)]
+    pub(crate) fn light_barrier() {
+        #[cfg(not(loom))]
+        crate::sync::compiler_fence(crate::sync::Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::fence(crate::sync::Ordering::SeqCst);
+    }
+
     /// A full memory barrier on every CPU running a registered process.
     pub(crate) fn heavy_barrier() {
+        #[cfg(loom)]
+        {
+            // See `light_barrier`: this fence and the notifiers' stand for membarrier.
+            crate::sync::fence(crate::sync::Ordering::SeqCst);
+        }
         #[cfg(not(any(loom, miri)))]
         {
             let r = membarrier(CMD_GLOBAL_EXPEDITED);
@@ -720,8 +769,8 @@ pub(crate) mod membarrier {
                 );
             }
         }
-        #[cfg(any(loom, miri))]
-        unreachable!("rings are symmetric under loom and Miri");
+        #[cfg(all(miri, not(loom)))]
+        unreachable!("rings are symmetric under Miri");
     }
 }
 

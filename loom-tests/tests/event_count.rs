@@ -7,45 +7,65 @@
 //! true, and nobody left to wake it) is then a thread blocked for ever: loom reports
 //! the deadlock. So every model here passing means that, in every interleaving loom
 //! explores, each waiter either saw the condition on its re-check or was woken.
+//!
+//! The waiters wait through the library's own loop (`wait::block_on`, reached through
+//! `loom_internals::block_until`): the phases, registration, re-check, sleep and
+//! leaving of a ring's endpoint, not a copy of them. Each model runs twice: with
+//! symmetric fences and `Wait::Park`, and with the default protocol, asymmetric fences
+//! (loom's fences standing for membarrier's, see `wait::membarrier::light_barrier`)
+//! and `Wait::Adaptive` (a spin poll and a yield poll before it parks, under loom).
 
 use std::sync::atomic::Ordering;
 
 use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use loom::sync::Arc;
 use loom::thread;
-use shmlane::loom_internals::{EventCount, EventWord};
+use shmlane::loom_internals::{block_until, EventCount, EventWord};
 use shmlane::{spsc, RecvError, RingOptions, SendError, Wait};
 
-/// The waiter's side of the protocol: check, register, re-check, sleep.
-fn wait_until(ec: &EventCount<'_>, condition: impl Fn() -> bool) {
-    loop {
-        if condition() {
-            return;
-        }
-        let key = ec.prepare_wait();
-        if condition() {
-            ec.cancel_wait(key);
-            return;
-        }
-        ec.wait(key);
+/// The fence protocols and wait strategies each model runs with: symmetric and
+/// parking at once; asymmetric (the default) and adaptive (the default).
+const MODES: [(bool, Wait); 2] = [(false, Wait::Park), (true, Wait::Adaptive)];
+
+/// Runs `f(asymmetric, wait)` as one loom model per mode of [`MODES`].
+fn model_each_mode(f: impl Fn(bool, Wait) + Sync + Send + Copy + 'static) {
+    for (asymmetric, wait) in MODES {
+        loom::model(move || f(asymmetric, wait));
     }
+}
+
+/// The event count over `word` with the fences of `asymmetric`.
+fn event_count(word: &EventWord, asymmetric: bool) -> EventCount<'_> {
+    if asymmetric {
+        EventCount::asymmetric(word)
+    } else {
+        EventCount::new(word)
+    }
+}
+
+/// The waiter's side: the library's wait (check, register, re-check, sleep, leave),
+/// until `condition` holds.
+fn wait_until(ec: &EventCount<'_>, wait: Wait, condition: impl FnMut() -> bool) {
+    block_until(ec, wait, condition);
 }
 
 /// One notifier, one waiter: the notifier sets the condition (Release) and notifies;
 /// the waiter always ends, and leaves the waiter count at 0.
 #[test]
 fn no_lost_wakeup() {
-    loom::model(|| {
+    model_each_mode(|asym, wait| {
         let word = Arc::new(EventWord::new());
         let ready = Arc::new(AtomicBool::new(false));
         let notifier = thread::spawn({
             let (word, ready) = (word.clone(), ready.clone());
             move || {
                 ready.store(true, Ordering::Release);
-                EventCount::new(&word).notify_all();
+                event_count(&word, asym).notify_all();
             }
         });
-        wait_until(&EventCount::new(&word), || ready.load(Ordering::Acquire));
+        wait_until(&event_count(&word, asym), wait, || {
+            ready.load(Ordering::Acquire)
+        });
         notifier.join().unwrap();
         assert_eq!(word.waiters(), 0);
     });
@@ -56,7 +76,7 @@ fn no_lost_wakeup() {
 /// second (the epoch only moves forward).
 #[test]
 fn no_lost_wakeup_twice() {
-    loom::model(|| {
+    model_each_mode(|asym, wait| {
         let word = Arc::new(EventWord::new());
         let events = Arc::new(AtomicU64::new(0));
         let notifier = thread::spawn({
@@ -64,13 +84,13 @@ fn no_lost_wakeup_twice() {
             move || {
                 for _ in 0..2 {
                     events.fetch_add(1, Ordering::Release);
-                    EventCount::new(&word).notify_all();
+                    event_count(&word, asym).notify_all();
                 }
             }
         });
-        let ec = EventCount::new(&word);
-        wait_until(&ec, || events.load(Ordering::Acquire) >= 1);
-        wait_until(&ec, || events.load(Ordering::Acquire) >= 2);
+        let ec = event_count(&word, asym);
+        wait_until(&ec, wait, || events.load(Ordering::Acquire) >= 1);
+        wait_until(&ec, wait, || events.load(Ordering::Acquire) >= 2);
         notifier.join().unwrap();
         assert_eq!(word.waiters(), 0);
     });
@@ -91,16 +111,18 @@ fn take_event(events: &AtomicUsize) -> bool {
 /// is left over.
 #[test]
 fn wake_one_two_waiters_two_events() {
-    loom::model(|| {
+    model_each_mode(|asym, wait| {
         let word = Arc::new(EventWord::new());
         let events = Arc::new(AtomicUsize::new(0));
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let (word, events) = (word.clone(), events.clone());
-                thread::spawn(move || wait_until(&EventCount::new(&word), || take_event(&events)))
+                thread::spawn(move || {
+                    wait_until(&event_count(&word, asym), wait, || take_event(&events))
+                })
             })
             .collect();
-        let ec = EventCount::new(&word);
+        let ec = event_count(&word, asym);
         for _ in 0..2 {
             events.fetch_add(1, Ordering::Release);
             ec.notify_one();
@@ -118,37 +140,38 @@ fn wake_one_two_waiters_two_events() {
 /// waiter, although the notifier may have turned the leaver's registration into it.
 #[test]
 fn wake_one_survives_a_waiter_that_gives_up() {
-    loom::model(|| {
+    model_each_mode(|asym, wait| {
         let word = Arc::new(EventWord::new());
         let events = Arc::new(AtomicUsize::new(0));
         let leaver = thread::spawn({
             let word = word.clone();
             move || {
-                let ec = EventCount::new(&word);
+                let ec = event_count(&word, asym);
                 let key = ec.prepare_wait();
                 ec.cancel_wait(key);
             }
         });
         let waiter = thread::spawn({
             let (word, events) = (word.clone(), events.clone());
-            move || wait_until(&EventCount::new(&word), || take_event(&events))
+            move || wait_until(&event_count(&word, asym), wait, || take_event(&events))
         });
         events.fetch_add(1, Ordering::Release);
-        EventCount::new(&word).notify_one();
+        event_count(&word, asym).notify_one();
         leaver.join().unwrap();
         waiter.join().unwrap();
         assert_eq!((word.waiters(), word.woken()), (0, 0));
     });
 }
 
-/// Through the ring: a consumer parked on an empty ring is woken by the producer's
+/// Through the ring (both fence protocols, each with its wait strategy): a consumer parked on an empty ring is woken by the producer's
 /// record, then by the producer's leaving.
 #[test]
 fn consumer_parks_in_recv() {
-    loom::model(|| {
-        let (mut tx, mut rx) = spsc::channel(&RingOptions::new(64)).unwrap();
-        tx.set_wait(Wait::Park);
-        rx.set_wait(Wait::Park);
+    model_each_mode(|asym, wait| {
+        let (mut tx, mut rx) =
+            spsc::channel(&RingOptions::new(64).asymmetric_fences(asym)).unwrap();
+        tx.set_wait(wait);
+        rx.set_wait(wait);
         let producer = thread::spawn(move || tx.send(b"wake up").unwrap());
         let mut buf = Vec::new();
         assert_eq!(rx.recv(&mut buf).unwrap(), 7);
@@ -164,10 +187,11 @@ fn consumer_parks_in_recv() {
 /// consumer, parked too, has read the first.
 #[test]
 fn producer_parks_in_send() {
-    loom::model(|| {
-        let (mut tx, mut rx) = spsc::channel(&RingOptions::new(64)).unwrap();
-        tx.set_wait(Wait::Park);
-        rx.set_wait(Wait::Park);
+    model_each_mode(|asym, wait| {
+        let (mut tx, mut rx) =
+            spsc::channel(&RingOptions::new(64).asymmetric_fences(asym)).unwrap();
+        tx.set_wait(wait);
+        rx.set_wait(wait);
         let producer = thread::spawn(move || {
             tx.send(&[1; 24]).unwrap();
             tx.send(&[2; 24]).unwrap();
@@ -186,9 +210,9 @@ fn producer_parks_in_send() {
 /// leaving, and gets `Disconnected` instead of sleeping for ever.
 #[test]
 fn producer_parked_sees_consumer_leave() {
-    loom::model(|| {
-        let (mut tx, rx) = spsc::channel(&RingOptions::new(64)).unwrap();
-        tx.set_wait(Wait::Park);
+    model_each_mode(|asym, wait| {
+        let (mut tx, rx) = spsc::channel(&RingOptions::new(64).asymmetric_fences(asym)).unwrap();
+        tx.set_wait(wait);
         let consumer = thread::spawn(move || drop(rx));
         let first = tx.send(&[1; 24]);
         assert!(matches!(first, Ok(()) | Err(SendError::Disconnected)));

@@ -12,13 +12,20 @@
 //!
 //! Every model checks what a consumer can observe: each message delivered exactly
 //! once across the consumers, whole, and each producer's messages in its order at
-//! each consumer; then `Disconnected` once every producer has left.
+//! each consumer; then `Disconnected` once every producer has left. "Whole" is checked
+//! against what the message itself carries (its length and a checksum, see
+//! [`message`]), never rebuilt from what was received: a message cut short fails.
+//!
+//! Rings here are made with the default options, so they run the default fence
+//! protocol (asymmetric, with loom's fences standing for membarrier's: see
+//! `wait::membarrier::light_barrier`); `two_producers_two_consumers` runs the
+//! symmetric one.
 
 use std::io::{Read, Write};
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use shmlane::{mpmc, RecvError, RingOptions, Wait};
+use shmlane::{mpmc, RecvError, RingOptions, TryRecvError, Wait};
 
 /// Runs a model. Four threads that wait by spinning take more scheduling branches
 /// than loom's default limit of 1,000 in a single execution, so the limit is raised;
@@ -30,10 +37,14 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
 }
 
 /// A model explored with at most one preemption per execution, whatever
-/// `LOOM_MAX_PREEMPTIONS` says: with four threads (or three, one of them streaming)
-/// a bound of 2 runs for hours on two cores. One preemption still covers every
+/// `LOOM_MAX_PREEMPTIONS` says: for `two_producers_two_consumers` only, four threads
+/// all racing from the start, which at a bound of 2 took more than 3 minutes on two
+/// cores, past what the loom step of `.ci/run` can afford beside the rest (measured
+/// for issue 18: each of its messages is already one record, on the smallest ring
+/// that holds a 2-cell record beside a 1-cell one). One preemption still covers every
 /// schedule that interrupts one endpoint once at any step of its protocol, on top of
-/// every switch at the points where an endpoint blocks.
+/// every switch where an endpoint blocks; `wake_one_per_message_reaches_both_consumers`
+/// runs four threads at a bound of 2.
 fn model_one_preemption<F: Fn() + Sync + Send + 'static>(f: F) {
     let mut b = loom::model::Builder::new();
     b.max_branches = 100_000;
@@ -41,14 +52,43 @@ fn model_one_preemption<F: Fn() + Sync + Send + 'static>(f: F) {
     b.check(f);
 }
 
-/// Message `seq` of producer `id`, `len >= 2` bytes: id, seq, then derived bytes.
+/// Message `seq` of producer `id`, `4 <= len < 256` bytes: id, seq, its length, then
+/// derived bytes, and last a checksum of all the bytes before it.
 fn message(id: u8, seq: u8, len: usize) -> Vec<u8> {
+    assert!((4..256).contains(&len), "a model message of {len} bytes");
     let mut m: Vec<u8> = (0..len)
         .map(|i| (i as u8).wrapping_mul(7).wrapping_add(id.wrapping_mul(59)) ^ seq)
         .collect();
     m[0] = id;
     m[1] = seq;
+    m[2] = len as u8;
+    m[len - 1] = checksum(&m[..len - 1]);
     m
+}
+
+/// The checksum a message carries in its last byte.
+fn checksum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0x5a, |a: u8, &b| a.rotate_left(3) ^ b)
+}
+
+/// Checks a received message against what it carries: its length, its checksum, and
+/// every byte of message `(id, seq)` of that length. Returns `(id, seq)`.
+fn check(buf: &[u8]) -> (u8, u8) {
+    assert!(buf.len() >= 4, "a message of {} bytes: {buf:?}", buf.len());
+    let (id, seq, len) = (buf[0], buf[1], buf[2] as usize);
+    assert_eq!(
+        buf.len(),
+        len,
+        "message {id}/{seq} of {len} bytes arrived with {}",
+        buf.len()
+    );
+    assert_eq!(
+        buf[len - 1],
+        checksum(&buf[..len - 1]),
+        "checksum of {id}/{seq}"
+    );
+    assert_eq!(buf, message(id, seq, len), "content of {id}/{seq}");
+    (id, seq)
 }
 
 /// How the models' endpoints wait. Parking (under loom: a yield loop on the event
@@ -58,8 +98,12 @@ const WAIT: Wait = Wait::Park;
 
 /// A ring of `cells` cells of 16 bytes (records up to `cells * 8` bytes).
 fn ring(cells: usize) -> (mpmc::Producer, mpmc::Consumer) {
-    let opts = RingOptions::new(cells * 16).cell_size(16);
-    let (mut tx, mut rx) = mpmc::channel(&opts).unwrap();
+    ring_with(&RingOptions::new(cells * 16).cell_size(16))
+}
+
+/// A ring made with `opts`, its endpoints waiting as [`WAIT`] says.
+fn ring_with(opts: &RingOptions) -> (mpmc::Producer, mpmc::Consumer) {
+    let (mut tx, mut rx) = mpmc::channel(opts).unwrap();
     tx.set_wait(WAIT);
     rx.set_wait(WAIT);
     (tx, rx)
@@ -74,9 +118,9 @@ fn take(rx: &mut mpmc::Consumer, count: usize, lens: &[&[usize]]) -> Vec<(u8, u8
     for _ in 0..count {
         match rx.recv(&mut buf) {
             Ok(n) => {
-                let (id, seq) = (buf[0], buf[1]);
+                assert_eq!(n, buf.len());
+                let (id, seq) = check(&buf);
                 assert_eq!(n, lens[id as usize][seq as usize], "length of {id}/{seq}");
-                assert_eq!(buf, message(id, seq, n), "content of {id}/{seq}");
                 got.push((id, seq));
             }
             Err(e) => panic!("after {got:?}: {e:?}"),
@@ -108,12 +152,14 @@ fn check_delivery(per_consumer: &[Vec<(u8, u8)>], lens: &[&[usize]]) {
 
 /// Two producers and two consumers on 4 cells, one message each way: the claims race
 /// on `tail`, the takes on `head`, a release against the other consumer's take, and
-/// a 2-cell record shares the cell table with a 1-cell one.
+/// a 2-cell record shares the cell table with a 1-cell one. With symmetric fences
+/// (the other models run the default, asymmetric ones). At one preemption (see
+/// [`model_one_preemption`]).
 #[test]
 fn two_producers_two_consumers() {
     const LENS: [&[usize]; 2] = [&[30], &[10]];
     model_one_preemption(|| {
-        let (tx0, rx0) = ring(4);
+        let (tx0, rx0) = ring_with(&RingOptions::new(64).cell_size(16).asymmetric_fences(false));
         let tx1 = tx0.try_clone().unwrap();
         let rx1 = rx0.try_clone().unwrap();
         let p0 = thread::spawn(move || {
@@ -148,9 +194,13 @@ fn two_producers_two_consumers() {
 /// message behind (`View::wake_next_consumer`): without that, this model deadlocks
 /// (found at a preemption bound of 2, in about a minute). The producers stay attached
 /// until both consumers are done, since a producer's leaving wakes every consumer and
-/// would hide a lost wake-up. (A variant with three threads, one of them holding a
-/// grant on the head cell, needs fewer preemptions on paper, but loom's search does
-/// not reach its deadlock.) About 8 minutes at a bound of 2 on two cores.
+/// would hide a lost wake-up. (Variants whose slow producer holds a grant on the head
+/// cell, claimed before the other threads start, do not reach the deadlock: tried
+/// again for issue 18, with the main thread as that producer and four threads, the
+/// model passed without `wake_next_consumer`; and 2 cells of 32 bytes with one-word
+/// messages ran longer here, over 10 minutes at a bound of 2 on a loaded host, than
+/// this shape, 450-630 s in CI.)
+/// The longest model, which sets the time of the loom step.
 #[test]
 fn wake_one_per_message_reaches_both_consumers() {
     const LENS: [&[usize]; 2] = [&[12], &[10]];
@@ -199,9 +249,8 @@ fn wrap_with_padding() {
         loop {
             match rx.recv_ref() {
                 Ok(g) => {
-                    let (id, seq) = (g[0], g[1]);
+                    let (id, seq) = check(&g[..]);
                     assert_eq!(g.len(), LENS[0][seq as usize]);
-                    assert_eq!(&*g, &message(id, seq, g.len())[..]);
                     got.push((id, seq));
                 }
                 Err(RecvError::Disconnected) => break,
@@ -214,10 +263,15 @@ fn wrap_with_padding() {
 }
 
 /// Two consumers and padding: the producer drops a 2-cell grant (the cells become
-/// padding) and sends a message; whichever consumer meets the padding skips it and
-/// exactly one of them gets the message.
+/// padding) and sends a message while each consumer tries once to receive. Whichever
+/// consumer meets the padding skips it; the message is delivered exactly once, whole,
+/// never a piece of the padding: to one of the consumers, or, if both tried before it
+/// was published, to the first receive after the producer has left, which then gets
+/// it and `Disconnected` after it. Some execution must have delivered it to a consumer
+/// racing the producer (the case the model is for).
 #[test]
 fn padding_between_two_consumers() {
+    static RACED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     model(|| {
         let (mut tx, rx0) = ring(4);
         let rx1 = rx0.try_clone().unwrap();
@@ -225,24 +279,41 @@ fn padding_between_two_consumers() {
             drop(tx.reserve(20).unwrap());
             tx.send(&message(0, 0, 12)).unwrap();
         });
+        let try_once = |rx: &mut mpmc::Consumer| {
+            let mut buf = Vec::new();
+            match rx.try_recv(&mut buf) {
+                Ok(_) => vec![check(&buf)],
+                Err(TryRecvError::Empty) => vec![],
+                Err(e) => panic!("{e:?}"),
+            }
+        };
         let c1 = thread::spawn(move || {
             let mut rx = rx1;
-            rx.try_recv(&mut Vec::new()).ok().map(|_| ())
+            try_once(&mut rx)
         });
         let mut rx0 = rx0;
-        let mut buf = Vec::new();
-        let mine = rx0.try_recv(&mut buf).is_ok();
-        let theirs = c1.join().unwrap().is_some();
+        let mine = try_once(&mut rx0);
+        let theirs = c1.join().unwrap();
         p.join().unwrap();
-        assert!(!(mine && theirs), "one message taken twice");
-        if !mine && !theirs {
-            // Neither tried late enough: the message is still there, once.
-            assert_eq!(rx0.try_recv(&mut buf), Ok(12));
-        } else if mine {
-            assert_eq!(buf, message(0, 0, 12));
+        if !(mine.is_empty() && theirs.is_empty()) {
+            RACED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        assert!(rx0.try_recv(&mut buf).is_err());
+        // The producer has left: what is still there comes now, then `Disconnected`.
+        let mut later = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            match rx0.try_recv(&mut buf) {
+                Ok(_) => later.push(check(&buf)),
+                Err(TryRecvError::Disconnected) => break,
+                Err(e) => panic!("after the producer left, after {later:?}: {e:?}"),
+            }
+        }
+        check_delivery(&[mine, theirs, later], &[&[12]]);
     });
+    assert!(
+        RACED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no execution delivered the message to a consumer racing the producer"
+    );
 }
 
 /// The writer-stream slot: producer 0 sends a 40-byte message in fragments (16-byte
@@ -274,14 +345,20 @@ fn writer_slot_keeps_fragments_contiguous() {
 /// The reader-stream slot: a 40-byte message in fragments, then a small one; two
 /// consumers take one message each. Whichever takes the BEGIN holds the slot and gets
 /// every fragment (the other waits, then takes the small message): both arrive whole.
+/// The fragments (three, one cell each) are published before the threads start, and
+/// the producer sends the small message (and leaves) while the consumers race: the
+/// model explores the race for the BEGIN and the slot, the other consumer's wait for
+/// it and its release, without the fragments' own publishing (about 4 minutes at a
+/// bound of 2 with it, the longest model then; `writer_slot_keeps_fragments_contiguous`
+/// and `consumer_stops_mid_stream` publish fragments against other endpoints).
 #[test]
 fn reader_slot_keeps_fragments_with_one_consumer() {
     const LENS: [&[usize]; 1] = [&[40, 6]];
     model(|| {
         let (mut tx, rx0) = ring(4);
         let rx1 = rx0.try_clone().unwrap();
+        tx.send(&message(0, 0, 40)).unwrap();
         let p = thread::spawn(move || {
-            tx.send(&message(0, 0, 40)).unwrap();
             tx.send(&message(0, 1, 6)).unwrap();
         });
         let c1 = thread::spawn(move || {
@@ -349,8 +426,8 @@ fn model_stops(stop: usize, other: bool) {
         loop {
             match rx.recv(&mut buf) {
                 Ok(n) => {
-                    let (id, seq) = (buf[0], buf[1]);
-                    assert_eq!(buf, message(id, seq, n));
+                    assert_eq!(n, buf.len());
+                    let (id, seq) = check(&buf);
                     seen.lock().unwrap().push(Seen::Message(id, seq));
                 }
                 Err(RecvError::Truncated) => seen.lock().unwrap().push(Seen::Truncated),
@@ -414,15 +491,19 @@ fn producer_goes_on_after_an_abandoned_stream() {
 
 /// A consumer that stops with a message in fragments half read (its reader, then
 /// itself, dropped): the other consumer is not held up by the reader slot, skips the
-/// rest of that message, and gets the next one.
+/// rest of that message, and gets the next one. The message in fragments (three, one
+/// cell each) is published before the threads start, so that the model explores the
+/// consumers' race for it and for the reader slot, against the producer's second
+/// message and its leaving, without the fragments' publishing (which
+/// `reader_slot_keeps_fragments_with_one_consumer` covers against two consumers).
 #[test]
 fn consumer_stops_mid_stream() {
-    model_one_preemption(|| {
+    model(|| {
         let (mut tx, mut rx0) = ring(4);
         let mut rx1 = rx0.try_clone().unwrap();
         rx1.set_wait(WAIT);
+        tx.send(&message(0, 0, 40)).unwrap();
         let p = thread::spawn(move || {
-            tx.send(&message(0, 0, 40)).unwrap();
             tx.send(&message(0, 1, 9)).unwrap();
         });
         let c0 = thread::spawn(move || {
@@ -445,8 +526,8 @@ fn consumer_stops_mid_stream() {
         loop {
             match rx1.recv(&mut buf) {
                 Ok(n) => {
-                    assert_eq!(buf, message(buf[0], buf[1], n));
-                    got.push(buf[1]);
+                    assert_eq!(n, buf.len());
+                    got.push(check(&buf).1);
                 }
                 Err(RecvError::Disconnected) => break,
                 Err(e) => panic!("{e:?}"),
@@ -458,7 +539,7 @@ fn consumer_stops_mid_stream() {
             None => vec![0, 1],
             Some((len, four)) => {
                 let seq = if len == 40 { 0 } else { 1 };
-                assert_eq!(&four[..2], &[0, seq]);
+                assert_eq!(&four[..3], &[0, seq, len as u8]);
                 vec![1 - seq]
             }
         };

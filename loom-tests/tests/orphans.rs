@@ -44,14 +44,23 @@ use shmlane::loom_internals::{
 };
 use shmlane::{mpmc, Corruption, RecvError, RingOptions, TryRecvError, TrySendError, Wait};
 
+/// A model explored with the preemption bound of `LOOM_MAX_PREEMPTIONS`, with loom's
+/// limit of branches per execution raised for threads that wait by polling.
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 100_000;
+    b.check(f);
+}
+
 /// A model explored with at most one preemption per execution, whatever
-/// `LOOM_MAX_PREEMPTIONS` says. Each test runs one model per step of the dying
-/// endpoint's protocol, with three threads that wait by polling (the survivors must
-/// not block on a dead peer before they recover it): at a bound of 2 the loops take
-/// far longer than `.ci/run` can afford. One preemption still interrupts any endpoint
-/// once at any step, on top of every switch where a thread yields or blocks; and the
-/// death itself, placed at each step by the loop, is the interruption that matters
-/// here: it lasts for ever.
+/// `LOOM_MAX_PREEMPTIONS` says: for the writers that die after publishing a fragment
+/// only (`writer_dies_after_its_first_fragment`, `writer_dies_in_its_second_fragment`),
+/// three threads of which two poll (the survivor producer must not block on the dead
+/// one's slot before it recovers it), which at a bound of 2 took more than 2 and 3
+/// minutes each on two cores (measured for issue 18), past what the loom step of
+/// `.ci/run` can afford. One preemption still interrupts any endpoint once at any
+/// step, on top of every switch where a thread yields or blocks; and the death
+/// itself, placed by the model, is the interruption that matters here.
 fn model_one_preemption<F: Fn() + Sync + Send + 'static>(f: F) {
     let mut b = loom::model::Builder::new();
     b.max_branches = 100_000;
@@ -59,21 +68,43 @@ fn model_one_preemption<F: Fn() + Sync + Send + 'static>(f: F) {
     b.check(f);
 }
 
-/// Message `seq` of producer `id`, `len >= 2` bytes: id, seq, then derived bytes.
+/// Message `seq` of producer `id`, `4 <= len < 256` bytes: id, seq, its length, then
+/// derived bytes, and last a checksum of all the bytes before it.
 fn message(id: u8, seq: u8, len: usize) -> Vec<u8> {
+    assert!((4..256).contains(&len), "a model message of {len} bytes");
     let mut m: Vec<u8> = (0..len)
         .map(|i| (i as u8).wrapping_mul(7).wrapping_add(id.wrapping_mul(59)) ^ seq)
         .collect();
     m[0] = id;
     m[1] = seq;
+    m[2] = len as u8;
+    m[len - 1] = checksum(&m[..len - 1]);
     m
 }
 
-/// Checks a received message against what its first two bytes say it is.
+/// The checksum a message carries in its last byte.
+fn checksum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0x5a, |a: u8, &b| a.rotate_left(3) ^ b)
+}
+
+/// Checks a received message against what it carries (its length, its checksum, and
+/// every byte of message `(id, seq)` of that length), never against what arrived: a
+/// message cut short fails. Returns `(id, seq)`.
 fn check(buf: &[u8]) -> (u8, u8) {
-    assert!(buf.len() >= 2, "a message of {} bytes", buf.len());
-    let (id, seq) = (buf[0], buf[1]);
-    assert_eq!(buf, message(id, seq, buf.len()), "content of {id}/{seq}");
+    assert!(buf.len() >= 4, "a message of {} bytes: {buf:?}", buf.len());
+    let (id, seq, len) = (buf[0], buf[1], buf[2] as usize);
+    assert_eq!(
+        buf.len(),
+        len,
+        "message {id}/{seq} of {len} bytes arrived with {}",
+        buf.len()
+    );
+    assert_eq!(
+        buf[len - 1],
+        checksum(&buf[..len - 1]),
+        "checksum of {id}/{seq}"
+    );
+    assert_eq!(buf, message(id, seq, len), "content of {id}/{seq}");
     (id, seq)
 }
 
@@ -190,7 +221,7 @@ fn producer_dies_after(
     stops: &'static Stops,
     not_yet: &'static StdAtomicUsize,
 ) {
-    model_one_preemption(move || {
+    model(move || {
         let (mut tx0, mut rx) = ring(4);
         if wrap {
             let mut buf = Vec::new();
@@ -314,15 +345,18 @@ const CONSUMER_STEPS: [&str; 7] = [
 
 /// Consumer 0 tries to receive one message (`try_recv`) and stops after its `k`-th
 /// step; consumer 1 receives until `Disconnected`. The producer sends two two-cell
-/// messages into 4 cells, waits for consumer 0 to end (a join, as in
-/// `producer_dies_after`), recovers it if it died (racing consumer 1's claims), then
+/// messages into 4 cells (the first before the consumers start), waits for consumer
+/// 0 to end (a join, as in `producer_dies_after`), recovers it if it died (racing consumer 1's claims), then
 /// sends a third message, which needs the first one's cells back: released by
 /// consumer 1, or by the recovery if consumer 0 died holding them. A blocking send:
 /// it would wait for ever if the recovery left them held.
 fn consumer_dies_after(k: u32, stops: &'static Stops, not_yet: &'static StdAtomicUsize) {
-    model_one_preemption(move || {
+    model(move || {
         let (mut tx, rx0) = ring(4);
         let rx1 = rx0.try_clone().unwrap();
+        // The first message is there before the consumers start (fewer schedules: the
+        // consumers still race for it, and for the second, sent while they run).
+        tx.send(&message(0, 0, 20)).unwrap();
         let c0 = thread::spawn(move || {
             let mut rx = rx0;
             mpmc_stop_after_consumer(&rx, k);
@@ -352,7 +386,6 @@ fn consumer_dies_after(k: u32, stops: &'static Stops, not_yet: &'static StdAtomi
             }
             got
         });
-        tx.send(&message(0, 0, 20)).unwrap();
         tx.send(&message(0, 1, 20)).unwrap();
         let got0 = c0.join().unwrap();
         if let Err((_, slot)) = got0 {
@@ -430,7 +463,7 @@ fn consumer_dies_after_each_step() {
 /// producer 1's message whole, once.
 fn writer_dies_mid_message(written: usize) {
     static NOT_YET: StdAtomicUsize = StdAtomicUsize::new(0);
-    model_one_preemption(move || {
+    let body = move || {
         let (tx0, mut rx) = ring(4);
         let tx1 = tx0.try_clone().unwrap();
         let fate = Fate::new();
@@ -491,7 +524,12 @@ fn writer_dies_mid_message(written: usize) {
             [&(1, 0)],
             "{seen:?}"
         );
-    });
+    };
+    if written < 8 {
+        model(body);
+    } else {
+        model_one_preemption(body);
+    }
 }
 
 /// Dies with the BEGIN fragment claimed and half written: nothing of the message was
@@ -519,16 +557,18 @@ fn writer_dies_in_its_second_fragment() {
 /// and dies holding it (and the reader-stream slot, if it is the message in
 /// fragments). Consumer 1 polls, recovers consumer 0 when it finds nothing (once
 /// dead), and receives until `Disconnected`: the message consumer 0 did not take,
-/// whole, never a piece of the other.
+/// whole, never a piece of the other. The message in fragments is published before
+/// the threads start (the race that matters is the consumers' for it, and the
+/// recovery of its dead reader against the producer's second message and leaving).
 #[test]
 fn reader_dies_mid_message() {
     static NOT_YET: StdAtomicUsize = StdAtomicUsize::new(0);
-    model_one_preemption(|| {
+    model(|| {
         let (mut tx, mut rx0) = ring(4);
         let rx1 = rx0.try_clone().unwrap();
         let fate = Fate::new();
+        tx.send(&message(0, 0, 40)).unwrap();
         let p = thread::spawn(move || {
-            tx.send(&message(0, 0, 40)).unwrap();
             tx.send(&message(0, 1, 9)).unwrap();
         });
         let c0 = {
@@ -579,7 +619,7 @@ fn reader_dies_mid_message() {
             None => vec![0, 1],
             Some((len, four)) => {
                 let seq = if len == 40 { 0 } else { 1 };
-                assert_eq!(&four[..2], &[0, seq]);
+                assert_eq!(&four[..3], &[0, seq, len as u8]);
                 vec![1 - seq]
             }
         };
@@ -602,7 +642,7 @@ fn reader_dies_mid_message() {
 #[test]
 fn recovery_waits_for_a_live_unconfirmed_producer_note() {
     static NOT_YET: StdAtomicUsize = StdAtomicUsize::new(0);
-    model_one_preemption(|| {
+    model(|| {
         let (tx0, mut rx) = ring(4);
         let tx1 = tx0.try_clone().unwrap();
         let mut tx0 = tx0;
@@ -645,7 +685,7 @@ fn recovery_waits_for_a_live_unconfirmed_producer_note() {
 #[test]
 fn recovery_waits_for_a_live_unconfirmed_consumer_note() {
     static NOT_YET: StdAtomicUsize = StdAtomicUsize::new(0);
-    model_one_preemption(|| {
+    model(|| {
         let (mut tx, rx0) = ring(4);
         let rx1 = rx0.try_clone().unwrap();
         tx.send(&message(0, 0, 20)).unwrap();
