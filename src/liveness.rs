@@ -1029,14 +1029,6 @@ mod tests {
         }
     }
 
-    /// Loom models only: this endpoint dies as a killed process does; from now on it
-    /// passes for a copy made by `fork` (below), so its `Drop` code writes nothing to
-    /// the segment (no detach, no cursor, no wake-up), and its slot stays attached.
-    #[cfg(loom)]
-    pub(crate) fn kill(&self) {
-        self.killed.set(true);
-    }
-
     /// A pid that names no process: a child that has exited and been reaped.
     fn dead_pid() -> u32 {
         let child = std::process::Command::new("true")
