@@ -78,14 +78,13 @@
 //!
 //! An impossible value is an error ([`Corruption`]); a value a correct ring holds at
 //! some moment, written where it is wrong, cannot be told from a right one. In an
-//! MPMC ring: a `tail` moved back into a record that is published, or taken and not
-//! released, is caught (each cell of such a record is stamped for it); a `tail`
-//! moved back into a record still being written is not (two producers write the same
-//! cells, and a consumer may receive a message with bytes of another in it); a `tail`
-//! moved forward over free cells leaves a gap that consumers wait at until their
-//! timeout, or without one until every producer has gone; a `head` moved forward
-//! skips the messages in between, and producers then wait for room when they come
-//! round to their cells. The [`mpmc`] module docs give the detail.
+//! MPMC ring: a `tail` moved back into a record (published, taken or still being
+//! written) is not caught: producers write over that record, and a consumer may
+//! receive a message with bytes of another in it; a `head` moved into a record, or a
+//! `tail` moved forward over free cells, leaves consumers waiting until their timeout,
+//! or without one until every producer has gone; a `head` moved forward skips the
+//! messages in between, and producers then wait for room when they come round to
+//! their cells. The [`mpmc`] module docs give the detail.
 //!
 //! **Who can be a peer.** Segments are created mode 0600, or 0660 with
 //! [`RingOptions::group_access`]; the mode is set explicitly, whatever the umask. An

@@ -1477,11 +1477,7 @@ impl Sim {
             // The position in `tail - N .. tail` of cell `j`.
             let q = base.wrapping_add(j.wrapping_sub(base) & (n - 1));
             let want = match self.covering(q) {
-                // Published (or taken, not released): the first cell says published,
-                // the inner ones "inner cell" (`mpmc::INNER`).
                 Some((p, r)) if p == q && r.st != St::Claimed => q + 1,
-                Some((_, r)) if r.st != St::Claimed => q | crate::mpmc::INNER,
-                // Claimed, not published: every cell still reads free.
                 Some(_) => q,
                 None => q.wrapping_add(n),
             };

@@ -13,16 +13,13 @@
 //!   cell: one slice, aligned to the cell size, zero-copy on both sides.
 //! - Positions count cells since creation (u64); a cell's stamp says the state of the
 //!   cell for position `p`: `p` = free for the producer of position `p`; `p + 1` =
-//!   the record starting at `p` is published; `p | INNER` (bit 63) = an
-//!   inner cell (any but the first) of a record published over `p`; `p + N` =
-//!   released by its consumer, free for the producer of `p + N`. A record's first
-//!   cell goes `p` → `p + 1` → `p + N`, its inner cells `p` → `p | INNER` → `p + N`.
-//!   Full positions make ABA impossible (2^56 cells is years at any rate).
+//!   the record starting at `p` is published; `p + N` = released by its consumer, free
+//!   for the producer of `p + N`. Inner cells of a record go from `p` straight to
+//!   `p + N`. Full positions make ABA impossible (2^56 cells is years at any rate).
 //! - **Producer**: read `tail`; check the stamps of the `k` cells it needs (plus the
 //!   cells up to the end of the array if the record would straddle it: those become a
-//!   PAD record); CAS `tail` forward over them; write; store `q | INNER` into each
-//!   inner cell's stamp, the record word, then the first cell's stamp `p + 1` with
-//!   Release.
+//!   PAD record); CAS `tail` forward over them; write; store the record word, then the
+//!   first cell's stamp `p + 1` with Release.
 //! - **Consumer**: read `head`; Acquire-load the stamp at `head`; if it says published,
 //!   read the record word (which gives `k`), CAS `head` forward by `k`, read the
 //!   payload, then store `p + N` into each of the `k` stamps with Release.
@@ -31,48 +28,27 @@
 //!   stalled between its claim and its release holds up no other consumer, and
 //!   producers only when they come round to its cells a lap later.
 //!
-//! # Why inner cells are stamped
+//! # What the stamps cannot tell
 //!
-//! Without it, an inner cell would keep the stamp `q` ("free for `q`") from its
-//! release a lap before until its record's release: the same stamp a free cell has.
-//! A `tail` moved back into a published, unread record by a buggy peer would then
-//! pass the producer's check, and the producer would write over that record's
-//! payload, which its consumer would deliver with another message's bytes in it. With
-//! `q | INNER` there, the check finds an inner cell stamped for the very position it
-//! claims, which no correct ring shows (a position is claimed once, and a stamp for
-//! it is written only after its claim): once the latest `tail` confirms the value it
-//! read, that is [`Corruption`], like a stamp ahead of the cursor. Likewise a `head`
-//! moved into a record finds an inner stamp where a record must start: corrupt
-//! (before, it read as "not published yet", and the consumer waited).
+//! An inner cell keeps the stamp `q`, "free for `q`", from its release a lap before
+//! until its record's release: the stamp a free cell has. So a `tail` moved back into
+//! a record (published, taken, or being written) passes a producer's check, and the
+//! producer writes over that record's payload; a consumer may then receive a message
+//! with another's bytes in it. A `head` moved into a record reads "not published
+//! yet" there, and consumers wait. A cursor moved forward over free cells is a state a
+//! correct ring passes through too: a `tail` moved forward leaves a gap consumers wait
+//! at (a call without a timeout until every producer has gone, then `Disconnected`),
+//! and a `head` moved forward skips the records in between, whose cells are never
+//! released (producers wait for room when they come round to them).
 //!
-//! Soundness: the producer's check loads each stamp with Acquire; the inner stamps
-//! are stored with Release after the CAS that claimed them (by their producer, or by
-//! a recoverer that read `tail` past them), so a producer that reads `q | INNER` for
-//! a position at or after the `tail` it read sees, in `latest`, a `tail` past that
-//! position, and retries: a legitimately free cell is never reported (the argument of
-//! the "ahead" stamps, which are Release stores after a claim too). The consumer's
-//! release overwrites every stamp of the record with `q + N`, later in each stamp's
-//! modification order than the inner stamp (it read the first stamp, stored after
-//! them, with Acquire), so the next lap never sees an inner stamp of this lap as
-//! current; an older value, read stale, is an earlier lap's: "held", look again.
-//!
-//! Cost: `k - 1` stores for a record of `k` cells, none for a one-cell record (the
-//! common small message, and every message of `shmlane bench`, whose cells are sized
-//! to the message). Each inner cell's table entry is on its own cache line (the table
-//! is strided, `region.rs`), which the producer has just loaded to check it.
-//!
-//! What is still not detected, being states a correct ring passes through:
-//!
-//! - a `tail` moved back into a record claimed and not yet published (its cells read
-//!   free until its publish): two producers then write the same cells, and a consumer
-//!   gets one of the two records, possibly with bytes of the other in it;
-//! - a cursor moved forward over free cells (nothing there says whether a record was
-//!   ever claimed). A `tail` moved forward leaves a gap that is never published:
-//!   consumers wait at it as for a record being written (a call without a timeout
-//!   until every producer has gone, then `Disconnected`), and producers, once the ring
-//!   has filled up to it, wait for room. A `head` moved forward skips the records in
-//!   between: never delivered, and their cells never released, so producers wait for
-//!   room when they come round to them.
+//! Layout version 5 stamped each inner cell `q | INNER` on publish, which catches a
+//! `tail` moved back into a published record. It cost a store per inner cell to a
+//! table line the consumer then takes back for its release: 7-23 % of the one-way
+//! throughput of 2-16 KiB messages in the default 64-byte cells (1 producer and 1
+//! consumer, alternated A/B in one session), for a hole that stays open for records
+//! still being written. Version 6 went back to the unstamped inner cells; the README's
+//! trust model states the limit, and the corruption sweep lists the cases it lets
+//! through (and fails if one of them starts being caught).
 //!
 //! # Streams (messages larger than one record)
 //!
@@ -201,45 +177,12 @@ const POS_MASK: u64 = (1 << POS_BITS) - 1;
 /// than a year at a billion messages a second).
 const MAX_POSITION: u64 = 1 << (POS_BITS - 1);
 
-/// Bit 63 of a stamp: the cell is an inner cell (not the first) of a record published
-/// over the position in the bits below (see the protocol, "Why inner cells are
-/// stamped"). Positions stay below `2^56`, so the bit is free.
-pub(crate) const INNER: u64 = 1 << 63;
-
-/// What the stamp of the cell of `pos` says of `pos`, the stamp being neither `pos`
-/// nor, for a consumer, `pos + 1` (both callers take those first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lap {
-    /// Free for `pos` (`pos` itself).
-    Free,
-    /// Held for an earlier lap (published, an inner cell, or claimed, and not yet
-    /// released), or read stale: wait, and look again.
-    Earlier,
-    /// Claimed for `pos` or a later lap: published at `pos` (`pos + 1`), released for
-    /// a later lap, or the inner cell of a record over a later position.
-    Later,
-    /// The inner cell of a record published over `pos` itself: `pos` is inside a
-    /// record, not where one starts.
-    Inside,
-}
-
-/// Where `stamp` stands against `pos`, or `None` if it is a value the stamp of the
-/// cell of `pos` can never hold: that cell's positions are `pos + m·n`, and its stamp
-/// is one of them ("free for it"), one of them + 1 ("published there"), or one of them
-/// with [`INNER`] ("inner cell there").
+/// Whether `stamp` is a value the stamp of the cell of `pos` can ever hold: that
+/// cell's positions are `pos + m·n`, and its stamp is one of them ("free for it") or
+/// one of them + 1 ("published there").
 #[inline]
-fn lap_of(stamp: u64, pos: u64, n: u64) -> Option<Lap> {
-    let d = (stamp & !INNER).wrapping_sub(pos);
-    let inner = stamp & INNER != 0;
-    if d & (n - 1) > u64::from(!inner) {
-        return None;
-    }
-    Some(match (d as i64).signum() {
-        -1 => Lap::Earlier,
-        0 if inner => Lap::Inside,
-        0 => Lap::Free,
-        _ => Lap::Later,
-    })
+fn stamp_fits(stamp: u64, pos: u64, n: u64) -> bool {
+    stamp.wrapping_sub(pos) & (n - 1) <= 1
 }
 
 /// The latest value of `cursor` (a read-modify-write reads the last value in its
@@ -545,23 +488,9 @@ impl View {
         ((pos & (self.n - 1)) << self.cell_shift) as usize
     }
 
-    /// Stamps the inner cells of the `cells`-cell record at `pos` (all but the first)
-    /// "inner cell" ([`INNER`]), before the record is published. Nothing for a
-    /// one-cell record.
-    #[inline(always)]
-    fn stamp_inner(&self, pos: u64, cells: u64) {
-        for q in pos + 1..pos + cells {
-            // SYNC POINT: Release pairs with the Acquire load of a producer's check in
-            // `claim_cells` that reads it with a stale `tail`: it then sees our claim
-            // in `latest` (see "Why inner cells are stamped").
-            self.table.stamp(q).store(q | INNER, Ordering::Release);
-        }
-    }
-
     /// Publishes `cells` cells at `pos` as padding that consumers skip.
     #[inline]
     fn publish_pad(&self, pos: u64, cells: u64) {
-        self.stamp_inner(pos, cells);
         self.table
             .record(pos)
             .store(encode_cell(cells as u32, FLAG_PAD), Ordering::Relaxed);
@@ -850,32 +779,30 @@ impl Producer {
                 // SYNC POINT: Acquire pairs with the Release store of the consumer that
                 // released this cell: its reads of the cell happen before our writes.
                 let stamp = r.table.stamp(p).load(Ordering::Acquire);
-                if stamp == p {
+                let d = stamp.wrapping_sub(p) as i64;
+                if d == 0 {
                     continue;
                 }
-                let (what, claimed) = match lap_of(stamp, p, n) {
-                    None => ("cell stamp (written for no position of this cell)", false),
+                if !stamp_fits(stamp, p, n) {
+                    return Err(Corruption {
+                        what: "cell stamp (written for no position of this cell)",
+                        value: stamp,
+                        position: p,
+                    });
+                }
+                if d < 0 {
                     // Held from an earlier lap: published, or an inner cell, and not
                     // released yet. (Or a stale read: a load may return an older value
                     // of the stamp than the latest, and looking again will see it.)
-                    Some(Lap::Earlier) => return Ok(Poll::Empty),
-                    Some(Lap::Free) => continue, // not reached: `stamp == p` above
-                    Some(Lap::Later) => ("cell stamp (ahead of the producers' cursor)", true),
-                    Some(Lap::Inside) => (
-                        "cell stamp (inner cell of a record published at this very \
-                         position: the producers' cursor points inside a record)",
-                        true,
-                    ),
-                };
-                // Claimed already: by another producer since we read `tail` (then the
-                // latest `tail` is past it: every stamp but "free" is a Release store
-                // made after the claim of its position, and we loaded it with Acquire),
-                // or the cursor or the stamp is corrupt.
-                if claimed && latest(tail, t) != t {
+                    return Ok(Poll::Empty);
+                }
+                // Ahead of us: another producer claimed it since we read `tail`, or the
+                // stamp is corrupt if the latest `tail` still says otherwise.
+                if latest(tail, t) != t {
                     continue 'retry;
                 }
                 return Err(Corruption {
-                    what,
+                    what: "cell stamp (ahead of the producers' cursor)",
                     value: stamp,
                     position: p,
                 });
@@ -1056,7 +983,6 @@ impl RecordProducer for Producer {
             r.publish_pad(claim.pos + used, claim.cells - used);
             r.step("commit padding published");
         }
-        r.stamp_inner(claim.pos, used);
         r.table
             .record(claim.pos)
             .store(encode_cell(len as u32, flags), Ordering::Relaxed);
@@ -1358,35 +1284,26 @@ impl Consumer {
             // SYNC POINT: Acquire pairs with the producer's Release store of this stamp
             // in `publish`: the record word and payload are visible.
             let stamp = r.table.stamp(pos).load(Ordering::Acquire);
-            if stamp != pos + 1 {
-                let (what, claimed) = match lap_of(stamp, pos, n) {
-                    None => (
-                        "cell stamp at head (written for no position of this cell)",
-                        false,
-                    ),
-                    Some(Lap::Free | Lap::Earlier) => {
-                        // Not published for this position yet: free, claimed and being
-                        // written, or still held from the previous lap (or a stale
-                        // read).
-                        self.empty_at = Some((pos, stamp));
-                        return Ok(Poll::Empty);
-                    }
-                    Some(Lap::Later) => {
-                        ("cell stamp at head (ahead of the consumers' cursor)", true)
-                    }
-                    Some(Lap::Inside) => (
-                        "cell stamp at head (inner cell of a record: the consumers' \
-                         cursor points inside a record)",
-                        true,
-                    ),
-                };
-                // Another consumer took it since we read `head` (and its producer, or
-                // the next lap's, stamped it), or the cursor or the stamp is corrupt.
-                if claimed && latest(head, hw) != hw {
-                    continue;
+            let d = stamp.wrapping_sub(pos) as i64;
+            if d != 1 {
+                if !stamp_fits(stamp, pos, n) {
+                    return Err(Corruption {
+                        what: "cell stamp at head (written for no position of this cell)",
+                        value: stamp,
+                        position: pos,
+                    });
+                }
+                if d <= 0 {
+                    // Not published for this position yet: free, claimed and being
+                    // written, or still held from the previous lap (or a stale read).
+                    self.empty_at = Some((pos, stamp));
+                    return Ok(Poll::Empty);
+                }
+                if latest(head, hw) != hw {
+                    continue; // another consumer took it since we read `head`
                 }
                 return Err(Corruption {
-                    what,
+                    what: "cell stamp at head (ahead of the consumers' cursor)",
                     value: stamp,
                     position: pos,
                 });

@@ -48,7 +48,7 @@
 //! Each step checks the stamp it would change, so doing it twice (a recoverer that
 //! died halfway, taken over by another) changes nothing more.
 
-use super::{cursor, holder_of, pos_of, View, INNER, MAX_POSITION};
+use super::{cursor, holder_of, pos_of, View, MAX_POSITION};
 use crate::error::Corruption;
 use crate::frame::{decode_cell, encode_cell, CellRecord, FLAG_PAD};
 use crate::header::{
@@ -222,9 +222,6 @@ fn pad_unpublished(v: &View, q: u64, cells: u64) {
     if stamp.load(Ordering::Acquire) != q {
         return;
     }
-    // The inner cells as every published record has them (the dead producer may have
-    // stamped some already, with the same values); ours while the first is unpublished.
-    v.stamp_inner(q, cells);
     v.table
         .record(q)
         .store(encode_cell(cells as u32, FLAG_PAD), Ordering::Relaxed);
@@ -277,11 +274,12 @@ fn consumer_claim(v: &View, i: usize) -> Result<Recovered, Corruption> {
 /// Releases cells `p..p + cells` of a dead consumer's claim, each only if it still
 /// reads what this lap left there (a compare-exchange per cell, the first cell last as
 /// in `View::release_cells`): the first cell "published" (`p + 1`), the inner ones
-/// "inner cell" (`q | INNER`). A recovery done again, after a recoverer died halfway,
-/// never turns a cell the next lap has reused back to free.
+/// the stamp a producer leaves on them (their own position: only the first cell's
+/// stamp is published). A recovery done again, after a recoverer died halfway, never
+/// turns a cell the next lap has reused back to free.
 fn release_published(v: &View, p: u64, cells: u64) {
     for q in (p..p + cells).rev() {
-        let this_lap = if q == p { p + 1 } else { q | INNER };
+        let this_lap = if q == p { p + 1 } else { q };
         // SYNC POINT: Release pairs with the producer's Acquire load of the stamp in
         // `try_claim`, as in `View::release_cells`.
         let _ = v.table.stamp(q).compare_exchange(
