@@ -26,81 +26,10 @@ use shmlane::{spsc, Notifier, RecvTimeoutError, RingOptions, Wait};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// `AUDIT_ARCH_X86_64` from `<linux/audit.h>`.
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-/// Offsets in `struct seccomp_data`: the number, the architecture, and the low half
-/// of the second argument (the futex operation; little-endian).
-const SECCOMP_DATA_NR: u32 = 0;
-const SECCOMP_DATA_ARCH: u32 = 4;
-const SECCOMP_DATA_ARG1_LO: u32 = 16 + 8;
-
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
-
 /// Makes every later `futex` call of this process whose operation carries
 /// `FUTEX_CLOCK_REALTIME` kill it with SIGSYS. For a child process only.
 fn forbid_realtime_futex() -> Result<(), String> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let kill = libc::SECCOMP_RET_KILL_PROCESS;
-    let allow = libc::SECCOMP_RET_ALLOW;
-    let mut filter = vec![
-        stmt(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARCH),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        stmt(BPF_RET | BPF_K, allow),
-        stmt(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_NR),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_futex as u32, 1, 0),
-        stmt(BPF_RET | BPF_K, allow),
-        stmt(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARG1_LO),
-        jump(
-            BPF_JMP | BPF_JSET | BPF_K,
-            libc::FUTEX_CLOCK_REALTIME as u32,
-            0,
-            1,
-        ),
-        stmt(BPF_RET | BPF_K, kill),
-        stmt(BPF_RET | BPF_K, allow),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_mut_ptr(),
-    };
-    // SAFETY: plain prctl calls; `prog` points to `filter`, which outlives the call
-    // (the kernel copies the program).
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(format!(
-                "PR_SET_NO_NEW_PRIVS: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &prog as *const libc::sock_fprog,
-        ) != 0
-        {
-            return Err(format!(
-                "PR_SET_SECCOMP: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(())
+    shmlane_support::seccomp::kill_on_realtime_futex().map_err(|e| e.to_string())
 }
 
 /// A consumer parked on the semaphore of an empty ring times out with no realtime

@@ -73,102 +73,12 @@ const DEADLINE: Duration = Duration::from_secs(60);
 // The filter
 // ---------------------------------------------------------------------------------
 
-/// `AUDIT_ARCH_X86_64` from `<linux/audit.h>`: EM_X86_64 | 64-bit | little-endian.
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-/// Offsets in `struct seccomp_data`: the call's number, its architecture, and the low
-/// and high halves of its first argument (little-endian).
-const SECCOMP_DATA_NR: u32 = 0;
-const SECCOMP_DATA_ARCH: u32 = 4;
-const SECCOMP_DATA_ARG0_LO: u32 = 16;
-const SECCOMP_DATA_ARG0_HI: u32 = 20;
-
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-/// Jumps to the next instruction but one if the accumulator equals `k`, else to the next.
-fn skip_one_if(k: u32) -> libc::sock_filter {
-    use libc::{BPF_JEQ, BPF_JMP, BPF_K};
-    libc::sock_filter {
-        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
-        jt: 1,
-        jf: 0,
-        k,
-    }
-}
-
-/// Goes on to the next instruction if the accumulator equals `k`, else skips it.
-fn only_if(k: u32) -> libc::sock_filter {
-    use libc::{BPF_JEQ, BPF_JMP, BPF_K};
-    libc::sock_filter {
-        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
-        jt: 0,
-        jf: 1,
-        k,
-    }
-}
-
 /// Makes every later system call of the calling thread (only: no `TSYNC`) trap with
 /// SIGSYS, but `write` on descriptor `done_fd` and `rt_sigreturn` (the return from the
-/// SIGSYS handler). It cannot be undone.
+/// SIGSYS handler). A call through another architecture's ABI (i386 through int 0x80)
+/// kills the process. It cannot be undone.
 fn trap_every_call_but_the_done_write(done_fd: i32) -> Result<(), String> {
-    use libc::{BPF_ABS, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let trap = libc::SECCOMP_RET_TRAP;
-    let load = |at| stmt(BPF_LD | BPF_W | BPF_ABS, at);
-    let ret = |what| stmt(BPF_RET | BPF_K, what);
-    let mut filter = vec![
-        load(SECCOMP_DATA_ARCH),
-        // Another architecture (i386 through int 0x80) traps too. x32 calls have
-        // bit 30 set in their number, so they never equal SYS_write below.
-        skip_one_if(AUDIT_ARCH_X86_64),
-        ret(trap),
-        load(SECCOMP_DATA_NR),
-        // The return from the SIGSYS handler, for a yield it lets pass (see `on_sigsys`).
-        only_if(libc::SYS_rt_sigreturn as u32),
-        ret(libc::SECCOMP_RET_ALLOW),
-        skip_one_if(libc::SYS_write as u32),
-        ret(trap),
-        // write: only on the done pipe.
-        load(SECCOMP_DATA_ARG0_LO),
-        skip_one_if(done_fd as u32),
-        ret(trap),
-        load(SECCOMP_DATA_ARG0_HI),
-        skip_one_if(0),
-        ret(trap),
-        ret(libc::SECCOMP_RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_mut_ptr(),
-    };
-    // SAFETY: plain prctl calls; `prog` points to `filter`, which outlives the call
-    // (the kernel copies the program). PR_SET_SECCOMP without the TSYNC flag filters
-    // the calling thread only.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(format!(
-                "PR_SET_NO_NEW_PRIVS: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &prog as *const libc::sock_fprog,
-        ) != 0
-        {
-            return Err(format!(
-                "PR_SET_SECCOMP: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(())
+    shmlane_support::seccomp::trap_every_call_but_write_to(done_fd).map_err(|e| e.to_string())
 }
 
 /// The names of the system calls a trap may report.

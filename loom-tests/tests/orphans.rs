@@ -43,6 +43,7 @@ use shmlane::loom_internals::{
     mpmc_stop_after_consumer, mpmc_stop_after_producer, run_until_stop,
 };
 use shmlane::{mpmc, Corruption, RecvError, RingOptions, TryRecvError, TrySendError, Wait};
+use shmlane_loom_tests::{check, message};
 
 /// A model explored with the preemption bound of `LOOM_MAX_PREEMPTIONS`, with loom's
 /// limit of branches per execution raised for threads that wait by polling.
@@ -66,46 +67,6 @@ fn model_one_preemption<F: Fn() + Sync + Send + 'static>(f: F) {
     b.max_branches = 100_000;
     b.preemption_bound = Some(1);
     b.check(f);
-}
-
-/// Message `seq` of producer `id`, `4 <= len < 256` bytes: id, seq, its length, then
-/// derived bytes, and last a checksum of all the bytes before it.
-fn message(id: u8, seq: u8, len: usize) -> Vec<u8> {
-    assert!((4..256).contains(&len), "a model message of {len} bytes");
-    let mut m: Vec<u8> = (0..len)
-        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(id.wrapping_mul(59)) ^ seq)
-        .collect();
-    m[0] = id;
-    m[1] = seq;
-    m[2] = len as u8;
-    m[len - 1] = checksum(&m[..len - 1]);
-    m
-}
-
-/// The checksum a message carries in its last byte.
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0x5a, |a: u8, &b| a.rotate_left(3) ^ b)
-}
-
-/// Checks a received message against what it carries (its length, its checksum, and
-/// every byte of message `(id, seq)` of that length), never against what arrived: a
-/// message cut short fails. Returns `(id, seq)`.
-fn check(buf: &[u8]) -> (u8, u8) {
-    assert!(buf.len() >= 4, "a message of {} bytes: {buf:?}", buf.len());
-    let (id, seq, len) = (buf[0], buf[1], buf[2] as usize);
-    assert_eq!(
-        buf.len(),
-        len,
-        "message {id}/{seq} of {len} bytes arrived with {}",
-        buf.len()
-    );
-    assert_eq!(
-        buf[len - 1],
-        checksum(&buf[..len - 1]),
-        "checksum of {id}/{seq}"
-    );
-    assert_eq!(buf, message(id, seq, len), "content of {id}/{seq}");
-    (id, seq)
 }
 
 /// A ring of `cells` cells of 16 bytes (records up to `cells * 8` bytes), its endpoints

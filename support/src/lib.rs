@@ -12,7 +12,9 @@
 //! - [`stamp`]: the messages of the benches (a sequence word and a tag byte, cheap
 //!   enough to check on every message of a timed loop);
 //! - [`payload`]: the messages of the tests (a sequence number and a checksum of a
-//!   derived body), a deterministic [`payload::Rng`], and a checkable byte stream.
+//!   derived body), a deterministic [`payload::Rng`], and a checkable byte stream;
+//! - `seccomp` (feature `seccomp`, for the library's tests): the seccomp filters of
+//!   the system-call tests, built with seccompiler.
 //!
 //! Every function that can fail returns an [`std::io::Result`] whose error says what
 //! was called and why it failed: the bench command passes it on, tests and benches
@@ -28,6 +30,8 @@ pub mod futex;
 pub mod mem;
 pub mod payload;
 pub mod pipes;
+#[cfg(feature = "seccomp")]
+pub mod seccomp;
 pub mod stamp;
 
 /// The error of the last failed system call, with `what` (the call and its

@@ -505,9 +505,3 @@ pub fn rss_and_peak() -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
-
-/// Resets VmHWM to the current VmRSS (`echo 5 > /proc/self/clear_refs`). Returns
-/// whether the kernel accepted it.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
-}
