@@ -316,10 +316,14 @@ pub mod loom_internals {
             return;
         }
         let mut spinner = crate::wait::Spinner::default();
-        let r: Result<Option<()>, std::convert::Infallible> =
-            crate::wait::block_on(strategy, &mut spinner, None, ec.0, |_look| {
-                Ok(ready().then_some(()))
-            });
+        let r: Result<Option<()>, std::convert::Infallible> = crate::wait::block_on(
+            strategy,
+            &mut spinner,
+            None,
+            &mut (ec.0, ready),
+            |(ec, _)| *ec,
+            |(_, ready), _look| Ok(ready().then_some(())),
+        );
         assert!(
             matches!(r, Ok(Some(()))),
             "a wait without deadline ended empty"

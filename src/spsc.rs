@@ -199,23 +199,25 @@ impl RingView {
     }
 
     #[inline]
-    fn header<'h>(&self) -> &'h Header {
-        // SAFETY: `self.seg` keeps the segment mapped for as long as `self` lives, and
-        // callers use the reference only within a method of the endpoint holding `self`.
+    fn header(&self) -> &Header {
+        // SAFETY: `self.header` points to the header at the start of the mapping that
+        // `self.seg` keeps alive (and never replaces) for as long as `self` lives; the
+        // reference borrows `self`, so it cannot outlive that. The header is reached
+        // only through atomics and fields written before the ring was READY.
         unsafe { &*self.header }
     }
 
     /// The "data available" event count (the consumer sleeps on it), with the ring's
     /// fence mode and notifier kind.
     #[inline]
-    fn data_ready<'h>(&self) -> EventCount<'h> {
+    fn data_ready(&self) -> EventCount<'_> {
         let h = self.header();
         EventCount::for_ring(&h.data_ready, &h.sem_data_ready, &self.params)
     }
 
     /// The "space available" event count (the producer sleeps on it).
     #[inline]
-    fn space_ready<'h>(&self) -> EventCount<'h> {
+    fn space_ready(&self) -> EventCount<'_> {
         let h = self.header();
         EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
@@ -523,12 +525,13 @@ impl Producer {
             self.wait,
             &mut spinner,
             deadline,
-            self.ring.space_ready(),
-            |look| {
-                if self.ring.gone(CONSUMER_SLOT, look == Look::Thorough) {
+            self,
+            |p| p.ring.space_ready(),
+            |p, look| {
+                if p.ring.gone(CONSUMER_SLOT, look == Look::Thorough) {
                     return Err(SendError::Disconnected);
                 }
-                Ok(self.try_claim(size)?)
+                Ok(p.try_claim(size)?)
             },
         );
         self.spinner = spinner;
@@ -854,12 +857,13 @@ impl Consumer {
             self.wait,
             &mut spinner,
             deadline,
-            self.ring.data_ready(),
-            |look| {
-                if look == Look::Quick && !self.arrived() {
+            self,
+            |c| c.ring.data_ready(),
+            |c, look| {
+                if look == Look::Quick && !c.arrived() {
                     return Ok(None);
                 }
-                self.poll_record(look == Look::Thorough)
+                c.poll_record(look == Look::Thorough)
             },
         );
         self.spinner = spinner;

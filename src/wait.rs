@@ -1046,11 +1046,15 @@ pub(crate) enum Look {
 }
 
 /// Blocks until `poll` returns `Some`, an error, or `deadline` passes (`Ok(None)`),
-/// waiting in the manner of `strategy` and parking on `ec`.
+/// waiting in the manner of `strategy` and parking on the event count `events` gives.
 ///
-/// `poll` must check everything that ends the wait (the ring, the peer's liveness)
-/// and is called again after every wake-up; it may be called while registered on `ec`.
-/// The caller has just polled in full once and found nothing.
+/// `poll(target, look)` must check everything that ends the wait (the ring, the
+/// peer's liveness) and is called again after every wake-up; it may be called while
+/// registered on the event count. The caller has just polled in full once and found
+/// nothing. The wait holds `target` (the endpoint) and lends it to `poll` mutably and
+/// to `events` shared, one at a time: so the event count, which borrows the
+/// endpoint's mapping, lives only while it is used, and the compiler checks that the
+/// mapping outlives it (no lifetime invented from a raw pointer).
 ///
 /// The first polls of a spinning wait are inlined into the caller: a round trip's
 /// waits end there, and a call per poll, with the bookkeeping of the rest of the wait,
@@ -1062,18 +1066,19 @@ pub(crate) enum Look {
 /// span well under a microsecond; the full polls, with the peer's attachment, come
 /// after. The rest of the wait is [`block_on_slow`], out of line.
 #[inline(always)]
-pub(crate) fn block_on<T, E>(
+pub(crate) fn block_on<S: ?Sized, T, E>(
     strategy: Wait,
     spinner: &mut Spinner,
     deadline: Option<Instant>,
-    ec: EventCount<'_>,
-    mut poll: impl FnMut(Look) -> Result<Option<T>, E>,
+    target: &mut S,
+    events: impl Fn(&S) -> EventCount<'_>,
+    mut poll: impl FnMut(&mut S, Look) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     // Not under loom: there every poll is a yield point, and these would multiply the
     // interleavings for nothing the slow path does not show.
     if !cfg!(loom) && matches!(strategy, Wait::Spin | Wait::Adaptive) {
         for _ in 1..POLLS_PER_CLOCK_READ {
-            if let Some(v) = poll(Look::Quick)? {
+            if let Some(v) = poll(target, Look::Quick)? {
                 spinner.succeeded_spinning();
                 return Ok(Some(v));
             }
@@ -1083,32 +1088,40 @@ pub(crate) fn block_on<T, E>(
             strategy,
             spinner,
             deadline,
-            ec,
+            target,
+            events,
             POLLS_PER_CLOCK_READ - 1,
-            |thorough| poll(if thorough { Look::Thorough } else { Look::Full }),
+            |t, thorough| poll(t, if thorough { Look::Thorough } else { Look::Full }),
         );
     }
-    block_on_slow(strategy, spinner, deadline, ec, 0, |thorough| {
-        poll(if thorough { Look::Thorough } else { Look::Full })
-    })
+    block_on_slow(
+        strategy,
+        spinner,
+        deadline,
+        target,
+        events,
+        0,
+        |t, thorough| poll(t, if thorough { Look::Thorough } else { Look::Full }),
+    )
 }
 
 /// [`block_on`] after its first `polls` polls (each followed by a spin hint).
 #[inline(never)]
-fn block_on_slow<T, E>(
+fn block_on_slow<S: ?Sized, T, E>(
     strategy: Wait,
     spinner: &mut Spinner,
     deadline: Option<Instant>,
-    ec: EventCount<'_>,
+    target: &mut S,
+    events: impl Fn(&S) -> EventCount<'_>,
     polls: u32,
-    mut poll: impl FnMut(bool) -> Result<Option<T>, E>,
+    mut poll: impl FnMut(&mut S, bool) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     // Every look at the peers' liveness is counted, for the tests (`WaitCounters`).
-    let mut poll = |thorough: bool| {
+    let mut poll = |target: &mut S, thorough: bool| {
         if thorough {
             count_in_thread(|c| &c.liveness_checks);
         }
-        poll(thorough)
+        poll(target, thorough)
     };
     // The clock is read lazily (~20 ns a read): a wait that ends within the first
     // polls, as every wait of a round trip does, never reads it.
@@ -1130,7 +1143,7 @@ fn block_on_slow<T, E>(
     // Spin phase (Spin for ever; Adaptive for the spinner's budget).
     if matches!(strategy, Wait::Spin | Wait::Adaptive) {
         loop {
-            if let Some(v) = poll(std::mem::take(&mut thorough))? {
+            if let Some(v) = poll(target, std::mem::take(&mut thorough))? {
                 spinner.succeeded_spinning();
                 return Ok(Some(v));
             }
@@ -1157,7 +1170,7 @@ fn block_on_slow<T, E>(
     // Yield phase (Yield for ever; Adaptive until YIELD_UNTIL).
     if matches!(strategy, Wait::Yield | Wait::Adaptive) {
         loop {
-            if let Some(v) = poll(std::mem::take(&mut thorough))? {
+            if let Some(v) = poll(target, std::mem::take(&mut thorough))? {
                 return Ok(Some(v));
             }
             let t = now();
@@ -1173,11 +1186,11 @@ fn block_on_slow<T, E>(
     }
     // Park phase.
     loop {
-        let key = ec.prepare_wait();
-        match poll(std::mem::take(&mut thorough)) {
+        let key = events(target).prepare_wait();
+        match poll(target, std::mem::take(&mut thorough)) {
             Ok(None) => {}
             other => {
-                ec.cancel_wait(key);
+                events(target).cancel_wait(key);
                 return other;
             }
         }
@@ -1190,33 +1203,33 @@ fn block_on_slow<T, E>(
         let slice = match deadline {
             Some(d) => {
                 if t >= d {
-                    ec.cancel_wait(key);
+                    events(target).cancel_wait(key);
                     return Ok(None);
                 }
                 (d - t).min(PARK_SLICE)
             }
             None => PARK_SLICE,
         };
-        let slept = ec.sleep(key, slice);
+        let slept = events(target).sleep(key, slice);
         check_due(now(), &mut thorough);
         if slept == Slept::RanOut {
             count_in_thread(|c| &c.slices_ran_out);
             // Look again while still registered, then at the event count: what we
             // waited for there already, with no waiter taken since we registered, is
             // a lost wake-up (see `lost_wake_ups`). At most once per park slice.
-            match poll(std::mem::take(&mut thorough)) {
+            match poll(target, std::mem::take(&mut thorough)) {
                 Ok(None) => {}
                 other => {
                     #[cfg(not(loom))]
-                    if matches!(other, Ok(Some(_))) && !ec.taken_since(key) {
+                    if matches!(other, Ok(Some(_))) && !events(target).taken_since(key) {
                         crate::sync::count(&LOST_WAKE_UPS);
                     }
-                    ec.leave_woken(key);
+                    events(target).leave_woken(key);
                     return other;
                 }
             }
         }
-        ec.leave_woken(key);
+        events(target).leave_woken(key);
     }
 }
 

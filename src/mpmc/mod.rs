@@ -131,20 +131,21 @@ enum Poll<T> {
 /// `Ok(None)`: timed out. `poll(Look::Thorough)` now and then: look for dead
 /// endpoints too; `poll(Look::Quick)` may say `Empty` after one load (see
 /// [`block_on`]).
-fn wait_for<T, E>(
+fn wait_for<S: ?Sized, T, E>(
     wait: Wait,
     spinner: &mut Spinner,
     deadline: Option<std::time::Instant>,
-    ready: EventCount<'_>,
-    slot_free: EventCount<'_>,
-    mut poll: impl FnMut(Look) -> Result<Poll<T>, E>,
+    target: &mut S,
+    ready: impl Fn(&S) -> EventCount<'_>,
+    slot_free: impl Fn(&S) -> EventCount<'_>,
+    mut poll: impl FnMut(&mut S, Look) -> Result<Poll<T>, E>,
 ) -> Result<Option<T>, E> {
-    let mut last = poll(Look::Full)?;
+    let mut last = poll(target, Look::Full)?;
     loop {
-        let (strategy, ec, waiting_for) = match last {
+        let (strategy, waiting_for) = match last {
             Poll::Ready(v) => return Ok(Some(v)),
-            Poll::Empty => (wait, ready, 0),
-            Poll::SlotHeld => (Wait::Park, slot_free, 1),
+            Poll::Empty => (wait, 0),
+            Poll::SlotHeld => (Wait::Park, 1),
         };
         let mut park_spinner = Spinner::default();
         let spinner = if waiting_for == 0 {
@@ -152,13 +153,26 @@ fn wait_for<T, E>(
         } else {
             &mut park_spinner
         };
-        let next = block_on(strategy, spinner, deadline, ec, |look| {
-            Ok(match poll(look)? {
-                Poll::Empty if waiting_for == 0 => None,
-                Poll::SlotHeld if waiting_for == 1 => None,
-                other => Some(other),
-            })
-        })?;
+        let next = block_on(
+            strategy,
+            spinner,
+            deadline,
+            target,
+            |t| {
+                if waiting_for == 0 {
+                    ready(t)
+                } else {
+                    slot_free(t)
+                }
+            },
+            |t, look| {
+                Ok(match poll(t, look)? {
+                    Poll::Empty if waiting_for == 0 => None,
+                    Poll::SlotHeld if waiting_for == 1 => None,
+                    other => Some(other),
+                })
+            },
+        )?;
         match next {
             None => return Ok(None),
             Some(p) => last = p,
@@ -392,14 +406,16 @@ impl View {
     }
 
     #[inline(always)]
-    fn header<'h>(&self) -> &'h Header {
-        // SAFETY: `self.seg` keeps the segment mapped for as long as `self` lives, and
-        // callers use the reference only within a method of the endpoint holding `self`.
+    fn header(&self) -> &Header {
+        // SAFETY: `self.header` points to the header at the start of the mapping that
+        // `self.seg` keeps alive (and never replaces) for as long as `self` lives; the
+        // reference borrows `self`, so it cannot outlive that. The header is reached
+        // only through atomics and fields written before the ring was READY.
         unsafe { &*self.header }
     }
 
     /// The attach counter of `role` (see `Header::producers`).
-    fn role_count<'h>(&self, role: u32) -> &'h AtomicU64 {
+    fn role_count(&self, role: u32) -> &AtomicU64 {
         if role == ROLE_PRODUCER {
             &self.header().producers
         } else {
@@ -437,35 +453,35 @@ impl View {
 
     /// The "data available" event count (consumers sleep on it).
     #[inline]
-    fn data_ready<'h>(&self) -> EventCount<'h> {
+    fn data_ready(&self) -> EventCount<'_> {
         let h = self.header();
         EventCount::for_ring(&h.data_ready, &h.sem_data_ready, &self.params)
     }
 
     /// The "space available" event count (producers sleep on it).
     #[inline]
-    fn space_ready<'h>(&self) -> EventCount<'h> {
+    fn space_ready(&self) -> EventCount<'_> {
         let h = self.header();
         EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
 
     /// The "writer-stream slot free" event count (producers waiting for the slot).
     #[inline]
-    fn writer_free<'h>(&self) -> EventCount<'h> {
+    fn writer_free(&self) -> EventCount<'_> {
         let h = self.header();
         EventCount::for_ring(&h.writer_free, &h.sem_writer_free, &self.params)
     }
 
     /// The "reader-stream slot free" event count (consumers waiting for the slot).
     #[inline]
-    fn reader_free<'h>(&self) -> EventCount<'h> {
+    fn reader_free(&self) -> EventCount<'_> {
         let h = self.header();
         EventCount::for_ring(&h.reader_free, &h.sem_reader_free, &self.params)
     }
 
     /// Our endpoint slot, where our claim notes go.
     #[inline(always)]
-    fn note<'h>(&self) -> &'h EndpointSlot {
+    fn note(&self) -> &EndpointSlot {
         &self.header().endpoints[self.slot]
     }
 
@@ -867,11 +883,18 @@ impl Producer {
             return Ok(None);
         };
         let mut spinner = self.spinner;
-        let (space, slot) = (self.ring.space_ready(), self.ring.writer_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, space, slot, |look| {
-            self.connected(look == Look::Thorough)?;
-            Ok(self.try_claim(k, flags)?)
-        });
+        let result = wait_for(
+            self.wait,
+            &mut spinner,
+            deadline,
+            self,
+            |p| p.ring.space_ready(),
+            |p| p.ring.writer_free(),
+            |p, look| {
+                p.connected(look == Look::Thorough)?;
+                Ok(p.try_claim(k, flags)?)
+            },
+        );
         self.spinner = spinner;
         result
     }
@@ -1462,13 +1485,20 @@ impl RecordConsumer for Consumer {
             return Err(RecvTimeoutError::Timeout);
         };
         let mut spinner = self.spinner;
-        let (data, slot) = (self.ring.data_ready(), self.ring.reader_free());
-        let result = wait_for(self.wait, &mut spinner, deadline, data, slot, |look| {
-            if look == Look::Quick && !self.arrived() {
-                return Ok(Poll::Empty);
-            }
-            self.poll_record(look == Look::Thorough)
-        });
+        let result = wait_for(
+            self.wait,
+            &mut spinner,
+            deadline,
+            self,
+            |c| c.ring.data_ready(),
+            |c| c.ring.reader_free(),
+            |c, look| {
+                if look == Look::Quick && !c.arrived() {
+                    return Ok(Poll::Empty);
+                }
+                c.poll_record(look == Look::Thorough)
+            },
+        );
         self.spinner = spinner;
         result?.ok_or(RecvTimeoutError::Timeout)
     }
