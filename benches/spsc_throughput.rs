@@ -5,6 +5,9 @@
 //!
 //! - `shmlane`: one SPSC ring of 1 MiB (4 MiB for 1 MiB messages, so that a message
 //!   is one record), the default `Wait::Adaptive`; `send` / `recv` into a `Vec`.
+//! - `minimal-ring`: the yardstick, `shmlane_support::minimal_ring` (a byte ring
+//!   with a published `tail` and `head` and nothing else, both sides spinning), of
+//!   the same capacity as shmlane's ring.
 //! - `pipe`: the default 64 KiB buffer; `pipe-1mib`: raised with F_SETPIPE_SZ.
 //! - `unix-socket`: a UNIX stream socket pair, SO_SNDBUF and SO_RCVBUF raised
 //!   to 4 MiB (or net.core.wmem_max / rmem_max if lower).
@@ -19,6 +22,8 @@ use common::{BufFd, Fd, RingName};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shmlane::spsc::{Consumer, Producer};
 use shmlane::RingOptions;
+use shmlane_support::clock::now_ns;
+use shmlane_support::minimal_ring::MinimalRing;
 
 fn spsc_throughput(c: &mut Criterion) {
     pin_bench_process();
@@ -38,6 +43,20 @@ fn spsc_throughput(c: &mut Criterion) {
             tx,
             move || Consumer::open(&name).expect("open ring"),
         );
+
+        // The child gives up on a wait after an hour: the bench's watchdog ends a run
+        // that hangs long before.
+        let minimal = MinimalRing::new(capacity).expect("minimal ring");
+        let (tx, rx) = minimal.ends(now_ns() + 3_600_000_000_000);
+        one_way(
+            &mut group,
+            BenchmarkId::new("minimal-ring", &label),
+            len,
+            tx,
+            move || rx,
+        );
+        // The parent's end used the mapping until here; the child keeps its own.
+        drop(minimal);
 
         for (id, buffer) in [("pipe", None), ("pipe-1mib", Some(1 << 20))] {
             let (rx, tx) = pipe(buffer);

@@ -240,6 +240,27 @@ impl Rx for Consumer {
     }
 }
 
+impl Tx for shmlane_support::minimal_ring::MinimalTx {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        shmlane_support::minimal_ring::MinimalTx::send(self, msg).expect("minimal ring send");
+    }
+}
+
+impl Rx for shmlane_support::minimal_ring::MinimalRx {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> bool {
+        match shmlane_support::minimal_ring::MinimalRx::recv(self, buf) {
+            Ok(n) => {
+                assert_eq!(n, len, "minimal ring: a message of the wrong length");
+                true
+            }
+            // Its only error is a wait past the deadline: the sender is gone.
+            Err(_) => false,
+        }
+    }
+}
+
 impl Tx for shmlane::mpmc::Producer {
     #[inline]
     fn send(&mut self, msg: &[u8]) {

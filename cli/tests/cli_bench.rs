@@ -152,3 +152,79 @@ fn short_run_prints_json_and_draws_the_plot() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The minimal SPSC ring is measured as a row of its own, one-way rows of shmlane get
+/// their messages/s over it (this/min), and the targets of issue 20 compare the two.
+#[test]
+fn the_minimal_ring_is_the_one_way_yardstick() {
+    let out = shmlane(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--only",
+        "minimal-spsc-ring,shmlane-spsc-spin",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = v["throughput"].as_array().expect("throughput rows");
+    let minimal: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["mechanism"] == "minimal-spsc-ring")
+        .collect();
+    // Every message size, and no streamed message (it has no streams).
+    let sizes: Vec<u64> = minimal
+        .iter()
+        .map(|r| r["message_bytes"].as_u64().expect("size"))
+        .collect();
+    assert_eq!(sizes, [64, 4 << 10, 64 << 10, 1 << 20], "{minimal:?}");
+    assert!(minimal.iter().all(|r| r["load"] == "messages"));
+    let cpus = v["env"]["allowed_cpus"].as_u64().expect("allowed_cpus");
+    if cpus < 2 {
+        // Both sides spin: skipped on one CPU, and said so.
+        assert!(
+            minimal.iter().all(|r| r["skipped"].is_string()),
+            "{minimal:?}"
+        );
+        return;
+    }
+    for r in &minimal {
+        assert!(r["msgs_per_s"].as_f64().expect("msgs/s") > 0.0, "{r}");
+        assert_eq!(r["vs_minimal_ring"].as_f64(), Some(1.0), "{r}");
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r["mechanism"] == "shmlane-spsc-spin")
+    {
+        let ratio = &r["vs_minimal_ring"];
+        if r["load"] == "stream" {
+            assert!(ratio.is_null(), "{r}");
+        } else {
+            let expected = r["msgs_per_s"].as_f64().expect("msgs/s")
+                / minimal
+                    .iter()
+                    .find(|m| m["message_bytes"] == r["message_bytes"])
+                    .and_then(|m| m["msgs_per_s"].as_f64())
+                    .expect("the minimal ring's row of the same size");
+            let got = ratio.as_f64().expect("a ratio");
+            assert!((got - expected).abs() < 0.002, "{got} vs {expected}: {r}");
+        }
+    }
+    let targets: Vec<&serde_json::Value> = v["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|t| {
+            t["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("minimal ring"))
+        })
+        .collect();
+    assert_eq!(targets.len(), 6, "{targets:?}");
+    // The Spin ones have both rows here; the Adaptive ones lack theirs.
+    for t in &targets {
+        let spin = t["name"].as_str().expect("name").contains("Spin");
+        assert_eq!(t["value"].is_number(), spin, "{t}");
+        assert_eq!(t["rule"], ">= 1", "{t}");
+    }
+}

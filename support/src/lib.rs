@@ -6,6 +6,9 @@
 //! - [`cpu`]: the CPUs this process may use, pinning to one;
 //! - [`clock`]: `CLOCK_MONOTONIC` in nanoseconds, comparable between processes;
 //! - [`mem`]: a shared anonymous mapping that forked children inherit;
+//! - [`minimal_ring`]: the minimal SPSC ring in shared memory, the yardstick of
+//!   one-way throughput that `shmlane bench` and the criterion bench measure beside
+//!   shmlane;
 //! - [`futex`]: raw shared (not private) `FUTEX_WAIT` / `FUTEX_WAKE`;
 //! - [`pipes`]: the kernel baselines' descriptors: pipes, UNIX socket pairs, their
 //!   buffer sizes;
@@ -28,6 +31,7 @@ pub mod cpu;
 pub mod fork;
 pub mod futex;
 pub mod mem;
+pub mod minimal_ring;
 pub mod payload;
 pub mod pipes;
 #[cfg(feature = "seccomp")]

@@ -159,8 +159,9 @@ own buffer and checks it (sequence number and last byte), as read() would.
     shape, and to the row's own 1P1C (/1P1C).
   Ratios, all within the run: round trips to the raw-cache-line floor
     (p50/floor, p99/floor) and to a pipe (pipe/this: times faster than a
-    pipe); throughput to a pipe (this/pipe). Then the targets shmlane is held
-    to.
+    pipe); throughput to a pipe (this/pipe) and, in messages/s, to the
+    minimal SPSC ring of the same message size (this/min). Then the targets
+    shmlane is held to.
 
 Rows (ID for --only and the JSON, the name in the table):
 ",

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use shmlane_support::futex::{futex_wait, futex_wake};
+use shmlane_support::minimal_ring::{MinimalRing, MinimalRx, MinimalTx};
 use shmlane_support::pipes;
 pub(crate) use shmlane_support::pipes::{pipe_buffer, seqpacket_max, socket_buffer_request};
 
@@ -866,5 +867,86 @@ impl Duplex for RawEnd {
         // just saw, and does not rewrite them until we reply.
         unsafe { std::ptr::copy_nonoverlapping(self.inp.add(8), buf.as_mut_ptr(), len) };
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The minimal SPSC ring (the yardstick of one-way throughput)
+// ---------------------------------------------------------------------------------
+
+/// A minimal ring of `capacity` bytes for messages of `len` bytes, or an error if
+/// such a message is more than a record holds.
+pub(crate) fn minimal_ring(capacity: usize, len: usize) -> Result<MinimalRing, BenchError> {
+    let ring = MinimalRing::new(capacity).map_err(failed)?;
+    if len > ring.max_message() {
+        return Err(BenchError::Unavailable(format!(
+            "a {len}-byte message is more than a {capacity}-byte minimal ring's record"
+        )));
+    }
+    Ok(ring)
+}
+
+/// The sending end of a one-way transfer over a minimal ring.
+#[derive(Debug)]
+pub(crate) struct MinTx(pub(crate) MinimalTx);
+
+/// The receiving end of a one-way transfer over a minimal ring.
+#[derive(Debug)]
+pub(crate) struct MinRx(pub(crate) MinimalRx);
+
+/// One side of a round trip over two minimal rings, one per direction.
+#[derive(Debug)]
+pub(crate) struct MinDuplex {
+    pub(crate) tx: MinimalTx,
+    pub(crate) rx: MinimalRx,
+}
+
+fn min_recv(rx: &mut MinimalRx, buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
+    let n = rx.recv(buf).map_err(|e| e.to_string())?;
+    if n != len {
+        return Err(format!("received {n} bytes, expected {len}"));
+    }
+    Ok(())
+}
+
+impl Tx for MinTx {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.0.send(msg).map_err(|e| e.to_string())
+    }
+
+    fn stream(
+        &mut self,
+        _total: u64,
+        _body: &mut dyn FnMut(&mut dyn Write) -> Result<(), String>,
+    ) -> Result<(), String> {
+        Err("the minimal ring has no streams".into())
+    }
+}
+
+impl Rx for MinRx {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
+        min_recv(&mut self.0, buf, len)
+    }
+
+    fn stream(
+        &mut self,
+        _total: u64,
+        _body: &mut dyn FnMut(&mut dyn Read) -> Result<(), String>,
+    ) -> Result<(), String> {
+        Err("the minimal ring has no streams".into())
+    }
+}
+
+impl Duplex for MinDuplex {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.tx.send(msg).map_err(|e| e.to_string())
+    }
+
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<(), String> {
+        min_recv(&mut self.rx, buf, len)
     }
 }

@@ -29,6 +29,10 @@ pub(crate) enum Mech {
     /// The same page, with the receiver asleep in `FUTEX_WAIT` and the sender always
     /// calling `FUTEX_WAKE`: the floor of any round trip through a kernel wake-up.
     FutexDoorbell,
+    /// The minimal SPSC ring of `shmlane_support::minimal_ring`: a byte ring in
+    /// shared memory with a published `tail` and `head` and nothing else, both sides
+    /// spinning: the yardstick of one-way throughput for a ring.
+    MinimalRing,
     /// One of shmlane's rings, with this wait strategy on every endpoint and this
     /// notifier for their sleeps.
     Ring(RingKind, Wait, Notifier),
@@ -56,7 +60,7 @@ impl Mech {
     pub(crate) fn spins(self) -> bool {
         matches!(
             self,
-            Mech::RawLine | Mech::Ring(_, Wait::Spin, _) | Mech::PipePolled
+            Mech::RawLine | Mech::MinimalRing | Mech::Ring(_, Wait::Spin, _) | Mech::PipePolled
         )
     }
 }
@@ -69,6 +73,9 @@ pub(crate) enum Loads {
     /// Messages of up to 4 KiB only (the sleeping rows: there the consumer sleeps
     /// often; with large messages they measure the same as the default wait).
     Small,
+    /// Every message size, but not the streamed message (a mechanism with no
+    /// streams).
+    Messages,
     /// Every message size and the streamed message.
     All,
 }
@@ -151,6 +158,24 @@ pub(crate) const MECHANISMS: &[MechSpec] = &[
                FUTEX_WAIT at once and the sender always calls FUTEX_WAKE (shared, not \
                private, futexes): the least any round trip costs that wakes a sleeper \
                on each hop. Compare the Park rows with it.",
+    },
+    MechSpec {
+        mech: Mech::MinimalRing,
+        id: "minimal-spsc-ring",
+        label: "minimal SPSC ring (yardstick)",
+        latency: true,
+        loads: Loads::Messages,
+        contention: &[],
+        help: "A byte ring in a shared mapping written the obvious way, about a hundred \
+               lines (shmlane_support::minimal_ring): records of a u32 length and the \
+               payload; the producer publishes a tail cursor after each message and \
+               reads the consumer's head only when the ring looks full; the consumer \
+               reads tail, consumes every record up to it, then publishes head. No \
+               header, validation, liveness, sleeping or fragments; both sides spin. \
+               Rings as for shmlane SPSC (the same capacity per row), messages copied \
+               in and out and checked as in every row: the practical limit of one-way \
+               throughput for a byte ring. The throughput ratios this/min divide by \
+               this row.",
     },
     MechSpec {
         mech: spsc(Wait::Spin, Notifier::Futex),

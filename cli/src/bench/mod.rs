@@ -356,6 +356,7 @@ fn rows(opts: &Options, config: &Config, env: &Env) -> Results {
                 .filter(move |m| match m.loads {
                     Loads::None => false,
                     Loads::Small => matches!(load, Load::Messages(n) if n <= 4 << 10),
+                    Loads::Messages => matches!(load, Load::Messages(_)),
                     Loads::All => true,
                 })
                 .map(move |spec| ThroughputRow {
@@ -631,6 +632,24 @@ impl Runner<'_> {
                 let (a, b) = lines.ends(mech == Mech::FutexDoorbell, deadline);
                 self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
             }
+            Mech::MinimalRing => {
+                // The children keep the mappings after the parent drops them.
+                let ring = self.config.latency_ring;
+                let (ab, ba) = (
+                    baselines::minimal_ring(ring, len)?,
+                    baselines::minimal_ring(ring, len)?,
+                );
+                let ((ab_tx, ab_rx), (ba_tx, ba_rx)) = (ab.ends(deadline), ba.ends(deadline));
+                let a = baselines::MinDuplex {
+                    tx: ab_tx,
+                    rx: ba_rx,
+                };
+                let b = baselines::MinDuplex {
+                    tx: ba_tx,
+                    rx: ab_rx,
+                };
+                self.ping_pong(&map, len, deadline, move || Ok(a), move || Ok(b))?
+            }
             Mech::Ring(kind, wait, notifier) => match kind {
                 RingKind::Spsc => {
                     self.ring_ping_pong::<shm::Spsc>(&map, len, deadline, wait, notifier)?
@@ -743,6 +762,25 @@ impl Runner<'_> {
         let unit = load.unit();
         let sockbuf = self.env.socket_buffer;
         let (mut children, setup) = match mech {
+            Mech::MinimalRing => {
+                let Load::Messages(len) = load else {
+                    return Err(BenchError::Unavailable(
+                        "the minimal ring has no streams".into(),
+                    ));
+                };
+                let capacity = ring_for(load);
+                let ring = baselines::minimal_ring(capacity, len)?;
+                let (tx, rx) = ring.ends(deadline);
+                let children = self.transfer(
+                    &map,
+                    load,
+                    deadline,
+                    move || Ok(baselines::MinTx(tx)),
+                    move || Ok(baselines::MinRx(rx)),
+                )?;
+                let buffer = Some(Buffer::bytes(capacity));
+                (children, Setup { buffer, note: None })
+            }
             Mech::Ring(kind, wait, notifier) => match kind {
                 RingKind::Spsc => {
                     self.ring_transfer::<shm::Spsc>(&map, load, deadline, wait, notifier)?

@@ -45,6 +45,7 @@ const NOTE: RGBColor = RGBColor(0x44, 0x44, 0x44);
 const COLOURS: &[(&str, RGBColor)] = &[
     ("raw-cache-line", RGBColor(0x00, 0x00, 0x00)),
     ("futex-doorbell", RGBColor(0x8a, 0x8a, 0x8a)),
+    ("minimal-spsc-ring", RGBColor(0x55, 0x55, 0x55)),
     ("shmlane-spsc-spin", RGBColor(0x1f, 0x5f, 0xbf)),
     ("shmlane-spsc-adaptive", RGBColor(0x2c, 0xa0, 0x2c)),
     ("shmlane-spsc-park-futex", RGBColor(0x7b, 0x4f, 0xc4)),
@@ -86,7 +87,7 @@ enum Stroke {
 
 fn stroke(mech: Mech) -> Stroke {
     match mech {
-        Mech::RawLine | Mech::FutexDoorbell => Stroke::Dotted,
+        Mech::RawLine | Mech::FutexDoorbell | Mech::MinimalRing => Stroke::Dotted,
         Mech::Ring(RingKind::Spsc, ..) => Stroke::Solid,
         Mech::Ring(..) => Stroke::Dashed(12, 4),
         _ => Stroke::Dashed(5, 4),

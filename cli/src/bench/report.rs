@@ -84,6 +84,8 @@ pub(crate) struct ThroughputFigures<'a> {
     pub(crate) gb_per_s: Option<f64>,
     pub(crate) msgs_per_s: Option<f64>,
     pub(crate) vs_pipe: Option<f64>,
+    /// Messages/s over the minimal SPSC ring's at the same message size.
+    pub(crate) vs_minimal: Option<f64>,
 }
 
 /// An MPMC throughput row with its medians and ratios (each to the row of the same
@@ -227,6 +229,12 @@ pub(crate) fn summarize(r: &Results) -> Summary<'_> {
             .find(|row| row.spec.mech == Mech::Pipe && row.load == load)
             .and_then(|row| figures(row).2)
     };
+    let minimal_msgs = |load: Load| {
+        r.throughput
+            .iter()
+            .find(|row| row.spec.mech == Mech::MinimalRing && row.load == load)
+            .and_then(|row| figures(row).3)
+    };
     let throughput: Vec<ThroughputFigures<'_>> = r
         .throughput
         .iter()
@@ -239,6 +247,7 @@ pub(crate) fn summarize(r: &Results) -> Summary<'_> {
                 gb_per_s: gb,
                 msgs_per_s: msgs,
                 vs_pipe: ratio(gb, pipe_gb(row.load)),
+                vs_minimal: ratio(msgs, minimal_msgs(row.load)),
             }
         })
         .collect();
@@ -327,7 +336,26 @@ pub(crate) fn summarize(r: &Results) -> Summary<'_> {
     let adaptive = spsc(Wait::Adaptive, Notifier::Futex);
     let small = Load::Messages(64);
     let big = Load::Messages(1 << 20);
-    let targets = vec![
+    // Issue 20: one-way messages/s at least the minimal ring's, with either wait.
+    let versus_minimal = [64usize, 4 << 10, 64 << 10].into_iter().flat_map(|len| {
+        [(Wait::Spin, "Spin"), (Wait::Adaptive, "Adaptive")]
+            .into_iter()
+            .map(move |(wait, name)| (len, wait, name))
+    });
+    let minimal_targets: Vec<Target> = versus_minimal
+        .map(|(len, wait, name)| Target {
+            name: format!("shmlane {} msgs/s / minimal ring, Wait::{name}", size(len)),
+            value: ratio(
+                tput(spsc(wait, Notifier::Futex), Load::Messages(len), |t| {
+                    t.msgs_per_s
+                }),
+                minimal_msgs(Load::Messages(len)),
+            ),
+            at_most: false,
+            threshold: 1.0,
+        })
+        .collect();
+    let mut targets = vec![
         Target {
             name: "shmlane 8 B round trip p50 / raw floor p50, Wait::Spin".into(),
             value: ratio(
@@ -398,6 +426,7 @@ pub(crate) fn summarize(r: &Results) -> Summary<'_> {
             threshold: 1.0,
         },
     ];
+    targets.extend(minimal_targets);
     Summary {
         latency,
         throughput,
@@ -543,8 +572,8 @@ pub(crate) fn table(r: &Results) -> String {
     );
     let _ = writeln!(
         o,
-        "{:<16} {:<31} {:>14} {:>9} {:>8} {:>9} {:>9}",
-        "size", "mechanism", "buffer", "volume", "GB/s", "msgs/s", "this/pipe"
+        "{:<16} {:<31} {:>14} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "size", "mechanism", "buffer", "volume", "GB/s", "msgs/s", "this/pipe", "this/min"
     );
     let mut last_load = None;
     let mut notes: Vec<&str> = Vec::new();
@@ -575,10 +604,11 @@ pub(crate) fn table(r: &Results) -> String {
         };
         let _ = writeln!(
             o,
-            "{ld:<16} {label:<31} {buffer:>14} {:>9} {:>8} {msgs:>9} {:>9}",
+            "{ld:<16} {label:<31} {buffer:>14} {:>9} {:>8} {msgs:>9} {:>9} {:>9}",
             t.bytes.map_or("-".into(), human_bytes),
             opt(t.gb_per_s, 3),
-            times(t.vs_pipe)
+            times(t.vs_pipe),
+            times(t.vs_minimal)
         );
     }
     for (k, note) in notes.iter().enumerate() {
@@ -810,6 +840,7 @@ struct ThroughputJson<'a> {
     gb_per_s: Option<f64>,
     msgs_per_s: Option<f64>,
     vs_pipe: Option<f64>,
+    vs_minimal_ring: Option<f64>,
     rounds: Vec<ThroughputRoundJson>,
 }
 
@@ -945,6 +976,7 @@ pub(crate) fn json(r: &Results) -> String {
             gb_per_s: round(t.gb_per_s, 4),
             msgs_per_s: round(t.msgs_per_s, 0),
             vs_pipe: round(t.vs_pipe, 3),
+            vs_minimal_ring: round(t.vs_minimal, 3),
             rounds: t
                 .row
                 .rounds
