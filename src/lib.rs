@@ -186,6 +186,30 @@ pub use segment::backing::Backing;
 pub use stream::{MessageReader, MessageWriter};
 pub use wait::Wait;
 
+/// The `bytemuck` crate, whose `Pod` types `send_pod`, `recv_pod` and
+/// [`ReadGrant::as_pod`] take, re-exported so that your types implement the very
+/// traits this version of shmlane asks for, without a `bytemuck` dependency of your
+/// own: derive through this path and name it in `#[bytemuck(crate = ...)]`.
+///
+/// ```
+/// use shmlane::bytemuck::{Pod, Zeroable};
+///
+/// #[derive(Clone, Copy, Pod, Zeroable)]
+/// #[bytemuck(crate = "shmlane::bytemuck")]
+/// #[repr(C)]
+/// struct Sample {
+///     t: u64,
+///     value: f32,
+///     channel: u32,
+/// }
+///
+/// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
+/// tx.send_pod(&Sample { t: 1, value: 0.5, channel: 3 })?;
+/// assert_eq!(rx.recv_ref()?.as_pod::<Sample>()?.channel, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use bytemuck;
+
 #[cfg(not(loom))]
 pub use segment::memfd::{recv_fd, send_fd};
 #[cfg(not(loom))]

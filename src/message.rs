@@ -607,6 +607,43 @@ impl<C: RecordConsumer> std::ops::Deref for ReadGrant<'_, C> {
     }
 }
 
+impl<C: RecordConsumer> ReadGrant<'_, C> {
+    /// The message as a `&T`, read in place (no copy): a zero-copy typed read. It
+    /// succeeds if the message is exactly `size_of::<T>()` bytes and its first byte is
+    /// aligned for `T`. Messages start 8-byte aligned in the ring (SPSC and MPMC
+    /// alike), so any `T` of alignment 8 or less is read in place; a type that needs
+    /// more fails with `PodCastError::TargetAlignmentGreaterAndInputNotAligned` where
+    /// the message is not so aligned (copy it out with `recv_pod` instead).
+    ///
+    /// The footing of the reference is the grant's (see [`ReadGrant`], "What the
+    /// peers must not do").
+    ///
+    /// ```
+    /// use shmlane::{spsc, RingOptions};
+    ///
+    /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    /// #[repr(C)]
+    /// struct Tick {
+    ///     seq: u64,
+    ///     price: f64,
+    /// }
+    ///
+    /// let (mut tx, mut rx) = spsc::channel(&RingOptions::new(4096))?;
+    /// tx.send_pod(&Tick { seq: 7, price: 101.5 })?;
+    /// let grant = rx.recv_ref()?;
+    /// let tick: &Tick = grant.as_pod()?;
+    /// assert_eq!(*tick, Tick { seq: 7, price: 101.5 });
+    /// // A message of another size is an error, not a misread.
+    /// drop(grant);
+    /// tx.send(b"short")?;
+    /// assert!(rx.recv_ref()?.as_pod::<Tick>().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn as_pod<T: bytemuck::AnyBitPattern>(&self) -> Result<&T, bytemuck::PodCastError> {
+        bytemuck::try_from_bytes(self)
+    }
+}
+
 impl<C: RecordConsumer> Drop for ReadGrant<'_, C> {
     fn drop(&mut self) {
         self.consumer.data().track_read(self.index, self.rec.len());
