@@ -310,7 +310,10 @@ error_enum! {
     /// Error from [`send`](crate::spsc::Producer::send), [`reserve`](crate::spsc::Producer::reserve)
     /// and [`stream`](crate::spsc::Producer::stream).
     SendError {
-        /// The consumer has detached; nothing more will be read.
+        /// A consumer was attached at some moment since this producer attached, and
+        /// none is now (detached, or dead and recovered); nothing more will be read.
+        /// Consumers that left before the producer came do not count (see
+        /// `wait_for_consumers`).
         Disconnected => "the consumer has disconnected",
         /// The grant asked for is larger than the largest record (`reserve` only;
         /// `send` splits any message into fragments).
@@ -354,7 +357,10 @@ error_enum! {
 error_enum! {
     /// Error from [`recv`](crate::spsc::Consumer::recv) and the other blocking receives.
     RecvError {
-        /// The producer has detached and every message it sent has been received.
+        /// The ring is empty, a producer was attached at some moment since this
+        /// consumer attached, and none is now (detached, or dead and recovered).
+        /// Producers that left before the consumer came do not count: it waits for
+        /// the next (see `wait_for_producers` to wait across producers for ever).
         Disconnected => "the producer has disconnected and the ring is empty",
         /// The next message is longer than the consumer's `max_message`. It is left
         /// in the ring, not allocated for: read it with `recv_stream` (which needs no

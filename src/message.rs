@@ -659,6 +659,31 @@ impl<C: RecordConsumer> Drop for ReadGrant<'_, C> {
 /// `mpmc`), whose examples use `shmlane::$m::channel`.
 macro_rules! producer_methods {
     ($m:literal) => {
+        /// Whether to wait for new consumers when every consumer of ours has gone,
+        /// instead of failing with `Disconnected` (default `false`). With `true` a
+        /// send waits for room as long as its timeout says, whoever comes and goes;
+        /// messages already in the ring stay there for the next consumer.
+        ///
+        /// Without it, `Disconnected` means one thing whatever the ring's history: a
+        /// consumer was attached at some moment since this producer attached, and none
+        /// is now. Consumers that left before this producer came are not its own: on a
+        /// ring a previous run left, it waits for the first consumer as on a new one.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        #[doc = concat!("let (mut tx, rx) = shmlane::", $m, "::channel(&shmlane::RingOptions::new(4096))?;")]
+        /// drop(rx);
+        /// assert!(tx.is_disconnected());
+        /// tx.wait_for_consumers(true);
+        /// assert!(!tx.is_disconnected());
+        /// // Fits in the ring: sent, for a consumer that may come later.
+        /// tx.send_timeout(b"kept", Duration::from_millis(10))?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn wait_for_consumers(&mut self, wait: bool) {
+            self.ring.wait_across = wait;
+        }
+
         /// Sends one message of any length, waiting for room as the wait strategy
         /// says.
         ///
@@ -817,6 +842,36 @@ macro_rules! producer_methods {
 /// The receiving methods of a consumer type of ring module `$m`.
 macro_rules! consumer_methods {
     ($m:literal) => {
+        /// Whether to wait for new producers when every producer of ours has gone and
+        /// the ring is empty, instead of failing with `Disconnected` (default
+        /// `false`): for a work queue whose workers start before its producers, and
+        /// whose producers come and go. A receive then waits as long as its timeout
+        /// says.
+        ///
+        /// Without it, `Disconnected` means one thing whatever the ring's history: the
+        /// ring is empty, a producer was attached at some moment since this consumer
+        /// attached, and none is now. Producers that left before this consumer came
+        /// are not its own: on a ring a previous run left, it takes what is there and
+        /// then waits for the first producer, as on a new ring (a named pipe's reader
+        /// waits for a writer in the same way). To drain what a gone producer left,
+        /// use [`try_recv`](Self::try_recv) until `Empty`.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmlane::RecvTimeoutError;
+        #[doc = concat!("let (tx, mut rx) = shmlane::", $m, "::channel(&shmlane::RingOptions::new(4096))?;")]
+        /// drop(tx);
+        /// let mut buf = Vec::new();
+        /// assert!(rx.is_disconnected());
+        /// rx.wait_for_producers(true);
+        /// let r = rx.recv_timeout(&mut buf, Duration::from_millis(10));
+        /// assert!(matches!(r, Err(RecvTimeoutError::Timeout)));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn wait_for_producers(&mut self, wait: bool) {
+            self.ring.wait_across = wait;
+        }
+
         /// The largest message [`recv`](Self::recv) reassembles (from the ring's
         /// options, capped for an endpoint that opened the ring by its own limit: see
         /// [`RingOptions::max_message`](crate::RingOptions::max_message); unless

@@ -153,6 +153,13 @@ struct RingView {
     liveness: Liveness,
     /// When a `try_*` call that found nothing should check the peer's life.
     watch: Watch,
+    /// The peer's slot word as it was just before we attached: a peer that was there
+    /// then, or one that came after (its word moved on), makes us disconnected when it
+    /// goes; one that left before we came does not (see `peer_came`).
+    peer_at_attach: u64,
+    /// Wait for a new peer when ours goes, instead of saying `Disconnected`
+    /// (`wait_for_producers` / `wait_for_consumers`).
+    wait_across: bool,
 }
 
 impl RingView {
@@ -171,6 +178,14 @@ impl RingView {
             ROLE_CONSUMER
         };
         let liveness = Liveness::for_segment(&seg);
+        let peer = if slot == PRODUCER_SLOT {
+            CONSUMER_SLOT
+        } else {
+            PRODUCER_SLOT
+        };
+        // Acquire, as every read of a slot word: before our attach, so that a peer
+        // attaching or leaving meanwhile is seen as having been there.
+        let peer_at_attach = seg.header().endpoints[peer].word.load(Ordering::Acquire);
         let attached = liveness.attach(
             &seg.header().endpoints,
             slot..slot + 1,
@@ -194,6 +209,8 @@ impl RingView {
             slot,
             liveness,
             watch: Watch::default(),
+            peer_at_attach,
+            wait_across: false,
             seg,
         })
     }
@@ -222,23 +239,40 @@ impl RingView {
         EventCount::for_ring(&h.space_ready, &h.sem_space_ready, &self.params)
     }
 
-    /// Whether the endpoint in `slot` has gone: detached, or (if `thorough`, a system
-    /// call) died, which we then record in its slot. `false` while none came yet.
+    /// Whether the peer in `slot` has gone, for us: it detached, or (if `thorough`, a
+    /// system call) died, which we then record in its slot; and it had been there
+    /// since we attached ([`peer_came`](Self::peer_came)). `false` while none came.
     #[inline]
     fn gone(&self, slot: usize, thorough: bool) -> bool {
         let s = &self.header().endpoints[slot];
-        let state = s.state();
+        let word = s.word.load(Ordering::Acquire);
+        let state = crate::header::word_state(word);
         if state == ENDPOINT_DETACHED {
-            return true;
+            return self.peer_came(word);
         }
         if !thorough || !crate::liveness::occupied(state) {
             return false;
         }
         // The SPSC recovery never fails (`recover` ignores a note it cannot use; the
         // ring itself is validated by the endpoints), so nothing is dropped here.
-        self.liveness
+        let reaped = self
+            .liveness
             .reap(slot, s, &mut |i, _| recover(self.header(), &self.params, i))
-            .unwrap_or(false)
+            .unwrap_or(false);
+        // It was occupied just now, so it is a peer of ours unless it was already
+        // there, dead, before we came: `peer_came` of the word we judged says so.
+        reaped && self.peer_came(word)
+    }
+
+    /// Whether a peer whose slot word is now `word` was there at some moment since we
+    /// attached: it was there when we attached, or the word moved on since (a peer came
+    /// after us). A peer that had left before we came is not ours: we wait for the
+    /// next, as for the first peer of a new ring. Never, while `wait_across`.
+    #[inline]
+    fn peer_came(&self, word: u64) -> bool {
+        !self.wait_across
+            && (crate::liveness::occupied(crate::header::word_state(self.peer_at_attach))
+                || word != self.peer_at_attach)
     }
 
     fn corrupt(&self, field: &'static str, value: u64, reason: &'static str) -> Error {
@@ -455,7 +489,9 @@ impl Producer {
         self.ring.params.max_record - RECORD_HEADER
     }
 
-    /// Whether the consumer has gone: dropped its endpoint, or died (checked now).
+    /// Whether our consumer has gone: it was attached at some moment since this
+    /// producer attached, and it dropped its endpoint or died (checked now). See
+    /// [`wait_for_consumers`](Self::wait_for_consumers).
     pub fn is_disconnected(&self) -> bool {
         self.ring.gone(CONSUMER_SLOT, true)
     }
@@ -756,8 +792,10 @@ impl Consumer {
         })
     }
 
-    /// Whether the producer has gone: dropped its endpoint, or died (checked now).
-    /// Messages it sent may still be in the ring.
+    /// Whether our producer has gone: it was attached at some moment since this
+    /// consumer attached, and it dropped its endpoint or died (checked now). Messages
+    /// it sent may still be in the ring. See
+    /// [`wait_for_producers`](Self::wait_for_producers).
     pub fn is_disconnected(&self) -> bool {
         self.ring.gone(PRODUCER_SLOT, true)
     }

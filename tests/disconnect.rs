@@ -11,7 +11,12 @@
 //!
 //! - top level: SPSC between processes over POSIX shared memory;
 //! - [`every_backing`]: the same on POSIX, SysV and memfd rings;
-//! - [`spsc_threads`], [`mpmc_threads`]: over the heap backing, small enough for Miri.
+//! - [`spsc_threads`], [`mpmc_threads`]: over the heap backing, small enough for Miri;
+//! - [`history`]: `Disconnected` means one thing whatever the ring's history (a peer
+//!   was there at some moment since this endpoint attached, and none is now): an
+//!   endpoint that comes after its peers left waits for the next, as on a new ring; and
+//!   with `wait_for_producers` / `wait_for_consumers` an endpoint waits across peers
+//!   that come and go (a work queue whose workers start first).
 //!
 //! Peers that are killed rather than leaving are in `crash_recovery.rs`.
 
@@ -611,5 +616,209 @@ mod mpmc_threads {
         assert!(tx.is_disconnected());
         assert_eq!(tx.try_send(b"x"), Err(TrySendError::Disconnected));
         assert_eq!(tx.send(b"x"), Err(shmlane::SendError::Disconnected));
+    }
+}
+
+mod history {
+    //! One process, rings by name, every wait bounded by a timeout.
+
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use super::common::{seg_name, SegGuard};
+    use shmlane::{
+        mpmc, spsc, RecvError, RecvTimeoutError, RingOptions, SendError, TryRecvError, TrySendError,
+    };
+
+    const SHORT: Duration = Duration::from_millis(50);
+
+    fn recv(rx: &mut spsc::Consumer) -> Vec<u8> {
+        let mut buf = Vec::new();
+        rx.recv_timeout(&mut buf, Duration::from_secs(10))
+            .expect("a message");
+        buf
+    }
+
+    /// An SPSC consumer that comes after its producer left takes what is there, then
+    /// waits (a timeout, not `Disconnected`) for the next producer; once that one has
+    /// come and gone, `Disconnected`.
+    #[cfg_attr(miri, ignore = "shm_open: Miri has no shared memory")]
+    #[test]
+    fn spsc_consumer_after_its_producer_left_waits_for_the_next() {
+        let guard = SegGuard::new(&seg_name("hist-spsc-consumer"));
+        spsc::create_ring(guard.name(), &RingOptions::new(4096)).unwrap();
+        {
+            let mut tx = spsc::Producer::open(guard.name()).unwrap();
+            tx.send(b"left behind").unwrap();
+        }
+        let mut rx = spsc::Consumer::open(guard.name()).unwrap();
+        assert!(
+            !rx.is_disconnected(),
+            "a producer that left before us is not ours"
+        );
+        assert_eq!(recv(&mut rx), b"left behind");
+        let mut buf = Vec::new();
+        assert_eq!(
+            rx.recv_timeout(&mut buf, SHORT),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+        {
+            let mut tx = spsc::Producer::open(guard.name()).unwrap();
+            tx.send(b"next").unwrap();
+        }
+        assert_eq!(recv(&mut rx), b"next");
+        assert!(rx.is_disconnected());
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+    }
+
+    /// An SPSC producer that comes after its consumer left sends into the ring until
+    /// it is full (`Full`, not `Disconnected`); once a consumer has come and gone,
+    /// `Disconnected`.
+    #[cfg_attr(miri, ignore = "shm_open: Miri has no shared memory")]
+    #[test]
+    fn spsc_producer_after_its_consumer_left_waits_for_the_next() {
+        let guard = SegGuard::new(&seg_name("hist-spsc-producer"));
+        spsc::create_ring(guard.name(), &RingOptions::new(4096)).unwrap();
+        drop(spsc::Consumer::open(guard.name()).unwrap());
+        let mut tx = spsc::Producer::open(guard.name()).unwrap();
+        assert!(!tx.is_disconnected());
+        let mut sent = 0;
+        loop {
+            match tx.try_send(&[7; 100]) {
+                Ok(()) => sent += 1,
+                Err(TrySendError::Full) => break,
+                Err(e) => panic!("after {sent} messages: {e:?}"),
+            }
+        }
+        assert!(sent > 10, "{sent}");
+        let mut rx = spsc::Consumer::open(guard.name()).unwrap();
+        assert_eq!(recv(&mut rx).len(), 100);
+        drop(rx);
+        assert!(tx.is_disconnected());
+        assert_eq!(tx.send(b"x"), Err(SendError::Disconnected));
+    }
+
+    /// The same for MPMC: consumers that come after the producers left wait for the
+    /// next producer; the producers' disconnection comes once every one that came
+    /// since has gone.
+    #[cfg_attr(miri, ignore = "shm_open: Miri has no shared memory")]
+    #[test]
+    fn mpmc_consumer_after_its_producers_left_waits_for_the_next() {
+        let guard = SegGuard::new(&seg_name("hist-mpmc"));
+        mpmc::create_ring(guard.name(), &RingOptions::new(4096)).unwrap();
+        {
+            let mut a = mpmc::Producer::open(guard.name()).unwrap();
+            let mut b = a.try_clone().unwrap();
+            a.send(b"a").unwrap();
+            b.send(b"b").unwrap();
+        }
+        let mut rx = mpmc::Consumer::open(guard.name()).unwrap();
+        assert!(!rx.is_disconnected());
+        let mut buf = Vec::new();
+        for want in [&b"a"[..], b"b"] {
+            rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+            assert_eq!(buf, want);
+        }
+        assert_eq!(
+            rx.recv_timeout(&mut buf, SHORT),
+            Err(RecvTimeoutError::Timeout)
+        );
+        let mut c = mpmc::Producer::open(guard.name()).unwrap();
+        let d = c.try_clone().unwrap();
+        c.send(b"c").unwrap();
+        drop(c);
+        // One of ours is still there.
+        rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+        assert_eq!(buf, b"c");
+        assert_eq!(
+            rx.recv_timeout(&mut buf, SHORT),
+            Err(RecvTimeoutError::Timeout)
+        );
+        drop(d);
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+    }
+
+    /// `wait_for_producers`: an SPSC consumer waits across producers that come and go.
+    #[cfg_attr(miri, ignore = "shm_open: Miri has no shared memory")]
+    #[test]
+    fn spsc_consumer_waits_across_producers() {
+        let guard = SegGuard::new(&seg_name("hist-spsc-across"));
+        spsc::create_ring(guard.name(), &RingOptions::new(4096)).unwrap();
+        let mut rx = spsc::Consumer::open(guard.name()).unwrap();
+        rx.wait_for_producers(true);
+        let mut buf = Vec::new();
+        for round in 0..3u8 {
+            {
+                let mut tx = spsc::Producer::open(guard.name()).unwrap();
+                tx.send(&[round; 10]).unwrap();
+            }
+            assert_eq!(recv(&mut rx), [round; 10]);
+            assert!(!rx.is_disconnected());
+            assert_eq!(
+                rx.recv_timeout(&mut buf, SHORT),
+                Err(RecvTimeoutError::Timeout)
+            );
+        }
+        rx.wait_for_producers(false);
+        assert!(rx.is_disconnected());
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Disconnected));
+    }
+
+    /// A work queue without a keeper: two MPMC workers start first, waiting across
+    /// producers; three producers come one after the other and leave; every job is
+    /// taken exactly once, and the workers never see `Disconnected`.
+    #[cfg_attr(miri, ignore = "shm_open: Miri has no shared memory")]
+    #[test]
+    fn mpmc_work_queue_whose_workers_start_first() {
+        let guard = SegGuard::new(&seg_name("hist-mpmc-queue"));
+        mpmc::create_ring(guard.name(), &RingOptions::new(1 << 14)).unwrap();
+        const JOBS: u32 = 200;
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut rx = mpmc::Consumer::open(guard.name()).unwrap();
+                rx.wait_for_producers(true);
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut buf = Vec::new();
+                    // Until the queue has been quiet for a while after the producers'
+                    // last job (the main thread sends a stop job per worker).
+                    let end = Instant::now() + Duration::from_secs(30);
+                    while Instant::now() < end {
+                        match rx.recv_timeout(&mut buf, Duration::from_millis(100)) {
+                            Ok(_) if buf == b"stop" => return got,
+                            Ok(_) => got.push(u32::from_le_bytes(buf[..4].try_into().unwrap())),
+                            Err(RecvTimeoutError::Timeout) => {}
+                            Err(e) => panic!("a worker got {e:?}"),
+                        }
+                    }
+                    panic!("no stop job within 30 s");
+                })
+            })
+            .collect();
+        for p in 0..3 {
+            let mut tx = mpmc::Producer::open(guard.name()).unwrap();
+            for j in (p * JOBS / 3)..((p + 1) * JOBS / 3).min(JOBS) {
+                tx.send(&j.to_le_bytes()).unwrap();
+            }
+            drop(tx);
+            // Between two producers, none is attached: the workers wait.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut tx = mpmc::Producer::open(guard.name()).unwrap();
+        let last = (JOBS / 3) * 3;
+        for j in last..JOBS {
+            tx.send(&j.to_le_bytes()).unwrap();
+        }
+        tx.send(b"stop").unwrap();
+        tx.send(b"stop").unwrap();
+        drop(tx);
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.join().expect("a worker panicked"));
+        }
+        let set: BTreeSet<u32> = all.iter().copied().collect();
+        assert_eq!(all.len(), JOBS as usize, "a job taken twice or lost");
+        assert_eq!(set, (0..JOBS).collect());
     }
 }

@@ -290,6 +290,14 @@ struct View {
     liveness: Liveness,
     /// When a `try_*` call that found nothing should look for dead endpoints.
     watch: Watch,
+    /// The other role's attach counter (`Header::producers` / `consumers`) just before
+    /// we attached: peers that were there then, or came after (the count of attaches
+    /// moved on), make us disconnected when they have all gone; those that left
+    /// before we came do not (see `all_gone`).
+    peers_at_attach: u64,
+    /// Wait for new peers when ours have all gone, instead of saying `Disconnected`
+    /// (`wait_for_producers` / `wait_for_consumers`).
+    wait_across: bool,
     /// Loom models only: where this endpoint stops for ever.
     #[cfg(loom)]
     stop: StopBudget,
@@ -342,10 +350,20 @@ impl View {
             role,
             liveness: Liveness::for_segment(&seg),
             watch: Watch::default(),
+            peers_at_attach: 0,
+            wait_across: false,
             #[cfg(loom)]
             stop: StopBudget::default(),
             seg,
         };
+        // Before our attach, so that peers attaching or leaving meanwhile are seen as
+        // having been there. Acquire, as every read of the counters.
+        let peer_role = if role == ROLE_PRODUCER {
+            ROLE_CONSUMER
+        } else {
+            ROLE_PRODUCER
+        };
+        view.peers_at_attach = view.role_count(peer_role).load(Ordering::Acquire);
         let slots = &view.header().endpoints;
         let attached = view.liveness.attach(
             slots,
@@ -423,17 +441,26 @@ impl View {
         }
     }
 
-    /// Whether every endpoint of `role` that ever attached has gone (false while none
-    /// has come yet). Fast while one is attached; else, or if `thorough`, it scans the
+    /// Whether every peer of ours of `role` has gone: some endpoint of `role` was
+    /// there at some moment since we attached (attached then, counted in
+    /// `peers_at_attach`, or attached after, which moved the count of attaches on),
+    /// and none is now. False while none came (peers that left before we attached are
+    /// not ours: we wait for the next, as on a new ring), and always while
+    /// `wait_across`. Fast while one is attached; else, or if `thorough`, it scans the
     /// endpoint table (`reap_dead` has recovered the dead ones before a thorough call),
     /// which is the truth: the counter is only a hint, since an endpoint that died
     /// mid-attach may have been counted or not.
     #[inline]
     fn all_gone(&self, role: u32, thorough: bool) -> bool {
+        if self.wait_across {
+            return false;
+        }
         // Acquire pairs with the Release in `Drop`: what a leaving endpoint published
         // is visible once we see it gone.
         let v = self.role_count(role).load(Ordering::Acquire);
-        if v >> 32 == 0 || (v & 0xffff_ffff != 0 && !thorough) {
+        let then = self.peers_at_attach;
+        let came = then & 0xffff_ffff != 0 || v >> 32 != then >> 32;
+        if !came || (v & 0xffff_ffff != 0 && !thorough) {
             return false;
         }
         self.none_of(role)
@@ -723,8 +750,10 @@ impl Producer {
         self.ring.params.max_record
     }
 
-    /// Whether every consumer that attached has gone: detached, or died (checked now,
-    /// and recovered). False while none has come.
+    /// Whether every consumer of ours has gone: one was attached at some moment since
+    /// this producer attached, and none is now (detached, or died: checked now, and
+    /// recovered). False while none has come. See
+    /// [`wait_for_consumers`](Self::wait_for_consumers).
     pub fn is_disconnected(&self) -> bool {
         let _ = self.ring.reap_dead();
         self.ring.all_gone(ROLE_CONSUMER, true)
@@ -1247,9 +1276,10 @@ impl Consumer {
         self.ring.params.cell_size
     }
 
-    /// Whether every producer that attached has gone: detached, or died (checked now,
-    /// and recovered). False while none has come. Messages they sent may still be in
-    /// the ring.
+    /// Whether every producer of ours has gone: one was attached at some moment since
+    /// this consumer attached, and none is now (detached, or died: checked now, and
+    /// recovered). False while none has come. Messages they sent may still be in the
+    /// ring. See [`wait_for_producers`](Self::wait_for_producers).
     pub fn is_disconnected(&self) -> bool {
         let _ = self.ring.reap_dead();
         self.ring.all_gone(ROLE_PRODUCER, true)
