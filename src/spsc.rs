@@ -792,6 +792,13 @@ impl Consumer {
         })
     }
 
+    /// The fuzz harness only: the producer's slot word as this consumer saw it when it
+    /// attached (a harness that plays a peer's leaving writes a word that differs).
+    #[cfg(any(fuzzing, feature = "fuzz-harness"))]
+    pub(crate) fn peer_at_attach(&self) -> u64 {
+        self.ring.peer_at_attach
+    }
+
     /// Whether our producer has gone: it was attached at some moment since this
     /// consumer attached, and it dropped its endpoint or died (checked now). Messages
     /// it sent may still be in the ring. See

@@ -798,18 +798,15 @@ mod history {
             .collect();
         for p in 0..3 {
             let mut tx = mpmc::Producer::open(guard.name()).unwrap();
-            for j in (p * JOBS / 3)..((p + 1) * JOBS / 3).min(JOBS) {
+            for j in (p * JOBS / 3)..((p + 1) * JOBS / 3) {
                 tx.send(&j.to_le_bytes()).unwrap();
             }
             drop(tx);
             // Between two producers, none is attached: the workers wait.
             std::thread::sleep(Duration::from_millis(20));
         }
+        // A last producer tells each worker to stop.
         let mut tx = mpmc::Producer::open(guard.name()).unwrap();
-        let last = (JOBS / 3) * 3;
-        for j in last..JOBS {
-            tx.send(&j.to_le_bytes()).unwrap();
-        }
         tx.send(b"stop").unwrap();
         tx.send(b"stop").unwrap();
         drop(tx);

@@ -371,8 +371,13 @@ pub fn cell_decode(data: &[u8]) {
         return;
     };
     // Blocking calls end only if nobody else holds the reader-stream slot and every
-    // producer is gone: then an empty ring reads as Disconnected.
+    // producer of the consumer's is gone: then an empty ring reads as Disconnected.
+    // So the one producer the counter says there was leaves again now, after the
+    // consumer came (one that left before it attached is not its own).
     let may_block = head >> POS_BITS <= 1 && producers == ALL_GONE;
+    if may_block {
+        h.producers.store(2 << 32, Ordering::Release);
+    }
     // Each read that makes progress takes at least one record, and the table holds at
     // most N that read as published (see the module docs).
     let ring = format!("a table of {n} cells");
@@ -558,6 +563,8 @@ struct Sim {
     table: Vec<u32>,
     /// The attach counters of producers and consumers, as words.
     counts: [u64; 2],
+    /// Per endpoint key, the other role's count when it attached (`all_gone`).
+    peers_then: Vec<u64>,
     prods: Vec<Option<PModel>>,
     cons: Vec<Option<CModel>>,
     /// Endpoint-table slot of every key.
@@ -599,6 +606,7 @@ impl Sim {
             ],
             prods: vec![None; MAXP],
             cons: vec![None; MAXC],
+            peers_then: Vec::new(),
             slot_of: Vec::new(),
             complete: Vec::new(),
             taken: Vec::new(),
@@ -617,9 +625,14 @@ impl Sim {
         (q < p + r.cells).then_some((p, r))
     }
 
-    fn all_gone(&self, role: usize) -> bool {
+    /// Whether every peer of role `role` of the endpoint `key` has gone: one was there
+    /// at some moment since it attached (counted when it attached, or attached after:
+    /// the count of attaches moved on), and none is now.
+    fn all_gone(&self, key: usize, role: usize) -> bool {
         let v = self.counts[role];
-        v & 0xffff_ffff == 0 && v >> 32 != 0
+        let then = self.peers_then[key];
+        let came = then & 0xffff_ffff != 0 || v >> 32 != then >> 32;
+        came && v & 0xffff_ffff == 0
     }
 
     fn pkey(&self, p: usize) -> usize {
@@ -660,6 +673,8 @@ impl Sim {
             return Err("busy");
         };
         self.table[slot] = ENDPOINT_ATTACHED;
+        // The peers' count as the endpoint reads it, before it counts itself.
+        self.peers_then.push(self.counts[1 - role]);
         self.counts[role] = self.counts[role].wrapping_add(1 | 1 << 32);
         let key = self.slot_of.len();
         self.slot_of.push(slot);
@@ -1029,7 +1044,7 @@ impl Sim {
 
     /// `try_send` (`timeout`: `send_timeout` with a zero timeout; `blocking`: `send`).
     fn send(&mut self, p: usize, msg: usize, len: usize, how: SendHow) -> Sent {
-        if self.all_gone(C) {
+        if self.all_gone(self.pkey(p), C) {
             return Sent::Disconnected;
         }
         if self.prods[p].as_ref().expect("a producer").open && !self.close_open(p) {
@@ -1070,7 +1085,7 @@ impl Sim {
 
     /// `try_reserve` (and `reserve_timeout(0)`): the claim's position.
     fn reserve(&mut self, p: usize, len: usize) -> Result<u64, Sent> {
-        if self.all_gone(C) {
+        if self.all_gone(self.pkey(p), C) {
             return Err(Sent::Disconnected);
         }
         if len > self.max_payload {
@@ -1145,7 +1160,7 @@ impl Sim {
             self.reader = None;
             return Next::Truncated;
         }
-        if held || !self.all_gone(P) {
+        if held || !self.all_gone(key, P) {
             return first;
         }
         let (again, _) = self.try_take(c);
@@ -1174,7 +1189,8 @@ impl Sim {
             }
         }
         // An orphaned stream (`Next::Truncated`) ends the wait too.
-        (pos == self.tail && self.reader == Some(key) && self.writer.is_none()) || self.all_gone(P)
+        (pos == self.tail && self.reader == Some(key) && self.writer.is_none())
+            || self.all_gone(key, P)
     }
 
     /// `release_record`: the record in hand goes back to the producers.
@@ -1905,7 +1921,8 @@ impl Harness {
             // A claim that finds no room looks for dead endpoints now and then (every
             // `LIVENESS_EVERY`, and at an endpoint's first miss): then, with every
             // consumer gone, it says `Disconnected` rather than "no room".
-            let gone = !want && sim.all_gone(C) && closed == Err(SendError::Disconnected);
+            let gone =
+                !want && sim.all_gone(sim.pkey(p), C) && closed == Err(SendError::Disconnected);
             assert!(
                 closed == Ok(want) || gone,
                 "closing an open message: {closed:?}"
@@ -1954,7 +1971,7 @@ impl Harness {
                             // No room, every consumer gone: `Disconnected` now and then
                             // (see `closing an open message` above).
                             let gone = want == Err(io::ErrorKind::TimedOut)
-                                && sim.all_gone(C)
+                                && sim.all_gone(sim.pkey(p), C)
                                 && r == Err(io::ErrorKind::BrokenPipe);
                             assert!(r == want || gone, "stream write: {r:?}, want {want:?}");
                         }
@@ -1985,7 +2002,7 @@ impl Harness {
             if let Some(sim) = &mut self.sim {
                 let want = sim.w_finish(p, &mut wm);
                 let gone = want == Err(io::ErrorKind::TimedOut)
-                    && sim.all_gone(C)
+                    && sim.all_gone(sim.pkey(p), C)
                     && r == Err(io::ErrorKind::BrokenPipe);
                 assert!(r == want || gone, "finish: {r:?}, want {want:?}");
                 sim.w_drop(p, &mut wm);
@@ -2039,7 +2056,11 @@ impl Harness {
                 assert_eq!(tx.max_endpoints(), params.max_endpoints as usize);
                 assert_eq!(tx.max_record_payload(), params.max_record);
                 if let Some(sim) = &self.sim {
-                    assert_eq!(tx.is_disconnected(), sim.all_gone(C), "is_disconnected");
+                    assert_eq!(
+                        tx.is_disconnected(),
+                        sim.all_gone(sim.pkey(p), C),
+                        "is_disconnected"
+                    );
                 }
             }
         }
@@ -2232,7 +2253,11 @@ impl Harness {
             }
             _ => {
                 // The consumer's view of the producers.
-                assert_eq!(rx.is_disconnected(), next.all_gone(P), "is_disconnected");
+                assert_eq!(
+                    rx.is_disconnected(),
+                    next.all_gone(next.ckey(c), P),
+                    "is_disconnected"
+                );
             }
         }
         self.cons[c] = Some(rx);
@@ -2249,7 +2274,7 @@ impl Harness {
                 // A blocking receive while every producer is away: it ends at the end
                 // of what is in the ring, unless an endpoint holds the reader slot.
                 free_reader_slot_of_endpoint(&self.env.seg);
-                let got = producers_away(&self.env.seg, || rx.recv(&mut buf));
+                let got = producers_away(&self.env.seg, rx.peers_at_attach(), || rx.recv(&mut buf));
                 trace!("blocking recv, producers away: {got:?}");
                 check_len(got.map_err(RecvTimeoutError::from), &buf, ceiling);
             }
@@ -2384,7 +2409,7 @@ impl Harness {
     /// slot is free (as a peer may write them), so that no read waits.
     fn unchecked_read_stream(&mut self, rx: &mut Consumer, sel: u8) {
         let seg = self.env.seg.clone();
-        producers_away(&seg, || {
+        producers_away(&seg, rx.peers_at_attach(), || {
             if let Ok(r) = rx.recv_stream_timeout(Duration::ZERO) {
                 // Another endpoint holding the reader slot would make a read wait.
                 free_reader_slot_of_endpoint(&seg);
@@ -2564,12 +2589,24 @@ impl Harness {
                 }
             }
             let sim = self.sim.as_ref().expect("checked");
-            for tx in self.prods.iter_mut().flatten() {
-                if sim.all_gone(C) {
+            for (p, tx) in self.prods.iter_mut().enumerate() {
+                let Some(tx) = tx else { continue };
+                if sim.all_gone(sim.pkey(p), C) {
                     assert_consumers_gone(tx);
                 }
             }
             return;
+        }
+        if self.cons.iter().all(Option::is_none) {
+            // A consumer to drain the ring, attached while the producers are there, so
+            // that they are its own and their leaving disconnects it.
+            let env = &self.env;
+            let sim = self.sim.as_mut().expect("checked");
+            let r = Consumer::attach(env.seg.clone(), env.params, env.wait);
+            let want = sim.add_consumer(0, env.params.max_message);
+            assert_eq!(r.is_ok(), want.is_ok(), "attach: {r:?}");
+            let Ok(rx) = r else { return };
+            self.cons[0] = Some(rx);
         }
         for p in 0..MAXP {
             if self.prods[p].take().is_some() {
@@ -2579,14 +2616,6 @@ impl Harness {
         let env = &self.env;
         let sim = self.sim.as_mut().expect("checked");
         sim.check_segment(env);
-        if self.cons.iter().all(Option::is_none) {
-            // A consumer to drain the ring.
-            let r = Consumer::attach(env.seg.clone(), env.params, env.wait);
-            let want = sim.add_consumer(0, env.params.max_message);
-            assert_eq!(r.is_ok(), want.is_ok(), "attach: {r:?}");
-            let Ok(rx) = r else { return };
-            self.cons[0] = Some(rx);
-        }
         let live: Vec<usize> = (0..MAXC).filter(|&c| self.cons[c].is_some()).collect();
         for &c in &live {
             self.cons[c]
@@ -2595,10 +2624,13 @@ impl Harness {
                 .set_max_message(u64::MAX);
             sim.cm(c).max_message = u64::MAX;
         }
-        if !sim.all_gone(P) {
+        if sim.counts[P] & 0xffff_ffff != 0 {
             // Endpoints that never came (a header that counts phantoms): nothing more.
             return;
         }
+        // Each consumer drains to `Disconnected`, or, if no producer of its own ever
+        // came (they had all left before it attached), to an empty ring, where it
+        // would wait for the next producer.
         let mut disconnected = [false; MAXC];
         let rounds = sim.recs.len() + 3;
         for _ in 0..rounds {
@@ -2619,7 +2651,10 @@ impl Harness {
                 if let Some(m) = m {
                     sim.deliver(c, m, &self.msgs);
                 }
-                if want == Err(RecvTimeoutError::Disconnected) {
+                let waits_for_the_next = !sim.all_gone(sim.ckey(c), P)
+                    && want == Err(RecvTimeoutError::Timeout)
+                    && sim.recs.is_empty();
+                if want == Err(RecvTimeoutError::Disconnected) || waits_for_the_next {
                     disconnected[c] = true;
                 }
             }
@@ -2629,7 +2664,7 @@ impl Harness {
         }
         assert!(
             live.iter().all(|&c| disconnected[c]),
-            "the consumers did not drain to Disconnected: {:?}",
+            "the consumers did not drain to Disconnected (or to an empty ring): {:?}",
             sim.recs
         );
         sim.check_segment(env);
@@ -2658,9 +2693,13 @@ impl Harness {
 /// detached, since a heap ring's endpoints count as alive while their slot says so.
 /// A consumer call that would wait for more then stops at the end of what is in the
 /// ring. Used on rings whose contents are unknown; everything is put back after.
-fn producers_away<T>(seg: &Segment, f: impl FnOnce() -> T) -> T {
+fn producers_away<T>(seg: &Segment, then: u64, f: impl FnOnce() -> T) -> T {
     let h = seg.header();
-    let counter = h.producers.swap(ALL_GONE, Ordering::AcqRel);
+    // Every producer gone, and one came since the consumer attached (a count of
+    // attaches other than `then`, the counter it read when it attached, whatever a
+    // peer wrote since): its wait then ends at the end of what is there.
+    let away = ((then >> 32).wrapping_add(1) & 0xffff_ffff) << 32;
+    let counter = h.producers.swap(away, Ordering::AcqRel);
     let mut saved = Vec::new();
     for (i, slot) in h.endpoints.iter().enumerate() {
         let word = slot.word.load(Ordering::Acquire);

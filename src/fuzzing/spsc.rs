@@ -42,8 +42,8 @@ use super::common::{
 use crate::error::{RecvError, RecvTimeoutError, TrySendError};
 use crate::frame::{self, Record, RECORD_HEADER};
 use crate::header::{
-    Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED, ENDPOINT_VACANT, HEADER_SIZE,
-    KIND_SPSC,
+    holder_word, word_seq, Header, RingParams, ENDPOINT_ATTACHED, ENDPOINT_DETACHED,
+    ENDPOINT_VACANT, HEADER_SIZE, KIND_SPSC,
 };
 use crate::message::Mode;
 use crate::segment::Segment;
@@ -85,12 +85,17 @@ fn heap_ring(
 /// A receive result in one form: `Timeout` stands for "would block" (`Empty`).
 type Got = Result<usize, RecvTimeoutError>;
 
-/// Runs `f` while the producer's endpoint slot reads "detached", as a peer may write
-/// it: a consumer call that would wait for more then stops at the end of what is in
-/// the ring (`Disconnected` or `Truncated`). Used on rings whose contents are unknown.
-fn producer_away<T>(seg: &Segment, f: impl FnOnce() -> T) -> T {
+/// Runs `f` while the producer's endpoint slot reads "detached" by a producer that came
+/// after the consumer (its holder sequence differs from `then`, the word the consumer
+/// saw when it attached), as a peer may write it: a
+/// consumer call that would wait for more then stops at the end of what is in the ring
+/// (`Disconnected` or `Truncated`). Used on rings whose contents are unknown.
+fn producer_away<T>(seg: &Segment, then: u64, f: impl FnOnce() -> T) -> T {
     let state = &seg.header().endpoints[PRODUCER_SLOT].word;
-    let saved = state.swap(u64::from(ENDPOINT_DETACHED), Ordering::AcqRel);
+    // Another holder sequence than the word the consumer saw when it attached (`then`),
+    // whatever a peer wrote since: a producer that came after it.
+    let away = holder_word(ENDPOINT_DETACHED, 0, 0, word_seq(then).wrapping_add(1), 0);
+    let saved = state.swap(away, Ordering::AcqRel);
     let r = f();
     state.store(saved, Ordering::Release);
     r
@@ -135,9 +140,6 @@ pub fn frame_decode(data: &[u8]) {
     let header = seg.header();
     header.head.store(head, Ordering::Relaxed);
     header.tail.store(tail, Ordering::Relaxed);
-    header.endpoints[PRODUCER_SLOT]
-        .word
-        .store(u64::from(ENDPOINT_DETACHED), Ordering::Release);
     let region = seg.data();
     let start = (head & (cap - 1) & !7) as usize;
     let first = bytes.len().min(capacity - start);
@@ -161,6 +163,13 @@ pub fn frame_decode(data: &[u8]) {
         // Cursors that are misaligned, out of order or too far apart.
         return;
     };
+    // The producer has gone since the consumer came: it reads to the end of what is
+    // there, then `Disconnected` (a producer gone before it attached would not be its
+    // own, and it would wait for the next).
+    header.endpoints[PRODUCER_SLOT].word.store(
+        holder_word(ENDPOINT_DETACHED, 0, 0, 1, 0),
+        Ordering::Release,
+    );
     // Each read that makes progress consumes at least one record, and the region holds
     // at most two laps of records that decode (see the module docs).
     let ring = format!("a {capacity}-byte region");
@@ -1095,7 +1104,7 @@ fn unchecked_consumer_op(
     match op % 10 {
         0 | 1 => check_len(rx.try_recv(&mut buf).map_err(from_try), &buf, ceiling),
         2 => {
-            let got = producer_away(&env.seg, || rx.recv(&mut buf));
+            let got = producer_away(&env.seg, rx.peer_at_attach(), || rx.recv(&mut buf));
             check_len(got.map_err(Into::into), &buf, ceiling);
         }
         3 => check_len(rx.recv_timeout(&mut buf, Duration::ZERO), &buf, ceiling),
@@ -1104,21 +1113,21 @@ fn unchecked_consumer_op(
                 assert!(touch(&g) <= max_payload);
             }
         }
-        5 => producer_away(&env.seg, || {
+        5 => producer_away(&env.seg, rx.peer_at_attach(), || {
             if let Ok(g) = rx.recv_ref() {
                 assert!(touch(&g) <= max_payload);
             }
         }),
         6 => {
             let chunk = 1 + input.below(256);
-            producer_away(&env.seg, || {
+            producer_away(&env.seg, rx.peer_at_attach(), || {
                 if let Ok(r) = rx.recv_stream() {
                     read_all(r, chunk);
                 }
             });
         }
         7 => {
-            let _ = producer_away(&env.seg, || rx.recv_pod::<[u8; 16]>());
+            let _ = producer_away(&env.seg, rx.peer_at_attach(), || rx.recv_pod::<[u8; 16]>());
         }
         _ => {
             let max = u64::from(input.u16());

@@ -1276,6 +1276,14 @@ impl Consumer {
         self.ring.params.cell_size
     }
 
+    /// The fuzz harness only: the producers' attach counter as this consumer read it
+    /// when it attached (a harness that plays the producers' leaving writes one whose
+    /// count of attaches differs).
+    #[cfg(any(fuzzing, feature = "fuzz-harness"))]
+    pub(crate) fn peers_at_attach(&self) -> u64 {
+        self.ring.peers_at_attach
+    }
+
     /// Whether every producer of ours has gone: one was attached at some moment since
     /// this consumer attached, and none is now (detached, or died: checked now, and
     /// recovered). False while none has come. Messages they sent may still be in the
