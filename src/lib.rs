@@ -135,6 +135,15 @@
 //! filesystem too small for it is [`Error::NoSpace`] at creation, not a SIGBUS in the
 //! middle of a transfer.
 //!
+//! # Cargo features
+//!
+//! The library has no feature an embedder needs. Two exist for its own tests and are
+//! **not an API** (their items are hidden from these docs and change without notice or
+//! semver): `fuzz-harness` compiles the fuzz targets' harness, and `test-hooks` the
+//! wait counters of [`wait`] (futex calls, park slices, lost wake-ups) with which the
+//! tests prove the waiting promises by counts. Without `test-hooks` the counting code
+//! is not compiled at all: nothing is counted on any path.
+//!
 //! # Layout
 //!
 //! A segment is a 4096-byte header (magic, version, layout hash, parameters, endpoint

@@ -284,6 +284,7 @@ impl<'a> EventCount<'a> {
     fn take(&self, how: Take) -> bool {
         // The tests' comparison switch (`wake_all_on_every_notify`), read only here:
         // only when someone sleeps.
+        #[cfg(feature = "test-hooks")]
         let how = if how == Take::One && crate::sync::read_flag(&WAKE_ALL) == 1 {
             Take::All
         } else {
@@ -345,6 +346,7 @@ impl<'a> EventCount<'a> {
         // The RMW returns the epoch we registered in, atomically with the registration.
         // (A scribbled count at its maximum carries into the tokens: a spurious token.)
         let v = self.word.state.fetch_add(1, Ordering::SeqCst);
+        #[cfg(feature = "test-hooks")]
         crate::sync::count(&REGISTRATIONS);
         if self.asymmetric {
             // A full barrier on every CPU that runs a registered process: a notifier
@@ -387,6 +389,7 @@ impl<'a> EventCount<'a> {
         if epoch_of(s) != key.epoch || tokens_of(s) != 0 {
             return Slept::NotAtAll;
         }
+        #[cfg(feature = "test-hooks")]
         count_in_thread(|c| &c.park_slices);
         let ran_out = match self.sem {
             Some(sem) => semaphore::wait(sem, timeout),
@@ -412,6 +415,7 @@ impl<'a> EventCount<'a> {
     /// out began with the epoch unmoved and no token out, and every notifier that
     /// takes a waiter moves the wake sequence after its compare-exchange: the state
     /// is read first, so a notifier between the two is seen by one or the other.)
+    #[cfg(all(feature = "test-hooks", not(loom)))]
     pub(crate) fn taken_since(&self, key: WaitKey) -> bool {
         let s = self.word.state.load(Ordering::Acquire);
         epoch_of(s) != key.epoch
@@ -531,6 +535,7 @@ pub(crate) mod semaphore {
                 // slices see the ring instead), never an abort in libc.
                 return;
             }
+            #[cfg(feature = "test-hooks")]
             crate::sync::count(&futex::WAKE_CALLS);
             let mut value: libc::c_int = 0;
             // SAFETY: the slot holds a semaphore initialised (pshared) before the ring
@@ -582,6 +587,7 @@ pub(crate) mod semaphore {
                 std::thread::sleep(timeout.min(PARK_SLICE));
                 return false;
             }
+            #[cfg(feature = "test-hooks")]
             crate::sync::count(&futex::WAIT_CALLS);
             let clockwait = sem_clockwait();
             let clock = if clockwait.is_some() {
@@ -619,6 +625,7 @@ pub(crate) mod semaphore {
                     "unexpected sem_clockwait/sem_timedwait error {errno:?}"
                 );
                 if errno == Some(libc::ETIMEDOUT) {
+                    #[cfg(feature = "test-hooks")]
                     crate::sync::count(&futex::WAIT_TIMEOUTS);
                     return true;
                 }
@@ -778,15 +785,21 @@ pub(crate) mod membarrier {
 mod futex {
     //! Thin wrappers over the futex system call on the wake sequence of an event count.
     use super::*;
+    #[cfg(feature = "test-hooks")]
     use crate::sync::{count, ProcessCounter};
 
-    /// Counts of futex system calls made by this process, for tests and `inspect`.
+    /// Counts of futex system calls made by this process, for the tests
+    /// (`futex_calls`, feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     pub(super) static WAKE_CALLS: ProcessCounter = ProcessCounter::new(0);
+    #[cfg(feature = "test-hooks")]
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
+    #[cfg(feature = "test-hooks")]
     pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
     /// Wakes one sleeper on the wake sequence of `word` (`one`), or every sleeper.
     pub(super) fn wake(word: &EventWord, one: bool) {
+        #[cfg(feature = "test-hooks")]
         count(&WAKE_CALLS);
         // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
         // it is the valid, 4-byte aligned address of the wake sequence.
@@ -813,6 +826,7 @@ mod futex {
     /// for at most `timeout`.
     /// Returns whether the wait ran out its timeout.
     pub(super) fn wait(word: &EventWord, sequence: u32, timeout: Duration) -> bool {
+        #[cfg(feature = "test-hooks")]
         count(&WAIT_CALLS);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -840,6 +854,7 @@ mod futex {
                 "unexpected FUTEX_WAIT error {errno:?}"
             );
             if errno == Some(libc::ETIMEDOUT) {
+                #[cfg(feature = "test-hooks")]
                 count(&WAIT_TIMEOUTS);
                 return true;
             }
@@ -881,7 +896,8 @@ mod futex {
 /// How many wake-up system calls this process has made: `(wake, wait)`, futex or, on
 /// rings with the semaphore notifier, `sem_post`/`sem_clockwait`. Each call site counts
 /// itself, so a test can assert that a hot path made none.
-#[cfg(not(loom))]
+#[doc(hidden)]
+#[cfg(all(feature = "test-hooks", not(loom)))]
 pub fn futex_calls() -> (u64, u64) {
     (
         crate::sync::read_count(&futex::WAKE_CALLS),
@@ -923,7 +939,8 @@ impl Spinner {
 /// rather than by a wake-up. A wait that times out with work pending would be a lost
 /// wake-up; but so does a peer that is simply not running for a slice (a loaded
 /// host): [`lost_wake_ups`] tells the two apart.
-#[cfg(not(loom))]
+#[doc(hidden)]
+#[cfg(all(feature = "test-hooks", not(loom)))]
 pub fn futex_timeouts() -> u64 {
     crate::sync::read_count(&futex::WAIT_TIMEOUTS)
 }
@@ -941,7 +958,7 @@ pub fn futex_timeouts() -> u64 {
 /// instructions between its publishing store and its look for waiters, exactly when
 /// the slice ran out. Counted only on the sleeping path: nothing per message.
 #[doc(hidden)]
-#[cfg(not(loom))]
+#[cfg(all(feature = "test-hooks", not(loom)))]
 pub fn lost_wake_ups() -> u64 {
     crate::sync::read_count(&LOST_WAKE_UPS)
 }
@@ -953,17 +970,21 @@ pub fn lost_wake_ups() -> u64 {
 /// of a ring stay within their registrations, however many messages they send. Counted
 /// on the waiting path only.
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub fn waiter_registrations() -> u64 {
     crate::sync::read_count(&REGISTRATIONS)
 }
 
 /// See [`waiter_registrations`].
+#[cfg(feature = "test-hooks")]
 static REGISTRATIONS: crate::sync::ProcessCounter = crate::sync::ProcessCounter::new(0);
 
 /// See [`lost_wake_ups`].
+#[cfg(all(feature = "test-hooks", not(loom)))]
 static LOST_WAKE_UPS: crate::sync::ProcessCounter = crate::sync::ProcessCounter::new(0);
 
 /// Set by [`wake_all_on_every_notify`]: 1 = on.
+#[cfg(feature = "test-hooks")]
 static WAKE_ALL: crate::sync::ProcessFlag = crate::sync::ProcessFlag::new(0);
 
 /// For the tests' comparison only: while `on`, every notifier of this process that
@@ -971,6 +992,7 @@ static WAKE_ALL: crate::sync::ProcessFlag = crate::sync::ProcessFlag::new(0);
 /// published with `notify_all`), so that a test can measure what waking one saves.
 /// Read only when a notifier has found a sleeper to wake, never per message.
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub fn wake_all_on_every_notify(on: bool) {
     crate::sync::set_flag(&WAKE_ALL, u8::from(on));
 }
@@ -979,6 +1001,7 @@ pub fn wake_all_on_every_notify(on: bool) {
 /// message): for tests that prove the waiting promises by counts rather than by wall
 /// time (see [`with_wait_counters`]).
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 #[derive(Debug)]
 pub struct WaitCounters {
     liveness_checks: crate::sync::ProcessCounter,
@@ -986,6 +1009,7 @@ pub struct WaitCounters {
     slices_ran_out: crate::sync::ProcessCounter,
 }
 
+#[cfg(feature = "test-hooks")]
 impl WaitCounters {
     const fn new() -> Self {
         WaitCounters {
@@ -1012,6 +1036,7 @@ impl WaitCounters {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 thread_local! {
     static THREAD_COUNTERS: WaitCounters = const { WaitCounters::new() };
 }
@@ -1019,12 +1044,14 @@ thread_local! {
 /// Calls `f` with the calling thread's [`WaitCounters`]; `f` may hand them to other
 /// threads (scoped) to read while this one waits.
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub fn with_wait_counters<R>(f: impl FnOnce(&WaitCounters) -> R) -> R {
     THREAD_COUNTERS.with(f)
 }
 
 /// Counts one event in this thread's [`WaitCounters`] (nothing while the thread
 /// is being torn down).
+#[cfg(feature = "test-hooks")]
 fn count_in_thread(field: fn(&WaitCounters) -> &crate::sync::ProcessCounter) {
     let _ = THREAD_COUNTERS.try_with(|c| crate::sync::count(field(c)));
 }
@@ -1117,6 +1144,7 @@ fn block_on_slow<S: ?Sized, T, E>(
     mut poll: impl FnMut(&mut S, bool) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     // Every look at the peers' liveness is counted, for the tests (`WaitCounters`).
+    #[cfg(feature = "test-hooks")]
     let mut poll = |target: &mut S, thorough: bool| {
         if thorough {
             count_in_thread(|c| &c.liveness_checks);
@@ -1213,6 +1241,7 @@ fn block_on_slow<S: ?Sized, T, E>(
         let slept = events(target).sleep(key, slice);
         check_due(now(), &mut thorough);
         if slept == Slept::RanOut {
+            #[cfg(feature = "test-hooks")]
             count_in_thread(|c| &c.slices_ran_out);
             // Look again while still registered, then at the event count: what we
             // waited for there already, with no waiter taken since we registered, is
@@ -1220,7 +1249,7 @@ fn block_on_slow<S: ?Sized, T, E>(
             match poll(target, std::mem::take(&mut thorough)) {
                 Ok(None) => {}
                 other => {
-                    #[cfg(not(loom))]
+                    #[cfg(all(feature = "test-hooks", not(loom)))]
                     if matches!(other, Ok(Some(_))) && !events(target).taken_since(key) {
                         crate::sync::count(&LOST_WAKE_UPS);
                     }
