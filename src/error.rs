@@ -12,8 +12,9 @@ use std::time::Duration;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The segment name is not of the form `/name` (one leading slash, no other,
-    /// 1..=255 bytes after it, no NUL); or a memfd label is too long (over 249 bytes)
+    /// The segment name is not of the form `name` or `/name` (an optional leading
+    /// slash, no other, 1..=255 bytes after it, no NUL, not `.` or `..`: see
+    /// [`validate_name`](crate::validate_name)); or a memfd label is too long (over 249 bytes)
     /// or holds a NUL; or a SysV key is 0 (`IPC_PRIVATE`, which no peer can open).
     InvalidName {
         /// The name as given.

@@ -801,7 +801,7 @@ impl Probe {
                 source: Source::SysV { key, shmid },
             });
         }
-        crate::validate_name(name)?;
+        let name = &*crate::segment::posix::canonical_name(name)?;
         let fd: OwnedFd = match shm_open(
             name,
             // O_NONBLOCK: a FIFO put in /dev/shm must not block us (no effect on files).

@@ -198,7 +198,7 @@ pub use wait::Wait;
 #[cfg(not(loom))]
 pub use segment::memfd::{recv_fd, send_fd};
 #[cfg(not(loom))]
-pub use segment::posix::validate_name;
+pub use segment::posix::{canonical_name, validate_name};
 #[cfg(not(loom))]
 pub use segment::sysv::ftok;
 

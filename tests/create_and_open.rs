@@ -1,7 +1,8 @@
 //! Claim: **setting up a ring does what it says or fails with an error that says why,
 //! leaving nothing behind**: `create` over an existing name is `AlreadyExists` and
 //! changes nothing; `create_or_open` racing on one name (or one SysV key) elects exactly
-//! one creator; names that are not `/name` are `InvalidName`; a second endpoint of an
+//! one creator; a name is taken with or without its leading `/` (`frames` is
+//! `/frames`), and names that are neither are `InvalidName`; a second endpoint of an
 //! SPSC role, or one past an MPMC ring's `max_endpoints`, is `Busy`; an SPSC ring is
 //! not opened as MPMC (`Incompatible`); bad options are `InvalidOptions`; and creates
 //! that cannot do what a ring needs fail without going on half-done or aborting:
@@ -292,13 +293,15 @@ mod names_and_races {
         }
     }
 
-    /// Names that are not `/name` are refused by every call that takes one.
+    /// Names that are not `name` or `/name` are refused by every call that takes one.
     #[cfg_attr(miri, ignore = "forks processes: Miri has no fork")]
     #[test]
     fn invalid_names_are_refused() {
         let long = format!("/{}", "a".repeat(256));
+        let long_bare = "a".repeat(256);
         let bad = [
-            "", "x", "no-slash", "/", "//", "/a/b", "/a/", "/.", "/..", "/a\0b", &long,
+            "", "/", "//", "/a/b", "/a/", "/.", "/..", "/a\0b", &long, "a/b", "a/", ".", "..",
+            "a\0b", &long_bare, "//x",
         ];
         for name in bad {
             let o = opts(4096);
@@ -325,6 +328,11 @@ mod names_and_races {
                 }
             }
         }
+        // Without the leading '/' a name is valid (issue 19: as the command takes it).
+        for name in ["x", "no-slash"] {
+            shmlane::validate_name(name).unwrap();
+            assert_eq!(shmlane::canonical_name(name).unwrap(), format!("/{name}"));
+        }
         // The longest valid name: 255 bytes after the slash.
         let prefix = format!("/shmlane-test-sem-long-{}-", std::process::id());
         let longest = format!("{prefix}{}", "n".repeat(256 - prefix.len()));
@@ -335,6 +343,46 @@ mod names_and_races {
             .unwrap_or_else(|e| panic!("a 255-byte name: {e}"));
         drop(tx);
         shmlane::remove(&longest).unwrap();
+    }
+
+    /// `"frames"` and `"/frames"` name the same ring, for every call that takes a name:
+    /// created under one, opened, inspected, created again (`AlreadyExists`) and
+    /// removed under the other; the endpoints report the name with its `/`.
+    #[cfg_attr(miri, ignore = "shared memory: Miri isolates the OS")]
+    #[test]
+    fn a_name_with_or_without_its_slash_is_one_ring() {
+        let name = seg_name("names-bare");
+        let bare = name.strip_prefix('/').unwrap().to_string();
+        let _guard = SegGuard::new(&name);
+        let mut tx = spsc::Producer::create(&bare, &opts(4096)).unwrap();
+        assert_eq!(tx.name(), name);
+        assert!(std::path::Path::new(&shm_path(&name)).exists());
+        assert!(matches!(
+            spsc::Consumer::create(&name, &opts(4096)),
+            Err(Error::AlreadyExists { .. })
+        ));
+        let mut rx = spsc::Consumer::open(&name).unwrap();
+        tx.send(b"one").unwrap();
+        let mut buf = Vec::new();
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(buf, b"one");
+        drop(rx);
+        let mut rx = spsc::Consumer::create_or_open(&bare, &opts(4096)).unwrap();
+        assert_eq!(rx.name(), name);
+        tx.send(b"two").unwrap();
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(buf, b"two");
+        assert_eq!(shmlane::inspect::inspect(&bare).unwrap().name, name);
+        assert!(!shmlane::inspect::remove_if_stale(&bare).unwrap());
+        shmlane::remove(&bare).unwrap();
+        assert!(matches!(
+            shmlane::remove(&name),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            spsc::Consumer::open(&bare),
+            Err(Error::NotFound { .. })
+        ));
     }
 
     /// A second producer (or consumer) attaching while the first is attached gets `Busy`,

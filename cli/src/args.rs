@@ -79,13 +79,9 @@ impl RingName {
                 )),
             };
         }
-        let name = if s.starts_with('/') {
-            s.to_string()
-        } else {
-            format!("/{s}")
-        };
-        match shmlane::validate_name(&name) {
-            Ok(()) => Ok(RingName::Posix(name)),
+        // The library's rule: with or without the leading '/', shown with it.
+        match shmlane::canonical_name(s) {
+            Ok(name) => Ok(RingName::Posix(name.into_owned())),
             Err(shmlane::Error::InvalidName { reason, .. }) => {
                 Err(format!("invalid ring name '{s}': {reason}"))
             }

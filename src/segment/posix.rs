@@ -113,23 +113,50 @@ fn unlink_if_ours(name: &str, hugetlbfs_path: Option<&Path>, file: &File) -> boo
     }
 }
 
-/// Checks a POSIX shared-memory name: one leading '/', no other, 1..=255 bytes
-/// after it, not "." or "..", no NUL.
+/// Checks a ring's POSIX shared-memory name. A name is accepted with or without its
+/// leading `/` (as the `shmlane` command accepts it): `"frames"` and `"/frames"` name
+/// the same ring. After that optional `/` it has 1 to 255 bytes, no other `/`, no NUL,
+/// and is not `.` or `..`; anything else is [`Error::InvalidName`], carrying the name
+/// as given and the reason.
+///
+/// ```
+/// assert!(shmlane::validate_name("/frames").is_ok());
+/// assert!(shmlane::validate_name("frames").is_ok()); // the same ring as "/frames"
+/// for bad in ["", "/", "//frames", "a/b", "/..", "nul\0"] {
+///     assert!(matches!(
+///         shmlane::validate_name(bad),
+///         Err(shmlane::Error::InvalidName { .. })
+///     ));
+/// }
+/// ```
 pub fn validate_name(name: &str) -> Result<(), Error> {
+    canonical_name(name).map(drop)
+}
+
+/// The one place a POSIX name is checked and normalised: [`validate_name`]'s rule,
+/// returning the name with its leading `/`, as endpoints report it (`name()`) and
+/// `inspect` lists it. Every function of the crate that takes a
+/// POSIX name calls this first, and so does the `shmlane` command.
+///
+/// ```
+/// assert_eq!(shmlane::canonical_name("frames")?, "/frames");
+/// assert_eq!(shmlane::canonical_name("/frames")?, "/frames");
+/// assert!(shmlane::canonical_name("a/b").is_err());
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+pub fn canonical_name(name: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
     let bad = |reason| {
         Err(Error::InvalidName {
             name: name.to_string(),
             reason,
         })
     };
-    let Some(rest) = name.strip_prefix('/') else {
-        return bad("must start with '/'");
-    };
+    let rest = name.strip_prefix('/').unwrap_or(name);
     if rest.is_empty() {
-        return bad("must have at least one character after '/'");
+        return bad("must have at least one character (after the optional leading '/')");
     }
     if rest.len() > 255 {
-        return bad("must have at most 255 bytes after '/'");
+        return bad("must have at most 255 bytes after the optional leading '/'");
     }
     if rest.contains('/') {
         return bad("must not contain '/' after the first character");
@@ -140,7 +167,11 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     if rest == "." || rest == ".." {
         return bad("must not be \".\" or \"..\"");
     }
-    Ok(())
+    Ok(if name.starts_with('/') {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("/{name}"))
+    })
 }
 
 /// The hugetlbfs mounts of /proc/mounts, with their page size (the `pagesize=`
@@ -277,7 +308,7 @@ pub(crate) fn create(
     mode: u32,
     unlink_on_drop: bool,
 ) -> Result<PosixSegment, Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     // Size it.
     let (len, huge) = object_len(params, mem, name)?;
     let (file, hugetlbfs_path) = create_object(name, huge)?;
@@ -410,7 +441,7 @@ pub(crate) fn open(
     accept: &OpenOptions,
     ready_wait: Duration,
 ) -> Result<(PosixSegment, RingParams), Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     let (file, hugetlbfs_path) = open_object_file(name)?;
     let st = fstat(&file).map_err(|e| io_err("fstat", name, e))?;
     check_permissions(name, st.st_uid, st.st_mode, accept)?;
@@ -445,7 +476,7 @@ pub(crate) fn remove_if_unused(
     name: &str,
     unused: impl FnOnce(&Header) -> bool,
 ) -> Result<bool, Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     let (file, hugetlbfs_path) = match open_object_file(name) {
         Ok(f) => f,
         Err(Error::NotFound { .. }) => return Ok(false),
@@ -487,7 +518,7 @@ pub(crate) fn remove_if_unused(
 /// Removes the segment `name` (from /dev/shm, else from a hugetlbfs mount). Endpoints
 /// that have it mapped keep working; the name is free for a new `create` at once.
 pub(crate) fn remove(name: &str) -> Result<(), Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     match shm_unlink(name) {
         Ok(()) => return Ok(()),
         Err(Errno::ENOENT) => {}
