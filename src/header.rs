@@ -636,6 +636,10 @@ pub(crate) enum HeaderFault {
         value: u64,
         reason: &'static str,
     },
+    /// No shmlane magic (`found`: the word where it goes), and not a creator's zeros.
+    NotARing {
+        found: u64,
+    },
     NotReady {
         state: u32,
     },
@@ -722,6 +726,17 @@ impl Header {
         file_len: u64,
     ) -> Result<RingParams, HeaderFault> {
         let state = self.state();
+        // The magic first: a segment without it is no ring (whatever its other bytes
+        // say), except the zeros a creator leaves between sizing its file and writing
+        // the magic, which it does next (`segment::posix::create`), or, on
+        // hugetlbfs, at `init`: the caller waits for it, or finds it gone.
+        let magic = self.magic.load(Ordering::Relaxed);
+        if magic != MAGIC {
+            if magic == 0 && state <= STATE_INIT {
+                return Err(HeaderFault::NotReady { state });
+            }
+            return Err(HeaderFault::NotARing { found: magic });
+        }
         if state > STATE_POISONED {
             return Err(HeaderFault::Corrupt {
                 field: "state",
@@ -731,14 +746,6 @@ impl Header {
         }
         if state != STATE_READY {
             return Err(HeaderFault::NotReady { state });
-        }
-        let magic = self.magic.load(Ordering::Relaxed);
-        if magic != MAGIC {
-            return Err(HeaderFault::Corrupt {
-                field: "magic",
-                value: magic,
-                reason: "not a shmlane segment (magic is not \"SHMLANE\\0\")",
-            });
         }
         let version = self.version.load(Ordering::Relaxed);
         if version != LAYOUT_VERSION {

@@ -469,12 +469,10 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
                 waited: std::time::Duration::ZERO,
             });
         }
-        return Err(not_shmlane(
-            &meta.name,
-            "magic",
-            magic,
-            "not a shmlane segment (magic is not \"SHMLANE\\0\")",
-        ));
+        return Err(Error::NotARing {
+            name: meta.name,
+            found: magic,
+        });
     }
     let state = match state_word {
         0 => SegmentState::Uninitialised,
@@ -522,7 +520,8 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         KIND_SPSC
     };
     match h.validate(expected_kind, meta.size) {
-        Ok(_) | Err(HeaderFault::NotReady { .. }) => {}
+        // (The magic was checked above.)
+        Ok(_) | Err(HeaderFault::NotReady { .. } | HeaderFault::NotARing { .. }) => {}
         Err(HeaderFault::Incompatible {
             field,
             found,
@@ -832,13 +831,14 @@ impl Probe {
 
     /// Copies the header and describes it.
     ///
-    /// Fails with [`Error::Corrupt`] if the segment is not a shmlane ring (wrong magic,
-    /// or shorter than a header, or not a regular file: `field` is `"magic"`,
-    /// `"segment size"` or `"file type"`), with [`Error::NotReady`] if its creator has
-    /// not written the header yet, with [`Error::Abandoned`] if a POSIX segment has no
-    /// header and no creator is writing one (its creator died before it did, or the
-    /// file is no ring at all: a file of zeros), and with [`Error::NotFound`] if a
-    /// SysV segment is gone.
+    /// Fails with [`Error::NotARing`] if the segment has no shmlane magic (other bytes,
+    /// or zeros that no creator is writing a header into), with [`Error::Corrupt`] if
+    /// it cannot be a shmlane segment for another reason (shorter than a header, or not
+    /// a regular file: `field` is `"segment size"` or `"file type"`), with
+    /// [`Error::NotReady`] if its creator has not written the header yet, with
+    /// [`Error::Abandoned`] if a POSIX segment has the magic but is not ready and no
+    /// creator is writing it (its creator died first), and with [`Error::NotFound`]
+    /// if a SysV segment is gone.
     pub fn read(&self) -> Result<RingInfo, Error> {
         match &self.source {
             Source::Posix { file, path } => self.read_posix(file, path),
@@ -886,21 +886,40 @@ impl Probe {
                     .collect(),
             ),
         };
-        match describe(meta, copy.header()) {
-            // No magic yet, and a whole header's worth of bytes: a creator that has
-            // set the size and not yet written the header holds its init lock while
-            // it does. With the lock free nobody is making a ring in it, if the bytes
-            // are still what we read once we know that.
-            Err(Error::NotReady { state, .. })
-                if crate::liveness::ofd_held(
-                    std::os::fd::AsFd::as_fd(file),
-                    crate::liveness::init_lock_byte(),
-                ) == Ok(false)
-                    && pread_header(file, name).is_ok_and(|again| again.0 == copy.0) =>
+        // A creator holds its init lock until its ring is ready. With the lock free
+        // nobody is making a ring in the segment, if the bytes are still what we read
+        // once we know that.
+        let described = describe(meta, copy.header());
+        let creator_gone = || {
+            crate::liveness::ofd_held(
+                std::os::fd::AsFd::as_fd(file),
+                crate::liveness::init_lock_byte(),
+            ) == Ok(false)
+                && pread_header(file, name).is_ok_and(|again| again.0 == copy.0)
+        };
+        match described {
+            // Zeros where the magic goes, and a whole header's worth of bytes: a
+            // creator between sizing its file and writing the magic, or, with no
+            // creator, a file of another program's (a creator writes the magic before
+            // anything else, see `segment::posix::create`).
+            Err(Error::NotReady { .. }) if creator_gone() => Err(Error::NotARing {
+                name: name.clone(),
+                found: 0,
+            }),
+            // The magic and not ready: a creation whose creator died.
+            Ok(info)
+                if matches!(
+                    info.state,
+                    SegmentState::Uninitialised | SegmentState::Initialising
+                ) && creator_gone() =>
             {
                 Err(Error::Abandoned {
                     name: name.clone(),
-                    state,
+                    state: if info.state == SegmentState::Initialising {
+                        STATE_INIT
+                    } else {
+                        0
+                    },
                 })
             }
             other => other,
@@ -1476,7 +1495,7 @@ mod tests {
         copy.0[..8].copy_from_slice(b"GARBAGE!");
         assert!(matches!(
             describe(meta(), copy.header()),
-            Err(Error::Corrupt { field: "magic", .. })
+            Err(Error::NotARing { found, .. }) if found.to_le_bytes() == *b"GARBAGE!"
         ));
         let mut zero = HeaderCopy::zeroed();
         assert!(matches!(

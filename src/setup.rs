@@ -177,11 +177,15 @@ pub(crate) fn create_or_open_segment(
         }
         match open_capped(kind, location()?, &accept, opts.max_message) {
             Err(e @ Error::NotFound { .. }) => last = Some(e),
-            // Its creator died before it was ready: replace it (if still so once we
-            // hold every lock of it), then race to create again.
+            // Its creator died before it was ready (proven: the magic a creator writes
+            // first, and no creator's lock): replace it (if still so once we hold every
+            // lock of it), then race to create again. A file without the magic is
+            // `NotARing`, never replaced: it may be another program's.
             Err(e @ Error::Abandoned { .. }) if opts.memory.backing == Backing::Posix => {
                 crate::segment::posix::remove_if_unused(name, |h| {
-                    h.state.load(crate::sync::Ordering::Acquire) != crate::header::STATE_READY
+                    h.magic.load(crate::sync::Ordering::Relaxed) == crate::header::MAGIC
+                        && h.state.load(crate::sync::Ordering::Acquire)
+                            != crate::header::STATE_READY
                 })?;
                 last = Some(e);
             }

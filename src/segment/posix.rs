@@ -325,6 +325,23 @@ pub(crate) fn create(
             name: name.to_string(),
             source,
         })?;
+        // The magic next, before anything slow: it tells a file of ours from another
+        // program's. Should we die from here on, our file has the magic and the init
+        // lock free: `Error::Abandoned`, which `create_or_open` replaces. A file of
+        // zeros with the lock free is never replaced (`Error::NotARing`): zeros are
+        // what we leave only if we die in the two system calls since `ftruncate`, and
+        // what any other program's file may hold. (An empty file, what we leave if we
+        // die before `ftruncate`, holds nothing to lose and is replaced.) hugetlbfs
+        // files take no `write`: theirs is written by `init`, after the reservation.
+        if hugetlbfs_path.is_none() {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&crate::header::MAGIC.to_ne_bytes(), 0)
+                .map_err(|source| Error::Io {
+                    op: "pwrite (magic)",
+                    name: name.to_string(),
+                    source,
+                })?;
+        }
         // Reserve its memory, so that a ring larger than the space free is an error
         // now, not a SIGBUS at the write that reaches past it (`shared.rs`).
         let filesystem = match &hugetlbfs_path {

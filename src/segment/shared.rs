@@ -865,10 +865,20 @@ pub(crate) fn open_object(
             Err(HeaderFault::NotReady { state })
                 if state != STATE_POISONED && abandonment.abandoned(obj) =>
             {
-                return Err(Error::Abandoned {
-                    name: name.to_string(),
-                    state,
-                })
+                // A creator writes the magic right after sizing its file, before it
+                // lets go of the init lock: zeros with the lock free are not one's.
+                let magic = probe.header().magic.load(crate::sync::Ordering::Relaxed);
+                return Err(if magic == crate::header::MAGIC {
+                    Error::Abandoned {
+                        name: name.to_string(),
+                        state,
+                    }
+                } else {
+                    Error::NotARing {
+                        name: name.to_string(),
+                        found: magic,
+                    }
+                });
             }
             Err(HeaderFault::NotReady { state })
                 if state != STATE_POISONED && start.elapsed() < ready_wait =>
@@ -928,6 +938,7 @@ pub(crate) fn fault_to_error(name: &str, fault: HeaderFault, waited: Duration) -
             value,
             reason,
         },
+        HeaderFault::NotARing { found } => Error::NotARing { name, found },
         HeaderFault::NotReady { state } => Error::NotReady {
             name,
             state,
