@@ -89,14 +89,6 @@ impl RingName {
         }
     }
 
-    /// The backing `create_or_open` is to use, and the name to give it.
-    pub fn backing(&self) -> (shmlane::Backing, &str) {
-        match self {
-            RingName::Posix(n) => (shmlane::Backing::Posix, n),
-            RingName::SysV(key) => (shmlane::Backing::SysV { key: *key }, ""),
-        }
-    }
-
     /// Removes the ring's name (POSIX) or the segment (SysV).
     pub fn remove(&self) -> Result<(), shmlane::Error> {
         match self {

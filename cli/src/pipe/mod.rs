@@ -167,10 +167,10 @@ impl Options {
         self
     }
 
-    /// What `create_or_open` is to make, or to accept of a ring that exists.
-    pub fn ring_options(&self, backing: shmlane::Backing) -> RingOptions {
+    /// What `create_or_open` is to make, or to accept of a ring that exists (the
+    /// backing is the ring name's: `create_or_open` or `create_or_open_sysv`).
+    pub fn ring_options(&self) -> RingOptions {
         RingOptions::new(self.ring_size)
-            .backing(backing)
             .group_access(self.group_access)
             .open_options(OpenOptions::new().foreign_owner(self.foreign_owner))
     }
