@@ -186,7 +186,7 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 pub use header::{MAX_CAPACITY, MIN_CAPACITY};
-pub use message::{ReadGrant, WriteGrant};
+pub use message::{Iter, ReadGrant, TryIter, WriteGrant};
 pub use options::{
     Notifier, OpenOptions, RingOptions, DEFAULT_CELL_SIZE, DEFAULT_MAX_ENDPOINTS,
     DEFAULT_MAX_MESSAGE,

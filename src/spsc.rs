@@ -883,6 +883,16 @@ impl Consumer {
     consumer_methods!("spsc");
 }
 
+/// `for msg in &mut rx`: [`Consumer::iter`].
+impl<'a> IntoIterator for &'a mut Consumer {
+    type Item = Result<Vec<u8>, crate::RecvError>;
+    type IntoIter = crate::Iter<'a, Consumer>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 impl RecordConsumer for Consumer {
     #[inline(always)]
     fn next_record(&mut self, mode: Mode) -> Result<DataRecord, RecvTimeoutError> {
