@@ -265,6 +265,9 @@ pub(crate) fn into_send_error(e: SendTimeoutError) -> SendError {
 /// [`commit`](Self::commit) publishes it. Dropped without a commit, it publishes no
 /// message (an MPMC ring marks the claimed cells as padding that consumers skip: other
 /// producers may have claimed cells after them).
+///
+/// Its first byte is aligned as a [`ReadGrant`]'s is (8 bytes in SPSC, the cell size
+/// in MPMC): see [`ReadGrant`]'s *Alignment*.
 pub struct WriteGrant<'a, P: RecordProducer> {
     producer: &'a mut P,
     claim: Claim,
@@ -701,6 +704,29 @@ impl<C> Iterator for TryIter<'_, C> {
 ///   reference to the shared bytes is made), and validate the copy;
 /// - a [`WriteGrant`] is a `&mut [u8]` with the same footing: only peers that follow
 ///   the protocol leave it alone.
+///
+/// # Alignment
+///
+/// The payload's first byte is 8-byte aligned in an SPSC ring (records start on
+/// multiples of 8 of a page-aligned data region), and aligned to the cell size in an
+/// MPMC ring (at least 8: a record's payload starts at its first cell; a cell size
+/// above 4096 still gives 4096, the page the data region starts on). So a grant can be
+/// viewed in place as a type of alignment up to 8 on either kind (`bytemuck::from_bytes`
+/// of a `&[u8]` checks it and panics otherwise): a `#[repr(C, align(16))]` type needs
+/// an MPMC ring with cells of 16 bytes or more, or a copy
+/// (`bytemuck::pod_read_unaligned`, which is what `recv_pod` does).
+///
+/// ```
+/// # let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
+/// tx.send(&[0u8; 3])?; // any length before: the next payload is still aligned
+/// tx.send_pod(&[1u64, 2])?;
+/// # rx.recv(&mut Vec::new())?;
+/// let grant = rx.recv_ref()?;
+/// assert_eq!(grant.as_ptr() as usize % 8, 0);
+/// let words: &[u64; 2] = bytemuck::from_bytes(&grant); // in place, no copy
+/// assert_eq!(words, &[1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ReadGrant<'a, C: RecordConsumer> {
     consumer: &'a mut C,
     /// Index of the first byte; `index + len <= capacity` (checked by decode).
@@ -809,7 +835,8 @@ macro_rules! producer_methods {
             }
         }
 
-        /// Sends a plain-old-data value as one message of `size_of::<T>()` bytes.
+        /// Sends a plain-old-data value as one message of `size_of::<T>()` bytes (a
+        /// copy of its bytes into the ring).
         ///
         /// ```
         #[doc = concat!("let (mut tx, mut rx) = shmlane::", $m, "::channel(&shmlane::RingOptions::new(4096))?;")]
@@ -1030,6 +1057,12 @@ macro_rules! consumer_methods {
         /// Receives one message as a plain-old-data value. A message of another
         /// length is consumed and reported as
         /// [`RecvError::SizeMismatch`](crate::RecvError::SizeMismatch).
+        ///
+        /// The value is a copy: the bytes are read out of the ring (unaligned, so any
+        /// `T` works whatever its alignment) into the `T` returned, and the message is
+        /// released. To read in place instead, take [`recv_ref`](Self::recv_ref) and
+        /// view its bytes (see [`ReadGrant`](crate::ReadGrant)'s *Alignment*: 8 bytes
+        /// in SPSC, the cell size in MPMC).
         pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, $crate::RecvError> {
             $crate::message::recv_pod(self)
         }
