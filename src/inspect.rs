@@ -425,7 +425,7 @@ pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
     // A pid no process can have is no process; any other is alive unless proven gone,
     // by the same test the endpoints use on each other (`liveness.rs`).
     i32::try_from(pid).is_ok_and(|p| p > 0)
-        && !crate::liveness::process_gone(pid, start_time.unwrap_or(0))
+        && !crate::sys::procfs::process_gone(pid, start_time.unwrap_or(0))
 }
 
 // ---------------------------------------------------------------------------------
@@ -892,7 +892,7 @@ impl Probe {
             // it does. With the lock free nobody is making a ring in it, if the bytes
             // are still what we read once we know that.
             Err(Error::NotReady { state, .. })
-                if crate::liveness::ofd_held(
+                if crate::sys::ofd::held(
                     std::os::fd::AsFd::as_fd(file),
                     crate::liveness::init_lock_byte(),
                 ) == Ok(false)
@@ -913,7 +913,7 @@ impl Probe {
 fn slot_locks(file: &File) -> Vec<Option<bool>> {
     (0..crate::header::ENDPOINT_SLOTS)
         .map(|i| {
-            crate::liveness::ofd_held(
+            crate::sys::ofd::held(
                 std::os::fd::AsFd::as_fd(file),
                 crate::liveness::lock_byte(i),
             )
@@ -1076,22 +1076,11 @@ pub fn list() -> Result<Vec<RingInfo>, Error> {
 
 /// The shmlane rings among the SysV segments in `/proc/sysvipc/shm`.
 fn list_sysv() -> Vec<RingInfo> {
-    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
-        return Vec::new();
-    };
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let key: i32 = fields.next()?.parse().ok()?;
-            let shmid: i32 = fields.next()?.parse().ok()?;
-            // Key 0: IPC_PRIVATE or removed, not a ring anyone can open by key.
-            if key == 0 {
-                return None;
-            }
-            read_sysv(&segment_name(key), key, shmid).ok()
-        })
+    crate::sys::procfs::sysv_segments()
+        .into_iter()
+        // Key 0: IPC_PRIVATE or removed, not a ring anyone can open by key.
+        .filter(|&(key, _)| key != 0)
+        .filter_map(|(key, shmid)| read_sysv(&segment_name(key), key, shmid).ok())
         .collect()
 }
 
@@ -1221,7 +1210,7 @@ mod tests {
     fn liveness_of_this_process_and_of_nobody() {
         let me = std::process::id();
         assert!(process_alive(me, None));
-        let start = crate::header::process_start_time().expect("/proc/self/stat");
+        let start = crate::sys::procfs::own_start_time().expect("/proc/self/stat");
         assert!(process_alive(me, Some(start)));
         assert!(
             !process_alive(me, Some(start + 1)),
@@ -1235,15 +1224,8 @@ mod tests {
 
     /// Field 3 (the state) and field 22 (the start time) of /proc/PID/stat.
     fn state_and_start(pid: u32) -> (char, u64) {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        let rest = &stat[stat.rfind(')').expect("(comm)") + 2..];
-        let mut fields = rest.split(' ');
-        let state = fields.next().and_then(|f| f.chars().next()).expect("state");
-        let start = fields
-            .nth(18)
-            .and_then(|f| f.parse().ok())
-            .expect("start time");
-        (state, start)
+        let stat = crate::sys::procfs::stat(Some(pid)).expect("stat");
+        (stat.state, stat.start_time)
     }
 
     /// A child alive (asleep, reading its stdin) is alive, with and without its start

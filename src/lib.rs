@@ -170,6 +170,7 @@ mod setup;
 pub mod spsc;
 pub(crate) mod stream;
 pub(crate) mod sync;
+pub(crate) mod sys;
 pub mod wait;
 
 pub use error::{
@@ -187,11 +188,11 @@ pub use stream::{MessageReader, MessageWriter};
 pub use wait::Wait;
 
 #[cfg(not(loom))]
-pub use segment::memfd::{recv_fd, send_fd};
-#[cfg(not(loom))]
 pub use segment::posix::validate_name;
 #[cfg(not(loom))]
 pub use segment::sysv::ftok;
+#[cfg(not(loom))]
+pub use sys::fdpass::{recv_fd, send_fd};
 
 /// Removes the ring `name` from the system. Endpoints that have it open keep working;
 /// the memory is freed when the last of them is dropped. Fails with

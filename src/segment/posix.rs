@@ -311,7 +311,7 @@ pub(crate) fn create(
         init_segment(&map, params, mem, name)?;
         Ok(map)
     })();
-    crate::liveness::ofd_unlock(file.as_fd(), crate::liveness::init_lock_byte());
+    crate::sys::ofd::unlock(file.as_fd(), crate::liveness::init_lock_byte());
     match placed {
         Ok(map) => Ok(PosixSegment {
             map,
@@ -340,7 +340,7 @@ pub(crate) fn create(
 /// one with a seccomp filter.
 fn take_init_lock(file: &File, name: &str) -> Result<(), Error> {
     let op = "fcntl(F_OFD_SETLK) of the init lock";
-    match crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte()) {
+    match crate::sys::ofd::try_lock(file.as_fd(), crate::liveness::init_lock_byte()) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::Io {
             op,
@@ -452,7 +452,7 @@ pub(crate) fn remove_if_unused(
         Err(e) => return Err(e),
     };
     let fd = file.as_fd();
-    match crate::liveness::ofd_try_lock_range(fd, 0, HEADER_SIZE as i64) {
+    match crate::sys::ofd::try_lock_range(fd, 0, HEADER_SIZE as i64) {
         Ok(true) => {}
         Ok(false) => return Ok(false),
         Err(e) => return Err(io_err("fcntl(F_OFD_SETLK)", name, e)),

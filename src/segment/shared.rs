@@ -633,7 +633,7 @@ pub(crate) fn check_permissions(
 ) -> Result<(), Error> {
     let mode = mode & 0o777;
     let refuse = |reason: String| Err(permission_error(name, owner, mode, reason));
-    let euid = nix::unistd::geteuid().as_raw();
+    let euid = crate::sys::user::euid();
     if owner != euid && !accept.foreign_owner {
         return refuse(format!(
             "its owner uid {owner} is not this process's effective uid {euid}; accept a \
@@ -699,7 +699,7 @@ pub(crate) fn check_creator(
     }
     let mode = mode & 0o777;
     let refuse = |reason: String| Err(permission_error(name, owner, mode, reason));
-    let euid = nix::unistd::geteuid().as_raw();
+    let euid = crate::sys::user::euid();
     if creator.uid != euid {
         return refuse(format!(
             "its creator uid {} (shm_perm.cuid) is not this process's effective uid {euid}, \
@@ -716,17 +716,13 @@ pub(crate) fn check_creator(
              supplementary groups; accept a segment shared with another group with \
              OpenOptions::foreign_owner(true)",
             creator.gid,
-            nix::unistd::getegid()
+            crate::sys::user::egid()
         ));
     }
     Ok(())
 }
 
-/// Whether this process is in group `gid`: its effective gid or a supplementary group.
-fn in_group(gid: u32) -> bool {
-    nix::unistd::getegid().as_raw() == gid
-        || nix::unistd::getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid))
-}
+use crate::sys::user::in_group;
 
 // ---------------------------------------------------------------------------------
 // Opening
@@ -807,7 +803,7 @@ impl Object for FdObject<'_> {
     fn creator_gone(&self) -> bool {
         self.may_grow
             && matches!(
-                crate::liveness::ofd_held(self.fd, crate::liveness::init_lock_byte()),
+                crate::sys::ofd::held(self.fd, crate::liveness::init_lock_byte()),
                 Ok(false)
             )
     }
