@@ -17,11 +17,10 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MFdFlags};
-use nix::sys::stat::{fchmod, fstat, Mode};
-use nix::unistd::ftruncate;
+use crate::sys::os::{
+    fchmod, fcntl, fstat, ftruncate, memfd_create, mode_t, off_t, Errno, FcntlArg, MFdFlags, Mode,
+    SealFlag,
+};
 
 use super::backing::MemoryOptions;
 use super::shared::{
@@ -98,9 +97,9 @@ pub(crate) fn create(
     }
     let fd = memfd_create(label, flags)
         .map_err(|e| on_huge_pages(io_err("memfd_create", &name, e), huge))?;
-    fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
+    fchmod(&fd, Mode::from_bits_truncate(mode as mode_t))
         .map_err(|e| io_err("fchmod", &name, e))?;
-    ftruncate(&fd, len as libc::off_t).map_err(|e| io_err("ftruncate", &name, e))?;
+    ftruncate(&fd, len as off_t).map_err(|e| io_err("ftruncate", &name, e))?;
     // Reserve its memory (`shared.rs`): no size limit of a filesystem applies to a
     // memfd, but a ring larger than the memory available is refused, and the pages
     // are allocated now rather than at the first write to each. Huge pages are

@@ -21,10 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::mman::{shm_open, shm_unlink};
-use nix::sys::stat::{fchmod, fstat, Mode};
+use crate::sys::os::{fchmod, fstat, mode_t, shm_open, shm_unlink, Errno, Mode, OFlag, O_NOFOLLOW};
 
 use super::backing::MemoryOptions;
 use super::shared::{
@@ -103,7 +100,7 @@ fn unlink_if_ours(name: &str, hugetlbfs_path: Option<&Path>, file: &File) -> boo
     let Ok(ours) = fstat(file) else {
         return false;
     };
-    match nix::sys::stat::stat(&object_path(name, hugetlbfs_path)) {
+    match crate::sys::os::stat(&object_path(name, hugetlbfs_path)) {
         Ok(named) if (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino) => {}
         _ => return false,
     }
@@ -253,7 +250,7 @@ fn create_object(name: &str, huge: Option<usize>) -> Result<(File, Option<PathBu
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(O_NOFOLLOW)
         .open(&path)
     {
         Ok(file) => Ok((file, Some(path))),
@@ -287,7 +284,7 @@ pub(crate) fn create(
         // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
         // but an opener may come between `shm_open` and here: it waits a grace period.
         take_init_lock(&file, name)?;
-        fchmod(&file, Mode::from_bits_truncate(mode as libc::mode_t))
+        fchmod(&file, Mode::from_bits_truncate(mode as mode_t))
             .map_err(|e| io_err("fchmod", name, e))?;
         file.set_len(len as u64).map_err(|source| Error::Io {
             op: "ftruncate",
@@ -383,7 +380,7 @@ fn open_object_file(name: &str) -> Result<(File, Option<PathBuf>), Error> {
         match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(O_NOFOLLOW)
             .open(&path)
         {
             Ok(file) => return Ok((file, Some(path))),
@@ -457,7 +454,7 @@ pub(crate) fn remove_if_unused(
         Ok(false) => return Ok(false),
         Err(e) => return Err(io_err("fcntl(F_OFD_SETLK)", name, e)),
     }
-    let st = nix::sys::stat::fstat(fd).map_err(|e| io_err("fstat", name, e))?;
+    let st = fstat(fd).map_err(|e| io_err("fstat", name, e))?;
     if (st.st_size as u64) >= HEADER_SIZE as u64 {
         // A copy: the owner may truncate the file while we read it.
         let mut copy = pread_header(&file, name)?;
@@ -468,7 +465,7 @@ pub(crate) fn remove_if_unused(
     let path = hugetlbfs_path
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/{}", &name[1..])));
-    match nix::sys::stat::stat(&path) {
+    match crate::sys::os::stat(&path) {
         Ok(now) if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => {}
         _ => return Ok(false), // replaced meanwhile: not the one we looked at
     }
@@ -536,6 +533,8 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "shared memory and fork: Miri isolates the OS")]
     fn a_truncation_during_the_sweep_is_no_sigbus() {
+        // Test code, not the library's: it forks and reaps a child with nix and ends it
+        // with libc's `_exit` directly (no wrapper in `crate::sys` serves only a test).
         use nix::sys::wait::{waitpid, WaitStatus};
         use nix::unistd::{fork, ForkResult};
         let name = format!("/shmlane-test-truncated-sweep-{}", std::process::id());

@@ -22,11 +22,18 @@
 //! interfaces only the file-backed segments use (OFD locks, mappings, SysV, descriptor
 //! passing) have none: no segment under loom or Miri is a file.
 
+// Used only by the file-backed segments, which loom builds leave out.
 #[cfg(not(loom))]
 pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod membarrier;
+#[cfg(not(loom))]
+pub(crate) mod mmap;
 pub(crate) mod ofd;
+#[cfg(not(loom))]
+pub(crate) mod os;
 pub(crate) mod procfs;
 pub(crate) mod semaphore;
+#[cfg(not(loom))]
+pub(crate) mod sysv;
 pub(crate) mod user;
