@@ -58,9 +58,10 @@ pub(crate) fn try_lock_range(fd: BorrowedFd<'_>, start: i64, len: i64) -> Result
 /// Lets the lock on `len` bytes from `start` go.
 pub(crate) fn unlock_range(fd: BorrowedFd<'_>, start: i64, len: i64) {
     let fl = flock(libc::F_UNLCK, start, len);
-    // Unlocking cannot fail on a valid descriptor.
-    let r = fcntl(fd, FcntlArg::F_OFD_SETLK(&fl));
-    debug_assert!(r.is_ok(), "F_OFD_SETLK(F_UNLCK): {r:?}");
+    // Unlocking cannot fail on a valid descriptor, short of a seccomp filter that makes
+    // fcntl fail (the tests install one): nothing to do about it then (the lock goes
+    // with the description), so the result is not asserted.
+    let _ = fcntl(fd, FcntlArg::F_OFD_SETLK(&fl));
 }
 
 /// Whether an open file description other than the one of `fd` holds a lock on `byte`
