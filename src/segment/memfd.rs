@@ -131,7 +131,7 @@ pub(crate) fn create(
 /// descriptor of something else, what the link shows (`fd 5 (pipe:[1234])`).
 fn name_of(fd: BorrowedFd<'_>) -> String {
     let raw = fd.as_raw_fd();
-    let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{raw}")) else {
+    let Ok(link) = crate::sys::procfs::fd_link(fd) else {
         return format!("fd {raw}");
     };
     let link = link.to_string_lossy();

@@ -54,20 +54,7 @@ fn explained(op: &'static str, name: &str, e: Errno, what_to_do: String) -> Erro
 // Huge pages
 // ---------------------------------------------------------------------------------
 
-/// A value of /proc/meminfo (`HugePages_Total`, `Hugepagesize` in bytes, ...).
-fn meminfo(key: &str) -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
-    let mut words = line.split_whitespace();
-    let n: u64 = words.next()?.parse().ok()?;
-    Some(if words.next() == Some("kB") {
-        n * 1024
-    } else {
-        n
-    })
-}
+use crate::sys::procfs::meminfo;
 
 /// The default huge page size, or an error saying the kernel has none.
 pub(crate) fn huge_page_size(name: &str) -> Result<usize, Error> {

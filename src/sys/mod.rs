@@ -8,7 +8,7 @@
 //! - [`semaphore`]: process-shared POSIX semaphores, for the semaphore notifier;
 //! - [`ofd`]: open file description locks, and the fork handler for their descriptors;
 //! - [`procfs`]: the one reader of `/proc` (process state and start time, liveness,
-//!   pid namespace, the SysV segment table);
+//!   pid namespace, the SysV segment table, meminfo, mounts, descriptor links);
 //! - `fdpass`: a descriptor over a UNIX socket (`send_fd`/`recv_fd`, public);
 //! - `mmap`: shared mappings of a file, with memmap2;
 //! - `sysv`: System V shared memory (`shmget`, `shmat`, `shmctl`);

@@ -1,6 +1,7 @@
 //! The one reader of `/proc`: a process's state and start time (`/proc/PID/stat`),
-//! whether a pid names a live process, this process's pid namespace, and the System V
-//! shared-memory table (`/proc/sysvipc/shm`).
+//! whether a pid names a live process, this process's pid namespace, the System V
+//! shared-memory table (`/proc/sysvipc/shm`), `/proc/meminfo`, `/proc/mounts`, and
+//! what a descriptor of this process names (`/proc/self/fd/N`).
 //!
 //! Under loom and Miri there is no `/proc` (Miri isolates the OS): nothing is known,
 //! and every function answers as it does where `/proc` cannot be read (no start time,
@@ -150,6 +151,46 @@ fn parse_sysv_segments(table: &str) -> Vec<(i32, i32)> {
         .collect()
 }
 
+/// A value of `/proc/meminfo` (`HugePages_Total`, `Hugepagesize` in bytes, ...).
+pub(crate) fn meminfo(key: &str) -> Option<u64> {
+    if cfg!(any(loom, miri)) {
+        return None;
+    }
+    parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
+}
+
+/// The value of `key` in the text of a `/proc/meminfo`, in bytes where it is in kB.
+fn parse_meminfo(info: &str, key: &str) -> Option<u64> {
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    let mut words = line.split_whitespace();
+    let n: u64 = words.next()?.parse().ok()?;
+    Some(if words.next() == Some("kB") {
+        n * 1024
+    } else {
+        n
+    })
+}
+
+/// The text of `/proc/mounts` (this process's mount namespace).
+pub(crate) fn mounts() -> std::io::Result<String> {
+    if cfg!(any(loom, miri)) {
+        return Err(std::io::ErrorKind::Unsupported.into());
+    }
+    std::fs::read_to_string("/proc/mounts")
+}
+
+/// What the descriptor `fd` of this process names: the target of `/proc/self/fd/N`
+/// (`/memfd:<label> (deleted)`, `pipe:[1234]`, a path).
+pub(crate) fn fd_link(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<std::path::PathBuf> {
+    use std::os::fd::AsRawFd;
+    if cfg!(any(loom, miri)) {
+        return Err(std::io::ErrorKind::Unsupported.into());
+    }
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +248,17 @@ mod tests {
                      1213393665          5   600                  8192  100   100      1\n\
                      \x20        0          6   600                  4096  100   100      0\n";
         assert_eq!(parse_sysv_segments(table), vec![(1213393665, 5), (0, 6)]);
+    }
+
+    #[test]
+    fn meminfo_values() {
+        let info =
+            "MemTotal:       16318412 kB\nHugePages_Total:       4\nHugepagesize:       2048 kB\n";
+        assert_eq!(parse_meminfo(info, "MemTotal"), Some(16318412 * 1024));
+        assert_eq!(parse_meminfo(info, "HugePages_Total"), Some(4));
+        assert_eq!(parse_meminfo(info, "Hugepagesize"), Some(2 << 20));
+        assert_eq!(parse_meminfo(info, "Huge"), None);
+        assert_eq!(parse_meminfo(info, "MemFree"), None);
     }
 
     #[test]
