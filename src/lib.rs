@@ -277,7 +277,7 @@ pub mod loom_internals {
             EventCount(crate::wait::EventCount::new(&word.0, false, None))
         }
         /// Wraps `word`, with asymmetric fences (the default protocol: the notifier's
-        /// light barrier, the waiter's membarrier; see `wait::membarrier::light_barrier`
+        /// light barrier, the waiter's membarrier; see `sys::membarrier::light_barrier`
         /// for how loom stands for them).
         pub fn asymmetric(word: &'a EventWord) -> Self {
             EventCount(crate::wait::EventCount::new(&word.0, true, None))
