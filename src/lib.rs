@@ -170,6 +170,7 @@ mod setup;
 pub mod spsc;
 pub(crate) mod stream;
 pub(crate) mod sync;
+pub(crate) mod sys;
 pub mod wait;
 
 pub use error::{
@@ -211,11 +212,11 @@ pub use wait::Wait;
 pub use bytemuck;
 
 #[cfg(not(loom))]
-pub use segment::memfd::{recv_fd, send_fd};
-#[cfg(not(loom))]
 pub use segment::posix::validate_name;
 #[cfg(not(loom))]
 pub use segment::sysv::ftok;
+#[cfg(not(loom))]
+pub use sys::fdpass::{recv_fd, send_fd};
 
 /// Removes the ring `name` from the system. Endpoints that have it open keep working;
 /// the memory is freed when the last of them is dropped. Fails with
@@ -300,7 +301,7 @@ pub mod loom_internals {
             EventCount(crate::wait::EventCount::new(&word.0, false, None))
         }
         /// Wraps `word`, with asymmetric fences (the default protocol: the notifier's
-        /// light barrier, the waiter's membarrier; see `wait::membarrier::light_barrier`
+        /// light barrier, the waiter's membarrier; see `sys::membarrier::light_barrier`
         /// for how loom stands for them).
         pub fn asymmetric(word: &'a EventWord) -> Self {
             EventCount(crate::wait::EventCount::new(&word.0, true, None))
