@@ -179,6 +179,7 @@ mod setup;
 pub mod spsc;
 pub(crate) mod stream;
 pub(crate) mod sync;
+pub(crate) mod sys;
 pub mod wait;
 
 pub use error::{
@@ -195,12 +196,36 @@ pub use segment::backing::Backing;
 pub use stream::{MessageReader, MessageWriter};
 pub use wait::Wait;
 
-#[cfg(not(loom))]
-pub use segment::memfd::{recv_fd, send_fd};
+/// The `bytemuck` crate, whose `Pod` types `send_pod`, `recv_pod` and
+/// [`ReadGrant::as_pod`] take, re-exported so that your types implement the very
+/// traits this version of shmlane asks for, without a `bytemuck` dependency of your
+/// own: derive through this path and name it in `#[bytemuck(crate = ...)]`.
+///
+/// ```
+/// use shmlane::bytemuck::{Pod, Zeroable};
+///
+/// #[derive(Clone, Copy, Pod, Zeroable)]
+/// #[bytemuck(crate = "shmlane::bytemuck")]
+/// #[repr(C)]
+/// struct Sample {
+///     t: u64,
+///     value: f32,
+///     channel: u32,
+/// }
+///
+/// let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
+/// tx.send_pod(&Sample { t: 1, value: 0.5, channel: 3 })?;
+/// assert_eq!(rx.recv_ref()?.as_pod::<Sample>()?.channel, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use bytemuck;
+
 #[cfg(not(loom))]
 pub use segment::posix::{canonical_name, validate_name};
 #[cfg(not(loom))]
 pub use segment::sysv::ftok;
+#[cfg(not(loom))]
+pub use sys::fdpass::{recv_fd, send_fd};
 
 /// Removes the ring `name` from the system. Endpoints that have it open keep working;
 /// the memory is freed when the last of them is dropped. Fails with
@@ -285,7 +310,7 @@ pub mod loom_internals {
             EventCount(crate::wait::EventCount::new(&word.0, false, None))
         }
         /// Wraps `word`, with asymmetric fences (the default protocol: the notifier's
-        /// light barrier, the waiter's membarrier; see `wait::membarrier::light_barrier`
+        /// light barrier, the waiter's membarrier; see `sys::membarrier::light_barrier`
         /// for how loom stands for them).
         pub fn asymmetric(word: &'a EventWord) -> Self {
             EventCount(crate::wait::EventCount::new(&word.0, true, None))

@@ -711,8 +711,9 @@ impl<C> Iterator for TryIter<'_, C> {
 /// multiples of 8 of a page-aligned data region), and aligned to the cell size in an
 /// MPMC ring (at least 8: a record's payload starts at its first cell; a cell size
 /// above 4096 still gives 4096, the page the data region starts on). So a grant can be
-/// viewed in place as a type of alignment up to 8 on either kind (`bytemuck::from_bytes`
-/// of a `&[u8]` checks it and panics otherwise): a `#[repr(C, align(16))]` type needs
+/// viewed in place as a type of alignment up to 8 on either kind
+/// ([`as_pod`](Self::as_pod) checks it and refuses otherwise; `bytemuck::from_bytes`
+/// panics): a `#[repr(C, align(16))]` type needs
 /// an MPMC ring with cells of 16 bytes or more, or a copy
 /// (`bytemuck::pod_read_unaligned`, which is what `recv_pod` does).
 ///
@@ -749,6 +750,43 @@ impl<C: RecordConsumer> std::ops::Deref for ReadGrant<'_, C> {
         // the capacity), were published to us (Acquire on the commit word), and are
         // not released (so not rewritten by a producer) until this grant drops.
         unsafe { std::slice::from_raw_parts(self.consumer.data().ptr(self.index), self.rec.len()) }
+    }
+}
+
+impl<C: RecordConsumer> ReadGrant<'_, C> {
+    /// The message as a `&T`, read in place (no copy): a zero-copy typed read. It
+    /// succeeds if the message is exactly `size_of::<T>()` bytes and its first byte is
+    /// aligned for `T`. Messages start 8-byte aligned in the ring (SPSC and MPMC
+    /// alike), so any `T` of alignment 8 or less is read in place; a type that needs
+    /// more fails with `PodCastError::TargetAlignmentGreaterAndInputNotAligned` where
+    /// the message is not so aligned (copy it out with `recv_pod` instead).
+    ///
+    /// The footing of the reference is the grant's (see [`ReadGrant`], "What the
+    /// peers must not do").
+    ///
+    /// ```
+    /// use shmlane::{spsc, RingOptions};
+    ///
+    /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    /// #[repr(C)]
+    /// struct Tick {
+    ///     seq: u64,
+    ///     price: f64,
+    /// }
+    ///
+    /// let (mut tx, mut rx) = spsc::channel(&RingOptions::new(4096))?;
+    /// tx.send_pod(&Tick { seq: 7, price: 101.5 })?;
+    /// let grant = rx.recv_ref()?;
+    /// let tick: &Tick = grant.as_pod()?;
+    /// assert_eq!(*tick, Tick { seq: 7, price: 101.5 });
+    /// // A message of another size is an error, not a misread.
+    /// drop(grant);
+    /// tx.send(b"short")?;
+    /// assert!(rx.recv_ref()?.as_pod::<Tick>().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn as_pod<T: bytemuck::AnyBitPattern>(&self) -> Result<&T, bytemuck::PodCastError> {
+        bytemuck::try_from_bytes(self)
     }
 }
 

@@ -586,7 +586,7 @@ pub(crate) fn attach_error(seg: &Segment, e: crate::liveness::AttachError) -> Er
 #[cfg(not(loom))]
 pub(crate) fn still_linked(seg: &Segment) -> Result<(), Error> {
     match seg {
-        Segment::Posix(s) => match nix::sys::stat::fstat(s.file()) {
+        Segment::Posix(s) => match crate::sys::os::fstat(s.file()) {
             Ok(st) if st.st_nlink == 0 => Err(Error::NotFound {
                 name: seg.name().to_string(),
             }),
