@@ -1,5 +1,9 @@
 //! Typed plain-old-data messages: a producer thread sends `Quote` structs, a consumer
-//! reads them back as the same type, zero-copy on the ring.
+//! reads them back as the same type. `send_pod` copies the value's bytes into the
+//! ring and `recv_pod` copies them out into a new `Quote` (read unaligned, so any
+//! alignment works): one copy each way, no serialisation. For a zero-copy read,
+//! `recv_ref` and `bytemuck::from_bytes` view the bytes in place; payloads are 8-byte
+//! aligned in SPSC rings and cell-aligned in MPMC ones (see `ReadGrant`).
 //!
 //! ```text
 //! cargo run --example pod_messages

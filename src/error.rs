@@ -12,8 +12,9 @@ use std::time::Duration;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The segment name is not of the form `/name` (one leading slash, no other,
-    /// 1..=255 bytes after it, no NUL); or a memfd label is too long (over 249 bytes)
+    /// The segment name is not of the form `name` or `/name` (an optional leading
+    /// slash, no other, 1..=255 bytes after it, no NUL, not `.` or `..`: see
+    /// [`validate_name`](crate::validate_name)); or a memfd label is too long (over 249 bytes)
     /// or holds a NUL; or a SysV key is 0 (`IPC_PRIVATE`, which no peer can open).
     InvalidName {
         /// The name as given.
@@ -50,8 +51,34 @@ pub enum Error {
         /// What this build expected.
         expected: String,
     },
+    /// The segment is not a shmlane ring: where every shmlane segment starts with the
+    /// magic `"SHMLANE\0"` it holds other bytes (other programs keep their files in
+    /// `/dev/shm` too). A segment of zeros is one once no creator holds its init lock:
+    /// a shmlane creator writes the magic first thing after sizing its file, so zeros
+    /// with nobody making a ring in them are no half-made ring ([`Error::Abandoned`]
+    /// is that), and `create_or_open` never replaces them. A ring whose magic was
+    /// overwritten cannot be told from such a file, and is reported the same way.
+    ///
+    /// ```
+    /// # let name = format!("/shmlane-doc-not-a-ring-{}", std::process::id());
+    /// # let path = format!("/dev/shm{name}");
+    /// std::fs::write(&path, b"another program's data, not a ring".repeat(200))?;
+    /// # use std::os::unix::fs::PermissionsExt; // mode 0600, else `Permissions` comes first
+    /// # std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    /// let e = shmlane::spsc::Consumer::open(&name).unwrap_err();
+    /// assert!(matches!(e, shmlane::Error::NotARing { found, .. } if found.to_le_bytes() == *b"another "));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    NotARing {
+        /// The segment name.
+        name: String,
+        /// The first 8 bytes of the segment, as a little-endian word (where the magic
+        /// goes): 0 for a segment of zeros.
+        found: u64,
+    },
     /// The segment holds a value no shmlane writer produces: it was corrupted, or it
-    /// is not a shmlane segment at all.
+    /// is not a shmlane segment at all (too short, or not a regular file).
     Corrupt {
         /// The segment name.
         name: String,
@@ -167,6 +194,21 @@ impl fmt::Display for Error {
                 f,
                 "segment {name} is incompatible: {field} is {found:#x}, expected {expected}"
             ),
+            Error::NotARing { name, found: 0 } => write!(
+                f,
+                "segment {name} is not a shmlane ring: it holds zeros where the magic \
+                 \"SHMLANE\\0\" goes, and no process is making a ring in it"
+            ),
+            Error::NotARing { name, found } => {
+                write!(
+                    f,
+                    "segment {name} is not a shmlane ring: it starts with the bytes"
+                )?;
+                for b in found.to_le_bytes() {
+                    write!(f, " {b:02x}")?;
+                }
+                write!(f, ", not the magic \"SHMLANE\\0\"")
+            }
             Error::Corrupt {
                 name,
                 field,

@@ -203,41 +203,7 @@ pub(crate) const ABI: u32 = (std::mem::size_of::<usize>() as u32)
         0
     };
 
-/// Room for one process-shared POSIX semaphore (`sem_t`, 32 bytes on Linux), on a
-/// cache line of its own. Only libc touches the bytes, through a raw pointer, and only
-/// on rings whose notifier is `NOTIFIER_SEMAPHORE`.
-#[repr(C, align(64))]
-pub(crate) struct SemSlot(std::cell::UnsafeCell<[u64; 8]>);
-
-// SAFETY: the bytes are only reached through `sem_ptr`, by the semaphore functions,
-// which are safe to call concurrently from any thread or process (pshared = 1).
-unsafe impl Sync for SemSlot {}
-
-impl std::fmt::Debug for SemSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SemSlot")
-    }
-}
-
-impl SemSlot {
-    /// A zeroed slot (for a private reference semaphore).
-    #[cfg(not(loom))]
-    pub(crate) fn zeroed() -> SemSlot {
-        SemSlot(std::cell::UnsafeCell::new([0; 8]))
-    }
-
-    /// The semaphore, for libc.
-    #[cfg(not(loom))]
-    pub(crate) fn sem_ptr(&self) -> *mut libc::sem_t {
-        self.0.get().cast()
-    }
-}
-
-#[cfg(not(loom))]
-static_assertions::const_assert!(
-    std::mem::size_of::<libc::sem_t>() <= std::mem::size_of::<SemSlot>()
-        && std::mem::align_of::<libc::sem_t>() <= std::mem::align_of::<SemSlot>()
-);
+pub(crate) use crate::sys::semaphore::SemSlot;
 
 /// One entry of the endpoint table: a cache line.
 ///
@@ -636,6 +602,10 @@ pub(crate) enum HeaderFault {
         value: u64,
         reason: &'static str,
     },
+    /// No shmlane magic (`found`: the word where it goes), and not a creator's zeros.
+    NotARing {
+        found: u64,
+    },
     NotReady {
         state: u32,
     },
@@ -678,17 +648,17 @@ impl Header {
         self.flags.store(params.flags, Ordering::Relaxed);
         self.creator_pid
             .store(std::process::id(), Ordering::Relaxed);
-        #[cfg(not(loom))]
         self.creator_uid
-            .store(nix::unistd::getuid().as_raw(), Ordering::Relaxed);
-        self.creator_start_time
-            .store(process_start_time().unwrap_or(0), Ordering::Relaxed);
+            .store(crate::sys::user::uid(), Ordering::Relaxed);
+        self.creator_start_time.store(
+            crate::sys::procfs::own_start_time().unwrap_or(0),
+            Ordering::Relaxed,
+        );
         self.data_offset
             .store(HEADER_SIZE as u64, Ordering::Relaxed);
         self.segment_len.store(segment_len, Ordering::Relaxed);
         self.tail.store(0, Ordering::Relaxed);
         self.head.store(0, Ordering::Relaxed);
-        #[cfg(not(loom))]
         if params.semaphores() {
             for slot in [
                 &self.sem_data_ready,
@@ -696,12 +666,8 @@ impl Header {
                 &self.sem_writer_free,
                 &self.sem_reader_free,
             ] {
-                // SAFETY: the slot is 64 aligned bytes of the segment, big enough for a
-                // sem_t (asserted above); nobody uses it before READY is published.
-                let r = unsafe { libc::sem_init(slot.sem_ptr(), 1, 0) };
-                // sem_init fails only for a value above SEM_VALUE_MAX or without pshared
-                // support, which Linux has.
-                debug_assert_eq!(r, 0, "sem_init: {}", std::io::Error::last_os_error());
+                // SAFETY: nobody uses the slot before READY is published (below).
+                unsafe { slot.init() };
             }
         }
         // SYNC POINT: pairs with the Acquire load of `state` in `validate`; every field
@@ -722,6 +688,17 @@ impl Header {
         file_len: u64,
     ) -> Result<RingParams, HeaderFault> {
         let state = self.state();
+        // The magic first: a segment without it is no ring (whatever its other bytes
+        // say), except the zeros a creator leaves between sizing its file and writing
+        // the magic, which it does next (`segment::posix::create`), or, on
+        // hugetlbfs, at `init`: the caller waits for it, or finds it gone.
+        let magic = self.magic.load(Ordering::Relaxed);
+        if magic != MAGIC {
+            if magic == 0 && state <= STATE_INIT {
+                return Err(HeaderFault::NotReady { state });
+            }
+            return Err(HeaderFault::NotARing { found: magic });
+        }
         if state > STATE_POISONED {
             return Err(HeaderFault::Corrupt {
                 field: "state",
@@ -731,14 +708,6 @@ impl Header {
         }
         if state != STATE_READY {
             return Err(HeaderFault::NotReady { state });
-        }
-        let magic = self.magic.load(Ordering::Relaxed);
-        if magic != MAGIC {
-            return Err(HeaderFault::Corrupt {
-                field: "magic",
-                value: magic,
-                reason: "not a shmlane segment (magic is not \"SHMLANE\\0\")",
-            });
         }
         let version = self.version.load(Ordering::Relaxed);
         if version != LAYOUT_VERSION {
@@ -909,22 +878,6 @@ pub(crate) fn kind_name(kind: u32) -> &'static str {
     }
 }
 
-/// The calling process's start time in clock ticks since boot, from
-/// `/proc/self/stat` (field 22). With the pid it names one process life.
-pub(crate) fn process_start_time() -> Option<u64> {
-    #[cfg(any(loom, miri))]
-    {
-        None
-    }
-    #[cfg(not(any(loom, miri)))]
-    {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // The command name (field 2) is in parentheses and may contain spaces.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        rest.split(' ').nth(19)?.parse().ok()
-    }
-}
-
 #[cfg(loom)]
 impl Header {
     /// A zeroed header on the heap, with loom's atomics.
@@ -971,10 +924,10 @@ impl Header {
             consumers: z64(),
             state: z32(),
             _pad0: [0; 124],
-            sem_data_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
-            sem_space_ready: SemSlot(std::cell::UnsafeCell::new([0; 8])),
-            sem_writer_free: SemSlot(std::cell::UnsafeCell::new([0; 8])),
-            sem_reader_free: SemSlot(std::cell::UnsafeCell::new([0; 8])),
+            sem_data_ready: SemSlot::zeroed(),
+            sem_space_ready: SemSlot::zeroed(),
+            sem_writer_free: SemSlot::zeroed(),
+            sem_reader_free: SemSlot::zeroed(),
             writer_free: EventWord::new(),
             _pad_wf: [0; 112],
             reader_free: EventWord::new(),

@@ -47,14 +47,12 @@
 //! (a container that shares `/dev/shm` but not its pids), liveness is unreliable.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::mman::shm_open;
-use nix::sys::stat::Mode;
+use crate::sys::os::{shm_open, Errno, Mode, OFlag};
+use crate::sys::sysv;
 
 use crate::header::{
     layout_hash, word_pid, word_state, Header, HeaderFault, ABI, ENDPOINT_ATTACHED,
@@ -425,7 +423,7 @@ pub(crate) fn process_alive(pid: u32, start_time: Option<u64>) -> bool {
     // A pid no process can have is no process; any other is alive unless proven gone,
     // by the same test the endpoints use on each other (`liveness.rs`).
     i32::try_from(pid).is_ok_and(|p| p > 0)
-        && !crate::liveness::process_gone(pid, start_time.unwrap_or(0))
+        && !crate::sys::procfs::process_gone(pid, start_time.unwrap_or(0))
 }
 
 // ---------------------------------------------------------------------------------
@@ -469,12 +467,10 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
                 waited: std::time::Duration::ZERO,
             });
         }
-        return Err(not_shmlane(
-            &meta.name,
-            "magic",
-            magic,
-            "not a shmlane segment (magic is not \"SHMLANE\\0\")",
-        ));
+        return Err(Error::NotARing {
+            name: meta.name,
+            found: magic,
+        });
     }
     let state = match state_word {
         0 => SegmentState::Uninitialised,
@@ -522,7 +518,8 @@ fn describe(meta: Meta, h: &Header) -> Result<RingInfo, Error> {
         KIND_SPSC
     };
     match h.validate(expected_kind, meta.size) {
-        Ok(_) | Err(HeaderFault::NotReady { .. }) => {}
+        // (The magic was checked above.)
+        Ok(_) | Err(HeaderFault::NotReady { .. } | HeaderFault::NotARing { .. }) => {}
         Err(HeaderFault::Incompatible {
             field,
             found,
@@ -788,20 +785,18 @@ impl Probe {
         if let Some(key) = sysv_key(name) {
             let key = key?;
             let name = segment_name(key);
-            // SAFETY: shmget takes no pointers; size 0 and no flags only look it up.
-            let shmid = unsafe { libc::shmget(key, 0, 0) };
-            if shmid == -1 {
-                return Err(match Errno::last() {
-                    Errno::ENOENT => Error::NotFound { name },
-                    e => io_err("shmget", &name, e),
-                });
-            }
+            // Size 0 and no flags only look it up.
+            let shmid = match sysv::lookup(key) {
+                Ok(shmid) => shmid,
+                Err(Errno::ENOENT) => return Err(Error::NotFound { name }),
+                Err(e) => return Err(io_err("shmget", &name, e)),
+            };
             return Ok(Probe {
                 name,
                 source: Source::SysV { key, shmid },
             });
         }
-        crate::validate_name(name)?;
+        let name = &*crate::segment::posix::canonical_name(name)?;
         let fd: OwnedFd = match shm_open(
             name,
             // O_NONBLOCK: a FIFO put in /dev/shm must not block us (no effect on files).
@@ -832,13 +827,14 @@ impl Probe {
 
     /// Copies the header and describes it.
     ///
-    /// Fails with [`Error::Corrupt`] if the segment is not a shmlane ring (wrong magic,
-    /// or shorter than a header, or not a regular file: `field` is `"magic"`,
-    /// `"segment size"` or `"file type"`), with [`Error::NotReady`] if its creator has
-    /// not written the header yet, with [`Error::Abandoned`] if a POSIX segment has no
-    /// header and no creator is writing one (its creator died before it did, or the
-    /// file is no ring at all: a file of zeros), and with [`Error::NotFound`] if a
-    /// SysV segment is gone.
+    /// Fails with [`Error::NotARing`] if the segment has no shmlane magic (other bytes,
+    /// or zeros that no creator is writing a header into), with [`Error::Corrupt`] if
+    /// it cannot be a shmlane segment for another reason (shorter than a header, or not
+    /// a regular file: `field` is `"segment size"` or `"file type"`), with
+    /// [`Error::NotReady`] if its creator has not written the header yet, with
+    /// [`Error::Abandoned`] if a POSIX segment has the magic but is not ready and no
+    /// creator is writing it (its creator died first), and with [`Error::NotFound`]
+    /// if a SysV segment is gone.
     pub fn read(&self) -> Result<RingInfo, Error> {
         match &self.source {
             Source::Posix { file, path } => self.read_posix(file, path),
@@ -886,21 +882,40 @@ impl Probe {
                     .collect(),
             ),
         };
-        match describe(meta, copy.header()) {
-            // No magic yet, and a whole header's worth of bytes: a creator that has
-            // set the size and not yet written the header holds its init lock while
-            // it does. With the lock free nobody is making a ring in it, if the bytes
-            // are still what we read once we know that.
-            Err(Error::NotReady { state, .. })
-                if crate::liveness::ofd_held(
-                    std::os::fd::AsFd::as_fd(file),
-                    crate::liveness::init_lock_byte(),
-                ) == Ok(false)
-                    && pread_header(file, name).is_ok_and(|again| again.0 == copy.0) =>
+        // A creator holds its init lock until its ring is ready. With the lock free
+        // nobody is making a ring in the segment, if the bytes are still what we read
+        // once we know that.
+        let described = describe(meta, copy.header());
+        let creator_gone = || {
+            crate::sys::ofd::held(
+                std::os::fd::AsFd::as_fd(file),
+                crate::liveness::init_lock_byte(),
+            ) == Ok(false)
+                && pread_header(file, name).is_ok_and(|again| again.0 == copy.0)
+        };
+        match described {
+            // Zeros where the magic goes, and a whole header's worth of bytes: a
+            // creator between sizing its file and writing the magic, or, with no
+            // creator, a file of another program's (a creator writes the magic before
+            // anything else, see `segment::posix::create`).
+            Err(Error::NotReady { .. }) if creator_gone() => Err(Error::NotARing {
+                name: name.clone(),
+                found: 0,
+            }),
+            // The magic and not ready: a creation whose creator died.
+            Ok(info)
+                if matches!(
+                    info.state,
+                    SegmentState::Uninitialised | SegmentState::Initialising
+                ) && creator_gone() =>
             {
                 Err(Error::Abandoned {
                     name: name.clone(),
-                    state,
+                    state: if info.state == SegmentState::Initialising {
+                        STATE_INIT
+                    } else {
+                        0
+                    },
                 })
             }
             other => other,
@@ -913,7 +928,7 @@ impl Probe {
 fn slot_locks(file: &File) -> Vec<Option<bool>> {
     (0..crate::header::ENDPOINT_SLOTS)
         .map(|i| {
-            crate::liveness::ofd_held(
+            crate::sys::ofd::held(
                 std::os::fd::AsFd::as_fd(file),
                 crate::liveness::lock_byte(i),
             )
@@ -923,7 +938,8 @@ fn slot_locks(file: &File) -> Vec<Option<bool>> {
 }
 
 /// Copies `out.len()` (at most `PIPE_BUF`) bytes at `src` into `out` by having the
-/// kernel copy them: written into a pipe from `src`, read back into `out`.
+/// kernel copy them (`crate::sys::os::kernel_copy`: written into a pipe from `src`,
+/// read back into `out`).
 ///
 /// The header is words of different widths (32- and 64-bit atomics, `sem_t`s that
 /// glibc updates with its own atomics), written by live endpoints while we copy: no
@@ -938,45 +954,18 @@ fn slot_locks(file: &File) -> Vec<Option<bool>> {
 ///
 /// `src` is valid for reads of `out.len()` bytes for the whole call.
 unsafe fn kernel_copy(src: *const u8, out: &mut [u8]) -> Result<(), Errno> {
-    debug_assert!(out.len() <= libc::PIPE_BUF);
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    loop {
-        // SAFETY: the caller guarantees `src` readable for `out.len()` bytes; the
-        // kernel reads them (EFAULT, not a fault, if it could not), we do not.
-        let n = unsafe { libc::write(w.as_raw_fd(), src.cast(), out.len()) };
-        match Errno::result(n) {
-            Ok(n) if n as usize == out.len() => break,
-            Ok(_) => return Err(Errno::EIO),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let mut filled = 0;
-    while filled < out.len() {
-        match nix::unistd::read(&r, &mut out[filled..]) {
-            Ok(0) => return Err(Errno::EIO),
-            Ok(n) => filled += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    // SAFETY: the caller's guarantee is the wrapper's.
+    unsafe { crate::sys::os::kernel_copy(src, out) }
 }
 
 /// Copies the header of the SysV segment `shmid` through a read-only attachment.
 fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
-    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
-    // SAFETY: `ds` is a writable shmid_ds for IPC_STAT to fill.
-    if unsafe { libc::shmctl(shmid, libc::IPC_STAT, ds.as_mut_ptr()) } != 0 {
-        return Err(match Errno::last() {
-            Errno::EINVAL | Errno::EIDRM => Error::NotFound {
-                name: name.to_string(),
-            },
-            e => io_err("shmctl(IPC_STAT)", name, e),
-        });
-    }
-    // SAFETY: IPC_STAT succeeded and filled it (and zeroed is a valid shmid_ds anyway).
-    let ds = unsafe { ds.assume_init() };
+    let ds = sysv::stat(shmid).map_err(|e| match e {
+        Errno::EINVAL | Errno::EIDRM => Error::NotFound {
+            name: name.to_string(),
+        },
+        e => io_err("shmctl(IPC_STAT)", name, e),
+    })?;
     let size = ds.shm_segsz as u64;
     if size < HEADER_SIZE as u64 {
         return Err(not_shmlane(
@@ -986,18 +975,14 @@ fn read_sysv(name: &str, key: i32, shmid: i32) -> Result<RingInfo, Error> {
             "smaller than the 4096-byte header: not a shmlane segment",
         ));
     }
-    // SAFETY: shmat with a null address lets the kernel choose where; SHM_RDONLY maps
-    // it read-only, so nothing we do can write it.
-    let ptr = unsafe { libc::shmat(shmid, std::ptr::null(), libc::SHM_RDONLY) };
-    if ptr as usize == usize::MAX {
-        return Err(io_err("shmat(SHM_RDONLY)", name, Errno::last()));
-    }
+    // SHM_RDONLY: attached read-only, so nothing we do can write it.
+    let attached =
+        sysv::Attachment::new(shmid, true).map_err(|e| io_err("shmat(SHM_RDONLY)", name, e))?;
     let mut copy = HeaderCopy::zeroed();
     // SAFETY: the attachment is at least HEADER_SIZE bytes long (a SysV segment
-    // cannot shrink) and stays until the shmdt below.
-    let copied = unsafe { kernel_copy(ptr.cast::<u8>(), &mut copy.0) };
-    // SAFETY: `ptr` is the address shmat returned; nothing refers to the mapping now.
-    unsafe { libc::shmdt(ptr) };
+    // cannot shrink) and stays until it is dropped below.
+    let copied = unsafe { kernel_copy(attached.as_ptr(), &mut copy.0) };
+    drop(attached);
     copied.map_err(|e| io_err("copy of the header (pipe)", name, e))?;
     // shmatt_t is a c_ulong: 32 bits on some targets.
     #[allow(clippy::unnecessary_cast)]
@@ -1076,22 +1061,11 @@ pub fn list() -> Result<Vec<RingInfo>, Error> {
 
 /// The shmlane rings among the SysV segments in `/proc/sysvipc/shm`.
 fn list_sysv() -> Vec<RingInfo> {
-    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
-        return Vec::new();
-    };
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let key: i32 = fields.next()?.parse().ok()?;
-            let shmid: i32 = fields.next()?.parse().ok()?;
-            // Key 0: IPC_PRIVATE or removed, not a ring anyone can open by key.
-            if key == 0 {
-                return None;
-            }
-            read_sysv(&segment_name(key), key, shmid).ok()
-        })
+    crate::sys::procfs::sysv_segments()
+        .into_iter()
+        // Key 0: IPC_PRIVATE or removed, not a ring anyone can open by key.
+        .filter(|&(key, _)| key != 0)
+        .filter_map(|(key, shmid)| read_sysv(&segment_name(key), key, shmid).ok())
         .collect()
 }
 
@@ -1159,17 +1133,12 @@ fn remove_stale_ring(info: &RingInfo) -> Result<bool, Error> {
         }
         Source::SysV { shmid, .. } => {
             // By id, not by key: the key may name a newer segment by now.
-            // SAFETY: IPC_RMID takes no buffer.
-            if unsafe { libc::shmctl(*shmid, libc::IPC_RMID, std::ptr::null_mut()) } == 0 {
-                Ok(())
-            } else {
-                match Errno::last() {
-                    Errno::EINVAL | Errno::EIDRM => Err(Error::NotFound {
-                        name: info.name.clone(),
-                    }),
-                    e => Err(io_err("shmctl(IPC_RMID)", &info.name, e)),
-                }
-            }
+            sysv::remove(*shmid).map_err(|e| match e {
+                Errno::EINVAL | Errno::EIDRM => Error::NotFound {
+                    name: info.name.clone(),
+                },
+                e => io_err("shmctl(IPC_RMID)", &info.name, e),
+            })
         }
     };
     match removed {
@@ -1221,7 +1190,7 @@ mod tests {
     fn liveness_of_this_process_and_of_nobody() {
         let me = std::process::id();
         assert!(process_alive(me, None));
-        let start = crate::header::process_start_time().expect("/proc/self/stat");
+        let start = crate::sys::procfs::own_start_time().expect("/proc/self/stat");
         assert!(process_alive(me, Some(start)));
         assert!(
             !process_alive(me, Some(start + 1)),
@@ -1235,15 +1204,8 @@ mod tests {
 
     /// Field 3 (the state) and field 22 (the start time) of /proc/PID/stat.
     fn state_and_start(pid: u32) -> (char, u64) {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        let rest = &stat[stat.rfind(')').expect("(comm)") + 2..];
-        let mut fields = rest.split(' ');
-        let state = fields.next().and_then(|f| f.chars().next()).expect("state");
-        let start = fields
-            .nth(18)
-            .and_then(|f| f.parse().ok())
-            .expect("start time");
-        (state, start)
+        let stat = crate::sys::procfs::stat(Some(pid)).expect("stat");
+        (stat.state, stat.start_time)
     }
 
     /// A child alive (asleep, reading its stdin) is alive, with and without its start
@@ -1476,7 +1438,7 @@ mod tests {
         copy.0[..8].copy_from_slice(b"GARBAGE!");
         assert!(matches!(
             describe(meta(), copy.header()),
-            Err(Error::Corrupt { field: "magic", .. })
+            Err(Error::NotARing { found, .. }) if found.to_le_bytes() == *b"GARBAGE!"
         ));
         let mut zero = HeaderCopy::zeroed();
         assert!(matches!(

@@ -135,6 +135,15 @@
 //! filesystem too small for it is [`Error::NoSpace`] at creation, not a SIGBUS in the
 //! middle of a transfer.
 //!
+//! # Cargo features
+//!
+//! The library has no feature an embedder needs. Two exist for its own tests and are
+//! **not an API** (their items are hidden from these docs and change without notice or
+//! semver): `fuzz-harness` compiles the fuzz targets' harness, and `test-hooks` the
+//! wait counters of [`wait`] (futex calls, park slices, lost wake-ups) with which the
+//! tests prove the waiting promises by counts. Without `test-hooks` the counting code
+//! is not compiled at all: nothing is counted on any path.
+//!
 //! # Layout
 //!
 //! A segment is a 4096-byte header (magic, version, layout hash, parameters, endpoint
@@ -170,6 +179,7 @@ mod setup;
 pub mod spsc;
 pub(crate) mod stream;
 pub(crate) mod sync;
+pub(crate) mod sys;
 pub mod wait;
 
 pub use error::{
@@ -177,7 +187,7 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 pub use header::{MAX_CAPACITY, MIN_CAPACITY};
-pub use message::{ReadGrant, WriteGrant};
+pub use message::{Iter, ReadGrant, TryIter, WriteGrant};
 pub use options::{
     Notifier, OpenOptions, RingOptions, DEFAULT_CELL_SIZE, DEFAULT_MAX_ENDPOINTS,
     DEFAULT_MAX_MESSAGE,
@@ -211,11 +221,11 @@ pub use wait::Wait;
 pub use bytemuck;
 
 #[cfg(not(loom))]
-pub use segment::memfd::{recv_fd, send_fd};
-#[cfg(not(loom))]
-pub use segment::posix::validate_name;
+pub use segment::posix::{canonical_name, validate_name};
 #[cfg(not(loom))]
 pub use segment::sysv::ftok;
+#[cfg(not(loom))]
+pub use sys::fdpass::{recv_fd, send_fd};
 
 /// Removes the ring `name` from the system. Endpoints that have it open keep working;
 /// the memory is freed when the last of them is dropped. Fails with
@@ -300,7 +310,7 @@ pub mod loom_internals {
             EventCount(crate::wait::EventCount::new(&word.0, false, None))
         }
         /// Wraps `word`, with asymmetric fences (the default protocol: the notifier's
-        /// light barrier, the waiter's membarrier; see `wait::membarrier::light_barrier`
+        /// light barrier, the waiter's membarrier; see `sys::membarrier::light_barrier`
         /// for how loom stands for them).
         pub fn asymmetric(word: &'a EventWord) -> Self {
             EventCount(crate::wait::EventCount::new(&word.0, true, None))

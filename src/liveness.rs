@@ -34,7 +34,7 @@
 //! - **`HOLDER_LOCAL`**: a private heap ring; every endpoint is in this process.
 //!
 //! The child of a `fork()` lets go of its copies of the lock descriptors (they are
-//! made to refer to `/dev/null` by a `pthread_atfork` handler, see [`register`]), so
+//! made to refer to `/dev/null` by a `pthread_atfork` handler, see `crate::sys::ofd::drop_in_forked_children`), so
 //! a forked child does not keep its parent's endpoints alive; and an endpoint copied
 //! by `fork` writes nothing to the segment when it is dropped in the child (the ring
 //! views compare the pid that attached with the dropping one).
@@ -58,9 +58,7 @@
 //! `ENDPOINT_DETACHED`, as after a clean detach, or it goes straight to the endpoint
 //! that is attaching and found it dead.
 
-#[cfg(not(loom))]
-use std::os::fd::BorrowedFd;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use crate::error::Corruption;
 use crate::header::{
@@ -69,9 +67,7 @@ use crate::header::{
     ENDPOINT_RECOVERING, ENDPOINT_SLOT_SIZE, ENDPOINT_VACANT, HOLDER_LOCAL, HOLDER_LOCK,
     HOLDER_PID, SLOT_COUNTED,
 };
-#[cfg(not(loom))]
-use crate::sync::take_fd;
-use crate::sync::{replace_fd, AtomicU64, Ordering, ProcessFd, NO_FD};
+use crate::sync::{AtomicU64, Ordering};
 
 /// Offset in the segment file of the byte whose lock owns endpoint slot `slot`: the
 /// slot's first byte.
@@ -141,158 +137,12 @@ pub(crate) enum Recovered {
 /// It gets the slot's index and the state word the slot had; [`SLOT_COUNTED`] in it
 /// says the endpoint was counted in the ring's totals.
 pub(crate) type Recover<'a> = &'a mut dyn FnMut(usize, u64) -> Result<Recovered, Corruption>;
-#[cfg(not(loom))]
-mod ofd {
-    use super::*;
-    use nix::errno::Errno;
-
-    fn flock(kind: libc::c_short, byte: i64) -> libc::flock {
-        // SAFETY: flock is plain data; all-zero is a valid value (l_pid must be 0 for
-        // OFD locks).
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = kind;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = byte as libc::off_t;
-        fl.l_len = 1;
-        fl
-    }
-
-    /// Takes the write lock on `byte` without waiting. `Ok(false)`: another open
-    /// file description holds it.
-    pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        try_lock_range(fd, byte, 1)
-    }
-
-    /// Lets the lock on `byte` go.
-    pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
-        unlock_range(fd, byte, 1);
-    }
-
-    /// Takes the write lock on `len` bytes from `start` without waiting (all or none).
-    pub(crate) fn try_lock_range(fd: BorrowedFd<'_>, start: i64, len: i64) -> Result<bool, Errno> {
-        let mut fl = flock(libc::F_WRLCK as libc::c_short, start);
-        fl.l_len = len as libc::off_t;
-        loop {
-            // SAFETY: F_OFD_SETLK reads the flock we pass, which lives across the call.
-            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-            if r == 0 {
-                return Ok(true);
-            }
-            match Errno::last() {
-                Errno::EAGAIN | Errno::EACCES => return Ok(false),
-                Errno::EINTR => continue,
-                e => return Err(e),
-            }
-        }
-    }
-
-    /// Lets the lock on `len` bytes from `start` go.
-    pub(crate) fn unlock_range(fd: BorrowedFd<'_>, start: i64, len: i64) {
-        let mut fl = flock(libc::F_UNLCK as libc::c_short, start);
-        fl.l_len = len as libc::off_t;
-        // SAFETY: as in `try_lock_range`. Unlocking cannot fail on a valid descriptor.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-    }
-
-    /// Whether an open file description other than the one of `fd` holds a lock on
-    /// `byte` (`F_OFD_GETLK`). `fd` may be read-only.
-    pub(crate) fn held(fd: BorrowedFd<'_>, byte: i64) -> Result<bool, Errno> {
-        let mut fl = flock(libc::F_WRLCK as libc::c_short, byte);
-        // SAFETY: F_OFD_GETLK writes into the flock we pass, which lives across it.
-        let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-        if r != 0 {
-            return Err(Errno::last());
-        }
-        Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
-    }
-
-    /// A new open file description of the file of `fd`, for this endpoint's locks:
-    /// `/proc/self/fd/N` opened again (a `dup` would share the description, and the
-    /// locks of two endpoints of this process would not exclude each other).
-    pub(crate) fn reopen(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-        use std::os::fd::FromRawFd;
-        let path = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
-        // SAFETY: `path` is NUL-terminated and outlives the call.
-        let r = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if r < 0 {
-            return Err(Errno::last());
-        }
-        // SAFETY: `open` returned a new descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(r) })
-    }
-}
-
-#[cfg(not(loom))]
-pub(crate) use ofd::{
-    held as ofd_held, try_lock as ofd_try_lock, try_lock_range as ofd_try_lock_range,
-    unlock as ofd_unlock,
-};
-
-// ---------------------------------------------------------------------------------
-// Closing lock descriptors in forked children
-// ---------------------------------------------------------------------------------
-
-/// The lock descriptors of this process's endpoints, for the fork handler: -1 where
-/// free. Lock-free, because the handler runs in the child of a fork that may have
-/// happened while another thread was registering.
-static LOCK_FDS: [ProcessFd; 256] = [const { ProcessFd::new(NO_FD) }; 256];
-
-/// Runs in the child of every `fork()`: makes the child's copies of the lock
-/// descriptors refer to `/dev/null` (`dup2` over them), so that the locks stay only
-/// as long as the parent holds them. Not `close`: the child still has the endpoints'
-/// `OwnedFd`s, and one dropped later would close whatever reused the number. Only
-/// `open`, `dup3` and `close`, which are async-signal-safe.
-#[cfg(not(loom))]
-extern "C" fn close_locks_in_child() {
-    // SAFETY: a NUL-terminated path; the flags ask for nothing unusual.
-    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    for entry in &LOCK_FDS {
-        let fd = take_fd(entry);
-        if fd < 0 {
-            continue;
-        }
-        if null >= 0 {
-            // SAFETY: `fd` was open in the parent at the fork (entries are removed
-            // before their descriptor closes), so it is this child's copy; dup2 over it
-            // drops the child's reference to the locked description atomically (dup3:
-            // keeping close-on-exec).
-            unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) };
-        } else {
-            // SAFETY: as above; without /dev/null, closing is the fallback.
-            unsafe { libc::close(fd) };
-        }
-    }
-    if null >= 0 {
-        // SAFETY: the descriptor we opened above.
-        unsafe { libc::close(null) };
-    }
-}
-
-/// Registers `fd` to be closed in forked children; `false` if the table is full (the
-/// locks then also live as long as a forked child keeps the copy: a documented limit).
-#[cfg(not(loom))]
-fn register(fd: i32) -> bool {
-    static HANDLER: std::sync::Once = std::sync::Once::new();
-    HANDLER.call_once(|| {
-        // SAFETY: registers a handler with no captured state; it only calls close.
-        unsafe { libc::pthread_atfork(None, None, Some(close_locks_in_child)) };
-    });
-    LOCK_FDS.iter().any(|entry| replace_fd(entry, NO_FD, fd))
-}
-
-/// Removes `fd` from the fork handler's table (before it is closed).
-fn unregister(fd: i32) {
-    for entry in &LOCK_FDS {
-        if replace_fd(entry, fd, NO_FD) {
-            return;
-        }
-    }
-}
+use crate::sys::ofd;
 
 impl Drop for Liveness {
     fn drop(&mut self) {
         if let How::Ofd(fd) = &self.how {
-            unregister(fd.as_raw_fd());
+            ofd::keep_in_forked_children(std::os::fd::AsFd::as_fd(fd));
         }
     }
 }
@@ -355,45 +205,30 @@ impl Liveness {
     /// Takes the lock of slot `i` if no one holds it. Without locks, always `true`
     /// (the state word's compare-exchange decides).
     fn try_own(&self, i: usize) -> bool {
-        #[cfg(loom)]
-        let _ = i;
         match &self.how {
-            #[cfg(not(loom))]
             How::Ofd(fd) => {
                 ofd::try_lock(std::os::fd::AsFd::as_fd(fd), lock_byte(i)).unwrap_or(false)
             }
-            #[cfg(loom)]
-            How::Ofd(_) => true,
             How::Pid(_) | How::Local => true,
         }
     }
 
     /// Lets the lock of slot `i` go (no-op without locks).
     fn disown(&self, i: usize) {
-        #[cfg(not(loom))]
         if let How::Ofd(fd) = &self.how {
             ofd::unlock(std::os::fd::AsFd::as_fd(fd), lock_byte(i));
         }
-        let _ = i;
     }
 
     /// Whether no open file description holds the lock of slot `i`, other than the
     /// one we read locks through (which holds no slot lock but the ones we took).
     /// `false` where we cannot read the locks (no file).
     fn lock_free(&self, i: usize) -> bool {
-        #[cfg(not(loom))]
-        {
-            let fd = match &self.how {
-                How::Ofd(fd) | How::Pid(Some(fd)) => std::os::fd::AsFd::as_fd(fd),
-                How::Pid(None) | How::Local => return false,
-            };
-            !ofd::held(fd, lock_byte(i)).unwrap_or(true)
-        }
-        #[cfg(loom)]
-        {
-            let _ = i;
-            false
-        }
+        let fd = match &self.how {
+            How::Ofd(fd) | How::Pid(Some(fd)) => std::os::fd::AsFd::as_fd(fd),
+            How::Pid(None) | How::Local => return false,
+        };
+        !ofd::held(fd, lock_byte(i)).unwrap_or(true)
     }
 
     /// Whether the holder of slot `i`, whose word read `word`, is dead, judged the way
@@ -721,7 +556,7 @@ impl How {
             };
             match ofd::reopen(file) {
                 Ok(fd) => {
-                    register(fd.as_raw_fd());
+                    ofd::drop_in_forked_children(std::os::fd::AsFd::as_fd(&fd));
                     How::Ofd(fd)
                 }
                 // No /proc to reopen through, a memfd of another user, out of
@@ -787,7 +622,7 @@ fn write_identity(slot: &EndpointSlot, word: u64) {
     // a judge that reads the tag reads the start time written before it, and one that
     // reads a later holder's start time also sees that holder's word.
     slot.start_time.store(
-        crate::header::process_start_time().unwrap_or(0),
+        crate::sys::procfs::own_start_time().unwrap_or(0),
         Ordering::Release,
     );
     slot.holder_tag.store(holder_tag(word), Ordering::Release);
@@ -869,73 +704,7 @@ pub(crate) fn slot_alive(header: &Header, slot: &EndpointSlot, lock: Option<bool
     }
 }
 
-/// The inode of this process's pid namespace, 0 if it cannot be read, or if the
-/// `/proc` mounted here is not our pid namespace's (then `/proc/<pid>` would not name
-/// our pids). Not cached: a process may move (`setns`), and a child forked after
-/// `unshare(CLONE_NEWPID)` is in a namespace its parent is not.
-fn own_pid_ns() -> u64 {
-    #[cfg(any(loom, miri))]
-    {
-        0
-    }
-    #[cfg(not(any(loom, miri)))]
-    {
-        let me = std::fs::read_link("/proc/self").ok();
-        if me.as_deref().and_then(|p| p.to_str()) != Some(&std::process::id().to_string()) {
-            return 0;
-        }
-        let Ok(link) = std::fs::read_link("/proc/self/ns/pid") else {
-            return 0;
-        };
-        link.to_str()
-            .and_then(|s| s.strip_prefix("pid:["))
-            .and_then(|s| s.strip_suffix(']'))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-/// Whether `pid` (of our pid namespace) names no process, a zombie, or a process that
-/// did not start at `start` (clock ticks since boot; 0: not compared). `false` where
-/// that cannot be read (`/proc/<pid>` hidden by `hidepid`, and the pid exists).
-pub(crate) fn process_gone(pid: u32, start: u64) -> bool {
-    #[cfg(any(loom, miri))]
-    {
-        let _ = (pid, start);
-        false
-    }
-    #[cfg(not(any(loom, miri)))]
-    {
-        let Ok(pid) = i32::try_from(pid) else {
-            return false;
-        };
-        if pid <= 0 {
-            return false;
-        }
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => {
-                // The command name (field 2) is in parentheses and may hold anything.
-                let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
-                    return false;
-                };
-                let mut fields = rest.split(' ');
-                // Field 3: Z (zombie) and X (dead) have exited; the pid is not reused yet.
-                if matches!(fields.next(), Some("Z" | "X")) {
-                    return true;
-                }
-                // Field 22 is the 19th after field 3.
-                let started = fields.nth(18).and_then(|s| s.parse::<u64>().ok());
-                start != 0 && started.is_some_and(|t| t != start)
-            }
-            // Not there, or not readable (hidepid): ask the kernel whether the pid
-            // exists at all. Only "no such process" proves a death.
-            Err(_) => matches!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-                Err(nix::errno::Errno::ESRCH)
-            ),
-        }
-    }
-}
+use crate::sys::procfs::{own_pid_namespace as own_pid_ns, process_gone};
 
 /// When an endpoint that is not waiting (its `try_*` calls found nothing) should check
 /// its peers' liveness: at most every [`LIVENESS_EVERY`](crate::wait::LIVENESS_EVERY).

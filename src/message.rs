@@ -265,6 +265,9 @@ pub(crate) fn into_send_error(e: SendTimeoutError) -> SendError {
 /// [`commit`](Self::commit) publishes it. Dropped without a commit, it publishes no
 /// message (an MPMC ring marks the claimed cells as padding that consumers skip: other
 /// producers may have claimed cells after them).
+///
+/// Its first byte is aligned as a [`ReadGrant`]'s is (8 bytes in SPSC, the cell size
+/// in MPMC): see [`ReadGrant`]'s *Alignment*.
 pub struct WriteGrant<'a, P: RecordProducer> {
     producer: &'a mut P,
     claim: Claim,
@@ -557,6 +560,125 @@ pub(crate) fn into_try_recv_error(e: RecvTimeoutError) -> TryRecvError {
     }
 }
 
+/// How an iterator receives one message into a buffer: [`recv_with`] for its
+/// consumer type (a plain function, so the iterator types need no bound on it).
+type RecvFn<C> = fn(&mut C, &mut Vec<u8>, Mode) -> Result<usize, RecvTimeoutError>;
+
+/// What an iterator makes of a receive's error: `None` ends the iteration (the
+/// ring is drained and every producer gone, or, for `try_iter`, nothing is there now),
+/// `Some` yields the error. After an error that another receive would give again
+/// (`TooLarge`: the message stays in the ring; `Corrupt`) the iterator ends; after
+/// `Truncated` (that message is dropped, the next receive goes on) it goes on.
+fn iteration_error(e: RecvTimeoutError, done: &mut bool) -> Option<RecvError> {
+    match e {
+        RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout => {
+            *done = matches!(e, RecvTimeoutError::Disconnected);
+            None
+        }
+        RecvTimeoutError::Truncated => Some(RecvError::Truncated),
+        other => {
+            *done = true;
+            Some(into_recv_error(other))
+        }
+    }
+}
+
+/// A blocking iterator over the messages of a consumer, each an owned `Vec<u8>`: see
+/// `iter` on [`spsc::Consumer`](crate::spsc::Consumer::iter) and
+/// [`mpmc::Consumer`](crate::mpmc::Consumer::iter). Each step is a
+/// [`recv`](crate::spsc::Consumer::recv), waiting as the consumer's wait strategy
+/// says. It ends (`None`) where `recv` returns
+/// [`RecvError::Disconnected`], as `std::sync::mpsc::Iter` ends when the
+/// channel is disconnected.
+///
+/// Unlike std's and crossbeam's channels, a receive here can fail for other reasons,
+/// which the item type, `Result<Vec<u8>, RecvError>`, carries instead of ending the
+/// loop silently: [`RecvError::Truncated`] (a producer abandoned a message; the
+/// iteration goes on with the next) is yielded and iteration continues;
+/// [`RecvError::TooLarge`] (the message stays in the ring, for `recv_stream` or a
+/// higher `max_message`) and [`RecvError::Corrupt`] are yielded once, then the
+/// iterator ends, since another receive would give them again.
+#[derive(Debug)]
+pub struct Iter<'a, C> {
+    consumer: &'a mut C,
+    recv: RecvFn<C>,
+    done: bool,
+}
+
+impl<'a, C> Iter<'a, C> {
+    pub(crate) fn new(consumer: &'a mut C, recv: RecvFn<C>) -> Self {
+        Iter {
+            consumer,
+            recv,
+            done: false,
+        }
+    }
+}
+
+impl<C> Iterator for Iter<'_, C> {
+    type Item = Result<Vec<u8>, RecvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut buf = Vec::new();
+        match (self.recv)(self.consumer, &mut buf, Mode::Block(None)) {
+            Ok(_) => Some(Ok(buf)),
+            // (`Timeout` cannot come without a deadline: ends, as `Disconnected`.)
+            Err(RecvTimeoutError::Timeout) => {
+                self.done = true;
+                None
+            }
+            Err(e) => iteration_error(e, &mut self.done).map(Err),
+        }
+    }
+}
+
+impl<C> std::iter::FusedIterator for Iter<'_, C> {}
+
+/// A non-blocking iterator over the messages a consumer has now, each an owned
+/// `Vec<u8>`: see `try_iter` on [`spsc::Consumer`](crate::spsc::Consumer::try_iter)
+/// and [`mpmc::Consumer`](crate::mpmc::Consumer::try_iter). Each step is a
+/// [`try_recv`](crate::spsc::Consumer::try_recv); it ends (`None`) at
+/// [`TryRecvError::Empty`](crate::TryRecvError::Empty) or
+/// [`TryRecvError::Disconnected`](crate::TryRecvError::Disconnected), as
+/// `std::sync::mpsc::TryIter` does. Other errors are yielded as [`Iter`]'s are (the
+/// item is `Result<Vec<u8>, RecvError>`, with the same variants `try_recv` has but
+/// `Empty`), and end it the same way. Like std's, it is not fused: after `Empty`, a
+/// later `next` may find a message that came since.
+#[derive(Debug)]
+pub struct TryIter<'a, C> {
+    consumer: &'a mut C,
+    recv: RecvFn<C>,
+    done: bool,
+}
+
+impl<'a, C> TryIter<'a, C> {
+    pub(crate) fn new(consumer: &'a mut C, recv: RecvFn<C>) -> Self {
+        TryIter {
+            consumer,
+            recv,
+            done: false,
+        }
+    }
+}
+
+impl<C> Iterator for TryIter<'_, C> {
+    type Item = Result<Vec<u8>, RecvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut buf = Vec::new();
+        match (self.recv)(self.consumer, &mut buf, Mode::Try) {
+            Ok(_) => Some(Ok(buf)),
+            Err(e) => iteration_error(e, &mut self.done).map(Err),
+        }
+    }
+}
+
 /// One message read in place. Derefs to its bytes in the ring; dropping it releases
 /// them to the producers.
 ///
@@ -582,6 +704,30 @@ pub(crate) fn into_try_recv_error(e: RecvTimeoutError) -> TryRecvError {
 ///   reference to the shared bytes is made), and validate the copy;
 /// - a [`WriteGrant`] is a `&mut [u8]` with the same footing: only peers that follow
 ///   the protocol leave it alone.
+///
+/// # Alignment
+///
+/// The payload's first byte is 8-byte aligned in an SPSC ring (records start on
+/// multiples of 8 of a page-aligned data region), and aligned to the cell size in an
+/// MPMC ring (at least 8: a record's payload starts at its first cell; a cell size
+/// above 4096 still gives 4096, the page the data region starts on). So a grant can be
+/// viewed in place as a type of alignment up to 8 on either kind
+/// ([`as_pod`](Self::as_pod) checks it and refuses otherwise; `bytemuck::from_bytes`
+/// panics): a `#[repr(C, align(16))]` type needs
+/// an MPMC ring with cells of 16 bytes or more, or a copy
+/// (`bytemuck::pod_read_unaligned`, which is what `recv_pod` does).
+///
+/// ```
+/// # let (mut tx, mut rx) = shmlane::spsc::channel(&shmlane::RingOptions::new(4096))?;
+/// tx.send(&[0u8; 3])?; // any length before: the next payload is still aligned
+/// tx.send_pod(&[1u64, 2])?;
+/// # rx.recv(&mut Vec::new())?;
+/// let grant = rx.recv_ref()?;
+/// assert_eq!(grant.as_ptr() as usize % 8, 0);
+/// let words: &[u64; 2] = bytemuck::from_bytes(&grant); // in place, no copy
+/// assert_eq!(words, &[1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ReadGrant<'a, C: RecordConsumer> {
     consumer: &'a mut C,
     /// Index of the first byte; `index + len <= capacity` (checked by decode).
@@ -752,7 +898,8 @@ macro_rules! producer_methods {
             }
         }
 
-        /// Sends a plain-old-data value as one message of `size_of::<T>()` bytes.
+        /// Sends a plain-old-data value as one message of `size_of::<T>()` bytes (a
+        /// copy of its bytes into the ring).
         ///
         /// ```
         #[doc = concat!("let (mut tx, mut rx) = shmlane::", $m, "::channel(&shmlane::RingOptions::new(4096))?;")]
@@ -920,6 +1067,49 @@ macro_rules! consumer_methods {
                 .map_err($crate::message::into_try_recv_error)
         }
 
+        /// An iterator that receives every message, each an owned `Vec<u8>`, waiting
+        /// for the next as [`recv`](Self::recv) does, and ends when `recv` would
+        /// return [`RecvError::Disconnected`](crate::RecvError::Disconnected), as
+        /// `std::sync::mpsc::Receiver::iter` does. `for msg in &mut rx` is the same.
+        /// Its item is `Result<Vec<u8>, RecvError>`: see [`Iter`](crate::Iter) for the
+        /// errors it yields (`Truncated`, and then goes on) and after which it ends
+        /// (`TooLarge`, `Corrupt`).
+        ///
+        /// ```
+        #[doc = concat!("let (mut tx, mut rx) = shmlane::", $m, "::channel(&shmlane::RingOptions::new(4096))?;")]
+        /// for word in ["one", "two", "three"] {
+        ///     tx.send(word.as_bytes())?;
+        /// }
+        /// drop(tx); // disconnected once the ring is drained: the loop ends
+        /// let got: Vec<Vec<u8>> = rx.iter().collect::<Result<_, _>>()?;
+        /// assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn iter(&mut self) -> $crate::Iter<'_, Self> {
+            $crate::Iter::new(self, $crate::message::recv_with)
+        }
+
+        /// An iterator over the messages there are now, each an owned `Vec<u8>`: it
+        /// never waits, and ends when [`try_recv`](Self::try_recv) would return
+        /// [`Empty`](crate::TryRecvError::Empty) or
+        /// [`Disconnected`](crate::TryRecvError::Disconnected), as
+        /// `std::sync::mpsc::Receiver::try_iter` does. Other errors are yielded as
+        /// [`iter`](Self::iter)'s are (see [`TryIter`](crate::TryIter)).
+        ///
+        /// ```
+        #[doc = concat!("let (mut tx, mut rx) = shmlane::", $m, "::channel(&shmlane::RingOptions::new(4096))?;")]
+        /// tx.send(b"a")?;
+        /// tx.send(b"b")?;
+        /// let now: Vec<Vec<u8>> = rx.try_iter().collect::<Result<_, _>>()?;
+        /// assert_eq!(now, [b"a", b"b"]);
+        /// assert_eq!(rx.try_iter().count(), 0); // empty: ends at once, tx still there
+        /// # drop(tx);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn try_iter(&mut self) -> $crate::TryIter<'_, Self> {
+            $crate::TryIter::new(self, $crate::message::recv_with)
+        }
+
         /// Receives one whole message, waiting at most `timeout`.
         pub fn recv_timeout(
             &mut self,
@@ -960,6 +1150,12 @@ macro_rules! consumer_methods {
         /// Receives one message as a plain-old-data value. A message of another
         /// length is consumed and reported as
         /// [`RecvError::SizeMismatch`](crate::RecvError::SizeMismatch).
+        ///
+        /// The value is a copy: the bytes are read out of the ring (unaligned, so any
+        /// `T` works whatever its alignment) into the `T` returned, and the message is
+        /// released. To read in place instead, take [`recv_ref`](Self::recv_ref) and
+        /// view its bytes (see [`ReadGrant`](crate::ReadGrant)'s *Alignment*: 8 bytes
+        /// in SPSC, the cell size in MPMC).
         pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, $crate::RecvError> {
             $crate::message::recv_pod(self)
         }

@@ -178,8 +178,21 @@ impl RingOptions {
     }
 
     /// The kind of shared memory the ring is created in (default [`Backing::Posix`]).
-    /// `create`, `create_or_open` and `spsc::create_ring` follow it; see [`Backing`]
-    /// for how each kind is found and removed.
+    /// The constructor called says it too (`create` by name: POSIX; `create_sysv` by
+    /// key; `create_memfd`), and the two must agree: a backing that contradicts the
+    /// constructor (`create(name, ..)` with `Backing::SysV`, `create_sysv(7, ..)` with
+    /// `SysV { key: 8 }` or `Memfd`, `create_memfd` with `SysV`, `channel` with
+    /// anything but the default) is [`Error::InvalidOptions`](crate::Error::InvalidOptions)
+    /// naming both choices. The default, `Posix`, is no choice for the SysV, memfd and
+    /// heap constructors. See [`Backing`] for how each kind is found and removed.
+    ///
+    /// ```
+    /// use shmlane::{spsc, Backing, Error, RingOptions};
+    /// let sysv = RingOptions::new(4096).backing(Backing::SysV { key: 0x5348_0001 });
+    /// let e = spsc::Producer::create("/mine", &sysv).unwrap_err();
+    /// assert!(matches!(e, Error::InvalidOptions { .. }), "{e}");
+    /// assert!(e.to_string().contains("Backing::SysV"), "{e}");
+    /// ```
     ///
     /// [`Backing`]: crate::Backing
     /// [`Backing::Posix`]: crate::Backing::Posix

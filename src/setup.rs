@@ -10,7 +10,6 @@ use crate::options::RingOptions;
 use crate::segment::Location;
 use crate::segment::Segment;
 use crate::wait::membarrier;
-#[cfg(not(loom))]
 use crate::Backing;
 use crate::Error;
 #[cfg(not(loom))]
@@ -58,11 +57,74 @@ pub(crate) fn check_fences(params: &RingParams, name: &str) -> Result<(), Error>
     Ok(())
 }
 
+/// Where a constructor puts its ring, to check [`RingOptions::backing`] against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Place {
+    /// A POSIX name (`create`, `create_or_open`, `create_ring`).
+    #[cfg_attr(loom, allow(dead_code))]
+    Name,
+    /// A SysV key (`create_sysv`, `create_or_open_sysv`, `create_ring_sysv`).
+    #[cfg_attr(loom, allow(dead_code))]
+    Key(i32),
+    /// A new memfd (`create_memfd`, `create_ring_memfd`).
+    #[cfg_attr(loom, allow(dead_code))]
+    Memfd,
+    /// Private heap memory (`channel`).
+    Heap,
+}
+
+/// The one check of a constructor's place against the backing the options chose:
+/// the two must not contradict each other (issue 19: they were silently resolved, one
+/// way or the other). [`Backing::Posix`], the default, is taken as no choice by the
+/// constructors of the other places; [`Backing::SysV`] agrees with a SysV constructor
+/// of the same key, [`Backing::Memfd`] with a memfd one. Anything else is
+/// [`Error::InvalidOptions`] naming both choices.
+pub(crate) fn check_backing(call: &str, place: Place, opts: &RingOptions) -> Result<(), Error> {
+    let chosen = opts.memory.backing;
+    let (placed, hint) = match (place, chosen) {
+        (_, Backing::Posix) => return Ok(()),
+        (Place::Key(k), Backing::SysV { key }) if k == key => return Ok(()),
+        (Place::Memfd, Backing::Memfd) => return Ok(()),
+        (Place::Name, _) => (
+            "by a POSIX name".to_string(),
+            "call the constructor of that backing (`create_sysv`, `create_or_open_sysv`, \
+             `create_ring_sysv` with a key; `create_memfd`, `create_ring_memfd`), or leave \
+             the backing at its default",
+        ),
+        (Place::Key(k), _) => (
+            format!("by the SysV key {k:#x}"),
+            "leave the backing at its default (Posix), which a SysV constructor takes as no \
+             choice, or set the key it is called with",
+        ),
+        (Place::Memfd, _) => (
+            "in a new memfd".to_string(),
+            "leave the backing at its default (Posix), which a memfd constructor takes as no \
+             choice",
+        ),
+        (Place::Heap, _) => (
+            "in private heap memory".to_string(),
+            "a channel is for threads of one process: leave the backing at its default, or \
+             create a shared ring with the constructor of that backing",
+        ),
+    };
+    let chosen = match chosen {
+        Backing::SysV { key } => format!("Backing::SysV {{ key: {key:#x} }}"),
+        other => format!("Backing::{other:?}"),
+    };
+    Err(Error::InvalidOptions {
+        reason: format!(
+            "conflicting choices: `{call}` makes the ring {placed}, and RingOptions::backing \
+             chose {chosen}; {hint}"
+        ),
+    })
+}
+
 /// A ring of `kind` in private heap memory.
 pub(crate) fn heap_segment(
     kind: u32,
     opts: &RingOptions,
 ) -> Result<(Arc<Segment>, RingParams), Error> {
+    check_backing("channel", Place::Heap, opts)?;
     let params = params_for(kind, opts)?;
     let seg = Segment::Heap(crate::segment::heap::HeapSegment::new(&params)?);
     Ok((Arc::new(seg), params))
@@ -87,11 +149,14 @@ pub(crate) fn create_segment(
 }
 
 /// Creates a memfd segment labelled `shmlane`; returns it with a duplicate of its memfd.
+/// `call`: the public function, for [`check_backing`].
 #[cfg(not(loom))]
 pub(crate) fn create_memfd_segment(
     kind: u32,
+    call: &str,
     opts: &RingOptions,
 ) -> Result<(Arc<Segment>, RingParams, OwnedFd), Error> {
+    check_backing(call, Place::Memfd, opts)?;
     let (seg, params) = create_segment(kind, "shmlane", &opts.clone().backing(Backing::Memfd))?;
     let fd = seg
         .memfd()
@@ -105,18 +170,62 @@ pub(crate) fn create_memfd_segment(
     Ok((seg, params, fd))
 }
 
-/// Creates a ring without attaching an endpoint (see `spsc::create_ring`).
+/// Creates a ring without attaching an endpoint (see `spsc::create_ring`), by `name`
+/// (`Place::Name`) or by key (`Place::Key`, `name` unused). `unlink_on_drop(true)`
+/// conflicts: no endpoint is made to drop.
 #[cfg(not(loom))]
-pub(crate) fn create_ring(kind: u32, name: &str, opts: &RingOptions) -> Result<(), Error> {
-    if opts.memory.backing == Backing::Memfd {
+pub(crate) fn create_ring(
+    kind: u32,
+    call: &str,
+    place: Place,
+    name: &str,
+    opts: &RingOptions,
+) -> Result<(), Error> {
+    if opts.unlink_on_drop {
         return Err(Error::InvalidOptions {
-            reason: "create_ring with Backing::Memfd would close the memfd at once: use \
-                     create_ring_memfd, which returns it"
-                .to_string(),
+            reason: format!(
+                "conflicting choices: `{call}` attaches no endpoint, and \
+                 RingOptions::unlink_on_drop(true) asks the endpoint to remove the ring when \
+                 it is dropped; remove it with `remove`/`remove_sysv` when done"
+            ),
         });
     }
-    let opts = opts.clone().unlink_on_drop(false);
-    create_segment(kind, name, &opts).map(drop)
+    create_at(kind, call, place, name, opts).map(drop)
+}
+
+/// [`create_or_open_segment`] after [`check_backing`]: by name, or by key (`name`
+/// unused).
+#[cfg(not(loom))]
+pub(crate) fn create_or_open_at(
+    kind: u32,
+    call: &str,
+    place: Place,
+    name: &str,
+    opts: &RingOptions,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    check_backing(call, place, opts)?;
+    match place {
+        Place::Key(key) => {
+            create_or_open_segment(kind, name, &opts.clone().backing(Backing::SysV { key }))
+        }
+        _ => create_or_open_segment(kind, name, opts),
+    }
+}
+
+/// [`create_segment`] after [`check_backing`]: by name, or by key (`name` unused).
+#[cfg(not(loom))]
+pub(crate) fn create_at(
+    kind: u32,
+    call: &str,
+    place: Place,
+    name: &str,
+    opts: &RingOptions,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    check_backing(call, place, opts)?;
+    match place {
+        Place::Key(key) => create_segment(kind, name, &opts.clone().backing(Backing::SysV { key })),
+        _ => create_segment(kind, name, opts),
+    }
 }
 
 /// Opens the segment at `location` as a ring of `kind`, if `accept` allows its owner
@@ -177,11 +286,15 @@ pub(crate) fn create_or_open_segment(
         }
         match open_capped(kind, location()?, &accept, opts.max_message) {
             Err(e @ Error::NotFound { .. }) => last = Some(e),
-            // Its creator died before it was ready: replace it (if still so once we
-            // hold every lock of it), then race to create again.
+            // Its creator died before it was ready (proven: the magic a creator writes
+            // first, and no creator's lock): replace it (if still so once we hold every
+            // lock of it), then race to create again. A file without the magic is
+            // `NotARing`, never replaced: it may be another program's.
             Err(e @ Error::Abandoned { .. }) if opts.memory.backing == Backing::Posix => {
                 crate::segment::posix::remove_if_unused(name, |h| {
-                    h.state.load(crate::sync::Ordering::Acquire) != crate::header::STATE_READY
+                    h.magic.load(crate::sync::Ordering::Relaxed) == crate::header::MAGIC
+                        && h.state.load(crate::sync::Ordering::Acquire)
+                            != crate::header::STATE_READY
                 })?;
                 last = Some(e);
             }
@@ -204,14 +317,21 @@ macro_rules! endpoint_constructors {
         /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken:
         /// an existing segment is never truncated or reused.
         ///
-        /// The ring is made in the memory [`RingOptions::backing`](crate::RingOptions::backing)
-        /// says: with [`Backing::SysV`](crate::Backing::SysV) it gets that key, and
-        /// `name` is not used (prefer [`create_sysv`](Self::create_sysv)); with
-        /// [`Backing::Memfd`](crate::Backing::Memfd) `name` is the memfd's label (prefer
-        /// [`create_memfd`](Self::create_memfd), which also returns the descriptor).
+        /// The ring is a POSIX one: options whose
+        /// [`backing`](crate::RingOptions::backing) chose another
+        /// ([`Backing::SysV`](crate::Backing::SysV), [`Backing::Memfd`](crate::Backing::Memfd))
+        /// conflict with the name, and are
+        /// [`Error::InvalidOptions`](crate::Error::InvalidOptions): call
+        /// [`create_sysv`](Self::create_sysv) or [`create_memfd`](Self::create_memfd).
         #[cfg(not(loom))]
         pub fn create(name: &str, opts: &$crate::RingOptions) -> Result<Self, $crate::Error> {
-            let (seg, params) = $crate::setup::create_segment($kind, name, opts)?;
+            let (seg, params) = $crate::setup::create_at(
+                $kind,
+                "create",
+                $crate::setup::Place::Name,
+                name,
+                opts,
+            )?;
             Self::attach(seg, params, opts.wait)
         }
 
@@ -260,23 +380,33 @@ macro_rules! endpoint_constructors {
         /// the wait strategy, and what is accepted of the segment's owner and mode:
         /// [`RingOptions::open_options`](crate::RingOptions::open_options), widened by
         /// [`RingOptions::group_access`](crate::RingOptions::group_access)). Of several
-        /// processes racing, exactly one creates. Works
-        /// with [`Backing::Posix`](crate::Backing::Posix) and
-        /// [`Backing::SysV`](crate::Backing::SysV) (then by key, `name` unused); a memfd
-        /// has nothing to open by ([`Error::InvalidOptions`](crate::Error::InvalidOptions)).
+        /// processes racing, exactly one creates.
+        /// A POSIX ring, as [`create`](Self::create) makes: another
+        /// [`backing`](crate::RingOptions::backing) in `opts` is
+        /// [`Error::InvalidOptions`](crate::Error::InvalidOptions) (for SysV call
+        /// [`create_or_open_sysv`](Self::create_or_open_sysv); a memfd has nothing to
+        /// open by).
         #[cfg(not(loom))]
         pub fn create_or_open(
             name: &str,
             opts: &$crate::RingOptions,
         ) -> Result<Self, $crate::Error> {
-            let (seg, params) = $crate::setup::create_or_open_segment($kind, name, opts)?;
+            let (seg, params) = $crate::setup::create_or_open_at(
+                $kind,
+                "create_or_open",
+                $crate::setup::Place::Name,
+                name,
+                opts,
+            )?;
             let endpoint = Self::attach(seg.clone(), params, opts.wait)?;
             $crate::setup::still_linked(&seg)?;
             Ok(endpoint)
         }
 
         #[doc = concat!("Creates a System V ring with `key` (`shmget`, permissions 0600, or 0660 with `group_access`) and attaches as its ", $role, ":")]
-        /// [`create`](Self::create) with `opts.backing(Backing::SysV { key })`. Fails
+        /// `opts` may leave [`backing`](crate::RingOptions::backing) at its default or
+        /// say `Backing::SysV` with this `key`; another choice conflicts
+        /// ([`Error::InvalidOptions`](crate::Error::InvalidOptions)). Fails
         /// with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if a segment has
         /// the key. The segment stays until [`remove_sysv`](crate::remove_sysv) (or
         /// `unlink_on_drop`) and the last detach.
@@ -294,7 +424,14 @@ macro_rules! endpoint_constructors {
         /// ```
         #[cfg(not(loom))]
         pub fn create_sysv(key: i32, opts: &$crate::RingOptions) -> Result<Self, $crate::Error> {
-            Self::create("", &opts.clone().backing($crate::Backing::SysV { key }))
+            let (seg, params) = $crate::setup::create_at(
+                $kind,
+                "create_sysv",
+                $crate::setup::Place::Key(key),
+                "",
+                opts,
+            )?;
+            Self::attach(seg, params, opts.wait)
         }
 
         #[doc = concat!("Opens the existing System V ring with `key` and attaches as its ", $role, ".")]
@@ -323,13 +460,21 @@ macro_rules! endpoint_constructors {
         }
 
         /// Creates the System V ring with `key` if there is none, else opens it. Of
-        /// several processes racing, exactly one creates (`IPC_EXCL`).
+        /// several processes racing, exactly one creates (`IPC_EXCL`). `opts` as for
+        /// [`create_sysv`](Self::create_sysv).
         #[cfg(not(loom))]
         pub fn create_or_open_sysv(
             key: i32,
             opts: &$crate::RingOptions,
         ) -> Result<Self, $crate::Error> {
-            Self::create_or_open("", &opts.clone().backing($crate::Backing::SysV { key }))
+            let (seg, params) = $crate::setup::create_or_open_at(
+                $kind,
+                "create_or_open_sysv",
+                $crate::setup::Place::Key(key),
+                "",
+                opts,
+            )?;
+            Self::attach(seg, params, opts.wait)
         }
 
         #[doc = concat!("Creates a ring in a new sealed memfd and attaches as its ", $role, ".")]
@@ -350,7 +495,8 @@ macro_rules! endpoint_constructors {
         pub fn create_memfd(
             opts: &$crate::RingOptions,
         ) -> Result<(Self, std::os::fd::OwnedFd), $crate::Error> {
-            let (seg, params, fd) = $crate::setup::create_memfd_segment($kind, opts)?;
+            let (seg, params, fd) =
+                $crate::setup::create_memfd_segment($kind, "create_memfd", opts)?;
             Ok((Self::attach(seg, params, opts.wait)?, fd))
         }
 
@@ -440,7 +586,7 @@ pub(crate) fn attach_error(seg: &Segment, e: crate::liveness::AttachError) -> Er
 #[cfg(not(loom))]
 pub(crate) fn still_linked(seg: &Segment) -> Result<(), Error> {
     match seg {
-        Segment::Posix(s) => match nix::sys::stat::fstat(s.file()) {
+        Segment::Posix(s) => match crate::sys::os::fstat(s.file()) {
             Ok(st) if st.st_nlink == 0 => Err(Error::NotFound {
                 name: seg.name().to_string(),
             }),

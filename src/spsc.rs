@@ -42,8 +42,6 @@ use crate::segment::Segment;
 use crate::setup::endpoint_constructors;
 use crate::sync::Ordering;
 use crate::wait::{block_on, EventCount, Look, Spinner, Wait};
-#[cfg(not(loom))]
-use crate::Backing;
 use crate::Error;
 #[cfg(not(loom))]
 use std::os::fd::OwnedFd;
@@ -74,12 +72,12 @@ pub fn channel(opts: &RingOptions) -> Result<(Producer, Consumer), Error> {
 /// Creates the ring `name` without attaching an endpoint: both the producer and the
 /// consumer then `open` it, in any order. (A ring whose creating endpoint was dropped
 /// is different: its peer sees that endpoint as gone, `Disconnected`, until a new one
-/// attaches.) `opts.unlink_on_drop` does not apply: remove the ring with
-/// [`remove`](crate::remove).
+/// attaches.) Remove the ring with [`remove`](crate::remove): `unlink_on_drop(true)`,
+/// which has no endpoint to act on here, is [`Error::InvalidOptions`].
 ///
-/// With [`Backing::SysV`] the ring is made with that key (`name` is not used; see
-/// [`create_ring_sysv`]) and removed with [`remove_sysv`](crate::remove_sysv). A memfd
-/// ring made here would be closed at once: use [`create_ring_memfd`]. Nobody has the
+/// The ring is a POSIX one: options whose [`backing`](RingOptions::backing) chose
+/// SysV or memfd conflict with the name ([`Error::InvalidOptions`]): use
+/// [`create_ring_sysv`], or [`create_ring_memfd`], which returns the memfd. Nobody has the
 /// segment mapped when this returns, so `lock_memory` has no lasting effect here.
 ///
 /// ```
@@ -95,11 +93,17 @@ pub fn channel(opts: &RingOptions) -> Result<(Producer, Consumer), Error> {
 /// ```
 #[cfg(not(loom))]
 pub fn create_ring(name: &str, opts: &RingOptions) -> Result<(), Error> {
-    crate::setup::create_ring(KIND_SPSC, name, opts)
+    crate::setup::create_ring(
+        KIND_SPSC,
+        "create_ring",
+        crate::setup::Place::Name,
+        name,
+        opts,
+    )
 }
 
-/// Creates a SysV ring with `key` without attaching an endpoint: [`create_ring`] with
-/// `opts.backing(Backing::SysV { key })`. Both ends then `open_sysv(key)`; remove it
+/// Creates a SysV ring with `key` without attaching an endpoint, as [`create_ring`]
+/// does by name (`opts.backing` left at its default, or `Backing::SysV` with this key). Both ends then `open_sysv(key)`; remove it
 /// with [`remove_sysv`](crate::remove_sysv).
 ///
 /// ```
@@ -115,7 +119,13 @@ pub fn create_ring(name: &str, opts: &RingOptions) -> Result<(), Error> {
 /// ```
 #[cfg(not(loom))]
 pub fn create_ring_sysv(key: i32, opts: &RingOptions) -> Result<(), Error> {
-    create_ring("", &opts.clone().backing(Backing::SysV { key }))
+    crate::setup::create_ring(
+        KIND_SPSC,
+        "create_ring_sysv",
+        crate::setup::Place::Key(key),
+        "",
+        opts,
+    )
 }
 
 /// Creates a ring in a sealed memfd without attaching an endpoint, and returns the
@@ -135,7 +145,7 @@ pub fn create_ring_sysv(key: i32, opts: &RingOptions) -> Result<(), Error> {
 /// ```
 #[cfg(not(loom))]
 pub fn create_ring_memfd(opts: &RingOptions) -> Result<OwnedFd, Error> {
-    crate::setup::create_memfd_segment(KIND_SPSC, opts).map(|(_, _, fd)| fd)
+    crate::setup::create_memfd_segment(KIND_SPSC, "create_ring_memfd", opts).map(|(_, _, fd)| fd)
 }
 
 /// One endpoint's hold on a ring: the mapping (kept alive), views into it, the
@@ -916,6 +926,16 @@ impl Consumer {
     }
 
     consumer_methods!("spsc");
+}
+
+/// `for msg in &mut rx`: [`Consumer::iter`].
+impl<'a> IntoIterator for &'a mut Consumer {
+    type Item = Result<Vec<u8>, crate::RecvError>;
+    type IntoIter = crate::Iter<'a, Consumer>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 impl RecordConsumer for Consumer {

@@ -12,16 +12,20 @@ pub(crate) use std::sync::atomic::{compiler_fence, fence, AtomicU32, AtomicU64, 
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// A process-local statistic (futex call counts): always std's atomic, also under
-/// loom, because it is no part of any protocol between endpoints.
+/// loom, because it is no part of any protocol between endpoints. Only the tests'
+/// counters (features `test-hooks`, `fuzz-harness`) use it.
+#[cfg(any(feature = "test-hooks", feature = "fuzz-harness", fuzzing))]
 pub(crate) type ProcessCounter = std::sync::atomic::AtomicU64;
 
 /// Relaxed increment of a [`ProcessCounter`].
+#[cfg(any(feature = "test-hooks", feature = "fuzz-harness", fuzzing))]
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn count(counter: &ProcessCounter) -> u64 {
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Relaxed read of a [`ProcessCounter`].
+#[cfg(any(feature = "test-hooks", feature = "fuzz-harness", fuzzing))]
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn read_count(counter: &ProcessCounter) -> u64 {
     counter.load(std::sync::atomic::Ordering::Relaxed)

@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 
 use crate::header::SemSlot;
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::sys::futex::Futex;
 
 /// `state`: registered waiters not yet woken.
 const WAITERS_MASK: u64 = 0xffff;
@@ -134,14 +135,10 @@ pub(crate) struct EventWord {
     /// `epoch << 32 | tokens << 16 | waiters` (see the module docs).
     pub(crate) state: AtomicU64,
     /// The futex word: the wake sequence, moved on (wrapping) by every notifier that
-    /// takes a waiter, after it has taken it and before it wakes.
-    pub(crate) futex: AtomicU32,
+    /// takes a waiter, after it has taken it and before it wakes. (Under loom the
+    /// futex also carries the condition variable that stands for the kernel's.)
+    pub(crate) futex: Futex,
     _reserved: AtomicU32,
-    /// Under loom the futex is a condition variable (see `futex` below).
-    #[cfg(loom)]
-    sleepers: loom::sync::Mutex<()>,
-    #[cfg(loom)]
-    woken: loom::sync::Condvar,
 }
 
 impl EventWord {
@@ -150,12 +147,8 @@ impl EventWord {
     pub(crate) fn new() -> Self {
         EventWord {
             state: AtomicU64::new(0),
-            futex: AtomicU32::new(0),
+            futex: Futex::new(0),
             _reserved: AtomicU32::new(0),
-            #[cfg(loom)]
-            sleepers: loom::sync::Mutex::new(()),
-            #[cfg(loom)]
-            woken: loom::sync::Condvar::new(),
         }
     }
 
@@ -284,6 +277,7 @@ impl<'a> EventCount<'a> {
     fn take(&self, how: Take) -> bool {
         // The tests' comparison switch (`wake_all_on_every_notify`), read only here:
         // only when someone sleeps.
+        #[cfg(feature = "test-hooks")]
         let how = if how == Take::One && crate::sync::read_flag(&WAKE_ALL) == 1 {
             Take::All
         } else {
@@ -345,6 +339,7 @@ impl<'a> EventCount<'a> {
         // The RMW returns the epoch we registered in, atomically with the registration.
         // (A scribbled count at its maximum carries into the tokens: a spurious token.)
         let v = self.word.state.fetch_add(1, Ordering::SeqCst);
+        #[cfg(feature = "test-hooks")]
         crate::sync::count(&REGISTRATIONS);
         if self.asymmetric {
             // A full barrier on every CPU that runs a registered process: a notifier
@@ -387,6 +382,7 @@ impl<'a> EventCount<'a> {
         if epoch_of(s) != key.epoch || tokens_of(s) != 0 {
             return Slept::NotAtAll;
         }
+        #[cfg(feature = "test-hooks")]
         count_in_thread(|c| &c.park_slices);
         let ran_out = match self.sem {
             Some(sem) => semaphore::wait(sem, timeout),
@@ -412,6 +408,7 @@ impl<'a> EventCount<'a> {
     /// out began with the epoch unmoved and no token out, and every notifier that
     /// takes a waiter moves the wake sequence after its compare-exchange: the state
     /// is read first, so a notifier between the two is seen by one or the other.)
+    #[cfg(all(feature = "test-hooks", not(loom)))]
     pub(crate) fn taken_since(&self, key: WaitKey) -> bool {
         let s = self.word.state.load(Ordering::Acquire);
         epoch_of(s) != key.epoch
@@ -449,7 +446,8 @@ impl<'a> EventCount<'a> {
 }
 
 /// The semaphore notifier: process-shared POSIX semaphores (`sem_init(pshared = 1)`)
-/// in the header, for platforms or policies without futex.
+/// in the header, for platforms or policies without futex (the system calls are
+/// `crate::sys::semaphore`'s).
 ///
 /// The event count's waiter counting stays in front of them, so a sender still makes
 /// no system call while nobody sleeps. A semaphore keeps its token, so no epoch check
@@ -457,355 +455,74 @@ impl<'a> EventCount<'a> {
 /// that wait return at once. `post` adds a token only when the count is 0, so a waiter
 /// that cancels (its re-check succeeded) leaves at most one stale token behind, which
 /// costs its next wait one spurious wake-up and a re-check, never a lost one. Waits
-/// are bounded: `sem_clockwait` on `CLOCK_MONOTONIC` (glibc 2.30 and later), so that
-/// a step of the wall clock neither stretches nor cuts a park; `sem_timedwait`
-/// (`CLOCK_REALTIME`) only where the C library has no `sem_clockwait`.
+/// are bounded (see `crate::sys::semaphore`).
 pub(crate) mod semaphore {
     use super::*;
 
     /// Tops the tokens up to `waiters` (at least one), waking that many sleepers.
     /// Tokens left over by waiters that did not sleep after all only make a later wait
     /// return at once, and its caller re-checks.
-    /// The word of a `sem_t` that the C library passes to the futex system call as its
-    /// flags (glibc's and musl's `private`, bytes 8..12 on 64-bit targets), as
-    /// `sem_init(pshared = 1)` writes it here. A peer that scribbles another value there
-    /// would make the futex call fail in a way glibc treats as fatal (it aborts the
-    /// process), so the semaphore is not used while the word differs.
-    #[cfg(all(not(loom), target_pointer_width = "64"))]
-    fn shared_flags_word() -> u32 {
-        static WORD: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-        *WORD.get_or_init(|| {
-            let slot = SemSlot::zeroed();
-            // SAFETY: a private, zeroed slot large enough for a sem_t (asserted in
-            // header.rs); initialised, read, destroyed here, shared with nobody.
-            unsafe {
-                libc::sem_init(slot.sem_ptr(), 1, 0);
-                let w = crate::sync::load_relaxed_u64(slot.sem_ptr().cast::<u64>().add(1)) as u32;
-                libc::sem_destroy(slot.sem_ptr());
-                w
-            }
-        })
-    }
-
-    /// Whether the semaphore's flags word is what `sem_init` wrote (see
-    /// [`shared_flags_word`]); `true` where that word is not known.
-    ///
-    /// The check and the C library's call that follows are two steps: a peer that
-    /// rewrites the word between them (a window of a few instructions, per call) gets
-    /// past it. What that can do: make glibc's futex call fail with an error it does
-    /// not expect (EINVAL, ENOSYS for an operation the flags turn into), which glibc
-    /// answers by aborting this process; or turn the call into a private-futex one,
-    /// whose wake-up reaches nobody (a lost wake-up, made up for by the sleepers'
-    /// bounded park slices). What it cannot do: make glibc touch memory outside the
-    /// 32-byte `sem_t` inside our mapping (the flags choose only the futex operation),
-    /// hand this process anything but a spurious or missed wake-up, or corrupt a
-    /// message. Why it is accepted: closing it means not handing shared bytes to
-    /// glibc's `sem_t` code at all, that is, a semaphore of our own on the futex, which
-    /// is the futex notifier (the default, which has no such window); the semaphore
-    /// notifier exists for comparison and for policies that want libc's semaphores.
-    /// Hitting the window takes a peer that writes the segment on purpose, in a race
-    /// of a few instructions, and such a peer is already outside the trust model (it
-    /// can stop the ring in many other ways). A peer that scribbles the word by
-    /// mistake and leaves it is caught here on every later call.
-    #[cfg(not(loom))]
-    fn intact(sem: &SemSlot) -> bool {
-        #[cfg(target_pointer_width = "64")]
-        {
-            // SAFETY: the slot is 64 bytes, 64-aligned; word 1 is in it. Peers write it
-            // only through libc's atomics (or scribble it): an atomic load.
-            let w = unsafe { crate::sync::load_relaxed_u64(sem.sem_ptr().cast::<u64>().add(1)) };
-            w as u32 == shared_flags_word()
-        }
-        #[cfg(not(target_pointer_width = "64"))]
-        {
-            let _ = sem;
-            true
-        }
-    }
-
     pub(super) fn post(sem: &SemSlot, waiters: u32) {
-        #[cfg(not(loom))]
-        {
-            if !intact(sem) {
-                // A corrupt semaphore: no wake-up call (the sleepers' bounded park
-                // slices see the ring instead), never an abort in libc.
-                return;
-            }
-            crate::sync::count(&futex::WAKE_CALLS);
-            let mut value: libc::c_int = 0;
-            // SAFETY: the slot holds a semaphore initialised (pshared) before the ring
-            // became READY; `value` outlives the call.
-            let r = unsafe { libc::sem_getvalue(sem.sem_ptr(), &mut value) };
-            let have = if r == 0 { value.max(0) as u32 } else { 0 };
-            for _ in have..waiters.max(1) {
-                // SAFETY: as above.
-                let r = unsafe { libc::sem_post(sem.sem_ptr()) };
-                debug_assert_eq!(r, 0, "sem_post: {}", std::io::Error::last_os_error());
-            }
+        if !sem.intact() {
+            // A corrupt semaphore: no wake-up call (the sleepers' bounded park
+            // slices see the ring instead), never an abort in libc.
+            return;
         }
-        #[cfg(loom)]
-        let _ = (sem, waiters);
-    }
-
-    /// `int sem_clockwait(sem_t *, clockid_t, const struct timespec *)` (glibc 2.30,
-    /// 2019; not in the `libc` crate).
-    #[cfg(not(loom))]
-    type SemClockwait = unsafe extern "C" fn(
-        *mut libc::sem_t,
-        libc::clockid_t,
-        *const libc::timespec,
-    ) -> libc::c_int;
-
-    /// The C library's `sem_clockwait`, looked up once at run time (as `std` looks up
-    /// newer glibc functions), so that the crate still links and runs against an older
-    /// glibc or musl, which then wait on `CLOCK_REALTIME` with `sem_timedwait`.
-    #[cfg(not(loom))]
-    fn sem_clockwait() -> Option<SemClockwait> {
-        static FUNCTION: std::sync::OnceLock<Option<SemClockwait>> = std::sync::OnceLock::new();
-        *FUNCTION.get_or_init(|| {
-            // SAFETY: a NUL-terminated name; RTLD_DEFAULT searches the global scope.
-            let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"sem_clockwait".as_ptr()) };
-            // SAFETY: a non-null result is the address of glibc's `sem_clockwait`,
-            // whose C signature is `SemClockwait`.
-            (!f.is_null())
-                .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, SemClockwait>(f) })
-        })
+        #[cfg(feature = "test-hooks")]
+        crate::sync::count(&futex::WAKE_CALLS);
+        sem.post_up_to(waiters.max(1));
     }
 
     /// Takes a token, waiting at most `timeout` for one. Returns whether the wait ran
     /// out its timeout.
     pub(super) fn wait(sem: &SemSlot, timeout: Duration) -> bool {
-        #[cfg(not(loom))]
-        {
-            if !intact(sem) {
-                // See `post`: sleep the slice instead.
-                std::thread::sleep(timeout.min(PARK_SLICE));
-                return false;
-            }
-            crate::sync::count(&futex::WAIT_CALLS);
-            let clockwait = sem_clockwait();
-            let clock = if clockwait.is_some() {
-                libc::CLOCK_MONOTONIC
-            } else {
-                libc::CLOCK_REALTIME
-            };
-            // Both calls take an absolute deadline on `clock`.
-            let mut now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: `now` is a valid out-parameter.
-            unsafe { libc::clock_gettime(clock, &mut now) };
-            let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
-            let deadline = libc::timespec {
-                tv_sec: now.tv_sec
-                    + timeout.as_secs().min(i32::MAX as u64) as libc::time_t
-                    + (nanos / 1_000_000_000) as libc::time_t,
-                tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
-            };
-            // SAFETY: the slot holds an initialised process-shared semaphore;
-            // `deadline` outlives the call; `clockwait` is glibc's `sem_clockwait`,
-            // of the signature declared in `SemClockwait`.
-            let r = unsafe {
-                match clockwait {
-                    Some(f) => f(sem.sem_ptr(), clock, &deadline),
-                    None => libc::sem_timedwait(sem.sem_ptr(), &deadline),
-                }
-            };
-            if r != 0 {
-                let errno = std::io::Error::last_os_error().raw_os_error();
-                debug_assert!(
-                    matches!(errno, Some(libc::ETIMEDOUT | libc::EINTR)),
-                    "unexpected sem_clockwait/sem_timedwait error {errno:?}"
-                );
-                if errno == Some(libc::ETIMEDOUT) {
-                    crate::sync::count(&futex::WAIT_TIMEOUTS);
-                    return true;
-                }
-            }
-            false
+        if !sem.intact() {
+            // See `post`: sleep the slice instead.
+            std::thread::sleep(timeout.min(PARK_SLICE));
+            return false;
         }
-        #[cfg(loom)]
-        {
-            let _ = (sem, timeout);
-            false
+        #[cfg(feature = "test-hooks")]
+        crate::sync::count(&futex::WAIT_CALLS);
+        let ran_out = sem.timed_wait(timeout);
+        #[cfg(feature = "test-hooks")]
+        if ran_out {
+            crate::sync::count(&futex::WAIT_TIMEOUTS);
         }
+        ran_out
     }
 }
 
-/// Asymmetric fences through `membarrier(2)`.
-///
-/// The store-load order that an event count needs on both sides ("publish, then look
-/// for waiters" against "register, then look at the ring") is usually bought with a
-/// full fence on each side. The notifier runs once per message, the waiter once per
-/// sleep, so shmlane moves the whole cost to the waiter: notifiers keep only a
-/// compiler fence, and a waiter, after registering, calls
-/// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which runs a full memory barrier on
-/// every CPU that is running a thread of a registered process (and a context switch
-/// is one for those that are not). In the order of the notifier's own instructions,
-/// that barrier falls either before its load of the waiter count (which then sees our
-/// registration, made before the call) or after its publishing store (which is then
-/// visible to our re-check, made after the call). Either way no wake-up is lost. This
-/// is the pattern of folly's `asymmetricHeavyBarrier` and of liburcu.
-///
-/// For it to hold, every endpoint process must be registered
-/// (`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`) before it notifies; endpoints refuse
-/// to attach to an asymmetric ring otherwise. Under Miri there is no membarrier (Miri
-/// fails an unknown system call instead of returning ENOSYS) and rings are always
-/// symmetric. Under loom rings follow their options, as on a kernel with membarrier
-/// (asymmetric by default), with loom's fences standing for what membarrier provides:
-/// see [`light_barrier`] for the model and what it proves.
-pub(crate) mod membarrier {
-    #[cfg(not(any(loom, miri)))]
-    const CMD_QUERY: libc::c_int = 0;
-    #[cfg(not(any(loom, miri)))]
-    const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
-    #[cfg(not(any(loom, miri)))]
-    const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+/// Asymmetric fences through `membarrier(2)`: the notifier's light barrier and the
+/// waiter's heavy one (see `crate::sys::membarrier`, which also says how loom stands
+/// for them).
+pub(crate) use crate::sys::membarrier;
 
-    #[cfg(not(any(loom, miri)))]
-    fn membarrier(cmd: libc::c_int) -> libc::c_long {
-        // SAFETY: membarrier takes no pointers; an unknown command fails with EINVAL.
-        unsafe {
-            libc::syscall(
-                libc::SYS_membarrier,
-                cmd,
-                0 as libc::c_uint,
-                0 as libc::c_int,
-            )
-        }
-    }
-
-    /// Registers this process for expedited global membarriers (once per process) and
-    /// checks that the barrier itself works. `false` if the kernel or a seccomp
-    /// filter does not allow it.
-    pub(crate) fn register() -> bool {
-        #[cfg(not(any(loom, miri)))]
-        {
-            // No lock (a OnceLock would leave a child forked while another thread held
-            // it blocked for ever): the steps are idempotent, so threads that race
-            // here all do them, and agree. 0 = not yet known, 1 = yes, 2 = no.
-            static REGISTERED: crate::sync::ProcessFlag = crate::sync::ProcessFlag::new(0);
-            match crate::sync::read_flag(&REGISTERED) {
-                1 => return true,
-                2 => return false,
-                _ => {}
-            }
-            let supported = membarrier(CMD_QUERY);
-            let needed = (CMD_GLOBAL_EXPEDITED | CMD_REGISTER_GLOBAL_EXPEDITED) as libc::c_long;
-            let ok = supported >= 0
-                && supported & needed == needed
-                && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0
-                && membarrier(CMD_GLOBAL_EXPEDITED) == 0;
-            crate::sync::set_flag(&REGISTERED, if ok { 1 } else { 2 });
-            ok
-        }
-        #[cfg(loom)]
-        {
-            // The model's process is registered: rings follow their options.
-            true
-        }
-        #[cfg(all(miri, not(loom)))]
-        {
-            false
-        }
-    }
-
-    /// The notifier's half of an asymmetric fence, between its publishing store and its
-    /// load of the waiter count: a compiler fence only (the order of the two in the
-    /// program is all a waiter's membarrier needs, see the module docs).
-    ///
-    /// # Under loom
-    ///
-    /// Loom executes each thread in program order, so a compiler fence means nothing
-    /// there, and loom cannot place a barrier in another thread's instruction stream as
-    /// `membarrier` does. The model instead puts a SeqCst fence here, standing for the
-    /// barrier that the waiter's membarrier runs on this CPU, and another SeqCst fence in
-    /// [`heavy_barrier`]. Why that is faithful: membarrier's barrier on the notifier's
-    /// CPU falls somewhere in its instruction stream, between the start and the end of
-    /// the waiter's call, so (i) before the notifier's store: then its load comes after
-    /// a barrier that follows the waiter's registration, and sees it; (ii) after its
-    /// load: then its store precedes a barrier that precedes the waiter's re-check,
-    /// which sees it; (iii) between the two, as modelled: the two SeqCst fences are in
-    /// one total order, and whichever comes first, the notifier sees the registration
-    /// or the waiter sees the store. In each case the guarantee is the disjunction
-    /// "the notifier sees the waiter, or the waiter sees the published value", and case
-    /// (iii) gives exactly that and nothing more between a notifier and a waiter. So the
-    /// models prove that the asymmetric path places its barriers where the argument
-    /// needs them (the light one between every publish and the look for waiters, the
-    /// heavy one between every registration and its re-check) and that, given
-    /// membarrier's guarantee, no wake-up is lost. They do not prove the kernel's
-    /// guarantee, nor that the compiler fence keeps the CPU's order (that is the
-    /// hardware's program order, which membarrier relies on). One over-approximation:
-    /// the model's fence also orders two notifiers against each other, which
-    /// membarrier does not; the protocol pairs a notifier only with a waiter (and with
-    /// earlier notifiers through the state word's Release/Acquire, never through a
-    /// fence), so nothing it relies on comes from that.
-    #[inline(always)]
-    pub(crate) fn light_barrier() {
-        #[cfg(not(loom))]
-        crate::sync::compiler_fence(crate::sync::Ordering::SeqCst);
-        #[cfg(loom)]
-        crate::sync::fence(crate::sync::Ordering::SeqCst);
-    }
-
-    /// A full memory barrier on every CPU running a registered process.
-    pub(crate) fn heavy_barrier() {
-        #[cfg(loom)]
-        {
-            // See `light_barrier`: this fence and the notifiers' stand for membarrier.
-            crate::sync::fence(crate::sync::Ordering::SeqCst);
-        }
-        #[cfg(not(any(loom, miri)))]
-        {
-            let r = membarrier(CMD_GLOBAL_EXPEDITED);
-            if r != 0 {
-                // `register` succeeded in this process, so this cannot fail short of the
-                // kernel revoking the command. Stay correct for the notifiers that are
-                // registered... there is no weaker fallback, so make it loud.
-                panic!(
-                    "membarrier(GLOBAL_EXPEDITED) failed after registration: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-        #[cfg(all(miri, not(loom)))]
-        unreachable!("rings are symmetric under Miri");
-    }
-}
-
-#[cfg(not(loom))]
 mod futex {
-    //! Thin wrappers over the futex system call on the wake sequence of an event count.
+    //! The event count's futex, on the wake sequence of an [`EventWord`]: the calls
+    //! are `crate::sys::futex`'s (which has the loom variant); here they are counted.
     use super::*;
+    #[cfg(feature = "test-hooks")]
     use crate::sync::{count, ProcessCounter};
 
-    /// Counts of futex system calls made by this process, for tests and `inspect`.
+    /// Counts of futex system calls made by this process, for the tests
+    /// (`futex_calls`, feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     pub(super) static WAKE_CALLS: ProcessCounter = ProcessCounter::new(0);
+    #[cfg(feature = "test-hooks")]
     pub(super) static WAIT_CALLS: ProcessCounter = ProcessCounter::new(0);
+    #[cfg(feature = "test-hooks")]
     pub(super) static WAIT_TIMEOUTS: ProcessCounter = ProcessCounter::new(0);
 
     /// Wakes one sleeper on the wake sequence of `word` (`one`), or every sleeper.
     pub(super) fn wake(word: &EventWord, one: bool) {
+        #[cfg(feature = "test-hooks")]
         count(&WAKE_CALLS);
-        // SAFETY: FUTEX_WAKE only uses the address as a key (no access through it);
-        // it is the valid, 4-byte aligned address of the wake sequence.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.futex.as_ptr(),
-                libc::FUTEX_WAKE,
-                if one { 1 } else { i32::MAX },
-                std::ptr::null::<libc::timespec>(),
-                std::ptr::null::<u32>(),
-                0u32,
-            )
+        let how = if one {
+            crate::sys::futex::Wake::One
+        } else {
+            crate::sys::futex::Wake::All
         };
-        debug_assert!(
-            r >= 0,
-            "FUTEX_WAKE failed: {}",
-            std::io::Error::last_os_error()
-        );
+        crate::sys::futex::wake(&word.futex, how);
     }
 
     /// Sleeps while the wake sequence of `word` reads `sequence` (the value we read
@@ -813,75 +530,22 @@ mod futex {
     /// for at most `timeout`.
     /// Returns whether the wait ran out its timeout.
     pub(super) fn wait(word: &EventWord, sequence: u32, timeout: Duration) -> bool {
+        #[cfg(feature = "test-hooks")]
         count(&WAIT_CALLS);
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: the address is that of a live, aligned AtomicU32 (the wake sequence);
-        // the kernel reads it atomically and compares it with `sequence`. `ts` outlives
-        // the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.futex.as_ptr(),
-                libc::FUTEX_WAIT,
-                sequence,
-                &ts as *const libc::timespec,
-                std::ptr::null::<u32>(),
-                0u32,
-            )
-        };
-        if r != 0 {
-            let errno = std::io::Error::last_os_error().raw_os_error();
-            // EAGAIN: the sequence had already moved; ETIMEDOUT: slice over; EINTR: signal.
-            debug_assert!(
-                matches!(errno, Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)),
-                "unexpected FUTEX_WAIT error {errno:?}"
-            );
-            if errno == Some(libc::ETIMEDOUT) {
-                count(&WAIT_TIMEOUTS);
-                return true;
-            }
+        let ran_out = crate::sys::futex::wait(&word.futex, sequence, timeout);
+        #[cfg(feature = "test-hooks")]
+        if ran_out {
+            count(&WAIT_TIMEOUTS);
         }
-        false
-    }
-}
-
-#[cfg(loom)]
-mod futex {
-    //! Under loom the futex is a condition variable beside the wake sequence: a waiter
-    //! sleeps (blocked, not spinning) while the sequence holds its key, and a waker
-    //! moves the sequence on before it takes the lock to notify, as FUTEX_WAIT checks
-    //! the value and sleeps atomically against FUTEX_WAKE. Waking one wakes one
-    //! blocked waiter, as FUTEX_WAKE with a count of 1 does: the others stay blocked
-    //! although the sequence moved. A lost wake-up is a waiter blocked for ever: loom
-    //! reports the deadlock. Sleeps have no timeout here, so a park slice cannot hide
-    //! one.
-    use super::*;
-
-    pub(super) fn wake(word: &EventWord, one: bool) {
-        let _guard = word.sleepers.lock().unwrap();
-        if one {
-            word.woken.notify_one();
-        } else {
-            word.woken.notify_all();
-        }
-    }
-
-    pub(super) fn wait(word: &EventWord, sequence: u32, _timeout: Duration) -> bool {
-        let mut guard = word.sleepers.lock().unwrap();
-        while word.futex.load(Ordering::Acquire) == sequence {
-            guard = word.woken.wait(guard).unwrap();
-        }
-        false
+        ran_out
     }
 }
 
 /// How many wake-up system calls this process has made: `(wake, wait)`, futex or, on
 /// rings with the semaphore notifier, `sem_post`/`sem_clockwait`. Each call site counts
 /// itself, so a test can assert that a hot path made none.
-#[cfg(not(loom))]
+#[doc(hidden)]
+#[cfg(all(feature = "test-hooks", not(loom)))]
 pub fn futex_calls() -> (u64, u64) {
     (
         crate::sync::read_count(&futex::WAKE_CALLS),
@@ -923,7 +587,8 @@ impl Spinner {
 /// rather than by a wake-up. A wait that times out with work pending would be a lost
 /// wake-up; but so does a peer that is simply not running for a slice (a loaded
 /// host): [`lost_wake_ups`] tells the two apart.
-#[cfg(not(loom))]
+#[doc(hidden)]
+#[cfg(all(feature = "test-hooks", not(loom)))]
 pub fn futex_timeouts() -> u64 {
     crate::sync::read_count(&futex::WAIT_TIMEOUTS)
 }
@@ -941,7 +606,7 @@ pub fn futex_timeouts() -> u64 {
 /// instructions between its publishing store and its look for waiters, exactly when
 /// the slice ran out. Counted only on the sleeping path: nothing per message.
 #[doc(hidden)]
-#[cfg(not(loom))]
+#[cfg(all(feature = "test-hooks", not(loom)))]
 pub fn lost_wake_ups() -> u64 {
     crate::sync::read_count(&LOST_WAKE_UPS)
 }
@@ -953,17 +618,21 @@ pub fn lost_wake_ups() -> u64 {
 /// of a ring stay within their registrations, however many messages they send. Counted
 /// on the waiting path only.
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub fn waiter_registrations() -> u64 {
     crate::sync::read_count(&REGISTRATIONS)
 }
 
 /// See [`waiter_registrations`].
+#[cfg(feature = "test-hooks")]
 static REGISTRATIONS: crate::sync::ProcessCounter = crate::sync::ProcessCounter::new(0);
 
 /// See [`lost_wake_ups`].
+#[cfg(all(feature = "test-hooks", not(loom)))]
 static LOST_WAKE_UPS: crate::sync::ProcessCounter = crate::sync::ProcessCounter::new(0);
 
 /// Set by [`wake_all_on_every_notify`]: 1 = on.
+#[cfg(feature = "test-hooks")]
 static WAKE_ALL: crate::sync::ProcessFlag = crate::sync::ProcessFlag::new(0);
 
 /// For the tests' comparison only: while `on`, every notifier of this process that
@@ -971,6 +640,7 @@ static WAKE_ALL: crate::sync::ProcessFlag = crate::sync::ProcessFlag::new(0);
 /// published with `notify_all`), so that a test can measure what waking one saves.
 /// Read only when a notifier has found a sleeper to wake, never per message.
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub fn wake_all_on_every_notify(on: bool) {
     crate::sync::set_flag(&WAKE_ALL, u8::from(on));
 }
@@ -979,6 +649,7 @@ pub fn wake_all_on_every_notify(on: bool) {
 /// message): for tests that prove the waiting promises by counts rather than by wall
 /// time (see [`with_wait_counters`]).
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 #[derive(Debug)]
 pub struct WaitCounters {
     liveness_checks: crate::sync::ProcessCounter,
@@ -986,6 +657,7 @@ pub struct WaitCounters {
     slices_ran_out: crate::sync::ProcessCounter,
 }
 
+#[cfg(feature = "test-hooks")]
 impl WaitCounters {
     const fn new() -> Self {
         WaitCounters {
@@ -1012,6 +684,7 @@ impl WaitCounters {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 thread_local! {
     static THREAD_COUNTERS: WaitCounters = const { WaitCounters::new() };
 }
@@ -1019,12 +692,14 @@ thread_local! {
 /// Calls `f` with the calling thread's [`WaitCounters`]; `f` may hand them to other
 /// threads (scoped) to read while this one waits.
 #[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub fn with_wait_counters<R>(f: impl FnOnce(&WaitCounters) -> R) -> R {
     THREAD_COUNTERS.with(f)
 }
 
 /// Counts one event in this thread's [`WaitCounters`] (nothing while the thread
 /// is being torn down).
+#[cfg(feature = "test-hooks")]
 fn count_in_thread(field: fn(&WaitCounters) -> &crate::sync::ProcessCounter) {
     let _ = THREAD_COUNTERS.try_with(|c| crate::sync::count(field(c)));
 }
@@ -1117,6 +792,7 @@ fn block_on_slow<S: ?Sized, T, E>(
     mut poll: impl FnMut(&mut S, bool) -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     // Every look at the peers' liveness is counted, for the tests (`WaitCounters`).
+    #[cfg(feature = "test-hooks")]
     let mut poll = |target: &mut S, thorough: bool| {
         if thorough {
             count_in_thread(|c| &c.liveness_checks);
@@ -1213,6 +889,7 @@ fn block_on_slow<S: ?Sized, T, E>(
         let slept = events(target).sleep(key, slice);
         check_due(now(), &mut thorough);
         if slept == Slept::RanOut {
+            #[cfg(feature = "test-hooks")]
             count_in_thread(|c| &c.slices_ran_out);
             // Look again while still registered, then at the event count: what we
             // waited for there already, with no waiter taken since we registered, is
@@ -1220,7 +897,7 @@ fn block_on_slow<S: ?Sized, T, E>(
             match poll(target, std::mem::take(&mut thorough)) {
                 Ok(None) => {}
                 other => {
-                    #[cfg(not(loom))]
+                    #[cfg(all(feature = "test-hooks", not(loom)))]
                     if matches!(other, Ok(Some(_))) && !events(target).taken_since(key) {
                         crate::sync::count(&LOST_WAKE_UPS);
                     }

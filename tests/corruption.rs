@@ -1550,6 +1550,8 @@ mod named_fields {
     /// How an open of a corrupted segment must fail.
     #[derive(Clone, Copy, Debug)]
     enum Want {
+        /// No shmlane magic: `Error::NotARing` (issue 19: before, `Corrupt { field: "magic" }`).
+        NotARing,
         Corrupt(&'static [&'static str]),
         Incompatible(&'static str),
         NotReady,
@@ -1560,6 +1562,7 @@ mod named_fields {
     impl Want {
         fn check(self, e: &Error) -> bool {
             match (self, e) {
+                (Want::NotARing, Error::NotARing { .. }) => true,
                 (Want::Corrupt(fields), Error::Corrupt { field, .. }) => fields.contains(field),
                 (Want::Incompatible(f), Error::Incompatible { field, .. }) => field.starts_with(f),
                 // A segment whose creator is gone (no init lock) is said abandoned at once.
@@ -1649,8 +1652,8 @@ mod named_fields {
         let u32b = |v: u32| v.to_le_bytes().to_vec();
         let u64b = |v: u64| v.to_le_bytes().to_vec();
         let mut cases = vec![
-            case("magic", MAGIC, b"NOTSHMLN", Want::Corrupt(&["magic"])),
-            case("magic (zero)", MAGIC, &u64b(0), Want::Corrupt(&["magic"])),
+            case("magic", MAGIC, b"NOTSHMLN", Want::NotARing),
+            case("magic (zero)", MAGIC, &u64b(0), Want::NotARing),
             case(
                 "version 99",
                 VERSION,
@@ -1943,6 +1946,8 @@ mod sysv {
     /// How an open of a broken segment must fail.
     #[derive(Clone, Copy, Debug)]
     enum Want {
+        /// No shmlane magic: `Error::NotARing` (issue 19: before, `Corrupt { field: "magic" }`).
+        NotARing,
         Corrupt(&'static str),
         Incompatible(&'static str),
         NotReady,
@@ -1951,6 +1956,7 @@ mod sysv {
     impl Want {
         fn check(self, e: &Error) -> bool {
             match (self, e) {
+                (Want::NotARing, Error::NotARing { .. }) => true,
                 (Want::Corrupt(f), Error::Corrupt { field, .. }) => *field == f,
                 (Want::Incompatible(f), Error::Incompatible { field, .. }) => field.starts_with(f),
                 (Want::NotReady, Error::NotReady { .. } | Error::Abandoned { .. }) => true,
@@ -1970,11 +1976,7 @@ mod sysv {
         let u64b = |v: u64| v.to_le_bytes().to_vec();
         type Writes = Vec<(u64, Vec<u8>)>;
         let cases: Vec<(&str, Writes, Want)> = vec![
-            (
-                "magic",
-                vec![(MAGIC, b"NOTSHMLN".to_vec())],
-                Want::Corrupt("magic"),
-            ),
+            ("magic", vec![(MAGIC, b"NOTSHMLN".to_vec())], Want::NotARing),
             (
                 "version",
                 vec![(VERSION, u32b(99))],

@@ -1,7 +1,8 @@
 //! Claim: **setting up a ring does what it says or fails with an error that says why,
 //! leaving nothing behind**: `create` over an existing name is `AlreadyExists` and
 //! changes nothing; `create_or_open` racing on one name (or one SysV key) elects exactly
-//! one creator; names that are not `/name` are `InvalidName`; a second endpoint of an
+//! one creator; a name is taken with or without its leading `/` (`frames` is
+//! `/frames`), and names that are neither are `InvalidName`; a second endpoint of an
 //! SPSC role, or one past an MPMC ring's `max_endpoints`, is `Busy`; an SPSC ring is
 //! not opened as MPMC (`Incompatible`); bad options are `InvalidOptions`; and creates
 //! that cannot do what a ring needs fail without going on half-done or aborting:
@@ -292,13 +293,15 @@ mod names_and_races {
         }
     }
 
-    /// Names that are not `/name` are refused by every call that takes one.
+    /// Names that are not `name` or `/name` are refused by every call that takes one.
     #[cfg_attr(miri, ignore = "forks processes: Miri has no fork")]
     #[test]
     fn invalid_names_are_refused() {
         let long = format!("/{}", "a".repeat(256));
+        let long_bare = "a".repeat(256);
         let bad = [
-            "", "x", "no-slash", "/", "//", "/a/b", "/a/", "/.", "/..", "/a\0b", &long,
+            "", "/", "//", "/a/b", "/a/", "/.", "/..", "/a\0b", &long, "a/b", "a/", ".", "..",
+            "a\0b", &long_bare, "//x",
         ];
         for name in bad {
             let o = opts(4096);
@@ -325,6 +328,11 @@ mod names_and_races {
                 }
             }
         }
+        // Without the leading '/' a name is valid (issue 19: as the command takes it).
+        for name in ["x", "no-slash"] {
+            shmlane::validate_name(name).unwrap();
+            assert_eq!(shmlane::canonical_name(name).unwrap(), format!("/{name}"));
+        }
         // The longest valid name: 255 bytes after the slash.
         let prefix = format!("/shmlane-test-sem-long-{}-", std::process::id());
         let longest = format!("{prefix}{}", "n".repeat(256 - prefix.len()));
@@ -335,6 +343,46 @@ mod names_and_races {
             .unwrap_or_else(|e| panic!("a 255-byte name: {e}"));
         drop(tx);
         shmlane::remove(&longest).unwrap();
+    }
+
+    /// `"frames"` and `"/frames"` name the same ring, for every call that takes a name:
+    /// created under one, opened, inspected, created again (`AlreadyExists`) and
+    /// removed under the other; the endpoints report the name with its `/`.
+    #[cfg_attr(miri, ignore = "shared memory: Miri isolates the OS")]
+    #[test]
+    fn a_name_with_or_without_its_slash_is_one_ring() {
+        let name = seg_name("names-bare");
+        let bare = name.strip_prefix('/').unwrap().to_string();
+        let _guard = SegGuard::new(&name);
+        let mut tx = spsc::Producer::create(&bare, &opts(4096)).unwrap();
+        assert_eq!(tx.name(), name);
+        assert!(std::path::Path::new(&shm_path(&name)).exists());
+        assert!(matches!(
+            spsc::Consumer::create(&name, &opts(4096)),
+            Err(Error::AlreadyExists { .. })
+        ));
+        let mut rx = spsc::Consumer::open(&name).unwrap();
+        tx.send(b"one").unwrap();
+        let mut buf = Vec::new();
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(buf, b"one");
+        drop(rx);
+        let mut rx = spsc::Consumer::create_or_open(&bare, &opts(4096)).unwrap();
+        assert_eq!(rx.name(), name);
+        tx.send(b"two").unwrap();
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(buf, b"two");
+        assert_eq!(shmlane::inspect::inspect(&bare).unwrap().name, name);
+        assert!(!shmlane::inspect::remove_if_stale(&bare).unwrap());
+        shmlane::remove(&bare).unwrap();
+        assert!(matches!(
+            shmlane::remove(&name),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            spsc::Consumer::open(&bare),
+            Err(Error::NotFound { .. })
+        ));
     }
 
     /// A second producer (or consumer) attaching while the first is attached gets `Busy`,
@@ -444,25 +492,38 @@ mod sysv {
             go.open();
             procs.wait_all_ok();
         }
-        // `create` follows the backing of the options; `unlink_on_drop` removes the key.
+        // `create` by name with a SysV backing in the options is a conflict (issue 19:
+        // it made a SysV ring that `open(name)` could not find), and makes nothing;
+        // `create_sysv` with the same key in the options agrees, and `unlink_on_drop`
+        // removes the key.
         let key = sysv_key(&format!("{test}-generic"));
         let _guard = SysVGuard::new(key);
         let opts = RingOptions::new(4096)
             .backing(Backing::SysV { key })
             .unlink_on_drop(true);
-        let tx = spsc::Producer::create("/not-used-by-sysv", &opts).unwrap();
+        assert!(matches!(
+            spsc::Producer::create("/not-used-by-sysv", &opts),
+            Err(Error::InvalidOptions { .. })
+        ));
+        assert_eq!(shm_id(key), None, "a refused create made the segment");
+        let tx = spsc::Producer::create_sysv(key, &opts).unwrap();
         assert_eq!(tx.name(), format!("sysv:{:#010x}", key as u32));
         assert!(tx.memfd().is_none());
         drop(tx);
         assert_eq!(shm_id(key), None, "unlink_on_drop left the key");
-        // A memfd has nothing to open by, and a label of at most 249 bytes.
+        // A memfd has nothing to open by: by name it is a conflict, whatever the name
+        // (it was the memfd's label, of at most 249 bytes).
         let memfd = RingOptions::new(4096).backing(Backing::Memfd);
         assert!(matches!(
             spsc::Producer::create(&"x".repeat(250), &memfd),
-            Err(Error::InvalidName { .. })
+            Err(Error::InvalidOptions { .. })
         ));
-        let tx = spsc::Producer::create("labelled", &memfd).unwrap();
-        assert_eq!(tx.name(), "memfd:labelled");
+        assert!(matches!(
+            spsc::Producer::create("labelled", &memfd),
+            Err(Error::InvalidOptions { .. })
+        ));
+        let (tx, _fd) = spsc::Producer::create_memfd(&memfd).unwrap();
+        assert_eq!(tx.name(), "memfd:shmlane");
         assert!(tx.memfd().is_some());
         assert!(matches!(
             spsc::Producer::create_or_open("/unused", &memfd),
@@ -572,5 +633,180 @@ mod mpmc_threads {
             mpmc::channel(&opts(256).cell_size(256)),
             Err(Error::InvalidOptions { .. })
         ));
+    }
+}
+
+mod conflicting_choices {
+    //! A constructor and the options that contradict it about where the ring lives (or
+    //! about what to do with it) are `InvalidOptions` naming both choices, and make
+    //! nothing (issue 19: each was silently resolved one way or the other).
+
+    use crate::common::backings::{sysv_key, SysVGuard};
+    use crate::common::{seg_name, shm_path};
+    use shmlane::{mpmc, spsc, Backing, Error, RingOptions};
+
+    /// `r` is `InvalidOptions` whose reason names `choices`.
+    fn conflict<T>(what: &str, r: Result<T, Error>, choices: &[&str]) {
+        match r {
+            Err(Error::InvalidOptions { reason }) => {
+                assert!(reason.contains("conflicting choices"), "{what}: {reason}");
+                for c in choices {
+                    assert!(reason.contains(c), "{what}: {c:?} not in {reason:?}");
+                }
+            }
+            Err(e) => panic!("{what}: {e:?}, expected InvalidOptions"),
+            Ok(_) => panic!("{what}: made a ring, expected InvalidOptions"),
+        }
+    }
+
+    #[cfg_attr(miri, ignore = "shared memory: Miri isolates the OS")]
+    #[test]
+    fn every_conflicting_backing_is_an_error() {
+        let name = seg_name("conflict");
+        let key = sysv_key("conflict");
+        let other = sysv_key("conflict-other");
+        let _guards = (SysVGuard::new(key), SysVGuard::new(other));
+        let base = RingOptions::new(4096);
+        let sysv = base.clone().backing(Backing::SysV { key });
+        let sysv_other = base.clone().backing(Backing::SysV { key: other });
+        let memfd = base.clone().backing(Backing::Memfd);
+        let k = format!("{key:#x}");
+        let ko = format!("{other:#x}");
+        // By name: SysV or memfd in the options.
+        for (b, opts) in [("Backing::SysV", &sysv), ("Backing::Memfd", &memfd)] {
+            conflict(
+                "spsc::Producer::create",
+                spsc::Producer::create(&name, opts),
+                &["`create`", "POSIX name", b],
+            );
+            conflict(
+                "spsc::Consumer::create",
+                spsc::Consumer::create(&name, opts),
+                &["`create`", b],
+            );
+            conflict(
+                "mpmc::Producer::create",
+                mpmc::Producer::create(&name, opts),
+                &["`create`", b],
+            );
+            conflict(
+                "mpmc::Consumer::create",
+                mpmc::Consumer::create(&name, opts),
+                &["`create`", b],
+            );
+            conflict(
+                "spsc::Producer::create_or_open",
+                spsc::Producer::create_or_open(&name, opts),
+                &["`create_or_open`", b],
+            );
+            conflict(
+                "mpmc::Consumer::create_or_open",
+                mpmc::Consumer::create_or_open(&name, opts),
+                &["`create_or_open`", b],
+            );
+            conflict(
+                "spsc::create_ring",
+                spsc::create_ring(&name, opts),
+                &["`create_ring`", b],
+            );
+            conflict(
+                "mpmc::create_ring",
+                mpmc::create_ring(&name, opts),
+                &["`create_ring`", b],
+            );
+        }
+        assert!(
+            !std::path::Path::new(&shm_path(&name)).exists(),
+            "a refused create made {name}"
+        );
+        // By key: another key, or a memfd, in the options.
+        for (b, opts) in [(ko.as_str(), &sysv_other), ("Backing::Memfd", &memfd)] {
+            conflict(
+                "spsc::Producer::create_sysv",
+                spsc::Producer::create_sysv(key, opts),
+                &["`create_sysv`", &k, b],
+            );
+            conflict(
+                "mpmc::Consumer::create_sysv",
+                mpmc::Consumer::create_sysv(key, opts),
+                &["`create_sysv`", &k, b],
+            );
+            conflict(
+                "spsc::Consumer::create_or_open_sysv",
+                spsc::Consumer::create_or_open_sysv(key, opts),
+                &["`create_or_open_sysv`", &k, b],
+            );
+            conflict(
+                "mpmc::Producer::create_or_open_sysv",
+                mpmc::Producer::create_or_open_sysv(key, opts),
+                &["`create_or_open_sysv`", &k, b],
+            );
+            conflict(
+                "spsc::create_ring_sysv",
+                spsc::create_ring_sysv(key, opts),
+                &["`create_ring_sysv`", &k, b],
+            );
+            conflict(
+                "mpmc::create_ring_sysv",
+                mpmc::create_ring_sysv(key, opts),
+                &["`create_ring_sysv`", &k, b],
+            );
+        }
+        // A memfd: SysV in the options.
+        conflict(
+            "spsc::Producer::create_memfd",
+            spsc::Producer::create_memfd(&sysv),
+            &["`create_memfd`", "memfd", &k],
+        );
+        conflict(
+            "mpmc::Consumer::create_memfd",
+            mpmc::Consumer::create_memfd(&sysv),
+            &["`create_memfd`", &k],
+        );
+        conflict(
+            "spsc::create_ring_memfd",
+            spsc::create_ring_memfd(&sysv),
+            &["`create_ring_memfd`", &k],
+        );
+        conflict(
+            "mpmc::create_ring_memfd",
+            mpmc::create_ring_memfd(&sysv),
+            &["`create_ring_memfd`", &k],
+        );
+        // Heap memory: any backing but the default.
+        for (b, opts) in [("Backing::SysV", &sysv), ("Backing::Memfd", &memfd)] {
+            conflict(
+                "spsc::channel",
+                spsc::channel(opts),
+                &["`channel`", "heap", b],
+            );
+            conflict("mpmc::channel", mpmc::channel(opts), &["`channel`", b]);
+        }
+        // Nothing was made under either key.
+        for k in [key, other] {
+            // SAFETY: shmget takes no pointers; size 0 and no IPC_CREAT only look it up.
+            assert_eq!(
+                unsafe { libc::shmget(k, 0, 0) },
+                -1,
+                "a refused create made key {k:#x}"
+            );
+        }
+        // A ring with no endpoint has nothing to unlink on drop.
+        let unlink = base.clone().unlink_on_drop(true);
+        conflict(
+            "spsc::create_ring",
+            spsc::create_ring(&name, &unlink),
+            &["`create_ring`", "unlink_on_drop"],
+        );
+        conflict(
+            "mpmc::create_ring_sysv",
+            mpmc::create_ring_sysv(key, &unlink),
+            &["`create_ring_sysv`", "unlink_on_drop"],
+        );
+        assert!(!std::path::Path::new(&shm_path(&name)).exists());
+        // What agrees is accepted: the same key, a memfd backing for a memfd.
+        drop(spsc::Producer::create_sysv(key, &sysv.clone().unlink_on_drop(true)).unwrap());
+        drop(mpmc::Producer::create_memfd(&memfd).unwrap());
+        drop(spsc::channel(&base).unwrap());
     }
 }

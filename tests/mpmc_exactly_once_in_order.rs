@@ -319,4 +319,56 @@ mod threads {
     fn one_by_three_large_cells() {
         run(1 << 14, 512, 1, 3, 40_000);
     }
+
+    /// `iter()` on MPMC consumers: two consumers iterate while two producers send;
+    /// every message reaches exactly one of them, each producer's in order, and both
+    /// loops end once the producers have gone and the ring is drained. `try_iter()`
+    /// then ends at once.
+    #[test]
+    fn iter_delivers_each_message_once_and_ends_at_disconnect() {
+        let per = PER_PRODUCER.min(20_000);
+        let (tx, rx) = mpmc::channel(&opts(1 << 14).cell_size(64)).unwrap();
+        let txs = vec![tx.try_clone().unwrap(), tx];
+        let rxs = vec![rx.try_clone().unwrap(), rx];
+        let senders: Vec<_> = txs
+            .into_iter()
+            .enumerate()
+            .map(|(id, mut tx)| {
+                thread::spawn(move || {
+                    for seq in 0..per {
+                        tx.send(&message(id as u64, seq, (seq % 200) as usize))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let receivers: Vec<_> = rxs
+            .into_iter()
+            .map(|mut rx| {
+                thread::spawn(move || {
+                    let got: Vec<(u64, u64)> =
+                        (&mut rx).into_iter().map(|m| check(&m.unwrap())).collect();
+                    assert_eq!(rx.try_iter().count(), 0);
+                    got
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().unwrap();
+        }
+        let mut all = HashSet::new();
+        for r in receivers {
+            let mut last = [None; 2];
+            for (id, seq) in r.join().unwrap() {
+                let prev: &mut Option<u64> = &mut last[id as usize];
+                assert!(
+                    !prev.is_some_and(|p| p >= seq),
+                    "producer {id}: {seq} after {prev:?}"
+                );
+                *prev = Some(seq);
+                assert!(all.insert((id, seq)), "({id}, {seq}) delivered twice");
+            }
+        }
+        assert_eq!(all.len() as u64, 2 * per, "messages lost");
+    }
 }

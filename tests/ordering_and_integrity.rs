@@ -369,4 +369,94 @@ mod threads {
         t.join().unwrap();
         assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
     }
+
+    /// `iter()` (and `for m in &mut rx`) yields every message, owned, in order and
+    /// intact, of every size (fragmented ones too), and ends when the producer has
+    /// gone and the ring is drained, as std's `Receiver::iter` ends at disconnection.
+    #[test]
+    fn iter_yields_every_message_in_order_then_ends_at_disconnect() {
+        let cap = 4096;
+        let n = N / 10;
+        let (mut tx, mut rx) = spsc::channel(&opts(cap)).unwrap();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let sizes: Vec<usize> = (0..n)
+            .map(|_| match rng.next() % 10 {
+                0 => (rng.next() % (3 * cap as u64)) as usize,
+                _ => (rng.next() % 64) as usize,
+            })
+            .collect();
+        let sizes2 = sizes.clone();
+        let t = thread::spawn(move || {
+            for (seq, &len) in sizes2.iter().enumerate() {
+                tx.send(&message(seq as u64, len)).unwrap();
+            }
+        });
+        let mut seq = 0;
+        for m in &mut rx {
+            let m = m.unwrap();
+            assert_eq!(m, message(seq as u64, sizes[seq]), "message {seq}");
+            seq += 1;
+        }
+        assert_eq!(seq, sizes.len(), "the loop ended before the last message");
+        t.join().unwrap();
+        assert!(rx.iter().next().is_none(), "disconnected: ends at once");
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf), Err(RecvError::Disconnected));
+    }
+
+    /// `try_iter()` takes the messages there are now and never waits: it ends when the
+    /// ring is empty (the producer still there) and when the producer has gone; it is
+    /// not fused (a message that came since is taken by the next call).
+    #[test]
+    fn try_iter_takes_what_is_there_and_never_waits() {
+        let (mut tx, mut rx) = spsc::channel(&opts(4096)).unwrap();
+        assert_eq!(rx.try_iter().count(), 0);
+        for i in 0..3u8 {
+            tx.send(&[i; 5]).unwrap();
+        }
+        let now: Vec<Vec<u8>> = rx.try_iter().map(Result::unwrap).collect();
+        assert_eq!(now, [[0u8; 5], [1; 5], [2; 5]]);
+        let mut it = rx.try_iter();
+        assert!(
+            it.next().is_none(),
+            "empty, producer attached: ends at once"
+        );
+        tx.send(b"later").unwrap();
+        assert_eq!(
+            it.next().map(Result::unwrap).as_deref(),
+            Some(&b"later"[..])
+        );
+        drop(tx);
+        assert_eq!(rx.try_iter().count(), 0, "disconnected and drained");
+    }
+
+    /// An abandoned message (`Truncated`) is yielded and the iteration goes on with
+    /// the next; a message over `max_message` (`TooLarge`) is yielded once and ends
+    /// the iteration, the message left in the ring for the caller (another receive
+    /// would give the same error forever).
+    #[test]
+    fn iterators_yield_truncated_and_go_on_and_end_after_too_large() {
+        let cap = 4096;
+        let (mut tx, mut rx) = spsc::channel(&opts(cap)).unwrap();
+        {
+            let mut w = tx.stream(3 * cap as u64).unwrap();
+            std::io::Write::write_all(&mut w, &[7u8; 2048]).unwrap();
+            // The consumer takes the fragments there are: nothing whole yet.
+            assert_eq!(rx.try_iter().count(), 0);
+            // Dropped partway: the message is abandoned.
+        }
+        tx.send(b"after").unwrap();
+        let got: Vec<_> = rx.try_iter().collect();
+        assert_eq!(got, [Err(RecvError::Truncated), Ok(b"after".to_vec())]);
+        tx.send(b"0123456789").unwrap();
+        tx.send(b"x").unwrap();
+        rx.set_max_message(4);
+        for got in [rx.iter().collect::<Vec<_>>(), rx.try_iter().collect()] {
+            assert_eq!(got, [Err(RecvError::TooLarge { len: 10, max: 4 })]);
+        }
+        rx.set_max_message(100);
+        drop(tx);
+        let rest: Vec<_> = rx.iter().collect();
+        assert_eq!(rest, [Ok(b"0123456789".to_vec()), Ok(b"x".to_vec())]);
+    }
 }

@@ -1,6 +1,8 @@
 //! Claim: **segments left by dead processes are recovered, never mistaken**: a segment
-//! whose creator died before it was ready is `Abandoned` and `create_or_open` takes it
-//! over; one whose creator lives is not taken over; a ready ring whose endpoints all
+//! whose creator died before it was ready (it has the magic a creator writes right
+//! after sizing its file) is `Abandoned` and `create_or_open` takes it over; another
+//! program's file (zeros, or any bytes without the magic) is `NotARing` and never
+//! replaced; one whose creator lives is not taken over; a ready ring whose endpoints all
 //! died is reused by `create_or_open` (their messages still delivered) or removed as
 //! stale.
 //!
@@ -65,6 +67,117 @@ mod creator_and_endpoints {
         tx.send(b"fresh").unwrap();
         let mut buf = Vec::new();
         assert_eq!(rx.recv(&mut buf).unwrap(), 5);
+    }
+
+    /// A real creation cut short: the creator is killed at its `fallocate`, after its
+    /// `ftruncate` and the magic it writes next. What it leaves (the magic, state 0,
+    /// the init lock free) is `Abandoned`, and `create_or_open` replaces it.
+    #[test]
+    fn a_creation_killed_after_its_magic_is_abandoned_and_taken_over() {
+        let name = seg_name("crash-real-abandoned");
+        let _guard = SegGuard::new(&name);
+        let mut procs = Procs::new("crash-real-abandoned", DEADLINE);
+        let child_name = name.clone();
+        let creator = procs.spawn("creator killed at fallocate", move || {
+            shmlane_support::seccomp::kill_on_call(libc::SYS_fallocate)
+                .map_err(|e| e.to_string())?;
+            let r = spsc::create_ring(&child_name, &RingOptions::new(4096));
+            Err(format!("the creator was not killed at fallocate: {r:?}"))
+        });
+        let died = procs.wait(creator);
+        assert!(
+            matches!(died.outcome, common::Outcome::Signaled(_)),
+            "{died}"
+        );
+        let left = std::fs::read(common::shm_path(&name)).expect("the creator left its file");
+        assert_eq!(
+            &left[..8],
+            b"SHMLANE\0",
+            "the magic comes right after ftruncate"
+        );
+        assert!(left[8..].iter().all(|&b| b == 0));
+        match spsc::Consumer::open(&name) {
+            Err(shmlane::Error::Abandoned { state: 0, .. }) => {}
+            other => panic!("open of a creation cut short: {other:?}"),
+        }
+        match shmlane::inspect::inspect(&name) {
+            Err(shmlane::Error::Abandoned { state: 0, .. }) => {}
+            other => panic!("inspect of a creation cut short: {other:?}"),
+        }
+        let mut rx = spsc::Consumer::create_or_open(&name, &RingOptions::new(4096))
+            .expect("create_or_open replaces it");
+        let mut tx = spsc::Producer::open(&name).unwrap();
+        tx.send(b"fresh").unwrap();
+        assert_eq!(rx.recv(&mut Vec::new()).unwrap(), 5);
+    }
+
+    /// Another program's file of zeros (or of anything else) in /dev/shm is
+    /// `NotARing`, from `open`, `create_or_open` and `inspect`, and `create_or_open`
+    /// leaves it as it was: before, a file of zeros was taken for an abandoned creation
+    /// and replaced (`shmlane send NAME` deleted it). A creator killed between its
+    /// `ftruncate` and the magic leaves the same zeros: refused the same way.
+    #[test]
+    fn a_foreign_file_is_not_a_ring_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let zeros = seg_name("foreign-zeros");
+        let text = seg_name("foreign-text");
+        let _guards = (SegGuard::new(&zeros), SegGuard::new(&text));
+        let contents = [
+            (&zeros, vec![0u8; 8192], 0u64),
+            (
+                &text,
+                b"another program's data ".repeat(400),
+                u64::from_le_bytes(*b"another "),
+            ),
+        ];
+        for (name, bytes, magic) in &contents {
+            let path = common::shm_path(name);
+            std::fs::write(&path, bytes).unwrap();
+            // Mode 0600, as a ring would have: else the mode check refuses it first.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let not_a_ring = |what: &str, r: Result<(), shmlane::Error>| match r {
+                Err(shmlane::Error::NotARing { name: n, found }) => {
+                    assert_eq!((&n, found), (*name, *magic), "{what}");
+                }
+                other => panic!("{what} of {name}: {other:?}, expected NotARing"),
+            };
+            not_a_ring("open", spsc::Consumer::open(name).map(drop));
+            not_a_ring(
+                "create_or_open",
+                spsc::Producer::create_or_open(name, &RingOptions::new(4096)).map(drop),
+            );
+            not_a_ring(
+                "mpmc create_or_open",
+                mpmc::Consumer::create_or_open(name, &small_mpmc(name)).map(drop),
+            );
+            not_a_ring("inspect", shmlane::inspect::inspect(name).map(drop));
+            assert!(!shmlane::inspect::remove_if_stale(name).unwrap_or(false));
+            assert_eq!(&std::fs::read(&path).unwrap(), bytes, "{name} was changed");
+        }
+        // A creator killed right after its ftruncate leaves zeros: refused, not replaced.
+        let cut = seg_name("crash-zeros");
+        let _cut_guard = SegGuard::new(&cut);
+        let mut procs = Procs::new("crash-zeros", DEADLINE);
+        let child_name = cut.clone();
+        let creator = procs.spawn("creator killed at pwrite", move || {
+            shmlane_support::seccomp::kill_on_call(libc::SYS_pwrite64)
+                .map_err(|e| e.to_string())?;
+            let r = spsc::create_ring(&child_name, &RingOptions::new(4096));
+            Err(format!("the creator was not killed at pwrite: {r:?}"))
+        });
+        let died = procs.wait(creator);
+        assert!(
+            matches!(died.outcome, common::Outcome::Signaled(_)),
+            "{died}"
+        );
+        assert!(std::fs::read(common::shm_path(&cut))
+            .unwrap()
+            .iter()
+            .all(|&b| b == 0));
+        match spsc::Consumer::create_or_open(&cut, &RingOptions::new(4096)) {
+            Err(shmlane::Error::NotARing { found: 0, .. }) => {}
+            other => panic!("create_or_open over a creator's zeros: {other:?}"),
+        }
     }
 
     #[test]

@@ -67,6 +67,62 @@ fn pod_round_trip_and_mismatch() {
     );
 }
 
+/// Grant payloads are aligned as the docs of `ReadGrant` say: 8 bytes in SPSC, the
+/// cell size (at least 8) in MPMC, whatever the lengths of the messages before; so a
+/// type of alignment 8 can be viewed in place (`bytemuck::from_bytes`) on either kind,
+/// and one of alignment 16 on an MPMC ring with cells of 16 bytes or more.
+#[test]
+fn grants_are_aligned_as_documented() {
+    let (mut tx, mut rx) = spsc::channel(&opts(4096)).unwrap();
+    for len in (0..200).map(|i| (i * 37) % 300) {
+        let mut w = tx.reserve(len.max(8)).unwrap();
+        assert_eq!(w.as_ptr() as usize % 8, 0, "SPSC WriteGrant of {len} bytes");
+        w[..8].copy_from_slice(&(len as u64).to_le_bytes());
+        w.commit();
+        let r = rx.recv_ref().unwrap();
+        assert_eq!(r.as_ptr() as usize % 8, 0, "SPSC ReadGrant of {len} bytes");
+        let word: &u64 = bytemuck::from_bytes(&r[..8]);
+        assert_eq!(*word, len as u64);
+    }
+    for cell in [8usize, 16, 64, 8192] {
+        let (mut tx, mut rx) = shmlane::mpmc::channel(&opts(1 << 15).cell_size(cell)).unwrap();
+        let align = cell.min(4096);
+        for len in (0..100).map(|i| 1 + (i * 53) % (3 * cell).min(4000)) {
+            let w = tx.reserve(len).unwrap();
+            assert_eq!(
+                w.as_ptr() as usize % align,
+                0,
+                "MPMC cell {cell}: WriteGrant"
+            );
+            w.commit();
+            let r = rx.recv_ref().unwrap();
+            assert_eq!(
+                r.as_ptr() as usize % align,
+                0,
+                "MPMC cell {cell}: ReadGrant"
+            );
+        }
+    }
+}
+
+/// `recv_pod` copies: the value comes out of the ring whatever its alignment (read
+/// unaligned), and the message is released.
+#[test]
+fn recv_pod_copies_a_value_of_any_alignment() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[bytemuck(crate = "shmlane::bytemuck")]
+    #[repr(C, align(16))]
+    struct Wide([u64; 2]);
+    let (mut tx, mut rx) = spsc::channel(&opts(256)).unwrap();
+    for i in 0..100u64 {
+        tx.send(&[1u8; 3]).unwrap();
+        tx.send_pod(&Wide([i, !i])).unwrap();
+        rx.recv(&mut Vec::new()).unwrap();
+        assert_eq!(rx.recv_pod::<Wide>().unwrap(), Wide([i, !i]));
+    }
+    assert_eq!(rx.try_recv(&mut Vec::new()), Err(TryRecvError::Empty));
+}
+
 /// Two words, alignment 8.
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[bytemuck(crate = "shmlane::bytemuck")]

@@ -79,25 +79,13 @@ impl RingName {
                 )),
             };
         }
-        let name = if s.starts_with('/') {
-            s.to_string()
-        } else {
-            format!("/{s}")
-        };
-        match shmlane::validate_name(&name) {
-            Ok(()) => Ok(RingName::Posix(name)),
+        // The library's rule: with or without the leading '/', shown with it.
+        match shmlane::canonical_name(s) {
+            Ok(name) => Ok(RingName::Posix(name.into_owned())),
             Err(shmlane::Error::InvalidName { reason, .. }) => {
                 Err(format!("invalid ring name '{s}': {reason}"))
             }
             Err(e) => Err(format!("invalid ring name '{s}': {e}")),
-        }
-    }
-
-    /// The backing `create_or_open` is to use, and the name to give it.
-    pub fn backing(&self) -> (shmlane::Backing, &str) {
-        match self {
-            RingName::Posix(n) => (shmlane::Backing::Posix, n),
-            RingName::SysV(key) => (shmlane::Backing::SysV { key: *key }, ""),
         }
     }
 

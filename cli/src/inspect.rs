@@ -54,19 +54,20 @@ pub fn run(opts: &Options) -> Result<(), Failure> {
 }
 
 /// What to say of `name` when inspecting it failed with `e`, if `e` says it is not a
-/// shmlane ring at all: no shmlane header (another magic, shorter than a header, not
-/// a regular file, or zeros with no creator writing a header). Other programs keep
-/// their files in /dev/shm too; such a file is not a corrupt ring. A segment with
-/// the magic and wrong fields is a ring, described with its problems.
+/// shmlane ring at all: no shmlane header (the library's `NotARing`: another magic, or
+/// zeros with no creator writing a header; or shorter than a header, or not a regular
+/// file). Other programs keep their files in /dev/shm too; such a file is not a
+/// corrupt ring. A segment with the magic and wrong fields is a ring, described with
+/// its problems; one with the magic whose creator died first is `Abandoned`, a
+/// half-made ring.
 pub fn not_a_ring(name: &RingName, e: &shmlane::Error) -> Option<String> {
     use shmlane::Error as E;
     let why = match e {
-        E::Corrupt {
-            field: "magic",
-            value,
-            ..
-        } => {
-            let bytes: Vec<String> = value
+        E::NotARing { found: 0, .. } => "no shmlane header: zeros where the magic goes, \
+             and no process is writing one"
+            .to_string(),
+        E::NotARing { found, .. } => {
+            let bytes: Vec<String> = found
                 .to_le_bytes()
                 .iter()
                 .map(|b| format!("{b:02x}"))
@@ -84,9 +85,6 @@ pub fn not_a_ring(name: &RingName, e: &shmlane::Error) -> Option<String> {
         E::Corrupt {
             field: "file type", ..
         } => "no shmlane header: it is not a regular file".to_string(),
-        E::Abandoned { .. } => "no shmlane header: no magic, and no process is writing one; \
-             a ring whose creator died before writing it looks the same"
-            .to_string(),
         _ => return None,
     };
     Some(format!("{name} is not a shmlane ring ({why})"))

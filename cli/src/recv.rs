@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use shmlane::inspect::EndpointRole;
 use shmlane::{spsc, RecvError};
 
-use crate::args::human_bytes;
+use crate::args::{human_bytes, RingName};
 use crate::exit::Failure;
 use crate::pipe::{self, Session, HELLO_LEN, UNKNOWN_LENGTH};
 
@@ -148,11 +148,13 @@ fn recv_chunks(s: &mut Session, rx: &mut spsc::Consumer, out: &mut Output) -> Re
 
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut out = open_output(opts.file.as_deref())?;
-    let (backing, ring) = opts.name.backing();
-    let ring_opts = opts.ring_options(backing);
+    let ring_opts = opts.ring_options();
     pipe::take_over_stale(&opts.name, "recv");
-    let mut rx = spsc::Consumer::create_or_open(ring, &ring_opts)
-        .map_err(|e| pipe::open_failure(&opts.name, e))?;
+    let mut rx = match &opts.name {
+        RingName::Posix(name) => spsc::Consumer::create_or_open(name, &ring_opts),
+        RingName::SysV(key) => spsc::Consumer::create_or_open_sysv(*key, &ring_opts),
+    }
+    .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Consumer, "recv");
 
     // The hello: refuse (and leave in the ring) anything longer.

@@ -109,6 +109,8 @@ fn remove_one(name: &RingName, force: bool) -> Result<(), Failure> {
         Err(Error::NotFound { .. }) => {
             return Err(Failure::bad_use(format!("{name}: no such ring")));
         }
+        // A half-made ring whose creator died (it has the magic): a ring, removed.
+        Err(Error::Abandoned { .. }) => {}
         // Permissions and the like: say so, rather than "not a ring".
         Err(e @ Error::Io { .. }) if !force => return Err(Failure::setup(&e)),
         Err(e) if !force => {

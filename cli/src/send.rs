@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use shmlane::inspect::{EndpointRole, EndpointState};
 use shmlane::{spsc, SendError};
 
-use crate::args::human_bytes;
+use crate::args::{human_bytes, RingName};
 use crate::exit::Failure;
 use crate::pipe::{self, read_retry, Session, UNKNOWN_LENGTH};
 
@@ -165,11 +165,13 @@ fn send_chunks(s: &mut Session, tx: &mut spsc::Producer, input: &mut Input) -> R
 
 pub fn run(opts: &Options) -> Result<(), Failure> {
     let mut input = open_input(opts.file.as_deref())?;
-    let (backing, ring) = opts.name.backing();
-    let ring_opts = opts.ring_options(backing);
+    let ring_opts = opts.ring_options();
     pipe::take_over_stale(&opts.name, "send");
-    let mut tx = spsc::Producer::create_or_open(ring, &ring_opts)
-        .map_err(|e| pipe::open_failure(&opts.name, e))?;
+    let mut tx = match &opts.name {
+        RingName::Posix(name) => spsc::Producer::create_or_open(name, &ring_opts),
+        RingName::SysV(key) => spsc::Producer::create_or_open_sysv(*key, &ring_opts),
+    }
+    .map_err(|e| pipe::open_failure(&opts.name, e))?;
     let mut s = Session::start(opts, EndpointRole::Producer, "send");
 
     // Another sender's transfer still in the ring: ours would queue behind it, and its

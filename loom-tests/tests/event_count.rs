@@ -12,7 +12,7 @@
 //! `loom_internals::block_until`): the phases, registration, re-check, sleep and
 //! leaving of a ring's endpoint, not a copy of them. Each model runs twice: with
 //! symmetric fences and `Wait::Park`, and with the default protocol, asymmetric fences
-//! (loom's fences standing for membarrier's, see `wait::membarrier::light_barrier`)
+//! (loom's fences standing for membarrier's, see `sys::membarrier::light_barrier`)
 //! and `Wait::Adaptive` (a spin poll and a yield poll before it parks, under loom).
 
 use std::sync::atomic::Ordering;

@@ -18,7 +18,7 @@
 //!
 //! Rings here are made with the default options, so they run the default fence
 //! protocol (asymmetric, with loom's fences standing for membarrier's: see
-//! `wait::membarrier::light_barrier`); `two_producers_two_consumers` runs the
+//! `sys::membarrier::light_barrier`); `two_producers_two_consumers` runs the
 //! symmetric one.
 
 use std::io::{Read, Write};

@@ -252,21 +252,33 @@ pub fn channel(opts: &RingOptions) -> Result<(Producer, Consumer), Error> {
 /// [`spsc::create_ring`](crate::spsc::create_ring).
 #[cfg(not(loom))]
 pub fn create_ring(name: &str, opts: &RingOptions) -> Result<(), Error> {
-    crate::setup::create_ring(KIND_MPMC, name, opts)
+    crate::setup::create_ring(
+        KIND_MPMC,
+        "create_ring",
+        crate::setup::Place::Name,
+        name,
+        opts,
+    )
 }
 
 /// Creates a SysV MPMC ring with `key` without attaching an endpoint; see
 /// [`spsc::create_ring_sysv`](crate::spsc::create_ring_sysv).
 #[cfg(not(loom))]
 pub fn create_ring_sysv(key: i32, opts: &RingOptions) -> Result<(), Error> {
-    create_ring("", &opts.clone().backing(crate::Backing::SysV { key }))
+    crate::setup::create_ring(
+        KIND_MPMC,
+        "create_ring_sysv",
+        crate::setup::Place::Key(key),
+        "",
+        opts,
+    )
 }
 
 /// Creates an MPMC ring in a sealed memfd without attaching an endpoint, and returns
 /// the memfd; see [`spsc::create_ring_memfd`](crate::spsc::create_ring_memfd).
 #[cfg(not(loom))]
 pub fn create_ring_memfd(opts: &RingOptions) -> Result<std::os::fd::OwnedFd, Error> {
-    crate::setup::create_memfd_segment(KIND_MPMC, opts).map(|(_, _, fd)| fd)
+    crate::setup::create_memfd_segment(KIND_MPMC, "create_ring_memfd", opts).map(|(_, _, fd)| fd)
 }
 
 /// One endpoint's hold on an MPMC ring: the mapping, views into it, the validated
@@ -1501,6 +1513,16 @@ impl Consumer {
     }
 
     consumer_methods!("mpmc");
+}
+
+/// `for msg in &mut rx`: [`Consumer::iter`].
+impl<'a> IntoIterator for &'a mut Consumer {
+    type Item = Result<Vec<u8>, crate::RecvError>;
+    type IntoIter = crate::Iter<'a, Consumer>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 impl RecordConsumer for Consumer {

@@ -14,17 +14,13 @@
 //! sealed one is safe from truncation. Then its owner and mode are checked (`fstat`,
 //! [`check_permissions`]), and the discipline of [`open_object`] follows.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MFdFlags};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use nix::sys::stat::{fchmod, fstat, Mode};
-use nix::unistd::ftruncate;
+use crate::sys::os::{
+    fchmod, fcntl, fstat, ftruncate, memfd_create, mode_t, off_t, Errno, FcntlArg, MFdFlags, Mode,
+    SealFlag,
+};
 
 use super::backing::MemoryOptions;
 use super::shared::{
@@ -101,9 +97,9 @@ pub(crate) fn create(
     }
     let fd = memfd_create(label, flags)
         .map_err(|e| on_huge_pages(io_err("memfd_create", &name, e), huge))?;
-    fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
+    fchmod(&fd, Mode::from_bits_truncate(mode as mode_t))
         .map_err(|e| io_err("fchmod", &name, e))?;
-    ftruncate(&fd, len as libc::off_t).map_err(|e| io_err("ftruncate", &name, e))?;
+    ftruncate(&fd, len as off_t).map_err(|e| io_err("ftruncate", &name, e))?;
     // Reserve its memory (`shared.rs`): no size limit of a filesystem applies to a
     // memfd, but a ring larger than the memory available is refused, and the pages
     // are allocated now rather than at the first write to each. Huge pages are
@@ -135,7 +131,7 @@ pub(crate) fn create(
 /// descriptor of something else, what the link shows (`fd 5 (pipe:[1234])`).
 fn name_of(fd: BorrowedFd<'_>) -> String {
     let raw = fd.as_raw_fd();
-    let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{raw}")) else {
+    let Ok(link) = crate::sys::procfs::fd_link(fd) else {
         return format!("fd {raw}");
     };
     let link = link.to_string_lossy();
@@ -192,92 +188,4 @@ pub(crate) fn open(
         },
         params,
     ))
-}
-
-/// Sends the descriptor `fd` over the UNIX stream socket `socket` (`SCM_RIGHTS`), with
-/// one byte of data to carry it; [`recv_fd`] on the other end receives it. The
-/// receiving process gets its own descriptor of the same open file (a memfd ring's
-/// segment, say: see [`Backing::Memfd`](crate::Backing::Memfd)).
-///
-/// ```
-/// use std::os::fd::AsFd;
-/// use std::os::unix::net::UnixStream;
-/// use shmlane::{spsc, RingOptions};
-///
-/// let (a, b) = UnixStream::pair()?;
-/// let (mut tx, fd) = spsc::Producer::create_memfd(&RingOptions::new(4096))?;
-/// shmlane::send_fd(&a, fd.as_fd())?;
-/// // In the other process:
-/// let mut rx = spsc::Consumer::open_fd(shmlane::recv_fd(&b)?)?;
-/// tx.send(b"over SCM_RIGHTS")?;
-/// let mut buf = Vec::new();
-/// rx.recv(&mut buf)?;
-/// assert_eq!(buf, b"over SCM_RIGHTS");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn send_fd(socket: &UnixStream, fd: BorrowedFd<'_>) -> std::io::Result<()> {
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(b"F")];
-    loop {
-        match sendmsg::<()>(
-            socket.as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Receives a descriptor that [`send_fd`] sent over `socket`: reads exactly one byte
-/// and the descriptor that came with it (opened close-on-exec). Fails with
-/// `UnexpectedEof` if the peer closed the socket, and with `InvalidData` if the byte
-/// came without exactly one descriptor (any others are closed, not leaked).
-pub fn recv_fd(socket: &UnixStream) -> std::io::Result<OwnedFd> {
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    // Room for more than one, so that a confused sender's extra descriptors are
-    // received (and closed below) rather than truncated away.
-    let mut space = nix::cmsg_space!([RawFd; 8]);
-    let msg = loop {
-        match recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(msg) => break msg,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut fds = Vec::new();
-    let cmsgs = msg.cmsgs().map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "recv_fd: more descriptors came than fit the buffer (the message was truncated)",
-        )
-    })?;
-    for cmsg in cmsgs {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            // SAFETY: the kernel just installed these descriptors in this process for
-            // us; nothing else owns them.
-            fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
-        }
-    }
-    if msg.bytes == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    match fds.len() {
-        1 => Ok(fds.pop().expect("one descriptor")),
-        n => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("recv_fd: expected one descriptor with the byte, got {n}"),
-        )),
-    }
 }

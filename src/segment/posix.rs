@@ -21,10 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::mman::{shm_open, shm_unlink};
-use nix::sys::stat::{fchmod, fstat, Mode};
+use crate::sys::os::{fchmod, fstat, mode_t, shm_open, shm_unlink, Errno, Mode, OFlag, O_NOFOLLOW};
 
 use super::backing::MemoryOptions;
 use super::shared::{
@@ -103,7 +100,7 @@ fn unlink_if_ours(name: &str, hugetlbfs_path: Option<&Path>, file: &File) -> boo
     let Ok(ours) = fstat(file) else {
         return false;
     };
-    match nix::sys::stat::stat(&object_path(name, hugetlbfs_path)) {
+    match crate::sys::os::stat(&object_path(name, hugetlbfs_path)) {
         Ok(named) if (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino) => {}
         _ => return false,
     }
@@ -113,23 +110,50 @@ fn unlink_if_ours(name: &str, hugetlbfs_path: Option<&Path>, file: &File) -> boo
     }
 }
 
-/// Checks a POSIX shared-memory name: one leading '/', no other, 1..=255 bytes
-/// after it, not "." or "..", no NUL.
+/// Checks a ring's POSIX shared-memory name. A name is accepted with or without its
+/// leading `/` (as the `shmlane` command accepts it): `"frames"` and `"/frames"` name
+/// the same ring. After that optional `/` it has 1 to 255 bytes, no other `/`, no NUL,
+/// and is not `.` or `..`; anything else is [`Error::InvalidName`], carrying the name
+/// as given and the reason.
+///
+/// ```
+/// assert!(shmlane::validate_name("/frames").is_ok());
+/// assert!(shmlane::validate_name("frames").is_ok()); // the same ring as "/frames"
+/// for bad in ["", "/", "//frames", "a/b", "/..", "nul\0"] {
+///     assert!(matches!(
+///         shmlane::validate_name(bad),
+///         Err(shmlane::Error::InvalidName { .. })
+///     ));
+/// }
+/// ```
 pub fn validate_name(name: &str) -> Result<(), Error> {
+    canonical_name(name).map(drop)
+}
+
+/// The one place a POSIX name is checked and normalised: [`validate_name`]'s rule,
+/// returning the name with its leading `/`, as endpoints report it (`name()`) and
+/// `inspect` lists it. Every function of the crate that takes a
+/// POSIX name calls this first, and so does the `shmlane` command.
+///
+/// ```
+/// assert_eq!(shmlane::canonical_name("frames")?, "/frames");
+/// assert_eq!(shmlane::canonical_name("/frames")?, "/frames");
+/// assert!(shmlane::canonical_name("a/b").is_err());
+/// # Ok::<(), shmlane::Error>(())
+/// ```
+pub fn canonical_name(name: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
     let bad = |reason| {
         Err(Error::InvalidName {
             name: name.to_string(),
             reason,
         })
     };
-    let Some(rest) = name.strip_prefix('/') else {
-        return bad("must start with '/'");
-    };
+    let rest = name.strip_prefix('/').unwrap_or(name);
     if rest.is_empty() {
-        return bad("must have at least one character after '/'");
+        return bad("must have at least one character (after the optional leading '/')");
     }
     if rest.len() > 255 {
-        return bad("must have at most 255 bytes after '/'");
+        return bad("must have at most 255 bytes after the optional leading '/'");
     }
     if rest.contains('/') {
         return bad("must not contain '/' after the first character");
@@ -140,13 +164,17 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     if rest == "." || rest == ".." {
         return bad("must not be \".\" or \"..\"");
     }
-    Ok(())
+    Ok(if name.starts_with('/') {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("/{name}"))
+    })
 }
 
 /// The hugetlbfs mounts of /proc/mounts, with their page size (the `pagesize=`
 /// option, else the default huge page size).
 fn hugetlbfs_mounts(default_huge: Option<usize>) -> Vec<(PathBuf, Option<usize>)> {
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+    let Ok(mounts) = crate::sys::procfs::mounts() else {
         return Vec::new();
     };
     mounts
@@ -253,7 +281,7 @@ fn create_object(name: &str, huge: Option<usize>) -> Result<(File, Option<PathBu
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(O_NOFOLLOW)
         .open(&path)
     {
         Ok(file) => Ok((file, Some(path))),
@@ -277,7 +305,7 @@ pub(crate) fn create(
     mode: u32,
     unlink_on_drop: bool,
 ) -> Result<PosixSegment, Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     // Size it.
     let (len, huge) = object_len(params, mem, name)?;
     let (file, hugetlbfs_path) = create_object(name, huge)?;
@@ -287,13 +315,30 @@ pub(crate) fn create(
         // unready and the lock free knows we died (`Error::Abandoned`). Taken at once,
         // but an opener may come between `shm_open` and here: it waits a grace period.
         take_init_lock(&file, name)?;
-        fchmod(&file, Mode::from_bits_truncate(mode as libc::mode_t))
+        fchmod(&file, Mode::from_bits_truncate(mode as mode_t))
             .map_err(|e| io_err("fchmod", name, e))?;
         file.set_len(len as u64).map_err(|source| Error::Io {
             op: "ftruncate",
             name: name.to_string(),
             source,
         })?;
+        // The magic next, before anything slow: it tells a file of ours from another
+        // program's. Should we die from here on, our file has the magic and the init
+        // lock free: `Error::Abandoned`, which `create_or_open` replaces. A file of
+        // zeros with the lock free is never replaced (`Error::NotARing`): zeros are
+        // what we leave only if we die in the two system calls since `ftruncate`, and
+        // what any other program's file may hold. (An empty file, what we leave if we
+        // die before `ftruncate`, holds nothing to lose and is replaced.) hugetlbfs
+        // files take no `write`: theirs is written by `init`, after the reservation.
+        if hugetlbfs_path.is_none() {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&crate::header::MAGIC.to_ne_bytes(), 0)
+                .map_err(|source| Error::Io {
+                    op: "pwrite (magic)",
+                    name: name.to_string(),
+                    source,
+                })?;
+        }
         // Reserve its memory, so that a ring larger than the space free is an error
         // now, not a SIGBUS at the write that reaches past it (`shared.rs`).
         let filesystem = match &hugetlbfs_path {
@@ -311,7 +356,7 @@ pub(crate) fn create(
         init_segment(&map, params, mem, name)?;
         Ok(map)
     })();
-    crate::liveness::ofd_unlock(file.as_fd(), crate::liveness::init_lock_byte());
+    crate::sys::ofd::unlock(file.as_fd(), crate::liveness::init_lock_byte());
     match placed {
         Ok(map) => Ok(PosixSegment {
             map,
@@ -340,7 +385,7 @@ pub(crate) fn create(
 /// one with a seccomp filter.
 fn take_init_lock(file: &File, name: &str) -> Result<(), Error> {
     let op = "fcntl(F_OFD_SETLK) of the init lock";
-    match crate::liveness::ofd_try_lock(file.as_fd(), crate::liveness::init_lock_byte()) {
+    match crate::sys::ofd::try_lock(file.as_fd(), crate::liveness::init_lock_byte()) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::Io {
             op,
@@ -383,7 +428,7 @@ fn open_object_file(name: &str) -> Result<(File, Option<PathBuf>), Error> {
         match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(O_NOFOLLOW)
             .open(&path)
         {
             Ok(file) => return Ok((file, Some(path))),
@@ -410,7 +455,7 @@ pub(crate) fn open(
     accept: &OpenOptions,
     ready_wait: Duration,
 ) -> Result<(PosixSegment, RingParams), Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     let (file, hugetlbfs_path) = open_object_file(name)?;
     let st = fstat(&file).map_err(|e| io_err("fstat", name, e))?;
     check_permissions(name, st.st_uid, st.st_mode, accept)?;
@@ -445,19 +490,19 @@ pub(crate) fn remove_if_unused(
     name: &str,
     unused: impl FnOnce(&Header) -> bool,
 ) -> Result<bool, Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     let (file, hugetlbfs_path) = match open_object_file(name) {
         Ok(f) => f,
         Err(Error::NotFound { .. }) => return Ok(false),
         Err(e) => return Err(e),
     };
     let fd = file.as_fd();
-    match crate::liveness::ofd_try_lock_range(fd, 0, HEADER_SIZE as i64) {
+    match crate::sys::ofd::try_lock_range(fd, 0, HEADER_SIZE as i64) {
         Ok(true) => {}
         Ok(false) => return Ok(false),
         Err(e) => return Err(io_err("fcntl(F_OFD_SETLK)", name, e)),
     }
-    let st = nix::sys::stat::fstat(fd).map_err(|e| io_err("fstat", name, e))?;
+    let st = fstat(fd).map_err(|e| io_err("fstat", name, e))?;
     if (st.st_size as u64) >= HEADER_SIZE as u64 {
         // A copy: the owner may truncate the file while we read it.
         let mut copy = pread_header(&file, name)?;
@@ -468,7 +513,7 @@ pub(crate) fn remove_if_unused(
     let path = hugetlbfs_path
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/{}", &name[1..])));
-    match nix::sys::stat::stat(&path) {
+    match crate::sys::os::stat(&path) {
         Ok(now) if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => {}
         _ => return Ok(false), // replaced meanwhile: not the one we looked at
     }
@@ -487,7 +532,7 @@ pub(crate) fn remove_if_unused(
 /// Removes the segment `name` (from /dev/shm, else from a hugetlbfs mount). Endpoints
 /// that have it mapped keep working; the name is free for a new `create` at once.
 pub(crate) fn remove(name: &str) -> Result<(), Error> {
-    validate_name(name)?;
+    let name = &*canonical_name(name)?;
     match shm_unlink(name) {
         Ok(()) => return Ok(()),
         Err(Errno::ENOENT) => {}
@@ -536,8 +581,15 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "shared memory and fork: Miri isolates the OS")]
     fn a_truncation_during_the_sweep_is_no_sigbus() {
-        use nix::sys::wait::{waitpid, WaitStatus};
-        use nix::unistd::{fork, ForkResult};
+        // Test code, not the library's: it forks and reaps a child with nix and ends it
+        // with libc's `_exit` directly (no wrapper in `crate::sys` serves only a test;
+        // `.ci/run` lets lines marked `sys-exempt` name them).
+        use libc::_exit; // sys-exempt: a test's fork
+
+        use nix::sys::wait::{waitpid, WaitStatus}; // sys-exempt: a test's fork
+
+        use nix::unistd::{fork, ForkResult}; // sys-exempt: a test's fork
+
         let name = format!("/shmlane-test-truncated-sweep-{}", std::process::id());
         let params = RingParams::new(crate::header::KIND_SPSC, 4096, 1 << 20, 0).unwrap();
         let seg = create(&name, &params, &MemoryOptions::default(), 0o600, false).unwrap();
@@ -554,7 +606,7 @@ mod tests {
                     h.magic.load(crate::sync::Ordering::Relaxed) == 0
                 });
                 // SAFETY: _exit ends the child without unwinding into the harness.
-                unsafe { libc::_exit(if matches!(r, Ok(false)) { 0 } else { 1 }) }
+                unsafe { _exit(if matches!(r, Ok(false)) { 0 } else { 1 }) }
             }
             ForkResult::Parent { child } => {
                 let status = waitpid(child, None).unwrap();

@@ -12,17 +12,14 @@
 //!   map the header, wait (bounded) for READY, validate every field, check the size
 //!   again, then map the whole segment.
 
-use std::ffi::c_void;
 use std::fs::File;
-use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::mman::{madvise, mlock, mmap, munmap, MapFlags, MmapAdvise, ProtFlags};
-use nix::sys::stat::fstat;
+use crate::sys::os::{self, fstat, Errno};
+use crate::sys::{mmap, sysv};
 
 use super::backing::MemoryOptions;
 use crate::header::{Header, HeaderFault, RingParams, HEADER_SIZE, STATE_POISONED};
@@ -57,20 +54,7 @@ fn explained(op: &'static str, name: &str, e: Errno, what_to_do: String) -> Erro
 // Huge pages
 // ---------------------------------------------------------------------------------
 
-/// A value of /proc/meminfo (`HugePages_Total`, `Hugepagesize` in bytes, ...).
-fn meminfo(key: &str) -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
-    let mut words = line.split_whitespace();
-    let n: u64 = words.next()?.parse().ok()?;
-    Some(if words.next() == Some("kB") {
-        n * 1024
-    } else {
-        n
-    })
-}
+use crate::sys::procfs::meminfo;
 
 /// The default huge page size, or an error saying the kernel has none.
 pub(crate) fn huge_page_size(name: &str) -> Result<usize, Error> {
@@ -222,7 +206,7 @@ fn no_space(name: &str, filesystem: &str, len: usize, free: Option<u64>, e: Errn
 /// Bytes free for an unprivileged writer on the filesystem of `fd`; `None` if it has no
 /// size limit (the kernel's internal shm mount reports no blocks at all).
 fn free_space(fd: BorrowedFd<'_>) -> Option<u64> {
-    let st = nix::sys::statvfs::fstatvfs(fd).ok()?;
+    let st = os::fstatvfs(fd).ok()?;
     if st.blocks() == 0 {
         return None;
     }
@@ -251,8 +235,8 @@ pub(crate) fn reserve_file(
     filesystem: &str,
     huge: Option<usize>,
 ) -> Result<bool, Error> {
-    use nix::fcntl::{fallocate, FallocateFlags};
-    let Ok(length) = libc::off_t::try_from(len) else {
+    use os::{fallocate, FallocateFlags};
+    let Ok(length) = os::off_t::try_from(len) else {
         return Err(no_space(
             name,
             filesystem,
@@ -352,10 +336,13 @@ pub(crate) fn pread_header(file: &File, name: &str) -> Result<Box<HeaderCopy>, E
 // ---------------------------------------------------------------------------------
 
 /// How a mapping was made, so that it is unmade the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Who made a [`Mapping`], and unmakes it when it drops.
+#[derive(Debug)]
 enum Made {
-    Mmap,
-    Shmat,
+    /// memmap2 (`mmap`/`munmap`) of a POSIX object or a memfd.
+    Mmap(memmap2::MmapRaw),
+    /// `shmat`/`shmdt` of a SysV segment.
+    Shmat(sysv::Attachment),
 }
 
 /// A shared mapping of a segment, or of its header while it is validated.
@@ -366,6 +353,7 @@ pub(crate) struct Mapping {
     /// Bytes mapped; at least `HEADER_SIZE`. Whoever made it checked that the object
     /// holds every byte it will reach: the header, then header + capacity.
     len: usize,
+    /// Owns the mapping: `ptr` and `len` stay valid as long as it lives.
     made: Made,
 }
 
@@ -379,7 +367,9 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps the first `len` bytes of `fd` shared, read-write; with `MAP_POPULATE` if
     /// `populate`. `len` must be at least `HEADER_SIZE` and, rounded up to the object's
-    /// page size, no more than the object's size.
+    /// page size, no more than the object's size. The length is a multiple of the
+    /// object's page size (huge pages too: see `FdObject::map`), so the whole mapping
+    /// goes when it drops.
     pub(crate) fn mmap(
         fd: BorrowedFd<'_>,
         len: usize,
@@ -387,28 +377,13 @@ impl Mapping {
         name: &str,
     ) -> Result<Mapping, Error> {
         assert!(len >= HEADER_SIZE, "a mapping holds at least the header");
-        let mut flags = MapFlags::MAP_SHARED;
-        if populate {
-            flags |= MapFlags::MAP_POPULATE;
-        }
-        let length = NonZeroUsize::new(len).expect("len >= HEADER_SIZE");
-        // SAFETY: a new mapping at an address the kernel chooses; it aliases no Rust
-        // object, and the caller sized `len` within the object (see above).
-        let ptr = unsafe {
-            mmap(
-                None,
-                length,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                flags,
-                fd,
-                0,
-            )
-        }
-        .map_err(|e| io_err("mmap", name, e))?;
+        let map = mmap::map_shared(fd, len, populate).map_err(|e| io_err("mmap", name, e))?;
+        let ptr =
+            NonNull::new(map.as_mut_ptr()).ok_or_else(|| io_err("mmap", name, Errno::EFAULT))?;
         Ok(Mapping {
-            ptr: ptr.cast(),
+            ptr,
             len,
-            made: Made::Mmap,
+            made: Made::Mmap(map),
         })
     }
 
@@ -416,21 +391,8 @@ impl Mapping {
     /// `shmctl(IPC_STAT)` after attaching (the size of an attached segment cannot
     /// change). Fails unless it is at least `min_len` bytes long.
     pub(crate) fn shmat(shmid: i32, min_len: usize, name: &str) -> Result<Mapping, Error> {
-        // SAFETY: shmat with a null address lets the kernel choose where; the new
-        // mapping aliases no Rust object.
-        let ptr = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
-        if ptr as usize == usize::MAX {
-            return Err(io_err("shmat", name, Errno::last()));
-        }
-        let Some(ptr) = NonNull::new(ptr.cast::<u8>()) else {
-            return Err(io_err("shmat", name, Errno::EFAULT));
-        };
-        // From here on, dropping `map` detaches.
-        let mut map = Mapping {
-            ptr,
-            len: 0,
-            made: Made::Shmat,
-        };
+        // From here on, dropping `attached` detaches.
+        let attached = sysv::Attachment::new(shmid, false).map_err(|e| io_err("shmat", name, e))?;
         let len = shm_size(shmid, name)?;
         if len < min_len || len < HEADER_SIZE {
             return Err(Error::Corrupt {
@@ -440,8 +402,11 @@ impl Mapping {
                 reason: "the segment is smaller than its header says",
             });
         }
-        map.len = len;
-        Ok(map)
+        Ok(Mapping {
+            ptr: NonNull::new(attached.as_ptr()).expect("shmat returned a non-null address"),
+            len,
+            made: Made::Shmat(attached),
+        })
     }
 
     /// Bytes mapped.
@@ -493,8 +458,11 @@ impl Mapping {
 
     /// `mlock`s the mapping: its pages stay in memory while it is mapped.
     pub(crate) fn lock(&self, name: &str) -> Result<(), Error> {
-        // SAFETY: the range is exactly this live mapping.
-        match unsafe { mlock(self.ptr.cast::<c_void>(), self.len) } {
+        let locked = match &self.made {
+            Made::Mmap(map) => mmap::lock(map),
+            Made::Shmat(attached) => attached.lock(self.len),
+        };
+        match locked {
             Ok(()) => Ok(()),
             Err(e @ (Errno::ENOMEM | Errno::EPERM | Errno::EAGAIN)) => {
                 let limit = memlock_limit().map_or("?".to_string(), |n| n.to_string());
@@ -514,18 +482,19 @@ impl Mapping {
         }
     }
 
+    /// `madvise(MADV_POPULATE_WRITE)` of the whole mapping.
+    fn populate_write(&self) -> Result<(), Errno> {
+        match &self.made {
+            Made::Mmap(map) => mmap::populate_write(map),
+            Made::Shmat(attached) => attached.populate_write(self.len),
+        }
+    }
+
     /// Pre-faults the mapping for writing (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14):
     /// the `MAP_POPULATE` of a mapping that `shmat` made.
     pub(crate) fn populate(&self, name: &str) -> Result<(), Error> {
-        // SAFETY: the range is exactly this live mapping; populating changes no byte.
-        unsafe {
-            madvise(
-                self.ptr.cast::<c_void>(),
-                self.len,
-                MmapAdvise::MADV_POPULATE_WRITE,
-            )
-        }
-        .map_err(|e| io_err("madvise(MADV_POPULATE_WRITE)", name, e))
+        self.populate_write()
+            .map_err(|e| io_err("madvise(MADV_POPULATE_WRITE)", name, e))
     }
 
     /// Reserves the memory of the mapping by populating it for writing
@@ -541,15 +510,7 @@ impl Mapping {
         free: Option<u64>,
     ) -> Result<(), Error> {
         loop {
-            // SAFETY: the range is exactly this live mapping; populating changes no byte.
-            let r = unsafe {
-                madvise(
-                    self.ptr.cast::<c_void>(),
-                    self.len,
-                    MmapAdvise::MADV_POPULATE_WRITE,
-                )
-            };
-            return match r {
+            return match self.populate_write() {
                 Ok(()) | Err(Errno::EINVAL) => Ok(()),
                 Err(Errno::EINTR) => continue,
                 Err(e @ (Errno::EFAULT | Errno::ENOMEM | Errno::ENOSPC)) => {
@@ -572,44 +533,14 @@ impl Mapping {
     }
 }
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        match self.made {
-            Made::Mmap => {
-                // The length is a multiple of the object's page size (huge pages too:
-                // see `FdObject::map`), so the whole mapping goes.
-                // SAFETY: we made this mapping and nothing refers to it any more (every
-                // view of it borrows `self` or holds the segment that owns `self`).
-                let _ = unsafe { munmap(self.ptr.cast::<c_void>(), self.len) };
-            }
-            Made::Shmat => {
-                // SAFETY: as above; shmdt takes the address shmat returned.
-                unsafe { libc::shmdt(self.ptr.as_ptr().cast::<c_void>()) };
-            }
-        }
-    }
-}
-
 /// The soft RLIMIT_MEMLOCK of this process, in bytes.
 fn memlock_limit() -> Option<u64> {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `rl` is a writable rlimit for getrlimit to fill.
-    let r = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) };
-    (r == 0).then_some(rl.rlim_cur)
+    os::memlock_limit()
 }
 
 /// The SysV segment `shmid`'s `shmctl(IPC_STAT)`: size, owner, mode, attachments.
-pub(crate) fn shm_stat(shmid: i32, name: &str) -> Result<libc::shmid_ds, Error> {
-    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
-    // SAFETY: `ds` is a writable shmid_ds for IPC_STAT to fill.
-    if unsafe { libc::shmctl(shmid, libc::IPC_STAT, ds.as_mut_ptr()) } != 0 {
-        return Err(io_err("shmctl(IPC_STAT)", name, Errno::last()));
-    }
-    // SAFETY: IPC_STAT succeeded and filled it (and zeroed is a valid shmid_ds anyway).
-    Ok(unsafe { ds.assume_init() })
+pub(crate) fn shm_stat(shmid: i32, name: &str) -> Result<sysv::Stat, Error> {
+    sysv::stat(shmid).map_err(|e| io_err("shmctl(IPC_STAT)", name, e))
 }
 
 /// The size of the SysV segment `shmid` (`shmctl(IPC_STAT)`).
@@ -633,7 +564,7 @@ pub(crate) fn check_permissions(
 ) -> Result<(), Error> {
     let mode = mode & 0o777;
     let refuse = |reason: String| Err(permission_error(name, owner, mode, reason));
-    let euid = nix::unistd::geteuid().as_raw();
+    let euid = crate::sys::user::euid();
     if owner != euid && !accept.foreign_owner {
         return refuse(format!(
             "its owner uid {owner} is not this process's effective uid {euid}; accept a \
@@ -699,7 +630,7 @@ pub(crate) fn check_creator(
     }
     let mode = mode & 0o777;
     let refuse = |reason: String| Err(permission_error(name, owner, mode, reason));
-    let euid = nix::unistd::geteuid().as_raw();
+    let euid = crate::sys::user::euid();
     if creator.uid != euid {
         return refuse(format!(
             "its creator uid {} (shm_perm.cuid) is not this process's effective uid {euid}, \
@@ -716,17 +647,13 @@ pub(crate) fn check_creator(
              supplementary groups; accept a segment shared with another group with \
              OpenOptions::foreign_owner(true)",
             creator.gid,
-            nix::unistd::getegid()
+            crate::sys::user::egid()
         ));
     }
     Ok(())
 }
 
-/// Whether this process is in group `gid`: its effective gid or a supplementary group.
-fn in_group(gid: u32) -> bool {
-    nix::unistd::getegid().as_raw() == gid
-        || nix::unistd::getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid))
-}
+use crate::sys::user::in_group;
 
 // ---------------------------------------------------------------------------------
 // Opening
@@ -807,7 +734,7 @@ impl Object for FdObject<'_> {
     fn creator_gone(&self) -> bool {
         self.may_grow
             && matches!(
-                crate::liveness::ofd_held(self.fd, crate::liveness::init_lock_byte()),
+                crate::sys::ofd::held(self.fd, crate::liveness::init_lock_byte()),
                 Ok(false)
             )
     }
@@ -865,10 +792,20 @@ pub(crate) fn open_object(
             Err(HeaderFault::NotReady { state })
                 if state != STATE_POISONED && abandonment.abandoned(obj) =>
             {
-                return Err(Error::Abandoned {
-                    name: name.to_string(),
-                    state,
-                })
+                // A creator writes the magic right after sizing its file, before it
+                // lets go of the init lock: zeros with the lock free are not one's.
+                let magic = probe.header().magic.load(crate::sync::Ordering::Relaxed);
+                return Err(if magic == crate::header::MAGIC {
+                    Error::Abandoned {
+                        name: name.to_string(),
+                        state,
+                    }
+                } else {
+                    Error::NotARing {
+                        name: name.to_string(),
+                        found: magic,
+                    }
+                });
             }
             Err(HeaderFault::NotReady { state })
                 if state != STATE_POISONED && start.elapsed() < ready_wait =>
@@ -928,6 +865,7 @@ pub(crate) fn fault_to_error(name: &str, fault: HeaderFault, waited: Duration) -
             value,
             reason,
         },
+        HeaderFault::NotARing { found } => Error::NotARing { name, found },
         HeaderFault::NotReady { state } => Error::NotReady {
             name,
             state,

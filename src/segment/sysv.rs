@@ -22,7 +22,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::errno::Errno;
+use crate::sys::os::Errno;
+use crate::sys::sysv;
 
 use super::backing::MemoryOptions;
 use super::shared::{
@@ -72,8 +73,7 @@ impl Drop for SysVSegment {
             // attached here, so the id cannot have been given to a newer segment:
             // unlike `unlink_on_drop` of a POSIX name, nothing to compare first. Then
             // `map` drops and detaches; the segment goes with its last attachment.
-            // SAFETY: IPC_RMID takes no buffer.
-            unsafe { libc::shmctl(self.shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+            let _ = sysv::remove(self.shmid);
         }
     }
 }
@@ -86,7 +86,7 @@ pub(crate) fn segment_name(key: i32) -> String {
 
 /// Key 0 is `IPC_PRIVATE`: `shmget` would make a new segment that no peer can find.
 fn check_key(key: i32) -> Result<(), Error> {
-    if key == libc::IPC_PRIVATE {
+    if key == sysv::IPC_PRIVATE {
         return Err(Error::InvalidName {
             name: segment_name(key),
             reason: "SysV key 0 is IPC_PRIVATE: a segment no peer can open by its key",
@@ -120,12 +120,7 @@ pub fn ftok(path: impl AsRef<Path>, id: u8) -> Result<i32, Error> {
             reason: "must not contain NUL",
         });
     };
-    // SAFETY: `cpath` is a NUL-terminated string that outlives the call.
-    let key = unsafe { libc::ftok(cpath.as_ptr(), id.into()) };
-    if key == -1 {
-        return Err(io_err("ftok", &name, Errno::last()));
-    }
-    Ok(key)
+    sysv::ftok(&cpath, id).map_err(|e| io_err("ftok", &name, e))
 }
 
 /// Creates a new segment with `key` for `params`, permission bits `mode` (0600 or
@@ -144,19 +139,16 @@ pub(crate) fn create(
     if huge.is_none() {
         check_memory(&name, SYSV_MEMORY, len)?;
     }
-    let mut flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int;
-    if huge.is_some() {
-        flags |= libc::SHM_HUGETLB;
-    }
-    // SAFETY: shmget takes no pointers.
-    let shmid = unsafe { libc::shmget(key, len, flags) };
-    if shmid == -1 {
-        return Err(match (Errno::last(), huge) {
-            (Errno::EEXIST, _) => Error::AlreadyExists { name },
-            (e, Some(huge)) => huge_err("shmget(SHM_HUGETLB)", &name, e, huge),
-            (e, None) => io_err("shmget", &name, e),
-        });
-    }
+    let shmid = match sysv::create(key, len, mode, huge.is_some()) {
+        Ok(shmid) => shmid,
+        Err(e) => {
+            return Err(match (e, huge) {
+                (Errno::EEXIST, _) => Error::AlreadyExists { name },
+                (e, Some(huge)) => huge_err("shmget(SHM_HUGETLB)", &name, e, huge),
+                (e, None) => io_err("shmget", &name, e),
+            })
+        }
+    };
     // From here on the key is ours: remove the segment again if anything fails.
     let placed = (|| {
         let map = Mapping::shmat(shmid, len, &name)?;
@@ -184,8 +176,7 @@ pub(crate) fn create(
             remove_on_drop,
         }),
         Err(e) => {
-            // SAFETY: IPC_RMID takes no buffer.
-            unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+            let _ = sysv::remove(shmid);
             Err(e)
         }
     }
@@ -195,16 +186,12 @@ pub(crate) fn create(
 fn lookup(key: i32, name: &str) -> Result<i32, Error> {
     check_key(key)?;
     // Size 0 and no IPC_CREAT: find, never make.
-    // SAFETY: shmget takes no pointers.
-    match unsafe { libc::shmget(key, 0, 0) } {
-        -1 => match Errno::last() {
-            Errno::ENOENT => Err(Error::NotFound {
-                name: name.to_string(),
-            }),
-            e => Err(io_err("shmget", name, e)),
+    sysv::lookup(key).map_err(|e| match e {
+        Errno::ENOENT => Error::NotFound {
+            name: name.to_string(),
         },
-        shmid => Ok(shmid),
-    }
+        e => io_err("shmget", name, e),
+    })
 }
 
 /// A SysV segment being opened.
@@ -265,13 +252,9 @@ pub(crate) fn open(
 pub(crate) fn remove(key: i32) -> Result<(), Error> {
     let name = segment_name(key);
     let shmid = lookup(key, &name)?;
-    // SAFETY: IPC_RMID takes no buffer.
-    if unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) } == -1 {
-        return Err(match Errno::last() {
-            // Removed by someone else since we looked it up.
-            Errno::EINVAL | Errno::EIDRM => Error::NotFound { name },
-            e => io_err("shmctl(IPC_RMID)", &name, e),
-        });
-    }
-    Ok(())
+    sysv::remove(shmid).map_err(|e| match e {
+        // Removed by someone else since we looked it up.
+        Errno::EINVAL | Errno::EIDRM => Error::NotFound { name },
+        e => io_err("shmctl(IPC_RMID)", &name, e),
+    })
 }

@@ -99,3 +99,14 @@ pub fn fail_ofd_setlk() -> io::Result<()> {
         SeccompAction::Errno(libc::ENOLCK as u32),
     )
 }
+
+/// Makes the calling thread's first later call of system call `nr` (a `libc::SYS_*`)
+/// kill the process with SIGSYS; every other call passes. For a process that must die
+/// at a chosen step of what it does (a ring creation cut short after its `ftruncate`).
+pub fn kill_on_call(nr: i64) -> io::Result<()> {
+    install(
+        vec![(nr, vec![])],
+        SeccompAction::Allow,
+        SeccompAction::KillProcess,
+    )
+}

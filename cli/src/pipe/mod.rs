@@ -167,10 +167,10 @@ impl Options {
         self
     }
 
-    /// What `create_or_open` is to make, or to accept of a ring that exists.
-    pub fn ring_options(&self, backing: shmlane::Backing) -> RingOptions {
+    /// What `create_or_open` is to make, or to accept of a ring that exists (the
+    /// backing is the ring name's: `create_or_open` or `create_or_open_sysv`).
+    pub fn ring_options(&self) -> RingOptions {
         RingOptions::new(self.ring_size)
-            .backing(backing)
             .group_access(self.group_access)
             .open_options(OpenOptions::new().foreign_owner(self.foreign_owner))
     }
@@ -295,15 +295,25 @@ impl Session {
     }
 }
 
-/// The failure of `create_or_open` on `name`. A segment the library finds corrupt may
-/// not be a ring at all: inspection tells, by its magic, and the message says so.
+/// The failure of `create_or_open` on `name`. The library says when a segment is no
+/// ring at all (`NotARing`: no shmlane magic); one it finds corrupt for its size or
+/// type, or not ready, may not be a ring either: inspection tells, and the message
+/// says so.
 pub fn open_failure(name: &RingName, e: shmlane::Error) -> Failure {
     use shmlane::Error as E;
+    if let E::NotARing { .. } = e {
+        return Failure::bad_use(format!(
+            "{name} is not a shmlane segment, so not a ring send or recv can use ({e})"
+        ));
+    }
     if let E::Corrupt { .. } | E::Incompatible { .. } | E::NotReady { .. } = e {
-        if let Err(E::Corrupt {
-            field: "magic" | "segment size" | "file type",
-            ..
-        }) = shmlane::inspect::inspect(&name.to_string())
+        if let Err(
+            E::NotARing { .. }
+            | E::Corrupt {
+                field: "segment size" | "file type",
+                ..
+            },
+        ) = shmlane::inspect::inspect(&name.to_string())
         {
             return Failure::bad_use(format!(
                 "{name} is not a shmlane segment, so not a ring send or recv can use ({e})"
