@@ -104,7 +104,7 @@ fn send_to_whoever_comes(tx: &mut spsc::Producer, m: &[u8]) {
 /// 3. `recv` message 0, `recv_ref` message 1 and drops the grant (released).
 ///
 /// The main thread then recovers A's slot and attaches consumer B, which receives
-/// until `Disconnected`. At most once: B never gets what A was handed (message 1 in
+/// until the last message (or `Disconnected`), and then finds nothing more. At most once: B never gets what A was handed (message 1 in
 /// step 2 is lost with A, as a message a killed process held); and nothing else is
 /// lost: B gets every message after the last one A was handed, whole, in order.
 fn consumer_dies_after(k: u32) {
@@ -139,7 +139,9 @@ fn consumer_dies_after(k: u32) {
         let mut b = ring.attach_consumer(Wait::Spin).unwrap();
         let mut got = Vec::new();
         let mut buf = Vec::new();
-        loop {
+        // Until the last message: a producer that left before B attached is not B's,
+        // so B would wait for the next rather than hear `Disconnected`.
+        while got.last() != Some(&2) {
             match b.recv(&mut buf) {
                 Ok(_) => got.push(check(&buf)),
                 Err(RecvError::Disconnected) => break,
@@ -147,6 +149,14 @@ fn consumer_dies_after(k: u32) {
             }
         }
         producer.join().unwrap();
+        // Nothing after the last message.
+        assert!(
+            matches!(
+                b.try_recv(&mut buf),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected)
+            ),
+            "consumer B got more after {got:?}"
+        );
         let after = handed.last().map_or(0, |&s| s + 1);
         assert_eq!(
             got,
