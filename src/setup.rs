@@ -193,8 +193,29 @@ pub(crate) fn create_ring(
     create_at(kind, call, place, name, opts).map(drop)
 }
 
-/// [`create_or_open_segment`] after [`check_backing`]: by name, or by key (`name`
-/// unused).
+/// What [`create_segment`] and [`create_or_open_segment`] are.
+#[cfg(not(loom))]
+type MakeSegment = fn(u32, &str, &RingOptions) -> Result<(Arc<Segment>, RingParams), Error>;
+
+/// A ring's segment made by `make` ([`create_segment`] or [`create_or_open_segment`])
+/// after [`check_backing`]: by name, or by key (`name` unused).
+#[cfg(not(loom))]
+fn segment_at(
+    make: MakeSegment,
+    kind: u32,
+    call: &str,
+    place: Place,
+    name: &str,
+    opts: &RingOptions,
+) -> Result<(Arc<Segment>, RingParams), Error> {
+    check_backing(call, place, opts)?;
+    match place {
+        Place::Key(key) => make(kind, name, &opts.clone().backing(Backing::SysV { key })),
+        _ => make(kind, name, opts),
+    }
+}
+
+/// [`create_or_open_segment`] after [`check_backing`] (see [`segment_at`]).
 #[cfg(not(loom))]
 pub(crate) fn create_or_open_at(
     kind: u32,
@@ -203,16 +224,10 @@ pub(crate) fn create_or_open_at(
     name: &str,
     opts: &RingOptions,
 ) -> Result<(Arc<Segment>, RingParams), Error> {
-    check_backing(call, place, opts)?;
-    match place {
-        Place::Key(key) => {
-            create_or_open_segment(kind, name, &opts.clone().backing(Backing::SysV { key }))
-        }
-        _ => create_or_open_segment(kind, name, opts),
-    }
+    segment_at(create_or_open_segment, kind, call, place, name, opts)
 }
 
-/// [`create_segment`] after [`check_backing`]: by name, or by key (`name` unused).
+/// [`create_segment`] after [`check_backing`] (see [`segment_at`]).
 #[cfg(not(loom))]
 pub(crate) fn create_at(
     kind: u32,
@@ -221,11 +236,7 @@ pub(crate) fn create_at(
     name: &str,
     opts: &RingOptions,
 ) -> Result<(Arc<Segment>, RingParams), Error> {
-    check_backing(call, place, opts)?;
-    match place {
-        Place::Key(key) => create_segment(kind, name, &opts.clone().backing(Backing::SysV { key })),
-        _ => create_segment(kind, name, opts),
-    }
+    segment_at(create_segment, kind, call, place, name, opts)
 }
 
 /// Opens the segment at `location` as a ring of `kind`, if `accept` allows its owner
